@@ -1,0 +1,188 @@
+//! The config file: raw serde structs, then validation into [`Settings`].
+//!
+//! Parsing and validation are two steps so that every error can name the key and the line
+//! it came from. Secrets are resolved here, from environment variables or files, and never
+//! read from the config file itself, so the file can be committed.
+
+mod raw;
+mod secret;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use secret::SecretSource;
+
+/// The name of the config file inside a config directory.
+pub const FILE_NAME: &str = "config.toml";
+
+/// A validated config, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the config was read from; reloads read it again.
+    pub path: PathBuf,
+    pub interval: Duration,
+    pub state_dir: PathBuf,
+    pub first_run: FirstRun,
+    pub github: GithubSettings,
+    pub aws: AwsSettings,
+    pub slack: Option<SlackSettings>,
+    pub watches: Vec<Watch>,
+}
+
+/// What the first pass over a watch with no state does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstRun {
+    /// Record the head and start nothing.
+    Baseline,
+    /// Treat the head as new and start the instances.
+    Start,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubSettings {
+    pub api_url: String,
+    pub token: Option<SecretString>,
+    /// The variable `token_env` named when it was not set; polling goes on without a token.
+    pub token_unset: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SlackSettings {
+    /// A bot token posting with `chat.postMessage`.
+    Bot {
+        api_url: String,
+        token: SecretString,
+        channel: String,
+    },
+    /// An incoming webhook; the URL itself is the secret.
+    Webhook { url: SecretString },
+}
+
+/// One watched branch and the instances it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    pub repo: Repo,
+    pub branch: String,
+    pub instances: Vec<String>,
+}
+
+impl fmt::Display for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.repo, self.branch)
+    }
+}
+
+/// A GitHub repository, `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repo {
+    pub owner: String,
+    pub name: String,
+}
+
+impl fmt::Display for Repo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// A config that could not be loaded. The message names the file, the line when known,
+/// and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}, line {line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("invalid config file {path}: {key}: {message}")]
+    InvalidNoLine {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("no config file found: pass --config, set PUSHWAKE_CONFIG, or create {}", .tried.display())]
+    NotFound { tried: PathBuf },
+}
+
+impl Settings {
+    /// Reads, parses and validates the config file at `path`, resolving secrets from the
+    /// process environment.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(path, &text, &Env::process())
+    }
+
+    /// Parses and validates config text; `path` is used for messages and for relative
+    /// secret files.
+    pub fn from_toml(path: &Path, text: &str, env: &Env) -> Result<Settings, ConfigError> {
+        raw::parse(path, text, env)
+    }
+
+    /// The config path to use when none is given on the command line or in
+    /// `$PUSHWAKE_CONFIG`: `/etc/pushwake/config.toml` when it exists, else the user's config
+    /// directory.
+    pub fn default_path() -> Result<PathBuf, ConfigError> {
+        let system = Path::new("/etc/pushwake").join(FILE_NAME);
+        if system.exists() {
+            return Ok(system);
+        }
+        match directories::ProjectDirs::from("", "", "pushwake") {
+            Some(dirs) => Ok(dirs.config_dir().join(FILE_NAME)),
+            None => Err(ConfigError::NotFound { tried: system }),
+        }
+    }
+}
+
+/// The environment a config is resolved against. Taken from the process normally; tests and
+/// reloads can pass their own.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: std::collections::HashMap<String, String>,
+}
+
+impl Env {
+    pub fn process() -> Env {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+impl FromIterator<(String, String)> for Env {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Env {
+            vars: iter.into_iter().collect(),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The config file as written, and its validation into [`Settings`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::secret::SecretSource;
+use super::{
+    AwsSettings, ConfigError, Env, FirstRun, GithubSettings, Repo, Settings, SlackSettings, Watch,
+};
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_GITHUB_API: &str = "https://api.github.com";
+const DEFAULT_SLACK_API: &str = "https://slack.com/api";
+
+/// Keys that would hold a secret inline. They are declared so that serde accepts them and
+/// validation can refuse them with a message that says where the secret goes instead,
+/// rather than a bare "unknown field".
+type Inline = Option<Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interval: Option<Spanned<String>>,
+    state_dir: Option<PathBuf>,
+    first_run: Option<FirstRun>,
+    #[serde(default)]
+    github: RawGithub,
+    #[serde(default)]
+    aws: RawAws,
+    slack: Option<RawSlack>,
+    #[serde(default, rename = "watch")]
+    watches: Vec<Spanned<RawWatch>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    api_url: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
+    token: Inline,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<Spanned<String>>,
+    access_key_id: Inline,
+    secret_access_key: Inline,
+    session_token: Inline,
+    aws_access_key_id: Inline,
+    aws_secret_access_key: Inline,
+    aws_session_token: Inline,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    api_url: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
+    channel: Option<Spanned<String>>,
+    webhook_url_env: Option<Spanned<String>>,
+    webhook_url_file: Option<Spanned<PathBuf>>,
+    token: Inline,
+    webhook_url: Inline,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    repo: Spanned<String>,
+    branch: Spanned<String>,
+    instances: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Turns spans into line numbers for messages.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    env: &'a Env,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn invalid<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: self.line(span),
+            key: key.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    fn refuse_inline(&self, value: &Inline, key: &str, instead: &str) -> Result<(), ConfigError> {
+        match value {
+            Some(v) => self.invalid(
+                v.span(),
+                key,
+                format!(
+                    "secrets are not read from the config file; {instead}. \
+                     The config file may be committed, secrets must not be"
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let cx = Ctx { path, text, env };
+
+    let interval = match &raw.interval {
+        Some(s) => parse_duration(&cx, s, "interval")?,
+        None => DEFAULT_INTERVAL,
+    };
+    let state_dir = match raw.state_dir {
+        Some(dir) => dir,
+        None => default_state_dir(env).ok_or_else(|| ConfigError::InvalidNoLine {
+            path: path.to_owned(),
+            key: "state_dir".into(),
+            message: "no default state directory (no $STATE_DIRECTORY and no home directory); \
+                      set state_dir"
+                .into(),
+        })?,
+    };
+
+    Ok(Settings {
+        path: path.to_owned(),
+        interval,
+        state_dir,
+        first_run: raw.first_run.unwrap_or(FirstRun::Baseline),
+        github: github(&cx, raw.github)?,
+        aws: aws(&cx, raw.aws)?,
+        slack: raw.slack.map(|s| slack(&cx, s)).transpose()?,
+        watches: watches(&cx, raw.watches)?,
+    })
+}
+
+fn parse_duration(cx: &Ctx, s: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(s.get_ref()) {
+        Ok(d) if d.is_zero() => cx.invalid(s.span(), key, "must be greater than zero"),
+        Ok(d) => Ok(d),
+        Err(e) => cx.invalid(
+            s.span(),
+            key,
+            format!(
+                "{:?} is not a duration ({e}); write e.g. \"60s\" or \"5m\"",
+                s.get_ref()
+            ),
+        ),
+    }
+}
+
+/// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`, possibly a colon-separated
+/// list) first, else the user's data directory.
+fn default_state_dir(env: &Env) -> Option<PathBuf> {
+    if let Some(dirs) = env.get("STATE_DIRECTORY") {
+        return dirs.split(':').next().map(PathBuf::from);
+    }
+    directories::ProjectDirs::from("", "", "pushwake").map(|d| d.data_dir().to_owned())
+}
+
+fn url(
+    cx: &Ctx,
+    value: Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default.to_owned());
+    };
+    let s = value.get_ref().trim_end_matches('/');
+    if !(s.starts_with("https://") || s.starts_with("http://")) || s.len() <= "https://".len() {
+        return cx.invalid(value.span(), key, format!("{s:?} is not an http(s) URL"));
+    }
+    Ok(s.to_owned())
+}
+
+fn secret_source(
+    cx: &Ctx,
+    env_key: (&str, Option<Spanned<String>>),
+    file_key: (&str, Option<Spanned<PathBuf>>),
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (env_key.1, file_key.1) {
+        (Some(_), Some(file)) => cx.invalid(
+            file.span(),
+            file_key.0,
+            format!("set either {} or {}, not both", env_key.0, file_key.0),
+        ),
+        (Some(var), None) => Ok(Some(SecretSource::Env(var.into_inner()))),
+        (None, Some(file)) => Ok(Some(SecretSource::File(super::secret::resolve_file(
+            cx.path,
+            file.get_ref(),
+            cx.env,
+        )))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
+    cx.refuse_inline(
+        &raw.token,
+        "github.token",
+        "name an environment variable with github.token_env, or a file with github.token_file",
+    )?;
+    let api_url = url(cx, raw.api_url, "github.api_url", DEFAULT_GITHUB_API)?;
+    let span = source_span(&raw.token_env, &raw.token_file);
+    let source = secret_source(
+        cx,
+        ("github.token_env", raw.token_env),
+        ("github.token_file", raw.token_file),
+    )?;
+    // The token is optional: public repositories can be polled without one. A named but
+    // unset variable is allowed for the same reason, and reported by `check` and the log;
+    // a named file that cannot be read is a mistake worth stopping for.
+    let (token, token_unset) = match source {
+        None => (None, None),
+        Some(SecretSource::Env(var)) => match cx.env.get(&var) {
+            Some(_) => (SecretSource::Env(var).read(cx.env).ok(), None),
+            None => (None, Some(var)),
+        },
+        Some(source) => match source.read(cx.env) {
+            Ok(t) => (Some(t), None),
+            Err(e) => return cx.invalid(span, "github.token_file", e),
+        },
+    };
+    Ok(GithubSettings {
+        api_url,
+        token,
+        token_unset,
+    })
+}
+
+/// The span of whichever of a secret's two keys is set, for messages.
+fn source_span(
+    env: &Option<Spanned<String>>,
+    file: &Option<Spanned<PathBuf>>,
+) -> std::ops::Range<usize> {
+    env.as_ref()
+        .map(|s| s.span())
+        .or_else(|| file.as_ref().map(|s| s.span()))
+        .unwrap_or(0..0)
+}
+
+fn aws(cx: &Ctx, raw: RawAws) -> Result<AwsSettings, ConfigError> {
+    let instead = "use the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in \
+                   the environment, ~/.aws/credentials with aws.profile, or an instance role";
+    for (value, key) in [
+        (&raw.access_key_id, "aws.access_key_id"),
+        (&raw.secret_access_key, "aws.secret_access_key"),
+        (&raw.session_token, "aws.session_token"),
+        (&raw.aws_access_key_id, "aws.aws_access_key_id"),
+        (&raw.aws_secret_access_key, "aws.aws_secret_access_key"),
+        (&raw.aws_session_token, "aws.aws_session_token"),
+    ] {
+        cx.refuse_inline(value, key, instead)?;
+    }
+    let endpoint_url = match raw.endpoint_url {
+        Some(u) => Some(url(cx, Some(u), "aws.endpoint_url", "")?),
+        None => None,
+    };
+    Ok(AwsSettings {
+        region: raw.region,
+        profile: raw.profile,
+        endpoint_url,
+    })
+}
+
+fn slack(cx: &Ctx, raw: RawSlack) -> Result<SlackSettings, ConfigError> {
+    cx.refuse_inline(
+        &raw.token,
+        "slack.token",
+        "name an environment variable with slack.token_env, or a file with slack.token_file",
+    )?;
+    cx.refuse_inline(
+        &raw.webhook_url,
+        "slack.webhook_url",
+        "name an environment variable with slack.webhook_url_env, or a file with \
+         slack.webhook_url_file",
+    )?;
+    let token_span = source_span(&raw.token_env, &raw.token_file);
+    let hook_span = source_span(&raw.webhook_url_env, &raw.webhook_url_file);
+    let token = secret_source(
+        cx,
+        ("slack.token_env", raw.token_env),
+        ("slack.token_file", raw.token_file),
+    )?;
+    let hook = secret_source(
+        cx,
+        ("slack.webhook_url_env", raw.webhook_url_env),
+        ("slack.webhook_url_file", raw.webhook_url_file),
+    )?;
+    match (token, hook) {
+        (Some(token), None) => {
+            let span = token_span;
+            let Some(channel) = raw.channel else {
+                return cx.invalid(span, "slack.channel", "a bot token needs a channel, e.g. \"#monitoring\"");
+            };
+            if channel.get_ref().trim().is_empty() {
+                return cx.invalid(channel.span(), "slack.channel", "must not be empty");
+            }
+            let token = match token.read(cx.env) {
+                Ok(t) => t,
+                Err(e) => return cx.invalid(span, &token.key("slack.token"), e),
+            };
+            Ok(SlackSettings::Bot {
+                api_url: url(cx, raw.api_url, "slack.api_url", DEFAULT_SLACK_API)?,
+                token,
+                channel: channel.into_inner(),
+            })
+        }
+        (None, Some(hook)) => {
+            let span = hook_span;
+            match hook.read(cx.env) {
+                Ok(url) => Ok(SlackSettings::Webhook { url }),
+                Err(e) => cx.invalid(span, &hook.key("slack.webhook_url"), e),
+            }
+        }
+        (Some(_), Some(_)) => cx.invalid(
+            hook_span,
+            "slack.webhook_url_env",
+            "set either a bot token (slack.token_env) or a webhook (slack.webhook_url_env), not both",
+        ),
+        (None, None) => Err(ConfigError::InvalidNoLine {
+            path: cx.path.to_owned(),
+            key: "slack".into(),
+            message: "set slack.token_env and slack.channel for a bot, or slack.webhook_url_env \
+                      for an incoming webhook; remove the [slack] section for no messages"
+                .into(),
+        }),
+    }
+}
+
+fn watches(cx: &Ctx, raw: Vec<Spanned<RawWatch>>) -> Result<Vec<Watch>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::InvalidNoLine {
+            path: cx.path.to_owned(),
+            key: "watch".into(),
+            message: "add at least one [[watch]] with repo, branch and instances".into(),
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for w in raw {
+        let span = w.span();
+        let w = w.into_inner();
+        let repo = parse_repo(cx, &w.repo)?;
+        let branch = w.branch.get_ref();
+        if let Err(why) = check_branch(branch) {
+            return cx.invalid(w.branch.span(), "watch.branch", format!("{branch:?} {why}"));
+        }
+        let Some(instances) = w.instances.filter(|i| !i.get_ref().is_empty()) else {
+            return cx.invalid(
+                span,
+                "watch.instances",
+                format!("list at least one instance id for {repo}@{branch}"),
+            );
+        };
+        let mut ids: Vec<String> = Vec::with_capacity(instances.get_ref().len());
+        for id in instances.into_inner() {
+            if !is_instance_id(id.get_ref()) {
+                return cx.invalid(
+                    id.span(),
+                    "watch.instances",
+                    format!(
+                        "{:?} is not an EC2 instance id (\"i-\" and 8 or 17 hex digits)",
+                        id.get_ref()
+                    ),
+                );
+            }
+            if ids.contains(id.get_ref()) {
+                return cx.invalid(
+                    id.span(),
+                    "watch.instances",
+                    format!("{:?} is listed twice", id.get_ref()),
+                );
+            }
+            ids.push(id.into_inner());
+        }
+        if !seen.insert((repo.clone(), branch.clone())) {
+            return cx.invalid(
+                span,
+                "watch",
+                format!("{repo}@{branch} is watched twice; merge the two [[watch]] entries"),
+            );
+        }
+        out.push(Watch {
+            repo,
+            branch: w.branch.into_inner(),
+            instances: ids,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_repo(cx: &Ctx, s: &Spanned<String>) -> Result<Repo, ConfigError> {
+    let bad = || {
+        cx.invalid(
+            s.span(),
+            "watch.repo",
+            format!("{:?} is not of the form \"owner/name\"", s.get_ref()),
+        )
+    };
+    let Some((owner, name)) = s.get_ref().split_once('/') else {
+        return bad();
+    };
+    let owner_ok = !owner.is_empty()
+        && owner.len() <= 39
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let name_ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !(owner_ok && name_ok) {
+        return bad();
+    }
+    Ok(Repo {
+        owner: owner.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+/// The parts of `git check-ref-format` that matter for a name we put in a URL.
+fn check_branch(branch: &str) -> Result<(), &'static str> {
+    if branch.is_empty() {
+        return Err("is empty");
+    }
+    if branch.starts_with('/') || branch.ends_with('/') || branch.contains("//") {
+        return Err("has an empty path component");
+    }
+    if branch.contains("..") || branch.contains("@{") || branch.ends_with(".lock") {
+        return Err("is not a valid git branch name");
+    }
+    if branch
+        .chars()
+        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return Err("contains a character git does not allow in branch names");
+    }
+    Ok(())
+}
+
+fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}

@@ -1,0 +1,97 @@
+//! The one retry policy every network call goes through.
+//!
+//! Bounded attempts, exponential backoff with full jitter, a total time limit per attempt,
+//! and a server's own "retry after" obeyed when it sends one. Each client says which of
+//! its errors are worth another attempt by implementing [`Retryable`].
+
+use std::future::Future;
+use std::time::Duration;
+
+/// What an error says about trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Trying again will not help: a bad request, a missing thing, a refused permission.
+    Never,
+    /// A transient failure: back off and try again.
+    Backoff,
+    /// The server named a time to wait before trying again.
+    After(Duration),
+}
+
+/// An error that knows whether it is worth another attempt.
+pub trait Retryable {
+    fn retry(&self) -> Retry;
+    /// The error for an attempt that took longer than the policy's per-attempt limit.
+    fn timed_out(after: Duration) -> Self;
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The backoff ceiling for the first retry; it doubles with each retry.
+    pub base: Duration,
+    /// The largest wait between two attempts. A server asking for more is not waited for
+    /// here: the error is returned, and the next pass tries again.
+    pub max_wait: Duration,
+    /// The most one attempt may take, connection included.
+    pub timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            attempts: 4,
+            base: Duration::from_millis(500),
+            max_wait: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Policy {
+    /// Runs `op` until it succeeds, fails for good, or the attempts run out. `what` names
+    /// the call in logs.
+    pub async fn run<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
+    where
+        E: Retryable + std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match tokio::time::timeout(self.timeout, op()).await {
+                Ok(result) => result,
+                Err(_) => Err(E::timed_out(self.timeout)),
+            };
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let wait = match err.retry() {
+                Retry::Never => return Err(err),
+                _ if attempt >= self.attempts => return Err(err),
+                Retry::After(d) if d > self.max_wait => return Err(err),
+                Retry::After(d) => d,
+                Retry::Backoff => self.backoff(attempt),
+            };
+            tracing::debug!(
+                "{what} failed (attempt {attempt} of {}), retrying in {wait:?}: {err}",
+                self.attempts
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// Full jitter: a uniform wait between zero and the exponential ceiling, so that many
+    /// clients failing together do not retry together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(self.max_wait);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
