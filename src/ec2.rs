@@ -1,0 +1,276 @@
+//! EC2: describe and start instances, with errors sorted by what to do about them.
+//!
+//! This is a thin client: it makes one call per method and knows nothing of watches or
+//! triggers. What to start and when is decided by [`crate::launch`].
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
+
+use crate::config::AwsSettings;
+use crate::retry::{self, Retryable};
+
+/// The lifecycle state of an instance, as far as starting it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+    Other(String),
+}
+
+impl From<&InstanceStateName> for State {
+    fn from(s: &InstanceStateName) -> Self {
+        match s {
+            InstanceStateName::Pending => State::Pending,
+            InstanceStateName::Running => State::Running,
+            InstanceStateName::Stopping => State::Stopping,
+            InstanceStateName::Stopped => State::Stopped,
+            InstanceStateName::ShuttingDown => State::ShuttingDown,
+            InstanceStateName::Terminated => State::Terminated,
+            other => State::Other(other.as_str().to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::ShuttingDown => "shutting-down",
+            State::Terminated => "terminated",
+            State::Other(s) => s,
+        })
+    }
+}
+
+/// One instance as `DescribeInstances` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub state: State,
+}
+
+/// What kind of failure an EC2 call met; it decides what the caller does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Throttling, a service hiccup, a dropped connection: worth retrying.
+    Transient,
+    /// `InsufficientInstanceCapacity`: AWS has no such machine free right now.
+    Capacity,
+    /// `IncorrectInstanceState`: the instance is in a state the call does not accept.
+    IncorrectState,
+    /// `InvalidInstanceID.*`: the instance does not exist (any more).
+    NotFound,
+    /// `UnauthorizedOperation` and friends: the credentials lack a permission.
+    Unauthorized,
+    /// No credentials or region, a malformed request: nothing a retry fixes.
+    Other,
+}
+
+/// An EC2 call that failed.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: Kind,
+    /// The EC2 API action, e.g. `StartInstances`.
+    pub action: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.code) {
+            (Kind::Unauthorized, _) => write!(
+                f,
+                "ec2:{} is not allowed for these AWS credentials; grant it in their IAM policy",
+                self.action
+            ),
+            (_, Some(code)) => write!(f, "{} failed: {code}: {}", self.action, self.message),
+            (_, None) => write!(f, "{} failed: {}", self.action, self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Retryable for Error {
+    fn retry(&self) -> retry::Retry {
+        match self.kind {
+            Kind::Transient => retry::Retry::Backoff,
+            _ => retry::Retry::Never,
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Error {
+            kind: Kind::Transient,
+            action: "EC2 call",
+            code: None,
+            message: format!("no answer within {after:?}"),
+        }
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: &'static str,
+    err: SdkError<E>,
+) -> Error {
+    let code = err.code().map(str::to_owned);
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let kind = match code.as_deref() {
+        Some(
+            "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+            | "Unavailable"
+            | "ServiceUnavailable"
+            | "InternalError"
+            | "InternalFailure",
+        ) => Kind::Transient,
+        Some("InsufficientInstanceCapacity" | "InsufficientCapacity") => Kind::Capacity,
+        Some("IncorrectInstanceState" | "IncorrectState") => Kind::IncorrectState,
+        Some(c) if c.starts_with("InvalidInstanceID") => Kind::NotFound,
+        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "Blocked") => {
+            Kind::Unauthorized
+        }
+        _ if status.is_some_and(|s| s >= 500) => Kind::Transient,
+        _ => match &err {
+            SdkError::TimeoutError(_) => Kind::Transient,
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Kind::Transient,
+            SdkError::ResponseError(_) => Kind::Transient,
+            _ => Kind::Other,
+        },
+    };
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => error_chain(&err),
+    };
+    Error {
+        kind,
+        action,
+        code,
+        message,
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// An EC2 client for one region and credential set.
+#[derive(Debug, Clone)]
+pub struct Ec2 {
+    client: aws_sdk_ec2::Client,
+    policy: retry::Policy,
+}
+
+impl Ec2 {
+    /// Resolves region and credentials through the standard AWS chain. Credentials are
+    /// looked up lazily, on the first call.
+    pub async fn connect(settings: &AwsSettings, policy: retry::Policy) -> Ec2 {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // Retries are ours (crate::retry), so throttling is handled in one place.
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+                    .operation_attempt_timeout(policy.timeout)
+                    .build(),
+            );
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(&loader.load().await),
+            policy,
+        }
+    }
+
+    /// Describes the given instances. Ids that do not exist are simply absent from the
+    /// answer: they are asked for with an `instance-id` filter, which, unlike the
+    /// `InstanceIds` parameter, does not fail the whole call for one unknown id.
+    pub async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Filter::builder()
+            .name("instance-id")
+            .set_values(Some(ids.to_vec()))
+            .build();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = self
+                .policy
+                .run("DescribeInstances", || async {
+                    self.client
+                        .describe_instances()
+                        .filters(filter.clone())
+                        .max_results(1000)
+                        .set_next_token(next_token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| classify("DescribeInstances", e))
+                })
+                .await?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let (Some(id), Some(state)) = (
+                    instance.instance_id(),
+                    instance.state().and_then(|s| s.name()),
+                ) else {
+                    continue;
+                };
+                out.push(Instance {
+                    id: id.to_owned(),
+                    state: State::from(state),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Starts the given instances in one call. EC2 fails the whole call when one of them
+    /// cannot be started; the caller decides how to carry on.
+    pub async fn start(&self, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.policy
+            .run("StartInstances", || async {
+                self.client
+                    .start_instances()
+                    .set_instance_ids(Some(ids.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("StartInstances", e))
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! GitHub: the head of a branch, asked conditionally, and the details of one commit.
+//!
+//! The head comes from `GET /repos/{owner}/{repo}/commits/{ref}` with
+//! `Accept: application/vnd.github.sha`, which answers with the bare SHA and an ETag. Sent
+//! again with `If-None-Match`, an unchanged branch is answered `304 Not Modified`, which
+//! costs no rate limit when the request carries a token.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use octocrab::Octocrab;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::Repo;
+use crate::retry::{self, Retryable};
+
+/// What a conditional poll of a branch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// The branch has not moved since the ETag that was sent.
+    Unchanged,
+    /// The branch points at `sha`; `etag` makes the next poll conditional.
+    Changed { sha: String, etag: Option<String> },
+}
+
+/// What a Slack message and a log line say about a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub sha: String,
+    pub title: String,
+    pub author: String,
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found on GitHub (404): deleted, renamed, or not readable with this token")]
+    NotFound { what: String },
+    #[error("GitHub refused the token (401): {message}")]
+    Unauthorized { message: String },
+    #[error("GitHub rate limit reached ({status}){}", wait_text(*.retry_after))]
+    RateLimited {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    #[error("GitHub answered {status}: {message}")]
+    Status { status: StatusCode, message: String },
+    #[error("GitHub did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach GitHub: {0}")]
+    Transport(String),
+    #[error("unexpected answer from GitHub: {0}")]
+    Invalid(String),
+}
+
+fn wait_text(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("; retry in {}s", d.as_secs()),
+        None => String::new(),
+    }
+}
+
+impl Retryable for Error {
+    fn retry(&self) -> retry::Retry {
+        match self {
+            Error::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => retry::Retry::After(*d),
+            // Without a time to wait for, a rate limit is waited out by the next pass.
+            Error::RateLimited { .. } => retry::Retry::Never,
+            Error::Status { status, .. } if status.is_server_error() => retry::Retry::Backoff,
+            Error::Timeout(_) | Error::Transport(_) => retry::Retry::Backoff,
+            _ => retry::Retry::Never,
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
+/// A GitHub REST client for one API root (github.com or an Enterprise server).
+#[derive(Debug, Clone)]
+pub struct GitHub {
+    client: Octocrab,
+    policy: retry::Policy,
+}
+
+impl GitHub {
+    /// `api_url` is the REST root, e.g. `https://api.github.com` or `https://HOST/api/v3`.
+    pub fn new(
+        api_url: &str,
+        token: Option<&SecretString>,
+        policy: retry::Policy,
+    ) -> anyhow::Result<GitHub> {
+        let mut builder = Octocrab::builder()
+            .base_uri(api_url)?
+            .add_header(
+                header::USER_AGENT,
+                concat!("pushwake/", env!("CARGO_PKG_VERSION")).to_owned(),
+            )
+            .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))))
+            .set_read_timeout(Some(policy.timeout));
+        if let Some(token) = token {
+            builder = builder.personal_token(token.expose_secret().to_owned());
+        }
+        Ok(GitHub {
+            client: builder.build()?,
+            policy,
+        })
+    }
+
+    /// The head of `branch`, asked with `If-None-Match: etag` when an ETag is known.
+    pub async fn head(&self, repo: &Repo, branch: &str, etag: Option<&str>) -> Result<Head, Error> {
+        let path = format!("/repos/{repo}/commits/{}", encode_ref(branch));
+        let what = format!("branch {branch} of {repo}");
+        self.policy
+            .run(&what, || async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/vnd.github.sha"),
+                );
+                if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+                    headers.insert(header::IF_NONE_MATCH, etag);
+                }
+                let (status, headers, body) = self.get(&path, headers).await?;
+                match status {
+                    StatusCode::NOT_MODIFIED => Ok(Head::Unchanged),
+                    s if s.is_success() => {
+                        let sha = body.trim().to_owned();
+                        if !is_sha(&sha) {
+                            return Err(Error::Invalid(format!(
+                                "the head of {what} is not a commit SHA"
+                            )));
+                        }
+                        let etag = headers
+                            .get(header::ETAG)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        Ok(Head::Changed { sha, etag })
+                    }
+                    // GitHub answers 422 "No commit found for SHA" for a ref that does not
+                    // exist, and 404 for a repository it cannot see.
+                    StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => {
+                        Err(Error::NotFound { what: what.clone() })
+                    }
+                    s => Err(status_error(s, &headers, &body)),
+                }
+            })
+            .await
+    }
+
+    /// The first line, author and web link of one commit.
+    pub async fn commit(&self, repo: &Repo, sha: &str) -> Result<Commit, Error> {
+        let path = format!("/repos/{repo}/commits/{sha}");
+        self.policy
+            .run("commit details", || async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/vnd.github+json"),
+                );
+                let (status, headers, body) = self.get(&path, headers).await?;
+                if !status.is_success() {
+                    return Err(status_error(status, &headers, &body));
+                }
+                let raw: RawCommit =
+                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(Commit {
+                    sha: raw.sha,
+                    title: raw.commit.message.lines().next().unwrap_or("").to_owned(),
+                    author: raw
+                        .author
+                        .map(|a| a.login)
+                        .or(raw.commit.author.map(|a| a.name))
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                    url: raw.html_url,
+                })
+            })
+            .await
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<(StatusCode, HeaderMap, String), Error> {
+        let response = self
+            .client
+            ._get_with_headers(path, Some(headers))
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(transport_error)?;
+        Ok((status, headers, body))
+    }
+}
+
+#[derive(Deserialize)]
+struct RawCommit {
+    sha: String,
+    html_url: String,
+    commit: RawCommitInner,
+    author: Option<RawUser>,
+}
+
+#[derive(Deserialize)]
+struct RawCommitInner {
+    message: String,
+    author: Option<RawGitAuthor>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct RawGitAuthor {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+/// Octocrab's transport errors can carry the request URL; we keep only the kind of failure.
+fn transport_error(e: octocrab::Error) -> Error {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    Error::Transport(text)
+}
+
+fn status_error(status: StatusCode, headers: &HeaderMap, body: &str) -> Error {
+    let message = serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.message)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+    let header_secs = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        return Error::Unauthorized { message };
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN {
+        if let Some(secs) = header_secs("retry-after") {
+            return Error::RateLimited {
+                status,
+                retry_after: Some(Duration::from_secs(secs)),
+            };
+        }
+        if header_secs("x-ratelimit-remaining") == Some(0) {
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            let wait = header_secs("x-ratelimit-reset")
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now).max(1)));
+            return Error::RateLimited {
+                status,
+                retry_after: wait,
+            };
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || message.contains("rate limit") {
+            return Error::RateLimited {
+                status,
+                retry_after: None,
+            };
+        }
+    }
+    Error::Status { status, message }
+}
+
+/// A ref goes into one path segment: `/` and other reserved characters are escaped.
+fn encode_ref(branch: &str) -> String {
+    let mut out = String::with_capacity(branch.len());
+    for b in branch.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn is_sha(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

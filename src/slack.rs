@@ -1,0 +1,158 @@
+//! Slack: one message at a time, by bot token (`chat.postMessage`) or incoming webhook.
+//!
+//! A failure here is returned to the caller, who logs it; it never changes what pushwake
+//! does with instances or state.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use crate::config::SlackSettings;
+use crate::retry::{self, Retryable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Slack answered `{"ok": false, "error": ...}`.
+    #[error("Slack refused the message: {0}")]
+    Api(String),
+    #[error("Slack rate limit reached{}", .0.map(|d| format!("; retry in {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited(Option<Duration>),
+    #[error("Slack answered {0}")]
+    Status(StatusCode),
+    #[error("Slack did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach Slack: {0}")]
+    Transport(String),
+}
+
+impl Retryable for Error {
+    fn retry(&self) -> retry::Retry {
+        match self {
+            Error::RateLimited(Some(d)) => retry::Retry::After(*d),
+            Error::RateLimited(None) | Error::Timeout(_) | Error::Transport(_) => {
+                retry::Retry::Backoff
+            }
+            Error::Status(s) if s.is_server_error() => retry::Retry::Backoff,
+            _ => retry::Retry::Never,
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer {
+    ok: bool,
+    error: Option<String>,
+}
+
+/// Posts messages to one channel or webhook.
+#[derive(Debug, Clone)]
+pub struct Slack {
+    http: reqwest::Client,
+    target: SlackSettings,
+    policy: retry::Policy,
+}
+
+impl Slack {
+    pub fn new(target: SlackSettings, policy: retry::Policy) -> anyhow::Result<Slack> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pushwake/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+            .timeout(policy.timeout)
+            .build()?;
+        Ok(Slack {
+            http,
+            target,
+            policy,
+        })
+    }
+
+    /// Posts `text` (Slack mrkdwn).
+    pub async fn post(&self, text: &str) -> Result<(), Error> {
+        self.policy
+            .run("Slack message", || self.post_once(text))
+            .await
+    }
+
+    async fn post_once(&self, text: &str) -> Result<(), Error> {
+        let request = match &self.target {
+            SlackSettings::Bot {
+                api_url,
+                token,
+                channel,
+            } => self
+                .http
+                .post(format!("{api_url}/chat.postMessage"))
+                .bearer_auth(token.expose_secret())
+                .json(&serde_json::json!({
+                    "channel": channel,
+                    "text": text,
+                    "unfurl_links": false,
+                })),
+            SlackSettings::Webhook { url } => self
+                .http
+                .post(url.expose_secret())
+                .json(&serde_json::json!({ "text": text, "unfurl_links": false })),
+        };
+        // The webhook URL is a secret: errors must not carry it.
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+                .map(Duration::from_secs);
+            return Err(Error::RateLimited(wait));
+        }
+        let body = response.text().await.map_err(transport)?;
+        match &self.target {
+            SlackSettings::Bot { .. } => {
+                if !status.is_success() {
+                    return Err(Error::Status(status));
+                }
+                let answer: ApiAnswer = serde_json::from_str(&body)
+                    .map_err(|_| Error::Api("an answer that is not Slack's JSON".into()))?;
+                if answer.ok {
+                    Ok(())
+                } else {
+                    Err(Error::Api(
+                        answer.error.unwrap_or_else(|| "unknown error".into()),
+                    ))
+                }
+            }
+            // A webhook answers 200 "ok", or 4xx with a short reason such as
+            // "invalid_token" or "channel_is_archived" in the body.
+            SlackSettings::Webhook { .. } if status.is_success() => Ok(()),
+            SlackSettings::Webhook { .. } if status.is_client_error() => {
+                Err(Error::Api(format!("{status}: {}", body.trim())))
+            }
+            SlackSettings::Webhook { .. } => Err(Error::Status(status)),
+        }
+    }
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::Transport(text)
+}
+
+/// Escapes text for Slack mrkdwn, where `&`, `<` and `>` are control characters.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
