@@ -1,0 +1,27 @@
+//! pushwake starts EC2 machines when a GitHub branch moves, and tells Slack.
+//!
+//! It polls GitHub from behind NAT (no inbound port), keeps the last handled commit on
+//! disk, and on a new head starts the configured instances. The binary is a thin layer
+//! over this library; see `ARCHITECTURE.md` for the map.
+//!
+//! - [`config`]: the config file, parsed then validated into [`config::Settings`].
+//! - [`state`]: the on-disk record and the pass lock.
+//! - [`github`], [`ec2`], [`slack`]: one module per external system.
+//! - [`launch`]: starting one watch's instances for one trigger.
+//! - [`pass`]: one pass over all watches; the only place that orders side effects.
+//! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
+//! - [`report`]: the words of Slack messages and log lines.
+//! - [`status`]: `pushwake status`.
+//! - [`retry`]: the one retry policy.
+
+pub mod config;
+pub mod daemon;
+pub mod ec2;
+pub mod github;
+pub mod launch;
+pub mod pass;
+pub mod report;
+pub mod retry;
+pub mod slack;
+pub mod state;
+pub mod status;

@@ -1,0 +1,188 @@
+//! The `pushwake` binary: arguments, logging, dispatch, exit status.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pushwake::config::Settings;
+use pushwake::daemon::{self, Control};
+use pushwake::pass::{Agent, PassOptions};
+use pushwake::status;
+
+/// Exit status when every watch was polled and every action succeeded.
+const OK: u8 = 0;
+/// Exit status when some watch or action failed (the rest still ran).
+const FAILED: u8 = 1;
+/// Exit status for a usage or configuration error (nothing ran).
+const USAGE: u8 = 2;
+
+/// Start EC2 training machines when a GitHub branch moves, and tell Slack.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The config file [default: $PUSHWAKE_CONFIG, else /etc/pushwake/config.toml when it
+    /// exists, else ~/.config/pushwake/config.toml]
+    #[arg(long, global = true, env = "PUSHWAKE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Run one pass and exit, for cron or a systemd timer.
+    #[arg(long)]
+    once: bool,
+
+    /// Decide as usual, say what would be done, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config file and exit.
+    Check,
+    /// Show what pushwake last saw and did, per watch.
+    Status {
+        /// Print a JSON array, one object per watch.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let path = match cli.config.clone() {
+        Some(p) => p,
+        None => match Settings::default_path() {
+            Ok(p) => p,
+            Err(e) => return Ok(usage_error(e)),
+        },
+    };
+    let settings = match Settings::load(&path) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    match cli.command {
+        Some(Command::Check) => {
+            check(&settings);
+            Ok(OK)
+        }
+        Some(Command::Status { json }) => {
+            let rows = status::collect(&settings)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                status::print_json(&mut out, &rows)?;
+            } else {
+                status::print_table(&mut out, &rows)?;
+            }
+            Ok(OK)
+        }
+        None => {
+            let options = PassOptions {
+                dry_run: cli.dry_run,
+                ..PassOptions::default()
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            if cli.once {
+                runtime.block_on(once(settings, options))
+            } else {
+                runtime.block_on(serve(settings, options))
+            }
+        }
+    }
+}
+
+fn usage_error(e: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {e}");
+    USAGE
+}
+
+fn check(settings: &Settings) {
+    println!("{}: ok", settings.path.display());
+    println!("state in {}", settings.state_dir.display());
+    for w in &settings.watches {
+        println!("watch {w}: {} instance(s)", w.instances.len());
+    }
+    match (&settings.github.token, &settings.github.token_unset) {
+        (Some(_), _) => println!("GitHub token: set"),
+        (None, Some(var)) => println!("GitHub token: {var} is not set; polling without a token"),
+        (None, None) => println!("GitHub token: none; polling without a token"),
+    }
+    println!(
+        "Slack: {}",
+        match &settings.slack {
+            None => "off",
+            Some(pushwake::config::SlackSettings::Bot { .. }) => "bot token",
+            Some(pushwake::config::SlackSettings::Webhook { .. }) => "incoming webhook",
+        }
+    );
+}
+
+async fn once(settings: Settings, options: PassOptions) -> anyhow::Result<u8> {
+    let report = Agent::new(settings, options)?.pass().await?;
+    Ok(if report.failed > 0 { FAILED } else { OK })
+}
+
+/// The daemon: signals become control messages for the loop.
+async fn serve(settings: Settings, options: PassOptions) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    daemon::run(settings, options, rx).await?;
+    Ok(OK)
+}
+
+/// Logs go to stderr. Under journald or when stderr is not a terminal there are no
+/// timestamps (the journal adds its own) and no colours.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,pushwake=info",
+        1 => "info,pushwake=debug",
+        _ => "debug,pushwake=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let terminal = std::io::stderr().is_terminal() && std::env::var_os("JOURNAL_STREAM").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal)
+        .with_target(false);
+    if terminal {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
+}

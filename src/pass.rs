@@ -1,0 +1,308 @@
+//! One pass over all watches: poll → decide → start → record → notify.
+//!
+//! This is the only module that decides the order of side effects. The rules it keeps:
+//! - a new head is recorded only after its instances were started (at-least-once);
+//! - an ETag is stored only together with the SHA it belongs to, so an unhandled head is
+//!   fetched again, in full, by the next pass;
+//! - the state is saved before any EC2 call, so a state directory that cannot be written
+//!   stops the pass before it starts anything it could not record;
+//! - nothing Slack does changes what happens to instances or state.
+
+use futures_util::{StreamExt, stream};
+use tokio::sync::OnceCell;
+
+use crate::config::{FirstRun, Settings, Watch};
+use crate::ec2::Ec2;
+use crate::github::{Commit, GitHub, Head};
+use crate::launch::{self, Launch};
+use crate::report;
+use crate::retry;
+use crate::slack::Slack;
+use crate::state::{State, Store, WatchState};
+
+/// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
+const POLL_CONCURRENCY: usize = 32;
+
+/// Options a pass runs with, beyond the config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassOptions {
+    /// Decide, say what would be done, and change nothing.
+    pub dry_run: bool,
+    pub launch: launch::Options,
+}
+
+/// What a pass did, for the exit status and the daemon's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub watches: usize,
+    /// Watches whose poll or start failed this pass.
+    pub failed: usize,
+    /// Triggers whose instances were started and whose head was recorded.
+    pub triggered: usize,
+}
+
+/// The clients a pass needs, built once from the settings and kept across passes.
+pub struct Agent {
+    settings: Settings,
+    options: PassOptions,
+    store: Store,
+    github: GitHub,
+    slack: Option<Slack>,
+    // Built on first use: a pass with no change needs no AWS credentials, region lookup or
+    // instance-metadata probe.
+    ec2: OnceCell<Ec2>,
+}
+
+impl Agent {
+    pub fn new(settings: Settings, options: PassOptions) -> anyhow::Result<Agent> {
+        let policy = retry::Policy::default();
+        let github = GitHub::new(
+            &settings.github.api_url,
+            settings.github.token.as_ref(),
+            policy,
+        )?;
+        let slack = match &settings.slack {
+            Some(target) => Some(Slack::new(target.clone(), policy)?),
+            None => None,
+        };
+        if let Some(var) = &settings.github.token_unset {
+            tracing::warn!(
+                "github.token_env names {var}, which is not set; polling without a token \
+                 (60 requests an hour, and 304 answers are not free)"
+            );
+        }
+        Ok(Agent {
+            store: Store::new(&settings.state_dir),
+            settings,
+            options,
+            github,
+            slack,
+            ec2: OnceCell::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    async fn ec2(&self) -> &Ec2 {
+        self.ec2
+            .get_or_init(|| Ec2::connect(&self.settings.aws, retry::Policy::default()))
+            .await
+    }
+
+    /// Runs one pass. An error means the pass could not run at all (lock, state); failures
+    /// of single watches are counted in the report instead.
+    pub async fn pass(&self) -> anyhow::Result<PassReport> {
+        let watches = &self.settings.watches;
+        let (_lock, mut state) = if self.options.dry_run {
+            (None, self.store.load()?)
+        } else {
+            self.store.prepare()?;
+            let lock = self.store.lock().await?;
+            (Some(lock), self.store.load()?)
+        };
+
+        let polls: Vec<_> = stream::iter(watches)
+            .map(|w| {
+                let etag = state.get(w).and_then(|s| s.etag.clone());
+                async move { self.github.head(&w.repo, &w.branch, etag.as_deref()).await }
+            })
+            .buffered(POLL_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut report = PassReport {
+            watches: watches.len(),
+            ..PassReport::default()
+        };
+        let now = chrono::Utc::now();
+        let mut triggers = Vec::new();
+        let mut notices = Vec::new();
+        for (watch, poll) in watches.iter().zip(polls) {
+            let entry = state.entry(watch);
+            entry.last_checked = Some(now);
+            match poll {
+                Err(e) => {
+                    report.failed += 1;
+                    let e = anyhow::Error::new(e);
+                    tracing::error!("{watch}: cannot poll: {e:#}");
+                    notices.extend(fail(entry, watch, &format!("cannot poll: {e:#}")));
+                }
+                Ok(Head::Unchanged) => {
+                    tracing::debug!("{watch}: unchanged");
+                    notices.extend(recover(entry, watch));
+                }
+                Ok(Head::Changed { sha, etag }) if entry.last_sha.as_ref() == Some(&sha) => {
+                    tracing::debug!("{watch}: unchanged at {}", short(&sha));
+                    entry.etag = etag;
+                    notices.extend(recover(entry, watch));
+                }
+                Ok(Head::Changed { sha, etag })
+                    if entry.last_sha.is_none()
+                        && self.settings.first_run == FirstRun::Baseline =>
+                {
+                    tracing::info!(
+                        "{watch}: first look, recording {} as the baseline; nothing started",
+                        short(&sha)
+                    );
+                    if self.options.dry_run {
+                        println!("{watch}: would record {} as the baseline", short(&sha));
+                    }
+                    entry.last_sha = Some(sha);
+                    entry.etag = etag;
+                    notices.extend(recover(entry, watch));
+                }
+                Ok(Head::Changed { sha, etag }) => triggers.push((watch, sha, etag)),
+            }
+        }
+        if self.options.dry_run {
+            for (watch, sha, _) in &triggers {
+                self.dry_run(watch, sha).await;
+            }
+            return Ok(report);
+        }
+        self.store.save(&state)?;
+        self.post_all(notices).await;
+
+        for (watch, sha, etag) in triggers {
+            if self.trigger(&mut state, watch, sha, etag).await? {
+                report.triggered += 1;
+            } else {
+                report.failed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts the instances for a new head, records it when that worked, and tells Slack.
+    /// Returns whether the head was recorded.
+    async fn trigger(
+        &self,
+        state: &mut State,
+        watch: &Watch,
+        sha: String,
+        etag: Option<String>,
+    ) -> anyhow::Result<bool> {
+        let commit = self.commit(watch, &sha).await;
+        tracing::info!(
+            "{watch}: new head {} \"{}\"; starting {} instance(s)",
+            short(&sha),
+            commit.title,
+            watch.instances.len()
+        );
+        let result = launch::start(self.ec2().await, &watch.instances, self.options.launch).await;
+        let entry = state.entry(watch);
+        let (recorded, message) = match result {
+            Ok(launch) => {
+                log_launch(watch, &launch);
+                if launch.needs_retry() {
+                    let why = format!("start of {} incomplete", short(&sha));
+                    let notice = fail(entry, watch, &why);
+                    // The first failure of a streak gets the full picture.
+                    (
+                        false,
+                        notice.map(|_| report::trigger(watch, &commit, &launch)),
+                    )
+                } else {
+                    entry.last_sha = Some(sha);
+                    entry.etag = etag;
+                    entry.last_error = None;
+                    (true, Some(report::trigger(watch, &commit, &launch)))
+                }
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                tracing::error!("{watch}: cannot start instances for {}: {e:#}", short(&sha));
+                let why = format!("cannot start instances for {}: {e:#}", short(&sha));
+                (false, fail(entry, watch, &why))
+            }
+        };
+        self.store.save(state)?;
+        if let Some(message) = message {
+            self.post(&message).await;
+        }
+        Ok(recorded)
+    }
+
+    /// Commit details make the message readable but are not needed to start anything: a
+    /// failure here is logged and the message shows the bare SHA.
+    async fn commit(&self, watch: &Watch, sha: &str) -> Commit {
+        match self.github.commit(&watch.repo, sha).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("{watch}: cannot fetch details of {}: {e}", short(sha));
+                Commit {
+                    sha: sha.to_owned(),
+                    title: String::new(),
+                    author: String::new(),
+                    url: String::new(),
+                }
+            }
+        }
+    }
+
+    async fn dry_run(&self, watch: &Watch, sha: &str) {
+        let commit = self.commit(watch, sha).await;
+        println!(
+            "{watch}: new head {} \"{}\"; dry run, nothing changed",
+            short(sha),
+            commit.title
+        );
+        match self.ec2().await.describe(&watch.instances).await {
+            Ok(described) => {
+                for id in &watch.instances {
+                    match described.iter().find(|i| &i.id == id) {
+                        Some(i) if i.state == crate::ec2::State::Stopped => {
+                            println!("  would start {id}")
+                        }
+                        Some(i) => println!("  would leave {id} alone ({})", i.state),
+                        None => println!("  {id} not found"),
+                    }
+                }
+            }
+            Err(e) => println!("  cannot describe instances: {e}"),
+        }
+        if self.slack.is_some() {
+            println!("  would post to Slack about {}", short(sha));
+        }
+    }
+
+    async fn post_all(&self, messages: Vec<String>) {
+        for message in messages {
+            self.post(&message).await;
+        }
+    }
+
+    async fn post(&self, message: &str) {
+        if let Some(slack) = &self.slack
+            && let Err(e) = slack.post(message).await
+        {
+            tracing::warn!("cannot post to Slack: {e}");
+        }
+    }
+}
+
+/// Records a failure; returns the Slack message when it starts a failing streak, so a
+/// watch that keeps failing is reported once, not every pass.
+fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
+    let first = entry.last_error.is_none();
+    entry.last_error = Some(error.to_owned());
+    first.then(|| report::failing(watch, error))
+}
+
+/// Clears a failure; returns the Slack message when there was one.
+fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
+    entry.last_error.take().map(|_| report::recovered(watch))
+}
+
+fn log_launch(watch: &Watch, launch: &Launch) {
+    for line in report::instances(launch).lines() {
+        tracing::info!("{watch}: {line}");
+    }
+}
+
+/// The first seven characters of a SHA, as git shows it.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
