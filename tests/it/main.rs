@@ -1,0 +1,7 @@
+//! Integration tests: the real binary against fake GitHub and Slack servers and the moto
+//! EC2 emulator. One crate, so it is linked once.
+
+mod config;
+mod daemon;
+mod once;
+mod util;

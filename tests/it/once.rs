@@ -1,0 +1,453 @@
+//! `pushwake --once` end to end: fake GitHub and Slack, moto for EC2.
+
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, sha, stderr, stdout, watch};
+
+const REPO: &str = "octo/trainer";
+
+fn slack_bot(slack: &Slack) -> String {
+    format!(
+        "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
+        slack.api_url()
+    )
+}
+
+/// Runs `--once` and asserts its exit status.
+fn once(setup: &Setup, code: i32) -> std::process::Output {
+    let out = setup.run(&["--once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[tokio::test]
+async fn first_pass_records_a_baseline_and_starts_nothing() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(2).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+
+    once(&setup, 0);
+
+    assert_eq!(ec2.states(&ids).await, ["stopped", "stopped"]);
+    assert!(slack.texts().await.is_empty(), "a baseline posts nothing");
+    let status = setup.status();
+    assert_eq!(status[0]["last_sha"], sha(1));
+    assert_eq!(status[0]["last_error"], serde_json::Value::Null);
+    assert!(status[0]["last_checked"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn first_run_start_treats_the_head_as_new() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+
+    once(&setup, 0);
+
+    assert_eq!(ec2.states(&ids).await, ["running"]);
+}
+
+#[tokio::test]
+async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let stopped = ec2.stopped(2).await;
+    let running = ec2.running(1).await;
+    let ids: Vec<String> = stopped.iter().chain(&running).cloned().collect();
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+    once(&setup, 0);
+
+    github.set_head(REPO, "main", &sha(2)).await;
+    let out = once(&setup, 0);
+
+    assert_eq!(ec2.states(&ids).await, ["running", "running", "running"]);
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 1, "one message per trigger: {texts:?}");
+    let text = &texts[0];
+    assert!(text.contains(REPO) && text.contains("main"), "{text}");
+    assert!(text.contains(&sha(2)[..7]), "short SHA: {text}");
+    assert!(
+        text.contains(&format!("https://github.com/{REPO}/commit/{}", sha(2))),
+        "link: {text}"
+    );
+    assert!(
+        text.contains("Train with commit") && text.contains("ada"),
+        "title, author: {text}"
+    );
+    assert!(!text.contains("A longer body"), "first line only: {text}");
+    assert!(
+        text.contains(&format!("Started: {}, {}", stopped[0], stopped[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} (running)", running[0])),
+        "{text}"
+    );
+    assert_eq!(setup.status()[0]["last_sha"], sha(2));
+    assert!(stderr(&out).contains("new head"), "{}", stderr(&out));
+
+    // The same head again starts nothing and says nothing.
+    once(&setup, 0);
+    assert_eq!(slack.texts().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(7)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+
+    let first = once(&setup, 0);
+    let second = once(&setup, 0);
+
+    let requests = github.head_requests(REPO, "main").await;
+    assert_eq!(requests.len(), 2, "one request per pass");
+    let etag = format!("\"{}\"", sha(7));
+    assert!(requests[0].headers.get("if-none-match").is_none());
+    assert_eq!(
+        requests[1].headers.get("if-none-match").unwrap(),
+        etag.as_str()
+    );
+    for r in &requests {
+        assert_eq!(
+            r.headers.get("authorization").unwrap(),
+            format!("Bearer {TOKEN}").as_str()
+        );
+        assert_eq!(
+            r.headers.get("accept").unwrap(),
+            "application/vnd.github.sha"
+        );
+        assert_eq!(r.headers.get("x-github-api-version").unwrap(), "2022-11-28");
+        let agents: Vec<_> = r.headers.get_all("user-agent").iter().collect();
+        assert!(
+            agents
+                .iter()
+                .any(|a| a.to_str().unwrap().starts_with("pushwake/")),
+            "{agents:?}"
+        );
+    }
+    // Nothing changed, so the second pass needed no commit details and no EC2 call.
+    let all = github.server.received_requests().await.unwrap();
+    assert_eq!(
+        all.len(),
+        2,
+        "only the two head polls: {:?}",
+        all.iter().map(|r| r.url.path()).collect::<Vec<_>>()
+    );
+    assert_eq!(ec2.states(&ids).await, ["stopped"]);
+    // Quiet when nothing happens, so cron mails nothing.
+    assert!(
+        stdout(&second).is_empty() && stderr(&second).is_empty(),
+        "{}",
+        stderr(&second)
+    );
+    assert!(stderr(&first).contains("baseline"));
+}
+
+#[tokio::test]
+async fn a_webhook_gets_the_message() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let mut setup = Setup::new();
+    setup.set_env("SLACK_WEBHOOK_URL", &slack.webhook_url());
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}\n[slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n{}",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+
+    once(&setup, 0);
+
+    let requests = slack.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].url.path(), util::WEBHOOK_PATH);
+    let texts = slack.texts().await;
+    assert!(
+        texts[0].contains(&format!("Started: {}", ids[0])),
+        "{texts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slack_failure_blocks_nothing() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let mut setup = Setup::new();
+    // A wrong token: Slack answers HTTP 200 with {"ok": false, "error": "invalid_auth"}.
+    setup.set_env("SLACK_API_TOKEN", "xoxb-wrong");
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+
+    let out = once(&setup, 0);
+
+    assert_eq!(ec2.states(&ids).await, ["running"]);
+    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+    assert!(stderr(&out).contains("invalid_auth"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn two_watches_are_independent() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let a = ec2.stopped(1).await;
+    let b = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    github
+        .fail("/repos/octo/gone/commits/main", 404, "Not Found")
+        .await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &moto),
+        watch("octo/gone", "main", &b),
+        watch(REPO, "main", &a)
+    ));
+
+    let out = once(&setup, 1);
+
+    assert_eq!(
+        ec2.states(&a).await,
+        ["running"],
+        "the healthy watch still ran"
+    );
+    assert_eq!(ec2.states(&b).await, ["stopped"]);
+    let status = setup.status();
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{status}"
+    );
+    assert_eq!(status[0]["last_sha"], serde_json::Value::Null);
+    assert_eq!(status[1]["last_sha"], sha(1));
+    assert_eq!(status[1]["last_error"], serde_json::Value::Null);
+    assert!(stderr(&out).contains("octo/gone@main"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_branch_with_a_slash() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "release%2Fv2", &sha(3)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "release/v2", &ids)
+    ));
+
+    once(&setup, 0);
+
+    assert_eq!(ec2.states(&ids).await, ["running"]);
+    let status = setup.status();
+    assert_eq!(status[0]["branch"], "release/v2");
+    assert_eq!(status[0]["last_sha"], sha(3));
+}
+
+#[tokio::test]
+async fn terminated_and_unknown_instances_do_not_block_the_others() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let good = ec2.stopped(2).await;
+    let dead = ec2.stopped(1).await;
+    ec2.terminate(&dead[0]).await;
+    let unknown = "i-0000000000000dead".to_owned();
+    let ids = vec![
+        good[0].clone(),
+        dead[0].clone(),
+        unknown.clone(),
+        good[1].clone(),
+    ];
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+
+    once(&setup, 0);
+
+    assert_eq!(ec2.states(&good).await, ["running", "running"]);
+    assert_eq!(
+        setup.status()[0]["last_sha"],
+        sha(1),
+        "the head is recorded"
+    );
+    let text = &slack.texts().await[0];
+    assert!(
+        text.contains(&format!("{} (terminated)", dead[0])),
+        "{text}"
+    );
+    assert!(text.contains(&unknown), "{text}");
+}
+
+/// An EC2 that refuses everything, in EC2's own XML error shape.
+async fn ec2_refusing(code: &str, status: u16) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .respond_with(ResponseTemplate::new(status).set_body_string(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+             <Message>You are not authorized to perform this operation.</Message></Error></Errors>\
+             <RequestID>8f7724cf-496f-496e-8fe3-example</RequestID></Response>"
+        )))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
+    let (github, slack) = (GitHub::start().await, Slack::start().await);
+    let ec2 = ec2_refusing("UnauthorizedOperation", 403).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        slack_bot(&slack),
+        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
+    ));
+    once(&setup, 0);
+    github.set_head(REPO, "main", &sha(2)).await;
+
+    let out = once(&setup, 1);
+    once(&setup, 1);
+
+    assert!(
+        stderr(&out).contains("ec2:DescribeInstances is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    let status = setup.status();
+    assert_eq!(
+        status[0]["last_sha"],
+        sha(1),
+        "the new head stays unhandled"
+    );
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("DescribeInstances")
+    );
+    // Both passes asked for the full head again: no ETag for an unhandled head.
+    let heads = github.head_requests(REPO, "main").await;
+    assert_eq!(heads.len(), 3);
+    assert_eq!(
+        heads[2].headers.get("if-none-match").unwrap(),
+        format!("\"{}\"", sha(1)).as_str()
+    );
+    let texts = slack.texts().await;
+    assert_eq!(
+        texts.len(),
+        1,
+        "one message for a failing streak: {texts:?}"
+    );
+    assert!(texts[0].contains("not allowed"), "{texts:?}");
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+    once(&setup, 0);
+    github.set_head(REPO, "main", &sha(2)).await;
+    let before = std::fs::read(setup.state_dir().join("state.json")).unwrap();
+
+    let out = setup.run(&["--once", "--dry-run"]);
+
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("would start {}", ids[0])),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(ec2.states(&ids).await, ["stopped"]);
+    assert!(slack.texts().await.is_empty());
+    assert_eq!(
+        std::fs::read(setup.state_dir().join("state.json")).unwrap(),
+        before
+    );
+}

@@ -1,0 +1,396 @@
+//! Shared test set-up: fake GitHub and Slack servers that speak the real shapes, the moto
+//! EC2 emulator, and a way to run the real binary against them.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use aws_sdk_ec2::types::InstanceStateName;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const TOKEN: &str = "ghp_testtoken0123456789abcdefABCDEF0123";
+pub const SLACK_TOKEN: &str = "xoxb-1111-2222-secretslacktoken";
+
+/// A 40-hex SHA made from a small number, so tests can say "commit 1", "commit 2".
+pub fn sha(n: u32) -> String {
+    format!("{n:08x}{}", "a".repeat(32))
+}
+
+/// GitHub's REST API, as far as pushwake uses it.
+pub struct GitHub {
+    pub server: MockServer,
+    // Later heads are mounted at a higher priority (a lower number), so they win.
+    priority: AtomicU8,
+}
+
+impl GitHub {
+    pub async fn start() -> GitHub {
+        GitHub {
+            server: MockServer::start().await,
+            priority: AtomicU8::new(200),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Points `branch` of `repo` at commit `sha`. `branch` is written as it appears in the
+    /// URL path, e.g. `release%2Fv2`.
+    pub async fn set_head(&self, repo: &str, branch: &str, sha: &str) {
+        let p = self.priority.fetch_sub(2, Ordering::SeqCst);
+        let route = format!("/repos/{repo}/commits/{branch}");
+        let etag = format!("\"{sha}\"");
+        Mock::given(method("GET"))
+            .and(path(route.clone()))
+            .and(header("if-none-match", etag.as_str()))
+            .respond_with(
+                github_headers(ResponseTemplate::new(304)).insert_header("etag", etag.as_str()),
+            )
+            .with_priority(p - 1)
+            .mount(&self.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(route))
+            .and(header("accept", "application/vnd.github.sha"))
+            .respond_with(
+                github_headers(ResponseTemplate::new(200))
+                    .insert_header("etag", etag.as_str())
+                    .insert_header("content-type", "application/vnd.github.sha; charset=utf-8")
+                    .set_body_string(sha),
+            )
+            .with_priority(p)
+            .mount(&self.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{repo}/commits/{sha}")))
+            .respond_with(github_headers(ResponseTemplate::new(200)).set_body_json(
+                serde_json::json!({
+                    "sha": sha,
+                    "html_url": format!("https://github.com/{repo}/commit/{sha}"),
+                    "commit": {
+                        "message": format!("Train with commit {}\n\nA longer body.", &sha[..8]),
+                        "author": {"name": "Ada Lovelace", "email": "ada@example.com", "date": "2026-11-28T10:00:00Z"}
+                    },
+                    "author": {"login": "ada"},
+                    "files": []
+                }),
+            ))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Makes every request for `route` answer `status` with GitHub's error body.
+    pub async fn fail(&self, route: &str, status: u16, message: &str) {
+        let p = self.priority.fetch_sub(2, Ordering::SeqCst);
+        Mock::given(method("GET"))
+            .and(path(route.to_owned()))
+            .respond_with(github_headers(ResponseTemplate::new(status)).set_body_json(
+                serde_json::json!({
+                    "message": message,
+                    "documentation_url": "https://docs.github.com/rest",
+                    "status": status.to_string()
+                }),
+            ))
+            .with_priority(p)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The requests made for the head of `branch` of `repo`.
+    pub async fn head_requests(&self, repo: &str, branch: &str) -> Vec<Request> {
+        let route = format!("/repos/{repo}/commits/{branch}");
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == route)
+            .collect()
+    }
+}
+
+fn github_headers(t: ResponseTemplate) -> ResponseTemplate {
+    t.insert_header("x-github-api-version-selected", "2022-11-28")
+        .insert_header("x-ratelimit-limit", "5000")
+        .insert_header("x-ratelimit-remaining", "4999")
+        .insert_header("x-ratelimit-used", "1")
+        .insert_header("x-ratelimit-resource", "core")
+        .insert_header("x-github-request-id", "C0DE:1234:5678:9ABC:6750A1B2")
+}
+
+/// Slack: the Web API's `chat.postMessage` and an incoming webhook.
+pub struct Slack {
+    pub server: MockServer,
+}
+
+pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
+
+impl Slack {
+    pub async fn start() -> Slack {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .and(header(
+                "authorization",
+                format!("Bearer {SLACK_TOKEN}").as_str(),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ok": true, "channel": "C0123", "ts": "1732790000.000100",
+                "message": {"type": "message", "text": "..."}
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
+            )
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(WEBHOOK_PATH))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .mount(&server)
+            .await;
+        Slack { server }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.server.uri())
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}{WEBHOOK_PATH}", self.server.uri())
+    }
+
+    /// The texts of all messages posted, either way.
+    pub async fn texts(&self) -> Vec<String> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter_map(|v| v["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The moto EC2 emulator that `scripts/test` starts, or `None` (the test is skipped) when
+/// it is not running. Under CI a missing emulator fails the test instead.
+pub fn moto_url() -> Option<String> {
+    match std::env::var("PUSHWAKE_TEST_MOTO") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("PUSHWAKE_TEST_MOTO is not set under CI: run the tests with scripts/test")
+        }
+        _ => {
+            eprintln!("skipped: no moto server (run the tests with scripts/test)");
+            None
+        }
+    }
+}
+
+/// A client of the moto server, to set up and inspect instances.
+pub struct Ec2 {
+    client: aws_sdk_ec2::Client,
+}
+
+impl Ec2 {
+    pub async fn connect(url: &str) -> Ec2 {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "static",
+            ))
+            .endpoint_url(url)
+            .load()
+            .await;
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+
+    /// Launches `n` instances and leaves them stopped.
+    pub async fn stopped(&self, n: i32) -> Vec<String> {
+        let ids = self.running(n).await;
+        self.client
+            .stop_instances()
+            .set_instance_ids(Some(ids.clone()))
+            .send()
+            .await
+            .expect("stop instances");
+        ids
+    }
+
+    /// Launches `n` instances and leaves them running.
+    pub async fn running(&self, n: i32) -> Vec<String> {
+        let out = self
+            .client
+            .run_instances()
+            .image_id("ami-12345678")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(n)
+            .max_count(n)
+            .send()
+            .await
+            .expect("run instances");
+        out.instances()
+            .iter()
+            .map(|i| i.instance_id().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn terminate(&self, id: &str) {
+        self.client
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("terminate");
+    }
+
+    /// The state of each instance, in order.
+    pub async fn states(&self, ids: &[String]) -> Vec<String> {
+        let out = self
+            .client
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("describe");
+        let all: Vec<_> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_owned(),
+                    i.state().and_then(|s| s.name()).cloned(),
+                )
+            })
+            .collect();
+        ids.iter()
+            .map(|id| {
+                match all
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .and_then(|(_, s)| s.clone())
+                {
+                    Some(InstanceStateName::Running) => "running".to_owned(),
+                    Some(s) => s.as_str().to_owned(),
+                    None => "missing".to_owned(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A config file in a temporary directory, with its state directory beside it.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().to_string_lossy().into_owned();
+        Setup {
+            dir,
+            env: vec![
+                ("HOME".into(), home.clone()),
+                ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "testingsecretkey".into()),
+                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+                ("AWS_CONFIG_FILE".into(), format!("{home}/no-aws-config")),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE".into(),
+                    format!("{home}/no-aws-credentials"),
+                ),
+                ("GITHUB_TOKEN".into(), TOKEN.into()),
+                ("SLACK_API_TOKEN".into(), SLACK_TOKEN.into()),
+            ],
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn write_config(&self, text: &str) -> &Setup {
+        std::fs::write(self.config_path(), text).expect("write config");
+        self
+    }
+
+    /// The usual head of a config: fake GitHub, moto (or `ec2_url`), state in the temp dir.
+    pub fn header(&self, github: &str, ec2_url: &str) -> String {
+        format!(
+            r#"interval = "1s"
+state_dir = "{}"
+
+[github]
+api_url = "{github}"
+token_env = "GITHUB_TOKEN"
+
+[aws]
+region = "us-east-1"
+endpoint_url = "{ec2_url}"
+"#,
+            self.state_dir().display()
+        )
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Runs the binary to completion with the config and environment of this setup.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run pushwake")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwake"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args);
+        cmd
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `[[watch]]` table.
+pub fn watch(repo: &str, branch: &str, ids: &[String]) -> String {
+    let ids: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    format!(
+        "\n[[watch]]\nrepo = \"{repo}\"\nbranch = \"{branch}\"\ninstances = [{}]\n",
+        ids.join(", ")
+    )
+}
