@@ -220,3 +220,17 @@ fn a_missing_config_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("config.toml"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let setup = Setup::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = setup
+        .command(&["check"])
+        .arg("--config")
+        .arg(example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(crate::util::stdout(&out).contains("octocat/Hello-World@master"));
+}
