@@ -185,15 +185,7 @@ impl Ec2 {
     /// Resolves region and credentials through the standard AWS chain. Credentials are
     /// looked up lazily, on the first call.
     pub async fn connect(settings: &AwsSettings, policy: retry::Policy) -> Ec2 {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Retries are ours (crate::retry), so throttling is handled in one place.
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-                    .operation_attempt_timeout(policy.timeout)
-                    .build(),
-            );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -203,8 +195,24 @@ impl Ec2 {
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
+        Ec2::from_sdk_config(&loader.load().await, policy)
+    }
+
+    /// A client from an SDK config made elsewhere (with its own credentials and endpoint).
+    /// The SDK's retries are turned off: retries are ours ([`crate::retry`]), so
+    /// throttling is handled in one place.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, policy: retry::Policy) -> Ec2 {
+        let config = aws_sdk_ec2::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+                    .operation_attempt_timeout(policy.timeout)
+                    .build(),
+            )
+            .build();
         Ec2 {
-            client: aws_sdk_ec2::Client::new(&loader.load().await),
+            client: aws_sdk_ec2::Client::from_conf(config),
             policy,
         }
     }

@@ -3,5 +3,6 @@
 
 mod config;
 mod daemon;
+mod launch;
 mod once;
 mod util;

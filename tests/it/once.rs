@@ -451,3 +451,43 @@ async fn dry_run_changes_nothing() {
         before
     );
 }
+
+#[tokio::test]
+async fn two_overlapping_passes_act_on_a_push_once() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(2).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+    once(&setup, 0);
+    github.set_head(REPO, "main", &sha(2)).await;
+
+    let runs: Vec<_> = (0..2)
+        .map(|_| setup.command(&["--once"]).spawn().unwrap())
+        .collect();
+    for mut run in runs {
+        assert!(run.wait().unwrap().success());
+    }
+
+    assert_eq!(ec2.states(&ids).await, ["running", "running"]);
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 1, "one trigger, one message: {texts:?}");
+    assert!(texts[0].contains("Started:"), "{texts:?}");
+    // The second pass polled after the first recorded the head: its poll was answered 304.
+    let heads = github.head_requests(REPO, "main").await;
+    assert_eq!(heads.len(), 3);
+    assert_eq!(
+        heads[2].headers.get("if-none-match").unwrap(),
+        format!("\"{}\"", sha(2)).as_str()
+    );
+}

@@ -195,6 +195,18 @@ pub fn moto_url() -> Option<String> {
     }
 }
 
+/// An AWS SDK config for an emulator at `url`, with static test credentials.
+pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "static",
+        ))
+        .endpoint_url(url)
+        .load()
+        .await
+}
+
 /// A client of the moto server, to set up and inspect instances.
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
@@ -202,16 +214,8 @@ pub struct Ec2 {
 
 impl Ec2 {
     pub async fn connect(url: &str) -> Ec2 {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "testing", "testing", None, None, "static",
-            ))
-            .endpoint_url(url)
-            .load()
-            .await;
         Ec2 {
-            client: aws_sdk_ec2::Client::new(&config),
+            client: aws_sdk_ec2::Client::new(&sdk_config(url).await),
         }
     }
 
