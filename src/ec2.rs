@@ -153,7 +153,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     };
     let message = match err.message() {
         Some(m) => m.to_owned(),
-        None => error_chain(&err),
+        None => crate::error_chain(&err),
     };
     Error {
         kind,
@@ -161,17 +161,6 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         code,
         message,
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// An EC2 client for one region and credential set.

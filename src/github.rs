@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::Repo;
+use crate::redact::Redactor;
 use crate::retry::{self, Retryable};
 
 /// What a conditional poll of a branch found.
@@ -86,6 +87,7 @@ impl Retryable for Error {
 pub struct GitHub {
     client: Octocrab,
     policy: retry::Policy,
+    redactor: Redactor,
 }
 
 impl GitHub {
@@ -103,12 +105,15 @@ impl GitHub {
             )
             .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))))
             .set_read_timeout(Some(policy.timeout));
+        let mut redactor = Redactor::default();
         if let Some(token) = token {
             builder = builder.personal_token(token.expose_secret().to_owned());
+            redactor.add(token);
         }
         Ok(GitHub {
             client: builder.build()?,
             policy,
+            redactor,
         })
     }
 
@@ -147,7 +152,7 @@ impl GitHub {
                     StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => {
                         Err(Error::NotFound { what: what.clone() })
                     }
-                    s => Err(status_error(s, &headers, &body)),
+                    s => Err(self.status_error(s, &headers, &body)),
                 }
             })
             .await
@@ -165,7 +170,7 @@ impl GitHub {
                 );
                 let (status, headers, body) = self.get(&path, headers).await?;
                 if !status.is_success() {
-                    return Err(status_error(status, &headers, &body));
+                    return Err(self.status_error(status, &headers, &body));
                 }
                 let raw: RawCommit =
                     serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -192,15 +197,33 @@ impl GitHub {
             .client
             ._get_with_headers(path, Some(headers))
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = self
             .client
             .body_to_string(response)
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| self.transport_error(e))?;
         Ok((status, headers, body))
+    }
+
+    /// Octocrab's transport errors can quote the request; only the cleaned chain is kept.
+    fn transport_error(&self, e: octocrab::Error) -> Error {
+        Error::Transport(self.redactor.clean(&crate::error_chain(&e)))
+    }
+
+    fn status_error(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Error {
+        match status_error(status, headers, body) {
+            Error::Status { status, message } => Error::Status {
+                status,
+                message: self.redactor.clean(&message),
+            },
+            Error::Unauthorized { message } => Error::Unauthorized {
+                message: self.redactor.clean(&message),
+            },
+            other => other,
+        }
     }
 }
 
@@ -231,17 +254,6 @@ struct RawGitAuthor {
 #[derive(Deserialize)]
 struct ErrorBody {
     message: Option<String>,
-}
-
-/// Octocrab's transport errors can carry the request URL; we keep only the kind of failure.
-fn transport_error(e: octocrab::Error) -> Error {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    Error::Transport(text)
 }
 
 fn status_error(status: StatusCode, headers: &HeaderMap, body: &str) -> Error {

@@ -13,6 +13,7 @@
 //! - [`report`]: the words of Slack messages and log lines.
 //! - [`status`]: `pushwake status`.
 //! - [`retry`]: the one retry policy.
+//! - [`redact`]: masking secrets in texts quoted from peers.
 
 pub mod config;
 pub mod daemon;
@@ -20,8 +21,21 @@ pub mod ec2;
 pub mod github;
 pub mod launch;
 pub mod pass;
+pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod slack;
 pub mod state;
 pub mod status;
+
+/// An error and its sources on one line, as `anyhow` prints them with `{:#}`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -8,14 +8,19 @@
 //!   stops the pass before it starts anything it could not record;
 //! - nothing Slack does changes what happens to instances or state.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use futures_util::{StreamExt, stream};
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
-use crate::config::{FirstRun, Settings, Watch};
+use crate::config::{FirstRun, Repo, Settings, Watch};
 use crate::ec2::Ec2;
-use crate::github::{Commit, GitHub, Head};
+use crate::github::{self, Commit, GitHub, Head};
 use crate::launch::{self, Launch};
-use crate::report;
+use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
 use crate::state::{State, Store, WatchState};
@@ -23,12 +28,18 @@ use crate::state::{State, Store, WatchState};
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
 const POLL_CONCURRENCY: usize = 32;
 
+/// How long to leave a watch alone after a rate limit that names no reset time. GitHub
+/// asks for at least a minute in that case.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+
 /// Options a pass runs with, beyond the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
     /// Decide, say what would be done, and change nothing.
     pub dry_run: bool,
     pub launch: launch::Options,
+    /// The retry policy of every client.
+    pub retry: retry::Policy,
 }
 
 /// What a pass did, for the exit status and the daemon's log.
@@ -51,11 +62,14 @@ pub struct Agent {
     // Built on first use: a pass with no change needs no AWS credentials, region lookup or
     // instance-metadata probe.
     ec2: OnceCell<Ec2>,
+    // Watches GitHub asked us to leave alone until a time (a rate limit's reset). Kept in
+    // memory only: a `--once` run reports the limit and exits 1 instead.
+    paused: Mutex<HashMap<(Repo, String), Instant>>,
 }
 
 impl Agent {
     pub fn new(settings: Settings, options: PassOptions) -> anyhow::Result<Agent> {
-        let policy = retry::Policy::default();
+        let policy = options.retry;
         let github = GitHub::new(
             &settings.github.api_url,
             settings.github.token.as_ref(),
@@ -78,16 +92,50 @@ impl Agent {
             github,
             slack,
             ec2: OnceCell::new(),
+            paused: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn is_paused(&self, watch: &Watch) -> bool {
+        let mut paused = self.paused.lock().expect("pause map poisoned");
+        let key = (watch.repo.clone(), watch.branch.clone());
+        match paused.get(&key) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                paused.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn pause(&self, watch: &Watch, wait: Duration) {
+        tracing::warn!(
+            "{watch}: not polled for {}s, until GitHub's rate limit resets",
+            wait.as_secs()
+        );
+        let mut paused = self.paused.lock().expect("pause map poisoned");
+        paused.insert(
+            (watch.repo.clone(), watch.branch.clone()),
+            Instant::now() + wait,
+        );
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    /// Uses `ec2` instead of a client built from `[aws]` and the standard AWS chain.
+    pub fn with_ec2(self, ec2: Ec2) -> Agent {
+        Agent {
+            ec2: OnceCell::new_with(Some(ec2)),
+            ..self
+        }
+    }
+
     async fn ec2(&self) -> &Ec2 {
         self.ec2
-            .get_or_init(|| Ec2::connect(&self.settings.aws, retry::Policy::default()))
+            .get_or_init(|| Ec2::connect(&self.settings.aws, self.options.retry))
             .await
     }
 
@@ -106,7 +154,16 @@ impl Agent {
         let polls: Vec<_> = stream::iter(watches)
             .map(|w| {
                 let etag = state.get(w).and_then(|s| s.etag.clone());
-                async move { self.github.head(&w.repo, &w.branch, etag.as_deref()).await }
+                async move {
+                    if self.is_paused(w) {
+                        return None;
+                    }
+                    let head = self.github.head(&w.repo, &w.branch, etag.as_deref()).await;
+                    if let Err(github::Error::RateLimited { retry_after, .. }) = &head {
+                        self.pause(w, retry_after.unwrap_or(RATE_LIMIT_PAUSE));
+                    }
+                    Some(head)
+                }
             })
             .buffered(POLL_CONCURRENCY)
             .collect()
@@ -120,6 +177,10 @@ impl Agent {
         let mut triggers = Vec::new();
         let mut notices = Vec::new();
         for (watch, poll) in watches.iter().zip(polls) {
+            let Some(poll) = poll else {
+                tracing::debug!("{watch}: skipped until GitHub's rate limit resets");
+                continue;
+            };
             let entry = state.entry(watch);
             entry.last_checked = Some(now);
             match poll {
@@ -300,9 +361,4 @@ fn log_launch(watch: &Watch, launch: &Launch) {
     for line in report::instances(launch).lines() {
         tracing::info!("{watch}: {line}");
     }
-}
-
-/// The first seven characters of a SHA, as git shows it.
-pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }

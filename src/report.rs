@@ -13,7 +13,7 @@ use crate::slack::escape;
 /// The message for a trigger: which commit, and what happened to each instance.
 pub fn trigger(watch: &Watch, commit: &Commit, launch: &Launch) -> String {
     let mut text = String::new();
-    let short = &commit.sha[..commit.sha.len().min(7)];
+    let short = short(&commit.sha);
     let link = if commit.url.is_empty() {
         format!("`{short}`")
     } else {
@@ -88,4 +88,9 @@ pub fn recovered(watch: &Watch) -> String {
         escape(&watch.repo.to_string()),
         escape(&watch.branch)
     )
+}
+
+/// The first seven characters of a SHA, as git shows it.
+pub fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }

@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::config::SlackSettings;
+use crate::redact::Redactor;
 use crate::retry::{self, Retryable};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,7 @@ pub struct Slack {
     http: reqwest::Client,
     target: SlackSettings,
     policy: retry::Policy,
+    redactor: Redactor,
 }
 
 impl Slack {
@@ -65,18 +67,35 @@ impl Slack {
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
             .timeout(policy.timeout)
             .build()?;
+        let mut redactor = Redactor::default();
+        match &target {
+            SlackSettings::Bot { token, .. } => redactor.add(token),
+            SlackSettings::Webhook { url } => redactor.add(url),
+        }
         Ok(Slack {
             http,
             target,
             policy,
+            redactor,
         })
     }
 
     /// Posts `text` (Slack mrkdwn).
     pub async fn post(&self, text: &str) -> Result<(), Error> {
         self.policy
-            .run("Slack message", || self.post_once(text))
+            .run("Slack message", || async {
+                self.post_once(text).await.map_err(|e| self.clean(e))
+            })
             .await
+    }
+
+    /// Slack's answers are quoted in errors; they must not quote a secret back.
+    fn clean(&self, e: Error) -> Error {
+        match e {
+            Error::Api(text) => Error::Api(self.redactor.clean(&text)),
+            Error::Transport(text) => Error::Transport(self.redactor.clean(&text)),
+            other => other,
+        }
     }
 
     async fn post_once(&self, text: &str) -> Result<(), Error> {
@@ -138,16 +157,9 @@ impl Slack {
     }
 }
 
+/// reqwest's errors quote the URL, which for a webhook is the secret: it is dropped.
 fn transport(e: reqwest::Error) -> Error {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::Transport(text)
+    Error::Transport(crate::error_chain(&e.without_url()))
 }
 
 /// Escapes text for Slack mrkdwn, where `&`, `<` and `>` are control characters.

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::pass::short;
+use crate::report::short;
 use crate::state::Store;
 
 /// One watch as `status --json` shows it. The field names are part of the contract.

@@ -90,7 +90,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line(&self, span: std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn invalid<T>(

@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon;
+mod faults;
 mod launch;
 mod once;
 mod util;

@@ -83,19 +83,22 @@ impl GitHub {
 
     /// Makes every request for `route` answer `status` with GitHub's error body.
     pub async fn fail(&self, route: &str, status: u16, message: &str) {
+        self.answer(route, error(status, message), None).await;
+    }
+
+    /// Makes the next `times` requests for `route` (all, with `None`) get `response`,
+    /// ahead of anything mounted before.
+    pub async fn answer(&self, route: &str, response: ResponseTemplate, times: Option<u64>) {
         let p = self.priority.fetch_sub(2, Ordering::SeqCst);
-        Mock::given(method("GET"))
+        let mock = Mock::given(method("GET"))
             .and(path(route.to_owned()))
-            .respond_with(github_headers(ResponseTemplate::new(status)).set_body_json(
-                serde_json::json!({
-                    "message": message,
-                    "documentation_url": "https://docs.github.com/rest",
-                    "status": status.to_string()
-                }),
-            ))
-            .with_priority(p)
-            .mount(&self.server)
-            .await;
+            .respond_with(response)
+            .with_priority(p);
+        let mock = match times {
+            Some(n) => mock.up_to_n_times(n),
+            None => mock,
+        };
+        mock.mount(&self.server).await;
     }
 
     /// The requests made for the head of `branch` of `repo`.
@@ -109,6 +112,15 @@ impl GitHub {
             .filter(|r| r.url.path() == route)
             .collect()
     }
+}
+
+/// A GitHub error answer: its headers and its JSON error body.
+pub fn error(status: u16, message: &str) -> ResponseTemplate {
+    github_headers(ResponseTemplate::new(status)).set_body_json(serde_json::json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+        "status": status.to_string()
+    }))
 }
 
 fn github_headers(t: ResponseTemplate) -> ResponseTemplate {
@@ -247,6 +259,15 @@ impl Ec2 {
             .iter()
             .map(|i| i.instance_id().unwrap().to_owned())
             .collect()
+    }
+
+    pub async fn start(&self, ids: &[String]) {
+        self.client
+            .start_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("start instances");
     }
 
     pub async fn terminate(&self, id: &str) {

@@ -1,0 +1,570 @@
+//! Faults of every peer, through the library's `Agent` (with a quick retry policy) or the
+//! binary. Each test asserts the invariants: no push lost, none started twice, failures
+//! reported once.
+
+use std::time::Duration;
+
+use pushwake::config::{Env, Settings};
+use pushwake::ec2::Ec2;
+use pushwake::pass::{Agent, PassOptions, PassReport};
+use pushwake::retry::Policy;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::util::{self, GitHub, Setup, Slack, sdk_config, sha, stderr, watch};
+
+const REPO: &str = "octo/trainer";
+const HEAD: &str = "/repos/octo/trainer/commits/main";
+
+fn quick() -> Policy {
+    Policy {
+        attempts: 4,
+        base: Duration::from_millis(5),
+        max_wait: Duration::from_secs(2),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+fn slack_bot(slack: &Slack) -> String {
+    format!(
+        "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
+        slack.api_url()
+    )
+}
+
+/// An agent for `config`, resolved against the setup's environment, with EC2 at `ec2`.
+async fn agent(setup: &Setup, config: &str, ec2: &str) -> Agent {
+    setup.write_config(config);
+    let env: Env = setup.env.iter().cloned().collect();
+    let settings = Settings::from_toml(&setup.config_path(), config, &env).expect("valid config");
+    let options = PassOptions {
+        retry: quick(),
+        ..PassOptions::default()
+    };
+    let ec2 = Ec2::from_sdk_config(&sdk_config(ec2).await, quick());
+    Agent::new(settings, options).unwrap().with_ec2(ec2)
+}
+
+fn report(watches: usize, failed: usize, triggered: usize) -> PassReport {
+    PassReport {
+        watches,
+        failed,
+        triggered,
+    }
+}
+
+/// An EC2 (wiremock) where every listed instance is stopped and starts fine.
+async fn ec2_ok(ids: &[&str]) -> MockServer {
+    let server = MockServer::start().await;
+    let items: String = ids
+        .iter()
+        .map(|id| {
+            format!(
+                "<item><instanceId>{id}</instanceId><instanceState><code>80</code>\
+                 <name>stopped</name></instanceState></item>"
+            )
+        })
+        .collect();
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=DescribeInstances"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
+             <instancesSet>{items}</instancesSet></item></reservationSet></DescribeInstancesResponse>"
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=StartInstances"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            "<StartInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><instancesSet/></StartInstancesResponse>",
+        ))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn ec2_calls(server: &MockServer, action: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(&format!("Action={action}")))
+        .count()
+}
+
+const ID: &str = "i-0123456789abcdef0";
+
+#[tokio::test]
+async fn github_502s_are_retried_within_the_pass() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+    github
+        .answer(HEAD, util::error(502, "Server Error"), Some(2))
+        .await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+    assert_eq!(github.head_requests(REPO, "main").await.len(), 3);
+    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1);
+}
+
+#[tokio::test]
+async fn a_github_timeout_is_retried() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+    // A hung answer: longer than the policy's 500 ms per attempt.
+    let slow = ResponseTemplate::new(200)
+        .set_body_string(sha(1))
+        .set_delay(Duration::from_secs(3));
+    github.answer(HEAD, slow, Some(1)).await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+}
+
+#[tokio::test]
+async fn a_github_outage_is_reported_once_and_the_push_is_acted_on_after() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "{}{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        slack_bot(&slack),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+    agent.pass().await.unwrap();
+
+    // The branch moves while GitHub is down for three passes.
+    github.set_head(REPO, "main", &sha(2)).await;
+    github
+        .answer(HEAD, util::error(502, "Server Error"), Some(12))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
+    }
+    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 0);
+    let status = setup.status();
+    assert!(
+        status[0]["last_error"].as_str().unwrap().contains("502"),
+        "{status}"
+    );
+    assert_eq!(status[0]["last_sha"], sha(1));
+
+    // GitHub is back: the push is acted on, once.
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
+    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1);
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 2, "one failure, then the start: {texts:#?}");
+    assert!(texts[0].contains("502"), "{}", texts[0]);
+    assert!(texts[1].contains(&format!("Started: {ID}")), "{}", texts[1]);
+    assert_eq!(setup.status()[0]["last_error"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_recovery_without_a_push_is_reported_once() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "{}{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        slack_bot(&slack),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    agent.pass().await.unwrap();
+    github
+        .answer(HEAD, util::error(500, "Server Error"), Some(8))
+        .await;
+    agent.pass().await.unwrap();
+    agent.pass().await.unwrap();
+    agent.pass().await.unwrap();
+
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(texts[1].contains("works again"), "{}", texts[1]);
+}
+
+#[tokio::test]
+async fn a_rate_limit_pauses_the_watch_until_its_reset() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    let limited = util::error(403, "API rate limit exceeded for user ID 1.")
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", reset.to_string().as_str());
+    github.answer(HEAD, limited, None).await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
+
+    assert_eq!(
+        github.head_requests(REPO, "main").await.len(),
+        1,
+        "no retry before the reset"
+    );
+    let status = setup.status();
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_makes_once_exit_1() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    let limited = util::error(403, "API rate limit exceeded")
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", reset.to_string().as_str());
+    github.answer(HEAD, limited, None).await;
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &[ID.into()])
+    ));
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rate limit"), "{}", stderr(&out));
+    assert_eq!(github.head_requests(REPO, "main").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_obeyed() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    let limited = util::error(429, "You have exceeded a secondary rate limit.")
+        .insert_header("retry-after", "1");
+    github.answer(HEAD, limited, Some(1)).await;
+
+    let started = std::time::Instant::now();
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not waited for"
+    );
+    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+}
+
+#[tokio::test]
+async fn slack_500_and_429_are_retried() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&slack.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(serde_json::json!({"ok": false, "error": "ratelimited"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&slack.server)
+        .await;
+    let config = format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        slack_bot(&slack),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+    let requests = slack.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3, "500, 429, then delivered");
+}
+
+#[tokio::test]
+async fn slack_down_blocks_nothing() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    // Nothing listens there.
+    let config = format!(
+        "first_run = \"start\"\n{}\n[slack]\napi_url = \"http://127.0.0.1:9/api\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#x\"\n{}",
+        setup.header(&github.url(), &ec2.uri()),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+}
+
+#[tokio::test]
+async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=StartInstances"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(
+            "<Response><Errors><Error><Code>InsufficientInstanceCapacity</Code><Message>We \
+             currently do not have sufficient p3.2xlarge capacity in the Availability Zone you \
+             requested (eu-west-1a).</Message></Error></Errors><RequestID>r</RequestID></Response>",
+        ))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&ec2)
+        .await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let config = format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        slack_bot(&slack),
+        watch(REPO, "main", &[ID.into()])
+    );
+    let agent = agent(&setup, &config, &ec2.uri()).await;
+
+    assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
+    assert_eq!(setup.status()[0]["last_sha"], serde_json::Value::Null);
+    assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
+    assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
+    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+
+    assert_eq!(
+        ec2_calls(&ec2, "StartInstances").await,
+        3,
+        "capacity is not retried in a pass"
+    );
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts[0].contains("InsufficientInstanceCapacity"),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[1].contains(&format!("Started: {ID}")), "{}", texts[1]);
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_reported_and_kept_byte_for_byte() {
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        watch(REPO, "main", &[ID.into()])
+    ));
+    let state = setup.state_dir().join("state.json");
+    std::fs::create_dir_all(setup.state_dir()).unwrap();
+    let garbage = b"{\"version\": 1, \"watches\": [{\"repo\": \"octo/tr\x00\xff";
+    std::fs::write(&state, garbage).unwrap();
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("corrupt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        garbage,
+        "the file was changed"
+    );
+    assert!(
+        ec2.received_requests().await.unwrap().is_empty(),
+        "EC2 was called"
+    );
+    assert!(github.server.received_requests().await.unwrap().is_empty());
+
+    let out = setup.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
+}
+
+/// Whether this process runs as root, which writes anywhere whatever the permissions.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|uids| uids.split_whitespace().nth(1) == Some("0"))
+}
+
+#[tokio::test]
+async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
+    use std::os::unix::fs::PermissionsExt;
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        watch(REPO, "main", &[ID.into()])
+    ));
+    std::fs::create_dir_all(setup.state_dir()).unwrap();
+    let mode = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(setup.dir.path(), mode(0o755)).unwrap();
+    std::fs::set_permissions(setup.config_path(), mode(0o644)).unwrap();
+    std::fs::set_permissions(setup.state_dir(), mode(0o555)).unwrap();
+
+    // Root writes through any mode bits, so run as nobody, as a service user would be.
+    // The binary is copied beside the config: its build directory may not be open to nobody.
+    let out = if is_root() {
+        let binary = setup.dir.path().join("pushwake");
+        std::fs::copy(env!("CARGO_BIN_EXE_pushwake"), &binary).unwrap();
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        let inner = setup.command(&["--once"]);
+        cmd.arg(&binary).args(inner.get_args());
+        cmd.env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        cmd.output().expect("setpriv")
+    } else {
+        setup.run(&["--once"])
+    };
+
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write in state directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        ec2.received_requests().await.unwrap().is_empty(),
+        "EC2 was called"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_start_and_record_does_not_start_twice() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        util::Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(2).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}{}",
+        setup.header(&github.url(), &moto),
+        slack_bot(&slack),
+        watch(REPO, "main", &ids)
+    ));
+    assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
+    github.set_head(REPO, "main", &sha(2)).await;
+    // The instances were started for commit 2, and the agent died before recording it.
+    ec2.start(&ids).await;
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let texts = slack.texts().await;
+    assert_eq!(texts.len(), 1);
+    assert!(
+        !texts[0].contains("Started:"),
+        "started again: {}",
+        texts[0]
+    );
+    assert!(texts[0].contains("Skipped, already up"), "{}", texts[0]);
+    assert_eq!(setup.status()[0]["last_sha"], sha(2));
+}
+
+#[tokio::test]
+async fn sigterm_in_the_middle_of_a_pass_leaves_no_half_written_state() {
+    use std::process::Stdio;
+    let (github, setup) = (GitHub::start().await, Setup::new());
+    github.set_head(REPO, "main", &sha(1)).await;
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &[ID.into()])
+    ));
+    assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
+    let before = std::fs::read(setup.state_dir().join("state.json")).unwrap();
+    // The next poll hangs.
+    let hung = ResponseTemplate::new(200)
+        .set_body_string(sha(2))
+        .set_delay(Duration::from_secs(20));
+    github.answer(HEAD, hung, None).await;
+    let mut child = setup
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while github.head_requests(REPO, "main").await.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let term = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(5),
+            "no exit within 5 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(setup.state_dir().join("state.json")).unwrap(),
+        before
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(setup.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
