@@ -6,4 +6,7 @@ mod daemon;
 mod faults;
 mod launch;
 mod once;
+mod parse;
+mod retry;
+mod secrets;
 mod util;
