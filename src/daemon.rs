@@ -1,14 +1,19 @@
 //! The long-running loop: a pass every `interval` (jittered), until told to stop.
 //!
 //! Signals are turned into [`Control`] messages by the binary, so the loop itself can be
-//! driven by tests with paused time.
+//! driven by tests. Under systemd (`Type=notify`) it reports READY=1 once the config is
+//! loaded, RELOADING=1 around a reload, STOPPING=1 on the way out, and pings the watchdog
+//! from the loop itself, so a loop that hangs stops pinging and is restarted.
 
+use std::future::Future;
 use std::time::Duration;
 
+use sd_notify::NotifyState;
 use tokio::sync::mpsc;
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::config::Settings;
-use crate::pass::{Agent, PassOptions};
+use crate::pass::{Agent, PassOptions, PassReport};
 
 /// How long a pass in progress may take to finish after a stop is asked for. Past that it
 /// is abandoned: state files are replaced atomically, so nothing is left half-written, and
@@ -31,67 +36,81 @@ pub async fn run(
     mut control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
     let mut agent = Agent::new(settings, options)?;
+    let mut watchdog = Watchdog::from_env();
     tracing::info!(
         "watching {} branch(es), every {}",
         agent.settings().watches.len(),
         humantime::format_duration(agent.settings().interval)
     );
+    notify(&[NotifyState::Ready]);
+
     loop {
-        let asked = {
-            let pass = agent.pass();
-            tokio::pin!(pass);
-            tokio::select! {
-                result = &mut pass => {
-                    log_pass(result);
-                    None
-                }
-                msg = control.recv() => match msg {
-                    Some(Control::Reload) => {
-                        // A reload waits for the pass in progress; it applies from the next.
-                        log_pass(pass.await);
-                        Some(Control::Reload)
-                    }
-                    Some(Control::Stop) | None => {
-                        tracing::info!("stopping: letting the pass in progress finish");
-                        match tokio::time::timeout(STOP_GRACE, pass).await {
-                            Ok(result) => log_pass(result),
-                            Err(_) => tracing::warn!("pass abandoned after {STOP_GRACE:?}"),
-                        }
-                        Some(Control::Stop)
-                    }
-                },
-            }
-        };
-        match asked {
-            Some(Control::Stop) => return Ok(()),
+        match during(agent.pass(), &mut control, &mut watchdog).await {
+            Some(Control::Stop) => break,
             Some(Control::Reload) => agent = reload(agent, options),
             None => {}
         }
-
         let sleep = tokio::time::sleep(jitter(agent.settings().interval));
         tokio::pin!(sleep);
-        loop {
+        let stop = loop {
             tokio::select! {
-                () = &mut sleep => break,
+                () = &mut sleep => break false,
+                () = watchdog.tick() => watchdog.ping(),
                 msg = control.recv() => match msg {
                     Some(Control::Reload) => agent = reload(agent, options),
-                    Some(Control::Stop) | None => {
-                        tracing::info!("stopping");
-                        return Ok(());
-                    }
+                    Some(Control::Stop) | None => break true,
                 },
             }
+        };
+        if stop {
+            break;
+        }
+    }
+    tracing::info!("stopping");
+    notify(&[NotifyState::Stopping]);
+    Ok(())
+}
+
+/// Drives one pass to its end, pinging the watchdog. A reload asked for meanwhile waits
+/// for the pass; a stop gives it [`STOP_GRACE`] to finish. Returns what was asked.
+async fn during(
+    pass: impl Future<Output = anyhow::Result<PassReport>>,
+    control: &mut mpsc::Receiver<Control>,
+    watchdog: &mut Watchdog,
+) -> Option<Control> {
+    tokio::pin!(pass);
+    let mut asked = None;
+    loop {
+        tokio::select! {
+            result = &mut pass => {
+                log_pass(result);
+                return asked;
+            }
+            () = watchdog.tick() => watchdog.ping(),
+            msg = control.recv(), if asked.is_none() => match msg {
+                Some(Control::Reload) => asked = Some(Control::Reload),
+                Some(Control::Stop) | None => {
+                    tracing::info!("stopping: letting the pass in progress finish");
+                    notify(&[NotifyState::Stopping]);
+                    match tokio::time::timeout(STOP_GRACE, &mut pass).await {
+                        Ok(result) => log_pass(result),
+                        Err(_) => tracing::warn!("pass abandoned after {STOP_GRACE:?}"),
+                    }
+                    return Some(Control::Stop);
+                }
+            },
         }
     }
 }
 
 /// Builds an agent from the config file as it is now; on any error the old one is kept.
 fn reload(old: Agent, options: PassOptions) -> Agent {
+    notify(&[NotifyState::Reloading]);
     let path = old.settings().path.clone();
     let fresh = Settings::load(&path)
         .map_err(anyhow::Error::new)
         .and_then(|settings| Agent::new(settings, options));
-    match fresh {
+    let agent = match fresh {
         Ok(agent) => {
             tracing::info!(
                 "reloaded {}: watching {} branch(es)",
@@ -104,10 +123,12 @@ fn reload(old: Agent, options: PassOptions) -> Agent {
             tracing::error!("reload failed, keeping the running config: {e:#}");
             old
         }
-    }
+    };
+    notify(&[NotifyState::Ready]);
+    agent
 }
 
-fn log_pass(result: anyhow::Result<crate::pass::PassReport>) {
+fn log_pass(result: anyhow::Result<PassReport>) {
     match result {
         Ok(r) if r.failed > 0 => {
             tracing::warn!("pass done: {} of {} watch(es) failed", r.failed, r.watches)
@@ -118,6 +139,45 @@ fn log_pass(result: anyhow::Result<crate::pass::PassReport>) {
             r.triggered
         ),
         Err(e) => tracing::error!("pass failed: {e:#}"),
+    }
+}
+
+/// Tells systemd how we are; a no-op outside systemd (no `$NOTIFY_SOCKET`).
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// systemd's watchdog: pinged at half its timeout, when `WatchdogSec=` is set.
+struct Watchdog {
+    interval: Option<Interval>,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        let mut usec = 0;
+        let interval = sd_notify::watchdog_enabled(false, &mut usec).then(|| {
+            let mut i = tokio::time::interval(
+                Duration::from_micros(usec / 2).max(Duration::from_millis(10)),
+            );
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        Watchdog { interval }
+    }
+
+    async fn tick(&mut self) {
+        match &mut self.interval {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn ping(&self) {
+        notify(&[NotifyState::Watchdog]);
     }
 }
 

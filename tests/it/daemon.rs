@@ -149,3 +149,115 @@ async fn sighup_reloads_the_config_and_a_broken_edit_keeps_the_old_one() {
     let (status, _) = wait_exit(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
 }
+
+/// The inodes of the sockets listening for connections (TCP) or datagrams (UDP) on this
+/// host, from /proc/net.
+fn listening_inodes() -> Vec<String> {
+    let mut inodes = Vec::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // TCP_LISTEN is 0A; an unconnected UDP socket (07) receives from anyone.
+            let listening = if table.starts_with("tcp") {
+                cols[3] == "0A"
+            } else {
+                cols[3] == "07"
+            };
+            if listening {
+                inodes.push(cols[9].to_owned());
+            }
+        }
+    }
+    inodes
+}
+
+/// The socket inodes a process holds open.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_daemon_speaks_sd_notify_and_listens_on_no_port() {
+    use std::os::unix::net::UnixDatagram;
+    let github = GitHub::start().await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let mut setup = Setup::new();
+    let socket_path = setup.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    setup.set_env("NOTIFY_SOCKET", socket_path.to_str().unwrap());
+    setup.set_env("WATCHDOG_USEC", "100000");
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
+    ));
+    // systemd names the watched process in WATCHDOG_PID; a shell that execs keeps its pid.
+    let inner = setup.command(&[]);
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).trim().to_owned()
+    };
+
+    assert_eq!(next(), "READY=1");
+    let pings = (0..3).map(|_| next()).filter(|m| m == "WATCHDOG=1").count();
+    assert!(pings >= 2, "the watchdog is not pinged");
+    until(Duration::from_secs(10), "the first poll", || async {
+        !github.head_requests(REPO, "main").await.is_empty()
+    })
+    .await;
+
+    let held = socket_inodes(child.id());
+    assert!(
+        !held.is_empty(),
+        "no sockets seen at all: is /proc readable?"
+    );
+    let listening = listening_inodes();
+    let open_ports: Vec<_> = held.iter().filter(|i| listening.contains(i)).collect();
+    assert!(open_ports.is_empty(), "the daemon listens: {open_ports:?}");
+
+    signal(&child, "HUP");
+    let after_hup: Vec<String> = (0..20)
+        .map(|_| next())
+        .take_while(|m| m != "READY=1")
+        .collect();
+    assert!(
+        after_hup.contains(&"RELOADING=1".to_owned()),
+        "{after_hup:?}"
+    );
+
+    signal(&child, "TERM");
+    let rest: Vec<String> = (0..50)
+        .map(|_| next())
+        .take_while(|m| m != "STOPPING=1")
+        .collect();
+    assert!(rest.len() < 50, "no STOPPING=1");
+    let (status, _) = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}
