@@ -38,8 +38,18 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Log lines as text, or as one JSON object each for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,7 +66,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -166,7 +176,7 @@ async fn serve(settings: Settings, options: PassOptions) -> anyhow::Result<u8> {
 
 /// Logs go to stderr. Under journald or when stderr is not a terminal there are no
 /// timestamps (the journal adds its own) and no colours.
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,pushwake=info",
@@ -178,11 +188,10 @@ fn init_logging(verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(terminal)
         .with_target(false);
-    if terminal {
-        builder.init();
-    } else {
-        builder.without_time().init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text if terminal => builder.init(),
+        LogFormat::Text => builder.with_ansi(false).without_time().init(),
     }
 }

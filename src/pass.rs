@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::config::{FirstRun, Repo, Settings, Watch};
 use crate::ec2::Ec2;
 use crate::github::{self, Commit, GitHub, Head};
-use crate::launch::{self, Launch};
+use crate::launch;
 use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
@@ -246,19 +246,24 @@ impl Agent {
         etag: Option<String>,
     ) -> anyhow::Result<bool> {
         let commit = self.commit(watch, &sha).await;
-        tracing::info!(
-            "{watch}: new head {} \"{}\"; starting {} instance(s)",
-            short(&sha),
-            commit.title,
-            watch.instances.len()
-        );
         let result = launch::start(self.ec2().await, &watch.instances, self.options.launch).await;
         let entry = state.entry(watch);
         let (recorded, message) = match result {
             Ok(launch) => {
-                log_launch(watch, &launch);
+                // One line per trigger, whatever the number of instances.
+                let line = format!(
+                    "{watch}: new head {} \"{}\": {}",
+                    short(&sha),
+                    commit.title,
+                    report::instances(&launch).replace('\n', "; ")
+                );
                 if launch.needs_retry() {
-                    let why = format!("start of {} incomplete", short(&sha));
+                    tracing::error!("{line}");
+                    let why = format!(
+                        "start of {} incomplete: {}",
+                        short(&sha),
+                        report::failures(&launch)
+                    );
                     let notice = fail(entry, watch, &why);
                     // The first failure of a streak gets the full picture.
                     (
@@ -266,6 +271,7 @@ impl Agent {
                         notice.map(|_| report::trigger(watch, &commit, &launch)),
                     )
                 } else {
+                    tracing::info!("{line}");
                     entry.last_sha = Some(sha);
                     entry.etag = etag;
                     entry.last_error = None;
@@ -355,10 +361,4 @@ fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
 /// Clears a failure; returns the Slack message when there was one.
 fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
     entry.last_error.take().map(|_| report::recovered(watch))
-}
-
-fn log_launch(watch: &Watch, launch: &Launch) {
-    for line in report::instances(launch).lines() {
-        tracing::info!("{watch}: {line}");
-    }
 }

@@ -71,6 +71,19 @@ pub fn instances(launch: &Launch) -> String {
     lines.join("\n")
 }
 
+/// The instances that failed and why, on one line.
+pub fn failures(launch: &Launch) -> String {
+    launch
+        .instances
+        .iter()
+        .filter_map(|(id, o)| match o {
+            Outcome::Failed(why) => Some(format!("{id} ({why})")),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The message for a watch that started failing.
 pub fn failing(watch: &Watch, error: &str) -> String {
     format!(

@@ -491,3 +491,55 @@ async fn two_overlapping_passes_act_on_a_push_once() {
         format!("\"{}\"", sha(2)).as_str()
     );
 }
+
+#[tokio::test]
+async fn logs_fit_journald_and_log_shippers() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(3).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+    once(&setup, 0);
+    github.set_head(REPO, "main", &sha(2)).await;
+
+    let out = once(&setup, 0);
+
+    // Piped stderr: no colours, no timestamps, one line for the trigger.
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b'), "colours: {err:?}");
+    assert!(
+        !err.contains("2026-") && !err.contains("T1"),
+        "timestamps: {err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(" INFO") || lines[0].starts_with("INFO"),
+        "{err}"
+    );
+    assert!(
+        lines[0].contains(&format!("Started: {}", ids.join(", "))),
+        "{err}"
+    );
+
+    github.set_head(REPO, "main", &sha(3)).await;
+    let out = setup.run(&["--once", "--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["level"], "INFO");
+    assert!(
+        lines[0]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("new head")
+    );
+}

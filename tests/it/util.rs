@@ -12,9 +12,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 pub const TOKEN: &str = "ghp_testtoken0123456789abcdefABCDEF0123";
 pub const SLACK_TOKEN: &str = "xoxb-1111-2222-secretslacktoken";
 
-/// A 40-hex SHA made from a small number, so tests can say "commit 1", "commit 2".
+/// A 40-hex SHA made from a small number, so tests can say "commit 1", "commit 2"; its
+/// short form (seven digits) is distinct too.
 pub fn sha(n: u32) -> String {
-    format!("{n:08x}{}", "a".repeat(32))
+    format!("{n:07x}{}", "a".repeat(33))
 }
 
 /// GitHub's REST API, as far as pushwake uses it.
@@ -325,6 +326,10 @@ impl Setup {
     pub fn new() -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().to_string_lossy().into_owned();
+        // Empty AWS files, so nothing from the machine's own ~/.aws is used.
+        for file in ["aws-config", "aws-credentials"] {
+            std::fs::write(dir.path().join(file), "").expect("write aws file");
+        }
         Setup {
             dir,
             env: vec![
@@ -332,10 +337,10 @@ impl Setup {
                 ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
                 ("AWS_SECRET_ACCESS_KEY".into(), "testingsecretkey".into()),
                 ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-                ("AWS_CONFIG_FILE".into(), format!("{home}/no-aws-config")),
+                ("AWS_CONFIG_FILE".into(), format!("{home}/aws-config")),
                 (
                     "AWS_SHARED_CREDENTIALS_FILE".into(),
-                    format!("{home}/no-aws-credentials"),
+                    format!("{home}/aws-credentials"),
                 ),
                 ("GITHUB_TOKEN".into(), TOKEN.into()),
                 ("SLACK_API_TOKEN".into(), SLACK_TOKEN.into()),
