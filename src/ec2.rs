@@ -271,3 +271,83 @@ impl Ec2 {
         Ok(())
     }
 }
+
+/// The EC2 actions pushwake needs, as IAM names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    DescribeInstances,
+    StartInstances,
+    StopInstances,
+    CreateTags,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::DescribeInstances,
+        Action::StartInstances,
+        Action::CreateTags,
+        Action::StopInstances,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::DescribeInstances => "DescribeInstances",
+            Action::StartInstances => "StartInstances",
+            Action::StopInstances => "StopInstances",
+            Action::CreateTags => "CreateTags",
+        }
+    }
+}
+
+impl Ec2 {
+    /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
+    /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
+    pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
+        let ids = Some(ids.to_vec());
+        let c = &self.client;
+        let name = action.name();
+        let result = match action {
+            Action::DescribeInstances => c
+                .describe_instances()
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(name, e)),
+            Action::StartInstances => c
+                .start_instances()
+                .dry_run(true)
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(name, e)),
+            Action::StopInstances => c
+                .stop_instances()
+                .dry_run(true)
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(name, e)),
+            Action::CreateTags => c
+                .create_tags()
+                .dry_run(true)
+                .set_resources(ids)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("pushwake:check")
+                        .value("dry-run")
+                        .build(),
+                )
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(name, e)),
+        };
+        match result {
+            Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -188,6 +188,27 @@ impl GitHub {
             .await
     }
 
+    /// The core rate limit left to this token (or this address, without a token), as
+    /// `(remaining, limit)`. Asking costs nothing; a bad token is refused with 401.
+    pub async fn rate_limit(&self) -> Result<(u64, u64), Error> {
+        self.policy
+            .run("rate limit", || async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/vnd.github+json"),
+                );
+                let (status, headers, body) = self.get("/rate_limit", headers).await?;
+                if !status.is_success() {
+                    return Err(self.status_error(status, &headers, &body));
+                }
+                let raw: RawRateLimit =
+                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok((raw.rate.remaining, raw.rate.limit))
+            })
+            .await
+    }
+
     async fn get(
         &self,
         path: &str,
@@ -249,6 +270,17 @@ struct RawUser {
 #[derive(Deserialize)]
 struct RawGitAuthor {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct RawRateLimit {
+    rate: RawRate,
+}
+
+#[derive(Deserialize)]
+struct RawRate {
+    limit: u64,
+    remaining: u64,
 }
 
 #[derive(Deserialize)]

@@ -12,9 +12,11 @@
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
 //! - [`report`]: the words of Slack messages and log lines.
 //! - [`status`]: `pushwake status`.
+//! - [`check`]: `pushwake check [--online]`.
 //! - [`retry`]: the one retry policy.
 //! - [`redact`]: masking secrets in texts quoted from peers.
 
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod ec2;

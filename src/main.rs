@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pushwake::config::Settings;
 use pushwake::daemon::{self, Control};
+use pushwake::ec2::Ec2;
 use pushwake::pass::{Agent, PassOptions};
-use pushwake::status;
+use pushwake::retry::Policy;
+use pushwake::{check, status};
 
 /// Exit status when every watch was polled and every action succeeded.
 const OK: u8 = 0;
@@ -54,13 +56,20 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate the config file and exit.
-    Check,
+    /// Validate the config file; with --online also try GitHub, EC2 and Slack.
+    Check {
+        /// Try every token, branch, instance and permission, changing nothing.
+        #[arg(long)]
+        online: bool,
+    },
     /// Show what pushwake last saw and did, per watch.
     Status {
         /// Print a JSON array, one object per watch.
         #[arg(long)]
         json: bool,
+        /// Also ask EC2 for each instance's state now.
+        #[arg(long)]
+        live: bool,
     },
 }
 
@@ -89,12 +98,27 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Err(e) => return Ok(usage_error(e)),
     };
     match cli.command {
-        Some(Command::Check) => {
-            check(&settings);
-            Ok(OK)
+        Some(Command::Check { online }) => {
+            let mut out = std::io::stdout().lock();
+            check::summary(&settings, &mut out)?;
+            if !online {
+                return Ok(OK);
+            }
+            let items = runtime()?.block_on(check::online(&settings, Policy::default()));
+            Ok(if check::print(&items, &mut out)? {
+                OK
+            } else {
+                FAILED
+            })
         }
-        Some(Command::Status { json }) => {
-            let rows = status::collect(&settings)?;
+        Some(Command::Status { json, live }) => {
+            let mut rows = status::collect(&settings)?;
+            if live {
+                runtime()?.block_on(async {
+                    let ec2 = Ec2::connect(&settings.aws, Policy::default()).await;
+                    status::add_live(&mut rows, &ec2).await
+                })?;
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 status::print_json(&mut out, &rows)?;
@@ -108,13 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 dry_run: cli.dry_run,
                 ..PassOptions::default()
             };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             if cli.once {
-                runtime.block_on(once(settings, options))
+                runtime()?.block_on(once(settings, options))
             } else {
-                runtime.block_on(serve(settings, options))
+                runtime()?.block_on(serve(settings, options))
             }
         }
     }
@@ -125,25 +146,11 @@ fn usage_error(e: impl std::fmt::Display) -> u8 {
     USAGE
 }
 
-fn check(settings: &Settings) {
-    println!("{}: ok", settings.path.display());
-    println!("state in {}", settings.state_dir.display());
-    for w in &settings.watches {
-        println!("watch {w}: {} instance(s)", w.instances.len());
-    }
-    match (&settings.github.token, &settings.github.token_unset) {
-        (Some(_), _) => println!("GitHub token: set"),
-        (None, Some(var)) => println!("GitHub token: {var} is not set; polling without a token"),
-        (None, None) => println!("GitHub token: none; polling without a token"),
-    }
-    println!(
-        "Slack: {}",
-        match &settings.slack {
-            None => "off",
-            Some(pushwake::config::SlackSettings::Bot { .. }) => "bot token",
-            Some(pushwake::config::SlackSettings::Webhook { .. }) => "incoming webhook",
-        }
-    );
+/// One thread is plenty: the work is waiting on the network.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 async fn once(settings: Settings, options: PassOptions) -> anyhow::Result<u8> {

@@ -46,6 +46,14 @@ impl Retryable for Error {
 }
 
 #[derive(Deserialize)]
+struct AuthTest {
+    ok: bool,
+    error: Option<String>,
+    user: Option<String>,
+    team: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct ApiAnswer {
     ok: bool,
     error: Option<String>,
@@ -96,6 +104,56 @@ impl Slack {
             Error::Transport(text) => Error::Transport(self.redactor.clean(&text)),
             other => other,
         }
+    }
+
+    /// Checks the token (`auth.test`) or that the webhook exists, posting nothing. A
+    /// webhook sent an empty message answers 400 `no_text` or `invalid_payload` when it
+    /// exists, and 403 or 404 when it does not.
+    pub async fn check(&self) -> Result<String, Error> {
+        let result = async {
+            match &self.target {
+                SlackSettings::Bot { api_url, token, .. } => {
+                    let response = self
+                        .http
+                        .post(format!("{api_url}/auth.test"))
+                        .bearer_auth(token.expose_secret())
+                        .send()
+                        .await
+                        .map_err(transport)?;
+                    let status = response.status();
+                    let body = response.text().await.map_err(transport)?;
+                    let answer: AuthTest =
+                        serde_json::from_str(&body).map_err(|_| Error::Status(status))?;
+                    match answer.ok {
+                        true => Ok(format!(
+                            "bot token accepted ({} in {})",
+                            answer.user.unwrap_or_default(),
+                            answer.team.unwrap_or_default()
+                        )),
+                        false => Err(Error::Api(answer.error.unwrap_or_default())),
+                    }
+                }
+                SlackSettings::Webhook { url } => {
+                    let response = self
+                        .http
+                        .post(url.expose_secret())
+                        .json(&serde_json::json!({}))
+                        .send()
+                        .await
+                        .map_err(transport)?;
+                    let status = response.status();
+                    let body = response.text().await.map_err(transport)?;
+                    match (status.as_u16(), body.trim()) {
+                        (400, "no_text" | "invalid_payload") | (200, _) => {
+                            Ok("incoming webhook reachable".to_owned())
+                        }
+                        _ => Err(Error::Api(format!("{status}: {}", body.trim()))),
+                    }
+                }
+            }
+        }
+        .await;
+        result.map_err(|e| self.clean(e))
     }
 
     async fn post_once(&self, text: &str) -> Result<(), Error> {

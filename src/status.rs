@@ -1,10 +1,12 @@
 //! `pushwake status`: what the state file says of each configured watch.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::ec2::Ec2;
 use crate::report::short;
 use crate::state::Store;
 
@@ -17,6 +19,10 @@ pub struct WatchStatus {
     pub last_checked: Option<String>,
     pub last_error: Option<String>,
     pub instances: Vec<String>,
+    /// With `--live`: each instance's state as EC2 reports it now ("missing" when EC2
+    /// does not know it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<BTreeMap<String, String>>,
 }
 
 /// The status of every configured watch, in config order. Watches never polled have nulls.
@@ -36,9 +42,36 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 last_error: s.and_then(|s| s.last_error.clone()),
                 instances: w.instances.clone(),
+                live: None,
             }
         })
         .collect())
+}
+
+/// Fills in `live` from one describe of every configured instance.
+pub async fn add_live(rows: &mut [WatchStatus], ec2: &Ec2) -> anyhow::Result<()> {
+    let ids: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.instances.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let described = ec2.describe(&ids).await?;
+    for row in rows {
+        let live = row
+            .instances
+            .iter()
+            .map(|id| {
+                let state = described
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .map_or_else(|| "missing".to_owned(), |i| i.state.to_string());
+                (id.clone(), state)
+            })
+            .collect();
+        row.live = Some(live);
+    }
+    Ok(())
 }
 
 pub fn print_json(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {
@@ -63,11 +96,24 @@ pub fn print_table(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result
             name(r),
             r.last_sha.as_deref().map(short).unwrap_or("-"),
             r.last_checked.as_deref().unwrap_or("never"),
-            r.instances.join(",")
+            instances(r)
         )?;
         if let Some(e) = &r.last_error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
         }
     }
     Ok(())
+}
+
+/// The instances column: ids, with their live state when known.
+fn instances(row: &WatchStatus) -> String {
+    match &row.live {
+        None => row.instances.join(","),
+        Some(live) => row
+            .instances
+            .iter()
+            .map(|id| format!("{id} ({})", live.get(id).map_or("?", String::as_str)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against fake GitHub and Slack servers and the moto
 //! EC2 emulator. One crate, so it is linked once.
 
+mod check;
 mod config;
 mod daemon;
 mod faults;
@@ -9,4 +10,5 @@ mod once;
 mod parse;
 mod retry;
 mod secrets;
+mod status;
 mod util;

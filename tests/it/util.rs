@@ -27,8 +27,20 @@ pub struct GitHub {
 
 impl GitHub {
     pub async fn start() -> GitHub {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/rate_limit"))
+            .respond_with(github_headers(ResponseTemplate::new(200)).set_body_json(
+                serde_json::json!({
+                    "resources": {"core": {"limit": 5000, "used": 1, "remaining": 4999, "reset": 1764330000}},
+                    "rate": {"limit": 5000, "used": 1, "remaining": 4999, "reset": 1764330000}
+                }),
+            ))
+            .with_priority(250)
+            .mount(&server)
+            .await;
         GitHub {
-            server: MockServer::start().await,
+            server,
             priority: AtomicU8::new(200),
         }
     }
@@ -162,6 +174,35 @@ impl Slack {
                     .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
             )
             .with_priority(10)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/auth.test"))
+            .and(header(
+                "authorization",
+                format!("Bearer {SLACK_TOKEN}").as_str(),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ok": true, "url": "https://ml-team.slack.com/", "team": "ML Team",
+                "user": "pushwake", "team_id": "T0123", "user_id": "U0123", "bot_id": "B0123"
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/auth.test"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
+            )
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        // An incoming webhook answers "no_text" to a message without text.
+        Mock::given(method("POST"))
+            .and(path(WEBHOOK_PATH))
+            .and(wiremock::matchers::body_json(serde_json::json!({})))
+            .respond_with(ResponseTemplate::new(400).set_body_string("no_text"))
+            .with_priority(1)
             .mount(&server)
             .await;
         Mock::given(method("POST"))

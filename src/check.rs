@@ -1,0 +1,155 @@
+//! `pushwake check [--online]`: the config as understood, and with `--online` a checklist
+//! of everything a pass needs from GitHub, EC2 and Slack, tried for real but changing
+//! nothing (EC2 is asked with its `DryRun` flag; Slack is asked without posting).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use crate::config::{Settings, SlackSettings};
+use crate::ec2::{Action, Ec2, State};
+use crate::github::GitHub;
+use crate::report::short;
+use crate::retry;
+use crate::slack::Slack;
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Item {
+    fn pass(text: impl Into<String>) -> Item {
+        Item {
+            ok: true,
+            text: text.into(),
+        }
+    }
+
+    fn fail(text: impl Into<String>) -> Item {
+        Item {
+            ok: false,
+            text: text.into(),
+        }
+    }
+}
+
+/// What the config says, for people: printed by `check` with or without `--online`.
+pub fn summary(settings: &Settings, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{}: ok", settings.path.display())?;
+    writeln!(out, "state in {}", settings.state_dir.display())?;
+    for w in &settings.watches {
+        writeln!(out, "watch {w}: {} instance(s)", w.instances.len())?;
+    }
+    match (&settings.github.token, &settings.github.token_unset) {
+        (Some(_), _) => writeln!(out, "GitHub token: set")?,
+        (None, Some(var)) => writeln!(
+            out,
+            "GitHub token: {var} is not set; polling without a token"
+        )?,
+        (None, None) => writeln!(out, "GitHub token: none; polling without a token")?,
+    }
+    let slack = match &settings.slack {
+        None => "off",
+        Some(SlackSettings::Bot { .. }) => "bot token",
+        Some(SlackSettings::Webhook { .. }) => "incoming webhook",
+    };
+    writeln!(out, "Slack: {slack}")
+}
+
+/// Tries everything a pass needs, in the order a pass needs it.
+pub async fn online(settings: &Settings, policy: retry::Policy) -> Vec<Item> {
+    let mut items = Vec::new();
+    github(settings, policy, &mut items).await;
+    ec2(settings, policy, &mut items).await;
+    if let Some(target) = &settings.slack {
+        items.push(match Slack::new(target.clone(), policy) {
+            Ok(slack) => match slack.check().await {
+                Ok(what) => Item::pass(format!("Slack: {what}")),
+                Err(e) => Item::fail(format!("Slack: {e}")),
+            },
+            Err(e) => Item::fail(format!("Slack: {e:#}")),
+        });
+    }
+    items
+}
+
+async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
+    let gh = &settings.github;
+    let client = match GitHub::new(&gh.api_url, gh.token.as_ref(), policy) {
+        Ok(c) => c,
+        Err(e) => return items.push(Item::fail(format!("GitHub client: {e:#}"))),
+    };
+    if let Some(var) = &gh.token_unset {
+        items.push(Item::fail(format!(
+            "GitHub token: {var} is not set (github.token_env)"
+        )));
+    }
+    match client.rate_limit().await {
+        Ok((left, limit)) if gh.token.is_some() => items.push(Item::pass(format!(
+            "GitHub token accepted ({left} of {limit} requests left this hour)"
+        ))),
+        Ok((left, limit)) => items.push(Item::pass(format!(
+            "GitHub reachable without a token ({left} of {limit} requests left this hour)"
+        ))),
+        Err(e) => items.push(Item::fail(e.to_string())),
+    }
+    for w in &settings.watches {
+        items.push(match client.head(&w.repo, &w.branch, None).await {
+            Ok(crate::github::Head::Changed { sha, .. }) => {
+                Item::pass(format!("{w} readable (head {})", short(&sha)))
+            }
+            Ok(crate::github::Head::Unchanged) => Item::pass(format!("{w} readable")),
+            Err(e) => Item::fail(format!("{w}: {e}")),
+        });
+    }
+}
+
+async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
+    let client = Ec2::connect(&settings.aws, policy).await;
+    let ids: Vec<String> = settings
+        .watches
+        .iter()
+        .flat_map(|w| w.instances.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let described = match client.describe(&ids).await {
+        Ok(d) => d,
+        Err(e) => return items.push(Item::fail(format!("EC2: {e}"))),
+    };
+    let mut existing = Vec::new();
+    for id in &ids {
+        items.push(match described.iter().find(|i| &i.id == id) {
+            Some(i) if matches!(i.state, State::Terminated | State::ShuttingDown) => {
+                Item::fail(format!("instance {id} is {}", i.state))
+            }
+            Some(i) => {
+                existing.push(id.clone());
+                Item::pass(format!("instance {id} exists ({})", i.state))
+            }
+            None => Item::fail(format!(
+                "instance {id} not found in this account and region"
+            )),
+        });
+    }
+    for action in Action::ALL {
+        // The other actions are asked about the instances; with none, there is nothing to ask.
+        if existing.is_empty() && action != Action::DescribeInstances {
+            continue;
+        }
+        items.push(match client.permitted(action, &existing).await {
+            Ok(()) => Item::pass(format!("ec2:{} allowed", action.name())),
+            Err(e) => Item::fail(e.to_string()),
+        });
+    }
+}
+
+/// Prints the checklist; returns whether every item passed.
+pub fn print(items: &[Item], out: &mut impl Write) -> std::io::Result<bool> {
+    for item in items {
+        writeln!(out, "{} {}", if item.ok { "✓" } else { "✗" }, item.text)?;
+    }
+    Ok(items.iter().all(|i| i.ok))
+}
