@@ -107,7 +107,7 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
 }
 
 async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
-    let client = Ec2::connect(&settings.aws, policy).await;
+    let client = Ec2::from_sdk_config(&crate::ec2::sdk_config(&settings.aws).await, policy);
     let ids: Vec<String> = settings
         .watches
         .iter()

@@ -6,7 +6,9 @@
 
 mod raw;
 mod secret;
+mod watch;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,11 +72,84 @@ pub enum SlackSettings {
 }
 
 /// One watched branch and the instances it starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Watch {
     pub repo: Repo,
     pub branch: String,
+    /// Instances named by id.
     pub instances: Vec<String>,
+    /// Instances carrying every one of these tags; empty for none.
+    pub instance_tags: BTreeMap<String, String>,
+    /// Start only when a change touches one of these paths.
+    pub paths: Option<Paths>,
+    /// A head commit whose message holds one of these starts nothing.
+    pub skip_markers: Vec<String>,
+    /// Stop what pushwake started once it has run this long.
+    pub max_runtime: Option<Duration>,
+    /// Stop what pushwake started once a metric stays low.
+    pub idle_stop: Option<IdleStop>,
+}
+
+impl Watch {
+    /// A watch with only the required keys; the options take their defaults.
+    pub fn new(repo: Repo, branch: impl Into<String>, instances: Vec<String>) -> Watch {
+        Watch {
+            repo,
+            branch: branch.into(),
+            instances,
+            instance_tags: BTreeMap::new(),
+            paths: None,
+            skip_markers: vec![DEFAULT_SKIP_MARKER.to_owned()],
+            max_runtime: None,
+            idle_stop: None,
+        }
+    }
+
+    /// Whether the stop rules need this watch's instances described on every pass.
+    pub fn stops(&self) -> bool {
+        self.max_runtime.is_some() || self.idle_stop.is_some()
+    }
+}
+
+/// The marker that skips a push unless `skip_markers` says otherwise.
+pub const DEFAULT_SKIP_MARKER: &str = "[skip pushwake]";
+
+/// Path globs, anchored at the repository root; `**` crosses directories, `*` does not.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl Paths {
+    pub fn new(patterns: Vec<String>) -> Result<Paths, globset::Error> {
+        let mut builder = globset::GlobSetBuilder::new();
+        for p in &patterns {
+            builder.add(
+                globset::GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()?,
+            );
+        }
+        Ok(Paths {
+            set: builder.build()?,
+            patterns,
+        })
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.set.is_match(path)
+    }
+}
+
+/// Stop an instance once a CloudWatch metric's average stays below a threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleStop {
+    pub metric: String,
+    pub namespace: String,
+    pub below: f64,
+    /// How long the metric must stay below the threshold.
+    pub window: Duration,
 }
 
 impl fmt::Display for Watch {

@@ -3,12 +3,14 @@
 //! This is a thin client: it makes one call per method and knows nothing of watches or
 //! triggers. What to start and when is decided by [`crate::launch`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use aws_sdk_ec2::types::{Filter, InstanceStateName, Tag};
+use chrono::{DateTime, Utc};
 
 use crate::config::AwsSettings;
 use crate::retry::{self, Retryable};
@@ -58,6 +60,9 @@ impl fmt::Display for State {
 pub struct Instance {
     pub id: String,
     pub state: State,
+    pub tags: BTreeMap<String, String>,
+    /// When it was last started (EC2 calls it the launch time).
+    pub launch_time: Option<DateTime<Utc>>,
 }
 
 /// What kind of failure an EC2 call met; it decides what the caller does next.
@@ -121,6 +126,13 @@ impl Retryable for Error {
     }
 }
 
+fn filter(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     err: SdkError<E>,
@@ -163,6 +175,22 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// Resolves region and credentials through the standard AWS chain, as the AWS CLI does.
+/// Credentials are looked up lazily, on the first call that needs them.
+pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -171,22 +199,6 @@ pub struct Ec2 {
 }
 
 impl Ec2 {
-    /// Resolves region and credentials through the standard AWS chain. Credentials are
-    /// looked up lazily, on the first call.
-    pub async fn connect(settings: &AwsSettings, policy: retry::Policy) -> Ec2 {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        Ec2::from_sdk_config(&loader.load().await, policy)
-    }
-
     /// A client from an SDK config made elsewhere (with its own credentials and endpoint).
     /// The SDK's retries are turned off: retries are ours ([`crate::retry`]), so
     /// throttling is handled in one place.
@@ -213,11 +225,31 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let filter = Filter::builder()
-            .name("instance-id")
-            .set_values(Some(ids.to_vec()))
-            .build();
-        let mut out = Vec::with_capacity(ids.len());
+        self.describe_where(vec![filter("instance-id", ids.to_vec())])
+            .await
+    }
+
+    /// Describes every instance (not terminated) that carries all of `tags`.
+    pub async fn describe_tagged(
+        &self,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, Error> {
+        let mut filters: Vec<Filter> = tags
+            .iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), vec![v.clone()]))
+            .collect();
+        filters.push(filter(
+            "instance-state-name",
+            ["pending", "running", "stopping", "stopped"]
+                .map(String::from)
+                .to_vec(),
+        ));
+        self.describe_where(filters).await
+    }
+
+    /// One `DescribeInstances` (and its further pages) with these filters.
+    async fn describe_where(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, Error> {
+        let mut out = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
             let page = self
@@ -225,7 +257,7 @@ impl Ec2 {
                 .run("DescribeInstances", || async {
                     self.client
                         .describe_instances()
-                        .filters(filter.clone())
+                        .set_filters(Some(filters.clone()))
                         .max_results(1000)
                         .set_next_token(next_token.clone())
                         .send()
@@ -240,9 +272,19 @@ impl Ec2 {
                 ) else {
                     continue;
                 };
+                let tags = instance
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                    .collect();
+                let launch_time = instance
+                    .launch_time()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
                 out.push(Instance {
                     id: id.to_owned(),
                     state: State::from(state),
+                    tags,
+                    launch_time,
                 });
             }
             match page.next_token() {
@@ -250,6 +292,67 @@ impl Ec2 {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// Sets `tags` on the instances, in one call.
+    pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect();
+        self.policy
+            .run("CreateTags", || async {
+                self.client
+                    .create_tags()
+                    .set_resources(Some(ids.to_vec()))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("CreateTags", e))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the tags with these keys from the instances, in one call.
+    pub async fn untag(&self, ids: &[String], keys: &[String]) -> Result<(), Error> {
+        if ids.is_empty() || keys.is_empty() {
+            return Ok(());
+        }
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+        self.policy
+            .run("DeleteTags", || async {
+                self.client
+                    .delete_tags()
+                    .set_resources(Some(ids.to_vec()))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DeleteTags", e))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Stops the instances, in one call.
+    pub async fn stop(&self, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.policy
+            .run("StopInstances", || async {
+                self.client
+                    .stop_instances()
+                    .set_instance_ids(Some(ids.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("StopInstances", e))
+            })
+            .await?;
+        Ok(())
     }
 
     /// Starts the given instances in one call. EC2 fails the whole call when one of them

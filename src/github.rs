@@ -29,6 +29,9 @@ pub enum Head {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
     pub sha: String,
+    /// The whole commit message.
+    pub message: String,
+    /// Its first line.
     pub title: String,
     pub author: String,
     pub url: String,
@@ -177,12 +180,56 @@ impl GitHub {
                 Ok(Commit {
                     sha: raw.sha,
                     title: raw.commit.message.lines().next().unwrap_or("").to_owned(),
+                    message: raw.commit.message,
                     author: raw
                         .author
                         .map(|a| a.login)
                         .or(raw.commit.author.map(|a| a.name))
                         .unwrap_or_else(|| "unknown".to_owned()),
                     url: raw.html_url,
+                })
+            })
+            .await
+    }
+
+    /// The files changed between two commits, from `GET /repos/{o}/{r}/compare/{base}...{head}`.
+    pub async fn compare(&self, repo: &Repo, base: &str, head: &str) -> Result<Compare, Error> {
+        let path = format!("/repos/{repo}/compare/{base}...{head}");
+        self.policy
+            .run("compare", || async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/vnd.github+json"),
+                );
+                let (status, headers, body) = self.get(&path, headers).await?;
+                if status == StatusCode::NOT_FOUND {
+                    // The base is gone from the repository: history was rewritten.
+                    return Ok(Compare {
+                        status: "unknown".into(),
+                        files: Vec::new(),
+                        complete: false,
+                    });
+                }
+                if !status.is_success() {
+                    return Err(self.status_error(status, &headers, &body));
+                }
+                let raw: RawCompare =
+                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+                let complete = raw.files.len() < COMPARE_FILE_LIMIT
+                    && raw.commits.len() < COMPARE_COMMIT_LIMIT
+                    && raw
+                        .total_commits
+                        .is_none_or(|t| t < COMPARE_COMMIT_LIMIT as u64);
+                let files = raw
+                    .files
+                    .into_iter()
+                    .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
+                    .collect();
+                Ok(Compare {
+                    status: raw.status,
+                    files,
+                    complete,
                 })
             })
             .await
@@ -270,6 +317,44 @@ struct RawUser {
 #[derive(Deserialize)]
 struct RawGitAuthor {
     name: String,
+}
+
+/// GitHub lists at most this many files in a comparison, and this many commits.
+const COMPARE_FILE_LIMIT: usize = 300;
+const COMPARE_COMMIT_LIMIT: usize = 250;
+
+/// What changed between two commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compare {
+    /// `ahead` for a plain push; `behind` or `diverged` after a force-push.
+    pub status: String,
+    /// Paths touched, old names of renamed files included.
+    pub files: Vec<String>,
+    /// False when GitHub's lists were cut short, so a path may be missing.
+    pub complete: bool,
+}
+
+impl Compare {
+    /// Whether the file list can be trusted to say everything the push changed.
+    pub fn is_exact(&self) -> bool {
+        self.status == "ahead" && self.complete
+    }
+}
+
+#[derive(Deserialize)]
+struct RawCompare {
+    status: String,
+    total_commits: Option<u64>,
+    #[serde(default)]
+    commits: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+#[derive(Deserialize)]
+struct RawFile {
+    filename: String,
+    previous_filename: Option<String>,
 }
 
 #[derive(Deserialize)]

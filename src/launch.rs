@@ -6,10 +6,10 @@
 //! rest. When EC2 fails a batch because of one instance, the batch is retried one instance
 //! at a time so that the good ones still start.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::ec2::{self, Ec2, State};
+use crate::config::Watch;
+use crate::ec2::{self, Ec2, Instance, State};
 
 /// How long to wait for instances that are still stopping.
 #[derive(Debug, Clone, Copy)]
@@ -71,20 +71,54 @@ impl Launch {
     }
 }
 
-/// Starts whatever of `ids` is stopped. Fails as a whole only when the instances could not
-/// even be described.
-pub async fn start(ec2: &Ec2, ids: &[String], opts: Options) -> Result<Launch, ec2::Error> {
-    let described = ec2.describe(ids).await?;
-    let states: HashMap<&str, &State> = described
-        .iter()
-        .map(|i| (i.id.as_str(), &i.state))
-        .collect();
+/// A watch's instances as EC2 describes them.
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    /// The configured ids in order, then those selected by tags, by id.
+    pub ids: Vec<String>,
+    /// What EC2 knows of them; an unknown configured id has no entry.
+    pub described: Vec<Instance>,
+}
 
+impl Members {
+    pub fn get(&self, id: &str) -> Option<&Instance> {
+        self.described.iter().find(|i| i.id == id)
+    }
+}
+
+/// Describes the watch's instances: one call for its ids, one for its tags.
+pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
+    let mut members = Members {
+        ids: watch.instances.clone(),
+        described: ec2.describe(&watch.instances).await?,
+    };
+    if !watch.instance_tags.is_empty() {
+        let mut tagged = ec2.describe_tagged(&watch.instance_tags).await?;
+        tagged.sort_by(|a, b| a.id.cmp(&b.id));
+        for instance in tagged {
+            if !members.ids.contains(&instance.id) {
+                members.ids.push(instance.id.clone());
+                members.described.push(instance);
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Tags and starts whatever of the watch's instances is stopped. Fails as a whole only when
+/// the instances could not even be described.
+pub async fn start(
+    ec2: &Ec2,
+    watch: &Watch,
+    stamp: &[(&str, &str)],
+    opts: Options,
+) -> Result<Launch, ec2::Error> {
+    let members = members(ec2, watch).await?;
     let mut launch = Launch::default();
     let mut to_start = Vec::new();
     let mut stopping = Vec::new();
-    for id in ids {
-        let outcome = match states.get(id.as_str()) {
+    for id in &members.ids {
+        let outcome = match members.get(id).map(|i| &i.state) {
             None => Outcome::Gone("not found in this account and region".into()),
             Some(State::Stopped) => {
                 to_start.push(id.clone());
@@ -94,22 +128,29 @@ pub async fn start(ec2: &Ec2, ids: &[String], opts: Options) -> Result<Launch, e
                 stopping.push(id.clone());
                 Outcome::Failed("still stopping".into())
             }
-            Some(s @ (State::Pending | State::Running)) => Outcome::AlreadyUp((*s).clone()),
+            Some(s @ (State::Pending | State::Running)) => Outcome::AlreadyUp(s.clone()),
             Some(s @ (State::Terminated | State::ShuttingDown)) => Outcome::Gone(s.to_string()),
             Some(s) => Outcome::Failed(format!("in state {s}")),
         };
         launch.instances.push((id.clone(), outcome));
     }
 
-    start_batch(ec2, &to_start, &mut launch).await;
+    let batch = Batch { ec2, stamp };
+    batch.start(&to_start, &mut launch).await;
     if !stopping.is_empty() {
-        wait_and_start(ec2, stopping, opts, &mut launch).await;
+        wait_and_start(&batch, stopping, opts, &mut launch).await;
     }
     Ok(launch)
 }
 
 /// Waits, bounded, for stopping instances to reach `stopped`, and starts them.
-async fn wait_and_start(ec2: &Ec2, mut waiting: Vec<String>, opts: Options, launch: &mut Launch) {
+async fn wait_and_start(
+    batch: &Batch<'_>,
+    mut waiting: Vec<String>,
+    opts: Options,
+    launch: &mut Launch,
+) {
+    let ec2 = batch.ec2;
     let deadline = tokio::time::Instant::now() + opts.stopping_wait;
     tracing::info!(
         "waiting up to {}s for {} to finish stopping",
@@ -150,7 +191,7 @@ async fn wait_and_start(ec2: &Ec2, mut waiting: Vec<String>, opts: Options, laun
         for id in &ready {
             launch.set(id, Outcome::Started);
         }
-        start_batch(ec2, &ready, launch).await;
+        batch.start(&ready, launch).await;
     }
     for id in waiting {
         launch.set(
@@ -163,30 +204,52 @@ async fn wait_and_start(ec2: &Ec2, mut waiting: Vec<String>, opts: Options, laun
     }
 }
 
-/// Starts `ids` in one call; when EC2 refuses the batch because of one of them, starts them
-/// one by one so the others are not held up.
-async fn start_batch(ec2: &Ec2, ids: &[String], launch: &mut Launch) {
-    let err = match ec2.start(ids).await {
-        Ok(()) => return,
-        Err(e) => e,
-    };
-    let per_instance = matches!(
-        err.kind,
-        ec2::Kind::NotFound | ec2::Kind::IncorrectState | ec2::Kind::Capacity
-    );
-    if !per_instance || ids.len() == 1 {
-        for id in ids {
-            launch.set(id, outcome_of(&err));
+/// Tags instances, then starts them.
+struct Batch<'a> {
+    ec2: &'a Ec2,
+    stamp: &'a [(&'a str, &'a str)],
+}
+
+impl Batch<'_> {
+    /// Tags `ids` and starts them, each in one call. An instance that could not be tagged
+    /// is not started: its job would not know its commit, nor pushwake that it started it.
+    /// When EC2 refuses the start because of one instance, they are started one by one so
+    /// the others are not held up.
+    async fn start(&self, ids: &[String], launch: &mut Launch) {
+        if ids.is_empty() {
+            return;
         }
-        return;
-    }
-    tracing::info!("starting one by one after the batch failed: {err}");
-    for id in ids {
-        let outcome = match ec2.start(std::slice::from_ref(id)).await {
-            Ok(()) => Outcome::Started,
-            Err(e) => outcome_of(&e),
+        if let Err(e) = self.ec2.tag(ids, self.stamp).await {
+            for id in ids {
+                launch.set(
+                    id,
+                    Outcome::Failed(format!("not started, cannot tag it: {e}")),
+                );
+            }
+            return;
+        }
+        let err = match self.ec2.start(ids).await {
+            Ok(()) => return,
+            Err(e) => e,
         };
-        launch.set(id, outcome);
+        let per_instance = matches!(
+            err.kind,
+            ec2::Kind::NotFound | ec2::Kind::IncorrectState | ec2::Kind::Capacity
+        );
+        if !per_instance || ids.len() == 1 {
+            for id in ids {
+                launch.set(id, outcome_of(&err));
+            }
+            return;
+        }
+        tracing::info!("starting one by one after the batch failed: {err}");
+        for id in ids {
+            let outcome = match self.ec2.start(std::slice::from_ref(id)).await {
+                Ok(()) => Outcome::Started,
+                Err(e) => outcome_of(&e),
+            };
+            launch.set(id, outcome);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //!
 //! - [`config`]: the config file, parsed then validated into [`config::Settings`].
 //! - [`state`]: the on-disk record and the pass lock.
-//! - [`github`], [`ec2`], [`slack`]: one module per external system.
+//! - [`github`], [`ec2`], [`cloudwatch`], [`slack`]: one module per external system.
 //! - [`launch`]: starting one watch's instances for one trigger.
 //! - [`pass`]: one pass over all watches; the only place that orders side effects.
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
@@ -17,18 +17,21 @@
 //! - [`redact`]: masking secrets in texts quoted from peers.
 
 pub mod check;
+pub mod cloudwatch;
 pub mod config;
 pub mod daemon;
 pub mod ec2;
 pub mod github;
 pub mod launch;
 pub mod pass;
+pub mod reap;
 pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod slack;
 pub mod state;
 pub mod status;
+pub mod tags;
 
 /// An error and its sources on one line, as `anyhow` prints them with `{:#}`.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

@@ -115,7 +115,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut rows = status::collect(&settings)?;
             if live {
                 runtime()?.block_on(async {
-                    let ec2 = Ec2::connect(&settings.aws, Policy::default()).await;
+                    let config = pushwake::ec2::sdk_config(&settings.aws).await;
+                    let ec2 = Ec2::from_sdk_config(&config, Policy::default());
                     status::add_live(&mut rows, &ec2).await
                 })?;
             }

@@ -17,13 +17,18 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::config::{FirstRun, Repo, Settings, Watch};
-use crate::ec2::Ec2;
+use aws_config::SdkConfig;
+
+use crate::cloudwatch::CloudWatch;
+use crate::ec2::{self, Action, Ec2};
 use crate::github::{self, Commit, GitHub, Head};
 use crate::launch;
+use crate::reap;
 use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
 use crate::state::{State, Store, WatchState};
+use crate::tags;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
 const POLL_CONCURRENCY: usize = 32;
@@ -61,7 +66,9 @@ pub struct Agent {
     slack: Option<Slack>,
     // Built on first use: a pass with no change needs no AWS credentials, region lookup or
     // instance-metadata probe.
+    aws: OnceCell<SdkConfig>,
     ec2: OnceCell<Ec2>,
+    cloudwatch: std::sync::OnceLock<CloudWatch>,
     // Watches GitHub asked us to leave alone until a time (a rate limit's reset). Kept in
     // memory only: a `--once` run reports the limit and exits 1 instead.
     paused: Mutex<HashMap<(Repo, String), Instant>>,
@@ -91,7 +98,9 @@ impl Agent {
             options,
             github,
             slack,
+            aws: OnceCell::new(),
             ec2: OnceCell::new(),
+            cloudwatch: std::sync::OnceLock::new(),
             paused: Mutex::new(HashMap::new()),
         })
     }
@@ -125,17 +134,25 @@ impl Agent {
         &self.settings
     }
 
-    /// Uses `ec2` instead of a client built from `[aws]` and the standard AWS chain.
-    pub fn with_ec2(self, ec2: Ec2) -> Agent {
+    /// Uses this AWS SDK config (region, credentials, endpoint) instead of one resolved
+    /// from `[aws]` and the standard AWS chain.
+    pub fn with_sdk_config(self, config: SdkConfig) -> Agent {
         Agent {
-            ec2: OnceCell::new_with(Some(ec2)),
+            aws: OnceCell::new_with(Some(config)),
             ..self
         }
     }
 
+    async fn aws(&self) -> &SdkConfig {
+        self.aws
+            .get_or_init(|| ec2::sdk_config(&self.settings.aws))
+            .await
+    }
+
     async fn ec2(&self) -> &Ec2 {
+        let config = self.aws().await;
         self.ec2
-            .get_or_init(|| Ec2::connect(&self.settings.aws, self.options.retry))
+            .get_or_init(|| async { Ec2::from_sdk_config(config, self.options.retry) })
             .await
     }
 
@@ -218,14 +235,26 @@ impl Agent {
             }
         }
         if self.options.dry_run {
+            for watch in watches.iter().filter(|w| w.stops()) {
+                self.dry_run_stops(watch).await;
+            }
             for (watch, sha, _) in &triggers {
-                self.dry_run(watch, sha).await;
+                let base = state.get(watch).and_then(|s| s.last_sha.as_deref());
+                self.dry_run(watch, sha, base).await;
             }
             return Ok(report);
         }
         self.store.save(&state)?;
         self.post_all(notices).await;
 
+        // Stops come first, so that a push in the same pass finds the machines stopped and
+        // starts them for the new commit.
+        for watch in watches.iter().filter(|w| w.stops()) {
+            if let Err(e) = self.stop_due(watch).await {
+                report.failed += 1;
+                tracing::error!("{watch}: cannot apply the stop rules: {e:#}");
+            }
+        }
         for (watch, sha, etag) in triggers {
             if self.trigger(&mut state, watch, sha, etag).await? {
                 report.triggered += 1;
@@ -246,7 +275,20 @@ impl Agent {
         etag: Option<String>,
     ) -> anyhow::Result<bool> {
         let commit = self.commit(watch, &sha).await;
-        let result = launch::start(self.ec2().await, &watch.instances, self.options.launch).await;
+        let base = state.get(watch).and_then(|s| s.last_sha.clone());
+        if let Some(why) = self.filtered(watch, &commit, base.as_deref()).await {
+            tracing::info!("{watch}: new head {}: starts nothing, {why}", short(&sha));
+            let entry = state.entry(watch);
+            entry.last_sha = Some(sha);
+            entry.etag = etag;
+            let notice = recover(entry, watch);
+            self.store.save(state)?;
+            self.post_all(notice.into_iter().collect()).await;
+            return Ok(true);
+        }
+        let stamp = tags::stamp(watch, &sha, chrono::Utc::now());
+        let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let result = launch::start(self.ec2().await, watch, &stamp, self.options.launch).await;
         let entry = state.entry(watch);
         let (recorded, message) = match result {
             Ok(launch) => {
@@ -301,6 +343,7 @@ impl Agent {
                 tracing::warn!("{watch}: cannot fetch details of {}: {e}", short(sha));
                 Commit {
                     sha: sha.to_owned(),
+                    message: String::new(),
                     title: String::new(),
                     author: String::new(),
                     url: String::new(),
@@ -309,26 +352,125 @@ impl Agent {
         }
     }
 
-    async fn dry_run(&self, watch: &Watch, sha: &str) {
+    /// Why a new head starts nothing, if it does not: a skip marker in its message, or no
+    /// change to the watched paths. When it cannot tell (no base, a force-push, a list cut
+    /// short, GitHub failing), it starts: a needless start costs less than a lost run.
+    async fn filtered(&self, watch: &Watch, commit: &Commit, base: Option<&str>) -> Option<String> {
+        if let Some(marker) = watch
+            .skip_markers
+            .iter()
+            .find(|m| commit.message.contains(m.as_str()))
+        {
+            return Some(format!("its message holds {marker:?}"));
+        }
+        let (paths, base) = (watch.paths.as_ref()?, base?);
+        match self.github.compare(&watch.repo, base, &commit.sha).await {
+            Ok(c) if !c.is_exact() => {
+                tracing::info!(
+                    "{watch}: cannot tell which paths {} changed ({}); starting",
+                    short(&commit.sha),
+                    c.status
+                );
+                None
+            }
+            Ok(c) if c.files.iter().any(|f| paths.matches(f)) => None,
+            Ok(_) => Some(format!("it touches none of {}", paths.patterns.join(", "))),
+            Err(e) => {
+                tracing::warn!(
+                    "{watch}: cannot compare {} with {}, starting: {e}",
+                    short(base),
+                    short(&commit.sha)
+                );
+                None
+            }
+        }
+    }
+
+    fn cloudwatch(&self, config: &SdkConfig) -> anyhow::Result<&CloudWatch> {
+        if let Some(cw) = self.cloudwatch.get() {
+            return Ok(cw);
+        }
+        let cw = CloudWatch::new(config, self.options.retry)?;
+        Ok(self.cloudwatch.get_or_init(|| cw))
+    }
+
+    /// Stops what pushwake started for `watch` that the stop rules say is done.
+    async fn stop_due(&self, watch: &Watch) -> anyhow::Result<()> {
+        let ec2 = self.ec2().await;
+        let cloudwatch = match &watch.idle_stop {
+            Some(_) => Some(self.cloudwatch(self.aws().await)?),
+            None => None,
+        };
+        let due = reap::due(ec2, cloudwatch, watch, chrono::Utc::now()).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+        ec2.stop(&ids).await?;
+        // Forget them: a later start by hand must not look like one of ours.
+        ec2.untag(&ids, &[tags::STARTED_AT.to_owned()]).await?;
+        for d in &due {
+            tracing::info!(
+                "{watch}: stopped {} after {}: {}",
+                d.id,
+                humantime::format_duration(round(d.runtime)),
+                d.reason
+            );
+            self.post(&report::stopped(watch, &d.id, &d.reason, round(d.runtime)))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn dry_run_stops(&self, watch: &Watch) {
+        let cloudwatch = match &watch.idle_stop {
+            Some(_) => match self.cloudwatch(self.aws().await) {
+                Ok(cw) => Some(cw),
+                Err(e) => return println!("{watch}: cannot check idle_stop: {e:#}"),
+            },
+            None => None,
+        };
+        match reap::due(self.ec2().await, cloudwatch, watch, chrono::Utc::now()).await {
+            Ok(due) => {
+                for d in due {
+                    println!("{watch}: would stop {} ({})", d.id, d.reason);
+                }
+            }
+            Err(e) => println!("{watch}: cannot check the stop rules: {e:#}"),
+        }
+    }
+
+    async fn dry_run(&self, watch: &Watch, sha: &str, base: Option<&str>) {
         let commit = self.commit(watch, sha).await;
         println!(
             "{watch}: new head {} \"{}\"; dry run, nothing changed",
             short(sha),
             commit.title
         );
-        match self.ec2().await.describe(&watch.instances).await {
-            Ok(described) => {
-                for id in &watch.instances {
-                    match described.iter().find(|i| &i.id == id) {
-                        Some(i) if i.state == crate::ec2::State::Stopped => {
-                            println!("  would start {id}")
-                        }
-                        Some(i) => println!("  would leave {id} alone ({})", i.state),
-                        None => println!("  {id} not found"),
-                    }
+        if let Some(why) = self.filtered(watch, &commit, base).await {
+            return println!("  would record it and start nothing: {why}");
+        }
+        let ec2 = self.ec2().await;
+        let members = match launch::members(ec2, watch).await {
+            Ok(m) => m,
+            Err(e) => return println!("  cannot describe instances: {e}"),
+        };
+        let mut to_start = Vec::new();
+        for id in &members.ids {
+            match members.get(id) {
+                Some(i) if i.state == crate::ec2::State::Stopped => {
+                    println!("  would tag {id} with {}={sha} and start it", tags::COMMIT);
+                    to_start.push(id.clone());
                 }
+                Some(i) => println!("  would leave {id} alone ({})", i.state),
+                None => println!("  {id} not found"),
             }
-            Err(e) => println!("  cannot describe instances: {e}"),
+        }
+        // EC2's DryRun flag says whether the real thing would be allowed.
+        for action in [Action::CreateTags, Action::StartInstances] {
+            if let (false, Err(e)) = (to_start.is_empty(), ec2.permitted(action, &to_start).await) {
+                println!("  but: {e}");
+            }
         }
         if self.slack.is_some() {
             println!("  would post to Slack about {}", short(sha));
@@ -361,4 +503,9 @@ fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
 /// Clears a failure; returns the Slack message when there was one.
 fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
     entry.last_error.take().map(|_| report::recovered(watch))
+}
+
+/// Whole seconds: a runtime to the nanosecond is noise in a message.
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }

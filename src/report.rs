@@ -84,6 +84,17 @@ pub fn failures(launch: &Launch) -> String {
         .join(", ")
 }
 
+/// The message for an instance pushwake stopped.
+pub fn stopped(watch: &Watch, id: &str, reason: &str, runtime: std::time::Duration) -> String {
+    format!(
+        ":octagonal_sign: *{}* `{}`: stopped {id} after {}: {}",
+        escape(&watch.repo.to_string()),
+        escape(&watch.branch),
+        humantime::format_duration(runtime),
+        escape(reason)
+    )
+}
+
 /// The message for a watch that started failing.
 pub fn failing(watch: &Watch, error: &str) -> String {
     format!(

@@ -1,6 +1,5 @@
 //! The config file as written, and its validation into [`Settings`].
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,9 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::secret::SecretSource;
-use super::{
-    AwsSettings, ConfigError, Env, FirstRun, GithubSettings, Repo, Settings, SlackSettings, Watch,
-};
+use super::watch::RawWatch;
+use super::{AwsSettings, ConfigError, Env, FirstRun, GithubSettings, Settings, SlackSettings};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_GITHUB_API: &str = "https://api.github.com";
@@ -72,23 +70,15 @@ struct RawSlack {
     webhook_url: Inline,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWatch {
-    repo: Spanned<String>,
-    branch: Spanned<String>,
-    instances: Option<Spanned<Vec<Spanned<String>>>>,
-}
-
 /// Turns spans into line numbers for messages.
-struct Ctx<'a> {
-    path: &'a Path,
+pub(super) struct Ctx<'a> {
+    pub(super) path: &'a Path,
     text: &'a str,
     env: &'a Env,
 }
 
 impl Ctx<'_> {
-    fn line(&self, span: std::ops::Range<usize>) -> usize {
+    pub(super) fn line(&self, span: std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -97,7 +87,7 @@ impl Ctx<'_> {
             + 1
     }
 
-    fn invalid<T>(
+    pub(super) fn invalid<T>(
         &self,
         span: std::ops::Range<usize>,
         key: &str,
@@ -156,11 +146,15 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         github: github(&cx, raw.github)?,
         aws: aws(&cx, raw.aws)?,
         slack: raw.slack.map(|s| slack(&cx, s)).transpose()?,
-        watches: watches(&cx, raw.watches)?,
+        watches: super::watch::watches(&cx, raw.watches)?,
     })
 }
 
-fn parse_duration(cx: &Ctx, s: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+pub(super) fn parse_duration(
+    cx: &Ctx,
+    s: &Spanned<String>,
+    key: &str,
+) -> Result<Duration, ConfigError> {
     match humantime::parse_duration(s.get_ref()) {
         Ok(d) if d.is_zero() => cx.invalid(s.span(), key, "must be greater than zero"),
         Ok(d) => Ok(d),
@@ -353,124 +347,4 @@ fn slack(cx: &Ctx, raw: RawSlack) -> Result<SlackSettings, ConfigError> {
                 .into(),
         }),
     }
-}
-
-fn watches(cx: &Ctx, raw: Vec<Spanned<RawWatch>>) -> Result<Vec<Watch>, ConfigError> {
-    if raw.is_empty() {
-        return Err(ConfigError::InvalidNoLine {
-            path: cx.path.to_owned(),
-            key: "watch".into(),
-            message: "add at least one [[watch]] with repo, branch and instances".into(),
-        });
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for w in raw {
-        let span = w.span();
-        let w = w.into_inner();
-        let repo = parse_repo(cx, &w.repo)?;
-        let branch = w.branch.get_ref();
-        if let Err(why) = check_branch(branch) {
-            return cx.invalid(w.branch.span(), "watch.branch", format!("{branch:?} {why}"));
-        }
-        let Some(instances) = w.instances.filter(|i| !i.get_ref().is_empty()) else {
-            return cx.invalid(
-                span,
-                "watch.instances",
-                format!("list at least one instance id for {repo}@{branch}"),
-            );
-        };
-        let mut ids: Vec<String> = Vec::with_capacity(instances.get_ref().len());
-        for id in instances.into_inner() {
-            if !is_instance_id(id.get_ref()) {
-                return cx.invalid(
-                    id.span(),
-                    "watch.instances",
-                    format!(
-                        "{:?} is not an EC2 instance id (\"i-\" and 8 or 17 hex digits)",
-                        id.get_ref()
-                    ),
-                );
-            }
-            if ids.contains(id.get_ref()) {
-                return cx.invalid(
-                    id.span(),
-                    "watch.instances",
-                    format!("{:?} is listed twice", id.get_ref()),
-                );
-            }
-            ids.push(id.into_inner());
-        }
-        if !seen.insert((repo.clone(), branch.clone())) {
-            return cx.invalid(
-                span,
-                "watch",
-                format!("{repo}@{branch} is watched twice; merge the two [[watch]] entries"),
-            );
-        }
-        out.push(Watch {
-            repo,
-            branch: w.branch.into_inner(),
-            instances: ids,
-        });
-    }
-    Ok(out)
-}
-
-fn parse_repo(cx: &Ctx, s: &Spanned<String>) -> Result<Repo, ConfigError> {
-    let bad = || {
-        cx.invalid(
-            s.span(),
-            "watch.repo",
-            format!("{:?} is not of the form \"owner/name\"", s.get_ref()),
-        )
-    };
-    let Some((owner, name)) = s.get_ref().split_once('/') else {
-        return bad();
-    };
-    let owner_ok = !owner.is_empty()
-        && owner.len() <= 39
-        && owner
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let name_ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !(owner_ok && name_ok) {
-        return bad();
-    }
-    Ok(Repo {
-        owner: owner.to_owned(),
-        name: name.to_owned(),
-    })
-}
-
-/// The parts of `git check-ref-format` that matter for a name we put in a URL.
-fn check_branch(branch: &str) -> Result<(), &'static str> {
-    if branch.is_empty() {
-        return Err("is empty");
-    }
-    if branch.starts_with('/') || branch.ends_with('/') || branch.contains("//") {
-        return Err("has an empty path component");
-    }
-    if branch.contains("..") || branch.contains("@{") || branch.ends_with(".lock") {
-        return Err("is not a valid git branch name");
-    }
-    if branch
-        .chars()
-        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-    {
-        return Err("contains a character git does not allow in branch names");
-    }
-    Ok(())
-}
-
-fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }

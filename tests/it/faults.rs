@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use pushwake::config::{Env, Settings};
-use pushwake::ec2::Ec2;
 use pushwake::pass::{Agent, PassOptions, PassReport};
 use pushwake::retry::Policy;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::util::{self, GitHub, Setup, Slack, sdk_config, sha, stderr, watch};
+use crate::util::{self, GitHub, Setup, Slack, ec2_ok, sdk_config, sha, stderr, watch};
 
 const REPO: &str = "octo/trainer";
 const HEAD: &str = "/repos/octo/trainer/commits/main";
@@ -41,8 +40,9 @@ async fn agent(setup: &Setup, config: &str, ec2: &str) -> Agent {
         retry: quick(),
         ..PassOptions::default()
     };
-    let ec2 = Ec2::from_sdk_config(&sdk_config(ec2).await, quick());
-    Agent::new(settings, options).unwrap().with_ec2(ec2)
+    Agent::new(settings, options)
+        .unwrap()
+        .with_sdk_config(sdk_config(ec2).await)
 }
 
 fn report(watches: usize, failed: usize, triggered: usize) -> PassReport {
@@ -53,45 +53,11 @@ fn report(watches: usize, failed: usize, triggered: usize) -> PassReport {
     }
 }
 
-/// An EC2 (wiremock) where every listed instance is stopped and starts fine.
-async fn ec2_ok(ids: &[&str]) -> MockServer {
-    let server = MockServer::start().await;
-    let items: String = ids
-        .iter()
-        .map(|id| {
-            format!(
-                "<item><instanceId>{id}</instanceId><instanceState><code>80</code>\
-                 <name>stopped</name></instanceState></item>"
-            )
-        })
-        .collect();
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
-            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
-             <instancesSet>{items}</instancesSet></item></reservationSet></DescribeInstancesResponse>"
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(
-            "<StartInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-             <requestId>r</requestId><instancesSet/></StartInstancesResponse>",
-        ))
-        .mount(&server)
-        .await;
-    server
-}
-
 async fn ec2_calls(server: &MockServer, action: &str) -> usize {
-    server
-        .received_requests()
+    util::ec2_actions(server)
         .await
-        .unwrap()
         .iter()
-        .filter(|r| String::from_utf8_lossy(&r.body).contains(&format!("Action={action}")))
+        .filter(|a| *a == action)
         .count()
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pushwake::config::{Repo, Watch};
 use pushwake::ec2::{Ec2, State};
 use pushwake::launch::{self, Outcome};
 use pushwake::retry::Policy;
@@ -61,8 +62,27 @@ fn xml(body: String) -> ResponseTemplate {
 }
 
 async fn client(server: &MockServer) -> Ec2 {
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=CreateTags"))
+        .respond_with(xml(
+            "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><return>true</return></CreateTagsResponse>"
+                .to_owned(),
+        ))
+        .mount(server)
+        .await;
     Ec2::from_sdk_config(&sdk_config(&server.uri()).await, Policy::default())
 }
+
+fn watch(ids: &[&str]) -> Watch {
+    let repo = Repo {
+        owner: "octo".into(),
+        name: "trainer".into(),
+    };
+    Watch::new(repo, "main", ids.iter().map(|s| s.to_string()).collect())
+}
+
+const STAMP: &[(&str, &str)] = &[("pushwake:commit", "0123")];
 
 /// The `Action=` of each request EC2 received, in order.
 async fn actions(server: &MockServer) -> Vec<String> {
@@ -107,8 +127,7 @@ async fn a_stopping_instance_is_waited_for_then_started() {
         .mount(&server)
         .await;
 
-    let ids = [A.to_owned(), B.to_owned()];
-    let launch = launch::start(&client(&server).await, &ids, quick())
+    let launch = launch::start(&client(&server).await, &watch(&[A, B]), STAMP, quick())
         .await
         .unwrap();
 
@@ -125,9 +144,11 @@ async fn a_stopping_instance_is_waited_for_then_started() {
         actions(&server).await,
         [
             "DescribeInstances",
+            "CreateTags",
             "StartInstances",
             "DescribeInstances",
             "DescribeInstances",
+            "CreateTags",
             "StartInstances"
         ]
     );
@@ -146,7 +167,7 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
         stopping_poll: Duration::from_millis(20),
     };
 
-    let launch = launch::start(&client(&server).await, &[A.to_owned()], opts)
+    let launch = launch::start(&client(&server).await, &watch(&[A]), STAMP, opts)
         .await
         .unwrap();
 
@@ -185,8 +206,7 @@ async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
         .mount(&server)
         .await;
 
-    let ids = [A.to_owned(), B.to_owned()];
-    let launch = launch::start(&client(&server).await, &ids, quick())
+    let launch = launch::start(&client(&server).await, &watch(&[A, B]), STAMP, quick())
         .await
         .unwrap();
 
@@ -198,6 +218,7 @@ async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
         actions(&server).await,
         [
             "DescribeInstances",
+            "CreateTags",
             "StartInstances",
             "StartInstances",
             "StartInstances"

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against fake GitHub and Slack servers and the moto
 //! EC2 emulator. One crate, so it is linked once.
 
+mod beyond;
 mod check;
 mod config;
 mod daemon;

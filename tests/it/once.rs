@@ -439,11 +439,13 @@ async fn dry_run_changes_nothing() {
     let out = setup.run(&["--once", "--dry-run"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!("would start {}", ids[0])),
-        "{}",
-        stdout(&out)
+    let text = stdout(&out);
+    let would = format!(
+        "would tag {} with pushwake:commit={} and start it",
+        ids[0],
+        sha(2)
     );
+    assert!(text.contains(&would), "{text}");
     assert_eq!(ec2.states(&ids).await, ["stopped"]);
     assert!(slack.texts().await.is_empty());
     assert_eq!(

@@ -52,6 +52,13 @@ impl GitHub {
     /// Points `branch` of `repo` at commit `sha`. `branch` is written as it appears in the
     /// URL path, e.g. `release%2Fv2`.
     pub async fn set_head(&self, repo: &str, branch: &str, sha: &str) {
+        let message = format!("Train with commit {}\n\nA longer body.", &sha[..8]);
+        self.set_head_with_message(repo, branch, sha, &message)
+            .await;
+    }
+
+    /// Like [`GitHub::set_head`], with the commit's message.
+    pub async fn set_head_with_message(&self, repo: &str, branch: &str, sha: &str, message: &str) {
         let p = self.priority.fetch_sub(2, Ordering::SeqCst);
         let route = format!("/repos/{repo}/commits/{branch}");
         let etag = format!("\"{sha}\"");
@@ -83,7 +90,7 @@ impl GitHub {
                     "sha": sha,
                     "html_url": format!("https://github.com/{repo}/commit/{sha}"),
                     "commit": {
-                        "message": format!("Train with commit {}\n\nA longer body.", &sha[..8]),
+                        "message": message,
                         "author": {"name": "Ada Lovelace", "email": "ada@example.com", "date": "2026-11-28T10:00:00Z"}
                     },
                     "author": {"login": "ada"},
@@ -92,6 +99,57 @@ impl GitHub {
             ))
             .mount(&self.server)
             .await;
+    }
+
+    /// Answers the comparison of `base...head` with `status` (ahead, behind, diverged) and
+    /// these changed files (`(name, previous name)`).
+    pub async fn set_compare(
+        &self,
+        repo: &str,
+        base: &str,
+        head: &str,
+        status: &str,
+        files: &[(&str, Option<&str>)],
+    ) {
+        let files: Vec<serde_json::Value> = files
+            .iter()
+            .map(|(name, previous)| {
+                let mut f = serde_json::json!({
+                    "sha": "bbbb", "filename": name, "status": "modified",
+                    "additions": 1, "deletions": 1, "changes": 2
+                });
+                if let Some(p) = previous {
+                    f["status"] = "renamed".into();
+                    f["previous_filename"] = (*p).into();
+                }
+                f
+            })
+            .collect();
+        let body = serde_json::json!({
+            "url": format!("https://api.github.com/repos/{repo}/compare/{base}...{head}"),
+            "status": status,
+            "ahead_by": 1,
+            "behind_by": if status == "ahead" { 0 } else { 3 },
+            "total_commits": 1,
+            "commits": [{"sha": head}],
+            "files": files
+        });
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{repo}/compare/{base}...{head}")))
+            .respond_with(github_headers(ResponseTemplate::new(200)).set_body_json(body))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The requests made for comparisons.
+    pub async fn compare_requests(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().contains("/compare/"))
+            .count()
     }
 
     /// Makes every request for `route` answer `status` with GitHub's error body.
@@ -312,6 +370,38 @@ impl Ec2 {
             .expect("start instances");
     }
 
+    /// Sets tags on instances.
+    pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(*k).value(*v).build())
+            .collect();
+        self.client
+            .create_tags()
+            .set_resources(Some(ids.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .expect("create tags");
+    }
+
+    /// The tags of one instance.
+    pub async fn tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+        let out = self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("describe");
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .flat_map(|i| i.tags())
+            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+            .collect()
+    }
+
     pub async fn terminate(&self, id: &str) {
         self.client
             .terminate_instances()
@@ -464,4 +554,71 @@ pub fn watch(repo: &str, branch: &str, ids: &[String]) -> String {
         "\n[[watch]]\nrepo = \"{repo}\"\nbranch = \"{branch}\"\ninstances = [{}]\n",
         ids.join(", ")
     )
+}
+
+/// An EC2 (wiremock) where every listed instance is stopped, and tagging, starting and
+/// stopping all work.
+pub async fn ec2_ok(ids: &[&str]) -> MockServer {
+    use wiremock::matchers::body_string_contains;
+    let server = MockServer::start().await;
+    let items: String = ids
+        .iter()
+        .map(|id| {
+            format!(
+                "<item><instanceId>{id}</instanceId><instanceState><code>80</code>\
+                 <name>stopped</name></instanceState></item>"
+            )
+        })
+        .collect();
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=DescribeInstances"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
+             <instancesSet>{items}</instancesSet></item></reservationSet></DescribeInstancesResponse>"
+        )))
+        .mount(&server)
+        .await;
+    for (action, response) in [
+        (
+            "StartInstances",
+            "<StartInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><instancesSet/></StartInstancesResponse>",
+        ),
+        (
+            "StopInstances",
+            "<StopInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><instancesSet/></StopInstancesResponse>",
+        ),
+        (
+            "CreateTags",
+            "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></CreateTagsResponse>",
+        ),
+        (
+            "DeleteTags",
+            "<DeleteTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></DeleteTagsResponse>",
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(body_string_contains(format!("Action={action}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_string(response))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+/// The `Action=` of each request an EC2 fake received, in order.
+pub async fn ec2_actions(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
 }

@@ -1,0 +1,248 @@
+//! CloudWatch: the recent averages of one instance metric, for `idle_stop`.
+//!
+//! This is one call, `GetMetricStatistics`, over CloudWatch's query protocol (form-encoded
+//! POST, XML answer), signed with SigV4 from the same credential chain as EC2. The Rust
+//! CloudWatch SDK would add minutes of build for that one call, and it speaks a newer wire
+//! protocol (RPC v2 CBOR) that local emulators such as moto do not serve.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use chrono::{DateTime, Utc};
+
+use crate::retry::{self, Retryable};
+
+/// The API version of CloudWatch's query protocol.
+const VERSION: &str = "2010-08-01";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("CloudWatch {code}: {message}")]
+    Api {
+        code: String,
+        message: String,
+        retry: bool,
+    },
+    #[error("CloudWatch answered {0}")]
+    Status(u16),
+    #[error("cannot reach CloudWatch: {0}")]
+    Transport(String),
+    #[error("cannot sign the CloudWatch request: {0}")]
+    Signing(String),
+    #[error("CloudWatch did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Retryable for Error {
+    fn retry(&self) -> retry::Retry {
+        match self {
+            Error::Api { retry: true, .. } | Error::Transport(_) | Error::Timeout(_) => {
+                retry::Retry::Backoff
+            }
+            Error::Status(s) if *s >= 500 => retry::Retry::Backoff,
+            _ => retry::Retry::Never,
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
+/// What to ask CloudWatch about one instance.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub namespace: &'a str,
+    pub metric: &'a str,
+    pub instance_id: &'a str,
+    pub window: Duration,
+}
+
+/// A CloudWatch client for one region and credential set.
+#[derive(Debug, Clone)]
+pub struct CloudWatch {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    credentials: Option<SharedCredentialsProvider>,
+    policy: retry::Policy,
+}
+
+impl CloudWatch {
+    /// A client using the region, credentials and endpoint of an AWS SDK config.
+    pub fn new(config: &SdkConfig, policy: retry::Policy) -> anyhow::Result<CloudWatch> {
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| anyhow::anyhow!("no AWS region: set aws.region or AWS_REGION"))?;
+        let endpoint = match config.endpoint_url() {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("https://monitoring.{region}.amazonaws.com"),
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pushwake/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+            .timeout(policy.timeout)
+            .build()?;
+        Ok(CloudWatch {
+            http,
+            endpoint,
+            region,
+            credentials: config.credentials_provider(),
+            policy,
+        })
+    }
+
+    /// The one-minute averages of the metric over the last `window`, oldest first. Empty
+    /// when CloudWatch has no data for it.
+    pub async fn averages(&self, q: &Query<'_>) -> Result<Vec<f64>, Error> {
+        let end = Utc::now();
+        let start = end - chrono::Duration::from_std(q.window).unwrap_or_default();
+        let form = [
+            ("Action", "GetMetricStatistics"),
+            ("Version", VERSION),
+            ("Namespace", q.namespace),
+            ("MetricName", q.metric),
+            ("Dimensions.member.1.Name", "InstanceId"),
+            ("Dimensions.member.1.Value", q.instance_id),
+            ("StartTime", &rfc3339(start)),
+            ("EndTime", &rfc3339(end)),
+            ("Period", "60"),
+            ("Statistics.member.1", "Average"),
+        ];
+        let body = form_urlencoded(&form);
+        let xml = self
+            .policy
+            .run("GetMetricStatistics", || self.call(&body))
+            .await?;
+        let mut points: Vec<(String, f64)> = members(&xml)
+            .filter_map(|m| {
+                Some((
+                    value(m, "Timestamp")?.to_owned(),
+                    value(m, "Average")?.parse().ok()?,
+                ))
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(points.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn call(&self, body: &str) -> Result<String, Error> {
+        let url = format!("{}/", self.endpoint);
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let mut request = self
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        for (name, value) in self.sign(&url, content_type, body).await? {
+            request = request.header(name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Transport(crate::error_chain(&e.without_url())))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Error::Transport(crate::error_chain(&e.without_url())))?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        match value(&text, "Code") {
+            Some(code) => Err(Error::Api {
+                retry: status >= 500 || code.contains("Throttl"),
+                code: code.to_owned(),
+                message: value(&text, "Message").unwrap_or("").to_owned(),
+            }),
+            None => Err(Error::Status(status)),
+        }
+    }
+
+    /// The SigV4 headers for a POST of `body` to `url`.
+    async fn sign(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| Error::Signing("no AWS credentials".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::Signing(crate::error_chain(&e)))?;
+        let identity = credentials.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("monitoring")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| Error::Signing(e.to_string()))?
+            .into();
+        let headers = [("content-type", content_type)];
+        let signable = SignableRequest::new(
+            "POST",
+            url,
+            headers.into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| Error::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| Error::Signing(e.to_string()))?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect())
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encoding as SigV4 expects it: everything but unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The text of the first `<tag>…</tag>` in `xml`. The answers read here are small, flat and
+/// fixed in shape; a full XML parser would buy nothing.
+fn value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].trim())
+}
+
+/// Each `<member>…</member>` of the answer's datapoints.
+fn members(xml: &str) -> impl Iterator<Item = &str> {
+    xml.split("<member>")
+        .skip(1)
+        .filter_map(|m| m.split("</member>").next())
+}

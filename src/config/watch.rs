@@ -1,0 +1,250 @@
+//! One `[[watch]]` table as written, and its validation into a [`Watch`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::{Ctx, parse_duration};
+use super::{ConfigError, DEFAULT_SKIP_MARKER, IdleStop, Paths, Repo, Watch};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWatch {
+    repo: Spanned<String>,
+    branch: Spanned<String>,
+    instances: Option<Spanned<Vec<Spanned<String>>>>,
+    instance_tags: Option<Spanned<BTreeMap<String, String>>>,
+    paths: Option<Spanned<Vec<String>>>,
+    skip_markers: Option<Vec<String>>,
+    max_runtime: Option<Spanned<String>>,
+    idle_stop: Option<Spanned<RawIdleStop>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdleStop {
+    metric: Option<String>,
+    namespace: Option<String>,
+    below: Option<f64>,
+    #[serde(rename = "for")]
+    window: Option<Spanned<String>>,
+}
+
+const DEFAULT_IDLE_METRIC: &str = "CPUUtilization";
+const DEFAULT_IDLE_NAMESPACE: &str = "AWS/EC2";
+const DEFAULT_IDLE_BELOW: f64 = 5.0;
+const DEFAULT_IDLE_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// CloudWatch's basic monitoring has a datapoint every five minutes; a shorter window could
+/// see none.
+const MIN_IDLE_WINDOW: Duration = Duration::from_secs(60);
+
+pub(super) fn watches(cx: &Ctx, raw: Vec<Spanned<RawWatch>>) -> Result<Vec<Watch>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::InvalidNoLine {
+            path: cx.path.to_owned(),
+            key: "watch".into(),
+            message: "add at least one [[watch]] with repo, branch and instances".into(),
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for w in raw {
+        let span = w.span();
+        let watch = watch(cx, span.clone(), w.into_inner())?;
+        if !seen.insert((watch.repo.clone(), watch.branch.clone())) {
+            return cx.invalid(
+                span,
+                "watch",
+                format!("{watch} is watched twice; merge the two [[watch]] entries"),
+            );
+        }
+        out.push(watch);
+    }
+    Ok(out)
+}
+
+fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, ConfigError> {
+    let repo = parse_repo(cx, &w.repo)?;
+    let branch = w.branch.get_ref();
+    if let Err(why) = check_branch(branch) {
+        return cx.invalid(w.branch.span(), "watch.branch", format!("{branch:?} {why}"));
+    }
+    let instances = match w.instances {
+        Some(list) => instance_ids(cx, list)?,
+        None => Vec::new(),
+    };
+    let instance_tags = match w.instance_tags {
+        Some(tags) if tags.get_ref().is_empty() => {
+            return cx.invalid(tags.span(), "watch.instance_tags", "name at least one tag");
+        }
+        Some(tags) => tags.into_inner(),
+        None => BTreeMap::new(),
+    };
+    if instances.is_empty() && instance_tags.is_empty() {
+        return cx.invalid(
+            span,
+            "watch.instances",
+            format!(
+                "list at least one instance id, or select instances with instance_tags, for \
+                 {repo}@{branch}"
+            ),
+        );
+    }
+    let paths = match w.paths {
+        None => None,
+        Some(p) if p.get_ref().is_empty() => {
+            return cx.invalid(
+                p.span(),
+                "watch.paths",
+                "list at least one path, or leave it out",
+            );
+        }
+        Some(p) => {
+            let at = p.span();
+            match Paths::new(p.into_inner()) {
+                Ok(paths) => Some(paths),
+                Err(e) => return cx.invalid(at, "watch.paths", e.to_string()),
+            }
+        }
+    };
+    let skip_markers = w
+        .skip_markers
+        .unwrap_or_else(|| vec![DEFAULT_SKIP_MARKER.to_owned()])
+        .into_iter()
+        .filter(|m| !m.trim().is_empty())
+        .collect();
+    let max_runtime = match &w.max_runtime {
+        Some(s) => Some(parse_duration(cx, s, "watch.max_runtime")?),
+        None => None,
+    };
+    let idle_stop = match w.idle_stop {
+        Some(idle) => Some(idle_stop(cx, idle)?),
+        None => None,
+    };
+    Ok(Watch {
+        repo,
+        branch: w.branch.into_inner(),
+        instances,
+        instance_tags,
+        paths,
+        skip_markers,
+        max_runtime,
+        idle_stop,
+    })
+}
+
+fn instance_ids(cx: &Ctx, list: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, ConfigError> {
+    let mut ids: Vec<String> = Vec::with_capacity(list.get_ref().len());
+    for id in list.into_inner() {
+        if !is_instance_id(id.get_ref()) {
+            return cx.invalid(
+                id.span(),
+                "watch.instances",
+                format!(
+                    "{:?} is not an EC2 instance id (\"i-\" and 8 or 17 hex digits)",
+                    id.get_ref()
+                ),
+            );
+        }
+        if ids.contains(id.get_ref()) {
+            return cx.invalid(
+                id.span(),
+                "watch.instances",
+                format!("{:?} is listed twice", id.get_ref()),
+            );
+        }
+        ids.push(id.into_inner());
+    }
+    Ok(ids)
+}
+
+fn idle_stop(cx: &Ctx, raw: Spanned<RawIdleStop>) -> Result<IdleStop, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let window = match &raw.window {
+        Some(s) => parse_duration(cx, s, "watch.idle_stop.for")?,
+        None => DEFAULT_IDLE_WINDOW,
+    };
+    if window < MIN_IDLE_WINDOW {
+        return cx.invalid(span, "watch.idle_stop.for", "must be at least one minute");
+    }
+    let below = raw.below.unwrap_or(DEFAULT_IDLE_BELOW);
+    if !below.is_finite() {
+        return cx.invalid(span, "watch.idle_stop.below", "must be a number");
+    }
+    let nonempty = |v: Option<String>, default: &str, key: &str| match v {
+        Some(s) if s.trim().is_empty() => cx.invalid(span.clone(), key, "must not be empty"),
+        Some(s) => Ok(s),
+        None => Ok(default.to_owned()),
+    };
+    Ok(IdleStop {
+        metric: nonempty(raw.metric, DEFAULT_IDLE_METRIC, "watch.idle_stop.metric")?,
+        namespace: nonempty(
+            raw.namespace,
+            DEFAULT_IDLE_NAMESPACE,
+            "watch.idle_stop.namespace",
+        )?,
+        below,
+        window,
+    })
+}
+
+fn parse_repo(cx: &Ctx, s: &Spanned<String>) -> Result<Repo, ConfigError> {
+    let bad = || {
+        cx.invalid(
+            s.span(),
+            "watch.repo",
+            format!("{:?} is not of the form \"owner/name\"", s.get_ref()),
+        )
+    };
+    let Some((owner, name)) = s.get_ref().split_once('/') else {
+        return bad();
+    };
+    let owner_ok = !owner.is_empty()
+        && owner.len() <= 39
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let name_ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !(owner_ok && name_ok) {
+        return bad();
+    }
+    Ok(Repo {
+        owner: owner.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+/// The parts of `git check-ref-format` that matter for a name we put in a URL.
+fn check_branch(branch: &str) -> Result<(), &'static str> {
+    if branch.is_empty() {
+        return Err("is empty");
+    }
+    if branch.starts_with('/') || branch.ends_with('/') || branch.contains("//") {
+        return Err("has an empty path component");
+    }
+    if branch.contains("..") || branch.contains("@{") || branch.ends_with(".lock") {
+        return Err("is not a valid git branch name");
+    }
+    if branch
+        .chars()
+        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return Err("contains a character git does not allow in branch names");
+    }
+    Ok(())
+}
+
+fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}

@@ -1,0 +1,95 @@
+//! Which instances to stop: those of a watch that pushwake started for it and that ran
+//! past `max_runtime`, or sat idle through `idle_stop`.
+//!
+//! What pushwake started is read from the instances' tags, not from memory, so it is known
+//! across restarts; an instance without pushwake's `started-at` tag, or started again after
+//! it, was started by someone else and is never touched.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cloudwatch::{self, CloudWatch};
+use crate::config::Watch;
+use crate::ec2::{Ec2, State};
+use crate::launch;
+use crate::tags;
+
+/// An instance started again this long after pushwake's `started-at` was started by
+/// someone else (real EC2 moves the launch time on every start).
+const RESTARTED_SLACK: Duration = Duration::from_secs(10 * 60);
+
+/// An instance due to be stopped, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub id: String,
+    pub reason: String,
+    /// How long it has run since pushwake started it.
+    pub runtime: Duration,
+}
+
+/// The instances of `watch` that pushwake started and that should stop now. The
+/// CloudWatch client is needed only when the watch has `idle_stop`.
+pub async fn due(
+    ec2: &Ec2,
+    cloudwatch: Option<&CloudWatch>,
+    watch: &Watch,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Due>> {
+    let repo = watch.repo.to_string();
+    let mut due = Vec::new();
+    // Only the watch's own instances, and of those only what pushwake started for it: the
+    // same repository and branch may be watched elsewhere, for other machines.
+    for instance in launch::members(ec2, watch).await?.described {
+        let for_watch = instance.tags.get(tags::REPO) == Some(&repo)
+            && instance.tags.get(tags::BRANCH) == Some(&watch.branch);
+        if instance.state != State::Running || !for_watch {
+            continue;
+        }
+        let Some(started) = tags::started_at(&instance.tags) else {
+            continue;
+        };
+        let restarted = instance.launch_time.is_some_and(|t| {
+            t > started + chrono::Duration::from_std(RESTARTED_SLACK).unwrap_or_default()
+        });
+        if restarted {
+            continue;
+        }
+        let runtime = (now - started).to_std().unwrap_or_default();
+        if let Some(max) = watch.max_runtime
+            && runtime >= max
+        {
+            due.push(Due {
+                id: instance.id,
+                reason: format!("max_runtime {} reached", humantime::format_duration(max)),
+                runtime,
+            });
+            continue;
+        }
+        if let (Some(idle), Some(cw)) = (&watch.idle_stop, cloudwatch)
+            && runtime >= idle.window
+        {
+            let query = cloudwatch::Query {
+                namespace: &idle.namespace,
+                metric: &idle.metric,
+                instance_id: &instance.id,
+                window: idle.window,
+            };
+            let points = cw.averages(&query).await?;
+            // No data is not idleness: the agent may not report yet.
+            if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
+                due.push(Due {
+                    id: instance.id,
+                    reason: format!(
+                        "idle: {} below {} for {}",
+                        idle.metric,
+                        idle.below,
+                        humantime::format_duration(idle.window)
+                    ),
+                    runtime,
+                });
+            }
+        }
+    }
+    Ok(due)
+}
