@@ -7,7 +7,9 @@
 //! - [`config`]: the config file, parsed then validated into [`config::Settings`].
 //! - [`state`]: the on-disk record and the pass lock.
 //! - [`github`], [`ec2`], [`cloudwatch`], [`slack`]: one module per external system.
-//! - [`launch`]: starting one watch's instances for one trigger.
+//! - [`launch`]: a watch's instances, and starting them for one trigger.
+//! - [`tags`]: the `pushwake:*` tags written on the instances.
+//! - [`reap`]: which instances the stop rules say to stop.
 //! - [`pass`]: one pass over all watches; the only place that orders side effects.
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
 //! - [`report`]: the words of Slack messages and log lines.

@@ -234,3 +234,34 @@ fn the_example_config_is_valid() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(crate::util::stdout(&out).contains("octocat/Hello-World@master"));
 }
+
+#[test]
+fn per_watch_options_are_checked() {
+    let with = |extra: &str| format!("{}{}{extra}\n", base(), good_watch());
+    let err = refused(&with("max_runtime = \"0s\""));
+    assert_names(&err, &["watch.max_runtime", "line 8"]);
+    let err = refused(&with("paths = [\"models/[\"]"));
+    assert_names(&err, &["watch.paths", "line 8"]);
+    let err = refused(&with("paths = []"));
+    assert_names(&err, &["watch.paths"]);
+    let err = refused(&with("idle_stop = { below = 5.0, for = \"10s\" }"));
+    assert_names(&err, &["watch.idle_stop.for", "at least one minute"]);
+    let err = refused(&with("idle_stop = { treshold = 5.0 }"));
+    assert_names(&err, &["treshold", "line 8"]);
+    let err = refused(&with("instance_tags = {}"));
+    assert_names(&err, &["watch.instance_tags"]);
+}
+
+#[test]
+fn per_watch_options_are_accepted() {
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}instance_tags = {{ Project = \"trainer\" }}\npaths = [\"train.py\", \"models/**\"]\n\
+         skip_markers = []\nmax_runtime = \"6h\"\n\
+         idle_stop = {{ metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", below = 10.0, for = \"30m\" }}\n",
+        base(),
+        good_watch()
+    ));
+    let out = setup.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
