@@ -4,6 +4,7 @@
 mod beyond;
 mod check;
 mod config;
+mod cost;
 mod daemon;
 mod faults;
 mod launch;

@@ -1,9 +1,10 @@
 //! Shared test set-up: fake GitHub and Slack servers that speak the real shapes, the moto
 //! EC2 emulator, and a way to run the real binary against them.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use aws_sdk_ec2::types::InstanceStateName;
 use wiremock::matchers::{header, method, path};
@@ -21,8 +22,9 @@ pub fn sha(n: u32) -> String {
 /// GitHub's REST API, as far as pushwake uses it.
 pub struct GitHub {
     pub server: MockServer,
-    // Later heads are mounted at a higher priority (a lower number), so they win.
-    priority: AtomicU8,
+    // Later answers for a route are mounted at a higher priority (a lower number), so
+    // they win over earlier ones.
+    priorities: Mutex<HashMap<String, u8>>,
 }
 
 impl GitHub {
@@ -41,7 +43,7 @@ impl GitHub {
             .await;
         GitHub {
             server,
-            priority: AtomicU8::new(200),
+            priorities: Mutex::new(HashMap::new()),
         }
     }
 
@@ -57,10 +59,18 @@ impl GitHub {
             .await;
     }
 
+    /// The next priority for `route`: two steps above the last.
+    fn priority(&self, route: &str) -> u8 {
+        let mut all = self.priorities.lock().unwrap();
+        let p = all.entry(route.to_owned()).or_insert(202);
+        *p -= 2;
+        *p
+    }
+
     /// Like [`GitHub::set_head`], with the commit's message.
     pub async fn set_head_with_message(&self, repo: &str, branch: &str, sha: &str, message: &str) {
-        let p = self.priority.fetch_sub(2, Ordering::SeqCst);
         let route = format!("/repos/{repo}/commits/{branch}");
+        let p = self.priority(&route);
         let etag = format!("\"{sha}\"");
         Mock::given(method("GET"))
             .and(path(route.clone()))
@@ -160,7 +170,7 @@ impl GitHub {
     /// Makes the next `times` requests for `route` (all, with `None`) get `response`,
     /// ahead of anything mounted before.
     pub async fn answer(&self, route: &str, response: ResponseTemplate, times: Option<u64>) {
-        let p = self.priority.fetch_sub(2, Ordering::SeqCst);
+        let p = self.priority(route);
         let mock = Mock::given(method("GET"))
             .and(path(route.to_owned()))
             .respond_with(response)

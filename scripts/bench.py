@@ -1,0 +1,287 @@
+"""Benchmarks of the real pushwake binary against local fakes; prints a Markdown table.
+
+Run it through scripts/bench, which builds the release binary and provides moto. GitHub is
+a small threaded HTTP server here that answers like GitHub (ETag, 304) and counts what it
+is sent: requests, requests in flight, and quota used (GitHub does not count an authorised
+304). EC2 is the moto server, behind a proxy here that counts each call by action.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+
+BIN = os.environ["PUSHWAKE_BIN"]
+MOTO = os.environ["PUSHWAKE_TEST_MOTO"]
+# A little latency per request, as a real network has, so that concurrency shows.
+LATENCY = float(os.environ.get("BENCH_LATENCY_MS", "5")) / 1000
+TOKEN = "ghp_benchmarktoken000000000000000000000"
+
+
+def sha(n):
+    return f"{n:07x}" + "a" * 33
+
+
+class Counter:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.total = 0
+            self.in_flight = 0
+            self.peak = 0
+            self.quota = 0
+            self.actions = []
+            self.times = {}
+
+    def enter(self):
+        with self.lock:
+            self.total += 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
+
+
+class Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as GitHub and any real server; one write per response, no Nagle delay.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = -1
+
+    def log_message(self, *args):
+        pass
+
+
+class GitHub(Handler):
+    heads = {}  # "owner/repo" -> sha of main
+    counter = Counter()
+
+    def do_GET(self):
+        c = self.counter
+        c.enter()
+        try:
+            time.sleep(LATENCY)
+            parts = self.path.split("/")
+            # /repos/{owner}/{repo}/commits/{ref}
+            repo = f"{parts[2]}/{parts[3]}"
+            ref = parts[5]
+            head = self.heads.get(repo)
+            if ref == "main":
+                etag = f'"{head}"'
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    self.wfile.flush()
+                    if not self.headers.get("Authorization"):
+                        with c.lock:
+                            c.quota += 1
+                    return
+                with c.lock:
+                    c.quota += 1
+                    c.times.setdefault("head_seen", time.monotonic())
+                body = head.encode()
+                self.send_response(200)
+                self.send_header("ETag", etag)
+            else:
+                with c.lock:
+                    c.quota += 1
+                body = json.dumps({
+                    "sha": ref, "html_url": f"https://github.com/{repo}/commit/{ref}",
+                    "commit": {"message": "Bench", "author": {"name": "b"}}, "author": {"login": "b"},
+                }).encode()
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        finally:
+            c.leave()
+
+
+class Ec2Proxy(Handler):
+    counter = Counter()
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        action = next((kv[7:] for kv in body.decode().split("&") if kv.startswith("Action=")), "?")
+        c = self.counter
+        with c.lock:
+            c.actions.append(action)
+            c.times.setdefault(action, time.monotonic())
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        req = urllib.request.Request(MOTO + self.path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req) as r:
+                status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "text/xml")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "text/xml")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+def serve(handler):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+GITHUB = serve(GitHub)
+EC2 = serve(Ec2Proxy)
+ec2 = boto3.client("ec2", endpoint_url=MOTO, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def config(dir, watches, interval="60s"):
+    text = f'interval = "{interval}"\nstate_dir = "{dir}/state"\n' \
+           f'[github]\napi_url = "{GITHUB}"\ntoken_env = "GITHUB_TOKEN"\n' \
+           f'[aws]\nregion = "us-east-1"\nendpoint_url = "{EC2}"\n'
+    for repo, ids in watches:
+        quoted = ", ".join(f'"{i}"' for i in ids)
+        text += f'\n[[watch]]\nrepo = "{repo}"\nbranch = "main"\ninstances = [{quoted}]\n'
+    path = os.path.join(dir, "config.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+ENV = {
+    "PATH": os.environ["PATH"], "HOME": tempfile.mkdtemp(), "GITHUB_TOKEN": TOKEN,
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def once(path):
+    """Runs one pass; returns (wall seconds, peak RSS in MB)."""
+    err = tempfile.TemporaryFile()
+    start = time.monotonic()
+    proc = subprocess.Popen([BIN, "--once", "--config", path], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    peak = 0
+    while True:
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            peak = max(peak, int(rss(proc.pid)["VmHWM"]))
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.0005)
+    wall = time.monotonic() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        err.seek(0)
+        sys.exit(f"pushwake --once failed: {err.read().decode()}")
+    return wall, peak / 1024
+
+
+rows = []
+
+
+def unchanged(n):
+    dir = tempfile.mkdtemp()
+    for i in range(n):
+        GitHub.heads[f"bench/r{i}"] = sha(1)
+    path = config(dir, [(f"bench/r{i}", ["i-0123456789abcdef0"]) for i in range(n)])
+    once(path)  # the baseline
+    GitHub.counter.reset()
+    wall, rss = once(path)
+    c = GitHub.counter
+    rows.append((f"unchanged pass, {n} watch(es)",
+                 f"{wall * 1000:.0f} ms wall, {c.total} requests ({c.total - c.quota} answered 304), "
+                 f"peak {c.peak} in flight, {c.quota} quota used, {rss:.1f} MB peak RSS"))
+
+
+def trigger(m):
+    ids = [i["InstanceId"] for i in ec2.run_instances(ImageId="ami-12345678", MinCount=m, MaxCount=m,
+                                                     InstanceType="t3.micro")["Instances"]]
+    ec2.stop_instances(InstanceIds=ids)
+    dir = tempfile.mkdtemp()
+    repo = f"bench/t{m}"
+    GitHub.heads[repo] = sha(1)
+    path = config(dir, [(repo, ids)])
+    once(path)
+    GitHub.heads[repo] = sha(2)
+    GitHub.counter.reset()
+    Ec2Proxy.counter.reset()
+    wall, _ = once(path)
+    c = Ec2Proxy.counter
+    lag = (c.times["StartInstances"] - GitHub.counter.times["head_seen"]) * 1000
+    rows.append((f"trigger, {m} instance(s)",
+                 f"{len(c.actions)} EC2 calls ({', '.join(c.actions)}), "
+                 f"{lag:.0f} ms from the new head seen to StartInstances sent, {wall * 1000:.0f} ms wall"))
+
+
+def once_wall():
+    dir = tempfile.mkdtemp()
+    GitHub.heads["bench/once"] = sha(1)
+    path = config(dir, [("bench/once", ["i-0123456789abcdef0"])])
+    once(path)
+    walls = sorted(once(path)[0] * 1000 for _ in range(20))
+    rows.append(("--once, no change (20 runs)",
+                 f"median {statistics.median(walls):.1f} ms, min {walls[0]:.1f} ms, max {walls[-1]:.1f} ms "
+                 f"(includes {LATENCY * 1000:.0f} ms simulated network latency)"))
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return {l.split(":")[0]: l.split()[1] for l in f if l.startswith(("VmRSS", "VmHWM"))}
+
+
+def idle(seconds):
+    dir = tempfile.mkdtemp()
+    GitHub.heads["bench/idle"] = sha(1)
+    path = config(dir, [("bench/idle", ["i-0123456789abcdef0"])], interval="10s")
+    proc = subprocess.Popen([BIN, "--config", path], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    t0 = cpu_ticks(proc.pid)
+    time.sleep(seconds)
+    ticks = cpu_ticks(proc.pid) - t0
+    mem = rss(proc.pid)
+    proc.terminate()
+    proc.wait()
+    hz = os.sysconf("SC_CLK_TCK")
+    rows.append((f"daemon idle, {seconds} s (a pass every 10 s)",
+                 f"RSS {int(mem['VmRSS']) / 1024:.1f} MB (peak {int(mem['VmHWM']) / 1024:.1f} MB), "
+                 f"CPU {ticks / hz * 1000:.0f} ms in {seconds} s"))
+
+
+for n in (1, 100, 1000):
+    unchanged(n)
+for m in (1, 20, 200):
+    trigger(m)
+once_wall()
+idle(int(os.environ.get("BENCH_IDLE_SECONDS", "60")))
+
+print("| scenario | measured |")
+print("|---|---|")
+for name, value in rows:
+    print(f"| {name} | {value} |")

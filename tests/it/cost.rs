@@ -1,0 +1,70 @@
+//! The benchmark's key counts, kept as ordinary assertions so a regression fails CI:
+//! an unchanged watch costs one request answered 304, and a trigger three EC2 calls
+//! whatever the number of instances. Times stay in `scripts/bench`.
+
+use crate::util::{GitHub, Setup, ec2_actions, ec2_ok, sha, stderr};
+
+#[tokio::test]
+async fn an_unchanged_pass_costs_one_304_per_watch_and_no_quota() {
+    const N: usize = 100;
+    let github = GitHub::start().await;
+    let setup = Setup::new();
+    let mut config = setup.header(&github.url(), "http://127.0.0.1:9");
+    for i in 0..N {
+        github
+            .set_head(&format!("octo/r{i}"), "main", &sha(1))
+            .await;
+        config.push_str(&crate::util::watch(
+            &format!("octo/r{i}"),
+            "main",
+            &["i-0123456789abcdef0".into()],
+        ));
+    }
+    setup.write_config(&config);
+    assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
+    github.server.reset().await;
+    for i in 0..N {
+        github
+            .set_head(&format!("octo/r{i}"), "main", &sha(1))
+            .await;
+    }
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = github.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), N, "one request per watch");
+    for r in &requests {
+        assert!(
+            r.headers.get("if-none-match").is_some(),
+            "unconditional: {}",
+            r.url
+        );
+        assert!(
+            r.headers.get("authorization").is_some(),
+            "a 304 is free only with a token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_of_200_instances_costs_three_ec2_calls() {
+    let ids: Vec<String> = (0..200).map(|i| format!("i-{i:017x}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (github, ec2) = (GitHub::start().await, ec2_ok(&refs).await);
+    github.set_head("octo/trainer", "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        crate::util::watch("octo/trainer", "main", &ids)
+    ));
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        ec2_actions(&ec2).await,
+        ["DescribeInstances", "CreateTags", "StartInstances"]
+    );
+}
