@@ -88,6 +88,8 @@ pub struct Watch {
     pub max_runtime: Option<Duration>,
     /// Stop what pushwake started once a metric stays low.
     pub idle_stop: Option<IdleStop>,
+    /// Gather each run's results from its instance's tags.
+    pub results: Option<Results>,
 }
 
 impl Watch {
@@ -102,6 +104,7 @@ impl Watch {
             skip_markers: vec![DEFAULT_SKIP_MARKER.to_owned()],
             max_runtime: None,
             idle_stop: None,
+            results: None,
         }
     }
 
@@ -140,6 +143,33 @@ impl Paths {
     pub fn matches(&self, path: &str) -> bool {
         self.set.is_match(path)
     }
+}
+
+/// How runs report their results, and how to judge them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Results {
+    /// Each run tags its instance `pushwake:result:<metric>` with a number.
+    pub metrics: Vec<String>,
+    /// Which way is better, per metric; higher when not named.
+    pub better: BTreeMap<String, Better>,
+    /// A run that has not reported by then is judged on what it has.
+    pub timeout: Duration,
+    /// Stop an instance once it has reported every metric.
+    pub stop_when_reported: bool,
+}
+
+impl Results {
+    pub fn better(&self, metric: &str) -> Better {
+        self.better.get(metric).copied().unwrap_or(Better::Higher)
+    }
+}
+
+/// Which way is better for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Higher,
+    Lower,
 }
 
 /// Stop an instance once a CloudWatch metric's average stays below a threshold.

@@ -10,6 +10,9 @@
 //! - [`launch`]: a watch's instances, and starting them for one trigger.
 //! - [`tags`]: the `pushwake:*` tags written on the instances.
 //! - [`reap`]: which instances the stop rules say to stop.
+//! - [`results`]: gathering each run's results, and the verdict on a commit.
+//! - [`stats`]: summaries and Welch's t-test.
+//! - [`plot`]: the SVG of `pushwake results --plot`.
 //! - [`pass`]: one pass over all watches; the only place that orders side effects.
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
 //! - [`report`]: the words of Slack messages and log lines.
@@ -26,12 +29,15 @@ pub mod ec2;
 pub mod github;
 pub mod launch;
 pub mod pass;
+pub mod plot;
 pub mod reap;
 pub mod redact;
 pub mod report;
+pub mod results;
 pub mod retry;
 pub mod slack;
 pub mod state;
+pub mod stats;
 pub mod status;
 pub mod tags;
 

@@ -1,6 +1,6 @@
 //! The `pushwake` binary: arguments, logging, dispatch, exit status.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +10,7 @@ use pushwake::daemon::{self, Control};
 use pushwake::ec2::Ec2;
 use pushwake::pass::{Agent, PassOptions};
 use pushwake::retry::Policy;
-use pushwake::{check, status};
+use pushwake::{check, results, status};
 
 /// Exit status when every watch was polled and every action succeeded.
 const OK: u8 = 0;
@@ -56,6 +56,15 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show each commit's results per watch, oldest first.
+    Results {
+        /// Print a JSON array, one object per commit and metric.
+        #[arg(long)]
+        json: bool,
+        /// Also draw them as an SVG: mean ± std per commit, every run as a dot.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
     /// Validate the config file; with --online also try GitHub, EC2 and Slack.
     Check {
         /// Try every token, branch, instance and permission, changing nothing.
@@ -110,6 +119,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 FAILED
             })
+        }
+        Some(Command::Results { json, plot }) => {
+            let rows = results::rows(&settings)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &rows)?;
+                writeln!(out)?;
+            } else {
+                results::print_table(&mut out, &rows)?;
+            }
+            if let Some(path) = plot {
+                pushwake::plot::svg(&rows, &path)?;
+            }
+            Ok(OK)
         }
         Some(Command::Status { json, live }) => {
             let mut rows = status::collect(&settings)?;

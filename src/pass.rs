@@ -22,9 +22,10 @@ use aws_config::SdkConfig;
 use crate::cloudwatch::CloudWatch;
 use crate::ec2::{self, Action, Ec2};
 use crate::github::{self, Commit, GitHub, Head};
-use crate::launch;
+use crate::launch::{self, Members, Outcome};
 use crate::reap;
 use crate::report::{self, short};
+use crate::results;
 use crate::retry;
 use crate::slack::Slack;
 use crate::state::{State, Store, WatchState};
@@ -235,8 +236,8 @@ impl Agent {
             }
         }
         if self.options.dry_run {
-            for watch in watches.iter().filter(|w| w.stops()) {
-                self.dry_run_stops(watch).await;
+            for watch in watches.iter().filter(|w| needs_tending(w, &state)) {
+                self.dry_run_stops(&state, watch).await;
             }
             for (watch, sha, _) in &triggers {
                 let base = state.get(watch).and_then(|s| s.last_sha.as_deref());
@@ -247,12 +248,16 @@ impl Agent {
         self.store.save(&state)?;
         self.post_all(notices).await;
 
-        // Stops come first, so that a push in the same pass finds the machines stopped and
-        // starts them for the new commit.
-        for watch in watches.iter().filter(|w| w.stops()) {
-            if let Err(e) = self.stop_due(watch).await {
+        // Results and stops come first, so that a push in the same pass finds the machines
+        // stopped and starts them for the new commit.
+        let tended: Vec<&Watch> = watches
+            .iter()
+            .filter(|w| needs_tending(w, &state))
+            .collect();
+        for watch in tended {
+            if let Err(e) = self.tend(&mut state, watch).await {
                 report.failed += 1;
-                tracing::error!("{watch}: cannot apply the stop rules: {e:#}");
+                tracing::error!("{watch}: cannot gather results or apply the stop rules: {e:#}");
             }
         }
         for (watch, sha, etag) in triggers {
@@ -287,9 +292,17 @@ impl Agent {
             return Ok(true);
         }
         let stamp = tags::stamp(watch, &sha, chrono::Utc::now());
-        let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let stamp: Vec<(&str, &str)> = stamp
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let result = launch::start(self.ec2().await, watch, &stamp, self.options.launch).await;
         let entry = state.entry(watch);
+        if let (Some(_), Ok(launch)) = (&watch.results, &result) {
+            let started = launch.ids(|o| *o == Outcome::Started);
+            let started = started.into_iter().map(str::to_owned).collect();
+            results::record_start(&mut entry.runs, &sha, started, chrono::Utc::now());
+        }
         let (recorded, message) = match result {
             Ok(launch) => {
                 // One line per trigger, whatever the number of instances.
@@ -394,43 +407,84 @@ impl Agent {
         Ok(self.cloudwatch.get_or_init(|| cw))
     }
 
-    /// Stops what pushwake started for `watch` that the stop rules say is done.
-    async fn stop_due(&self, watch: &Watch) -> anyhow::Result<()> {
-        let ec2 = self.ec2().await;
+    /// The instances of `watch` the stop rules say to stop; `reported` are those done.
+    async fn due(
+        &self,
+        watch: &Watch,
+        members: &Members,
+        reported: &[String],
+    ) -> anyhow::Result<Vec<reap::Due>> {
         let cloudwatch = match &watch.idle_stop {
             Some(_) => Some(self.cloudwatch(self.aws().await)?),
             None => None,
         };
-        let due = reap::due(ec2, cloudwatch, watch, chrono::Utc::now()).await?;
-        if due.is_empty() {
-            return Ok(());
+        reap::due(members, cloudwatch, watch, reported, chrono::Utc::now()).await
+    }
+
+    /// Gathers the results of the watch's open runs, stops what the rules say is done, and
+    /// posts a verdict for each run that completed.
+    async fn tend(&self, state: &mut State, watch: &Watch) -> anyhow::Result<()> {
+        let ec2 = self.ec2().await;
+        let members = launch::members(ec2, watch).await?;
+        let mut verdicts = Vec::new();
+        let mut reported = Vec::new();
+        if let Some(results) = &watch.results {
+            let runs = &mut state.entry(watch).runs;
+            let harvest = results::harvest(runs, &members, results, chrono::Utc::now());
+            if results.stop_when_reported {
+                reported = harvest.reported;
+            }
+            for &i in &harvest.completed {
+                verdicts.push(results::verdict(watch, results, runs, i));
+            }
+            // Values and completions are recorded before anything is stopped or posted.
+            self.store.save(state)?;
         }
-        let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
-        ec2.stop(&ids).await?;
-        // Forget them: a later start by hand must not look like one of ours.
-        ec2.untag(&ids, &[tags::STARTED_AT.to_owned()]).await?;
-        for d in &due {
-            tracing::info!(
-                "{watch}: stopped {} after {}: {}",
-                d.id,
-                humantime::format_duration(round(d.runtime)),
-                d.reason
-            );
-            self.post(&report::stopped(watch, &d.id, &d.reason, round(d.runtime)))
-                .await;
+        let due = self.due(watch, &members, &reported).await?;
+        if !due.is_empty() {
+            let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+            ec2.stop(&ids).await?;
+            // Forget them: a later start by hand must not look like one of ours.
+            ec2.untag(&ids, &[tags::STARTED_AT.to_owned()]).await?;
+            for d in &due {
+                tracing::info!(
+                    "{watch}: stopped {} after {}: {}",
+                    d.id,
+                    humantime::format_duration(round(d.runtime)),
+                    d.reason
+                );
+                self.post(&report::stopped(watch, &d.id, &d.reason, round(d.runtime)))
+                    .await;
+            }
+        }
+        for verdict in verdicts {
+            tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
+            self.post(&verdict).await;
         }
         Ok(())
     }
 
-    async fn dry_run_stops(&self, watch: &Watch) {
-        let cloudwatch = match &watch.idle_stop {
-            Some(_) => match self.cloudwatch(self.aws().await) {
-                Ok(cw) => Some(cw),
-                Err(e) => return println!("{watch}: cannot check idle_stop: {e:#}"),
-            },
-            None => None,
+    async fn dry_run_stops(&self, state: &State, watch: &Watch) {
+        let members = match launch::members(self.ec2().await, watch).await {
+            Ok(m) => m,
+            Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };
-        match reap::due(self.ec2().await, cloudwatch, watch, chrono::Utc::now()).await {
+        // A harvest on a copy: the dry run changes no state.
+        let mut reported = Vec::new();
+        if let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) {
+            let mut runs = ws.runs.clone();
+            let harvest = results::harvest(&mut runs, &members, results, chrono::Utc::now());
+            for &i in &harvest.completed {
+                println!(
+                    "{watch}: would post\n{}",
+                    results::verdict(watch, results, &runs, i)
+                );
+            }
+            if results.stop_when_reported {
+                reported = harvest.reported;
+            }
+        }
+        match self.due(watch, &members, &reported).await {
             Ok(due) => {
                 for d in due {
                     println!("{watch}: would stop {} ({})", d.id, d.reason);
@@ -501,6 +555,17 @@ fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
 }
 
 /// Clears a failure; returns the Slack message when there was one.
+/// Whether a pass must describe the watch's instances even with no push: for the stop
+/// rules, or to gather the results of runs still open.
+fn needs_tending(watch: &Watch, state: &State) -> bool {
+    let open_runs = || {
+        state
+            .get(watch)
+            .is_some_and(|s| s.runs.iter().any(|r| r.completed_at.is_none()))
+    };
+    watch.stops() || (watch.results.is_some() && open_runs())
+}
+
 fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
     entry.last_error.take().map(|_| report::recovered(watch))
 }

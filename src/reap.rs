@@ -1,5 +1,5 @@
 //! Which instances to stop: those of a watch that pushwake started for it and that ran
-//! past `max_runtime`, or sat idle through `idle_stop`.
+//! past `max_runtime`, sat idle through `idle_stop`, or reported every result.
 //!
 //! What pushwake started is read from the instances' tags, not from memory, so it is known
 //! across restarts; an instance without pushwake's `started-at` tag, or started again after
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cloudwatch::{self, CloudWatch};
 use crate::config::Watch;
-use crate::ec2::{Ec2, State};
-use crate::launch;
+use crate::ec2::State;
+use crate::launch::Members;
 use crate::tags;
 
 /// An instance started again this long after pushwake's `started-at` was started by
@@ -28,19 +28,21 @@ pub struct Due {
     pub runtime: Duration,
 }
 
-/// The instances of `watch` that pushwake started and that should stop now. The
-/// CloudWatch client is needed only when the watch has `idle_stop`.
+/// The instances of `watch` (as `members` describes them) that pushwake started and that
+/// should stop now: past `max_runtime`, idle through `idle_stop`, or in `reported` (done,
+/// for `stop_when_reported`). The CloudWatch client is needed only for `idle_stop`.
 pub async fn due(
-    ec2: &Ec2,
+    members: &Members,
     cloudwatch: Option<&CloudWatch>,
     watch: &Watch,
+    reported: &[String],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Due>> {
     let repo = watch.repo.to_string();
     let mut due = Vec::new();
     // Only the watch's own instances, and of those only what pushwake started for it: the
     // same repository and branch may be watched elsewhere, for other machines.
-    for instance in launch::members(ec2, watch).await?.described {
+    for instance in &members.described {
         let for_watch = instance.tags.get(tags::REPO) == Some(&repo)
             && instance.tags.get(tags::BRANCH) == Some(&watch.branch);
         if instance.state != State::Running || !for_watch {
@@ -56,11 +58,20 @@ pub async fn due(
             continue;
         }
         let runtime = (now - started).to_std().unwrap_or_default();
+        let id = instance.id.clone();
+        if reported.contains(&instance.id) {
+            due.push(Due {
+                id,
+                reason: "reported every result".to_owned(),
+                runtime,
+            });
+            continue;
+        }
         if let Some(max) = watch.max_runtime
             && runtime >= max
         {
             due.push(Due {
-                id: instance.id,
+                id,
                 reason: format!("max_runtime {} reached", humantime::format_duration(max)),
                 runtime,
             });
@@ -79,7 +90,7 @@ pub async fn due(
             // No data is not idleness: the agent may not report yet.
             if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
                 due.push(Due {
-                    id: instance.id,
+                    id,
                     reason: format!(
                         "idle: {} below {} for {}",
                         idle.metric,

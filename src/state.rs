@@ -5,6 +5,7 @@
 //! leaves either the old or the new file, never half of one. A file that cannot be parsed
 //! is never overwritten: the pass stops and names it, so the operator can look.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -39,6 +40,35 @@ pub struct WatchState {
     pub etag: Option<String>,
     pub last_checked: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The runs started for this watch, oldest first, with their results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
+}
+
+/// The instances one trigger started for a commit, and what they reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub commit: String,
+    pub started_at: DateTime<Utc>,
+    pub instances: Vec<String>,
+    /// Metric, then instance, then the value it reported.
+    #[serde(default)]
+    pub values: BTreeMap<String, BTreeMap<String, f64>>,
+    /// When the run was judged complete; `None` while results may still come.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Complete without every instance reporting every metric.
+    #[serde(default)]
+    pub partial: bool,
+}
+
+impl Run {
+    /// The values reported for `metric`, by instance id order.
+    pub fn values_of(&self, metric: &str) -> Vec<f64> {
+        self.values
+            .get(metric)
+            .map(|v| v.values().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 impl WatchState {
@@ -50,6 +80,7 @@ impl WatchState {
             etag: None,
             last_checked: None,
             last_error: None,
+            runs: Vec::new(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! training job on the machine (which commit to run) and pushwake's own memory, across
 //! restarts, of what it started.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::config::Watch;
@@ -16,21 +18,47 @@ pub const BRANCH: &str = "pushwake:branch";
 /// by hand is not taken for one of pushwake's.
 pub const STARTED_AT: &str = "pushwake:started-at";
 
-/// The tags for instances started for `sha` of `watch` at `now`.
-pub fn stamp(watch: &Watch, sha: &str, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
-    vec![
-        (COMMIT, sha.to_owned()),
-        (REPO, watch.repo.to_string()),
-        (BRANCH, watch.branch.clone()),
+/// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
+pub const RESULT_PREFIX: &str = "pushwake:result:";
+
+pub fn result_key(metric: &str) -> String {
+    format!("{RESULT_PREFIX}{metric}")
+}
+
+/// The tags for instances started for `sha` of `watch` at `now`. Result tags are set empty
+/// in the same call: a number left from an earlier run must never count for this commit.
+pub fn stamp(watch: &Watch, sha: &str, now: DateTime<Utc>) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (COMMIT.to_owned(), sha.to_owned()),
+        (REPO.to_owned(), watch.repo.to_string()),
+        (BRANCH.to_owned(), watch.branch.clone()),
         (
-            STARTED_AT,
+            STARTED_AT.to_owned(),
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
-    ]
+    ];
+    if let Some(results) = &watch.results {
+        tags.extend(
+            results
+                .metrics
+                .iter()
+                .map(|m| (result_key(m), String::new())),
+        );
+    }
+    tags
+}
+
+/// A result an instance reported, if its tag holds a finite number.
+pub fn result(tags: &BTreeMap<String, String>, metric: &str) -> Option<f64> {
+    tags.get(&result_key(metric))?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
 }
 
 /// When pushwake started an instance, from its tags.
-pub fn started_at(tags: &std::collections::BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+pub fn started_at(tags: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
     let text = tags.get(STARTED_AT)?;
     DateTime::parse_from_rfc3339(text)
         .ok()

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::raw::{Ctx, parse_duration};
-use super::{ConfigError, DEFAULT_SKIP_MARKER, IdleStop, Paths, Repo, Watch};
+use super::{Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, Paths, Repo, Results, Watch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,7 +20,20 @@ pub(super) struct RawWatch {
     skip_markers: Option<Vec<String>>,
     max_runtime: Option<Spanned<String>>,
     idle_stop: Option<Spanned<RawIdleStop>>,
+    results: Option<Spanned<RawResults>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResults {
+    metrics: Vec<String>,
+    #[serde(default)]
+    better: BTreeMap<String, Better>,
+    timeout: Option<Spanned<String>>,
+    stop_when_reported: Option<bool>,
+}
+
+const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +136,10 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         Some(idle) => Some(idle_stop(cx, idle)?),
         None => None,
     };
+    let results = match w.results {
+        Some(r) => Some(results(cx, r)?),
+        None => None,
+    };
     Ok(Watch {
         repo,
         branch: w.branch.into_inner(),
@@ -132,6 +149,54 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         skip_markers,
         max_runtime,
         idle_stop,
+        results,
+    })
+}
+
+fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    if raw.metrics.is_empty() {
+        return cx.invalid(span, "watch.results.metrics", "name at least one metric");
+    }
+    let mut seen = HashSet::new();
+    for m in &raw.metrics {
+        // The metric is part of a tag key, which EC2 limits to 128 characters of a few kinds.
+        let ok = !m.is_empty()
+            && m.len() <= 100
+            && m.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c));
+        if !ok {
+            return cx.invalid(
+                span.clone(),
+                "watch.results.metrics",
+                format!("{m:?} cannot be part of a tag key: use letters, digits and +-=._:/@"),
+            );
+        }
+        if !seen.insert(m) {
+            return cx.invalid(
+                span,
+                "watch.results.metrics",
+                format!("{m:?} is listed twice"),
+            );
+        }
+    }
+    if let Some(m) = raw.better.keys().find(|m| !raw.metrics.contains(m)) {
+        return cx.invalid(
+            span,
+            "watch.results.better",
+            format!("{m:?} is not one of the metrics"),
+        );
+    }
+    let timeout = match &raw.timeout {
+        Some(s) => parse_duration(cx, s, "watch.results.timeout")?,
+        None => DEFAULT_RESULTS_TIMEOUT,
+    };
+    Ok(Results {
+        metrics: raw.metrics,
+        better: raw.better,
+        timeout,
+        stop_when_reported: raw.stop_when_reported.unwrap_or(true),
     })
 }
 

@@ -10,6 +10,7 @@ mod faults;
 mod launch;
 mod once;
 mod parse;
+mod results;
 mod retry;
 mod secrets;
 mod status;

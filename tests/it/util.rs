@@ -380,6 +380,15 @@ impl Ec2 {
             .expect("start instances");
     }
 
+    pub async fn stop(&self, ids: &[String]) {
+        self.client
+            .stop_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .expect("stop instances");
+    }
+
     /// Sets tags on instances.
     pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) {
         let tags = tags

@@ -1,0 +1,260 @@
+//! Results: gathering what each run reported, and judging a commit against the last.
+//!
+//! A run reports by tagging its own instance `pushwake:result:<metric>` with a number.
+//! pushwake reads those tags from the describe it already makes, counts a value only while
+//! the instance's `pushwake:commit` is still the run's commit, and keeps every value in its
+//! state, per watch and commit, so the history survives restarts and reused instances.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Results, Settings, Watch};
+use crate::ec2::State;
+use crate::launch::Members;
+use crate::report::short;
+use crate::slack::escape;
+use crate::state::{Run, Store};
+use crate::stats::{self, Summary};
+use crate::tags;
+
+/// The most runs kept per watch; the oldest go first.
+const HISTORY: usize = 1000;
+
+/// What one look at the instances found.
+#[derive(Debug, Default)]
+pub struct Harvest {
+    /// Runs that became complete, as indexes into the runs.
+    pub completed: Vec<usize>,
+    /// Running instances that have reported every metric, for `stop_when_reported`.
+    pub reported: Vec<String>,
+}
+
+/// Reads the result tags of every open run's instances, and closes the runs that are done:
+/// every instance reported every metric, or stopped (or was reused) without, or the
+/// timeout passed.
+pub fn harvest(
+    runs: &mut [Run],
+    members: &Members,
+    results: &Results,
+    now: DateTime<Utc>,
+) -> Harvest {
+    let mut harvest = Harvest::default();
+    for (index, run) in runs.iter_mut().enumerate() {
+        if run.completed_at.is_some() {
+            continue;
+        }
+        let mut all_done = true;
+        for id in &run.instances {
+            let Some(instance) = members.get(id) else {
+                continue; // gone from the watch or from EC2: it will report nothing more
+            };
+            let same_commit = instance.tags.get(tags::COMMIT) == Some(&run.commit);
+            if same_commit {
+                for metric in &results.metrics {
+                    if let Some(v) = tags::result(&instance.tags, metric) {
+                        run.values
+                            .entry(metric.clone())
+                            .or_default()
+                            .insert(id.clone(), v);
+                    }
+                }
+            }
+            let reported = reported_all(run, results, id);
+            if reported && same_commit && instance.state == State::Running {
+                harvest.reported.push(id.clone());
+            }
+            let up = matches!(instance.state, State::Pending | State::Running);
+            if !reported && same_commit && up {
+                all_done = false;
+            }
+        }
+        let timed_out = (now - run.started_at).to_std().unwrap_or_default() >= results.timeout;
+        if all_done || timed_out {
+            run.completed_at = Some(now);
+            run.partial = !run
+                .instances
+                .iter()
+                .all(|id| reported_all(run, results, id));
+            harvest.completed.push(index);
+        }
+    }
+    harvest
+}
+
+fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
+    results
+        .metrics
+        .iter()
+        .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(id)))
+}
+
+/// Adds the instances started for `commit` to its open run, or opens one.
+pub fn record_start(runs: &mut Vec<Run>, commit: &str, started: Vec<String>, now: DateTime<Utc>) {
+    if started.is_empty() {
+        return;
+    }
+    match runs
+        .iter_mut()
+        .find(|r| r.commit == commit && r.completed_at.is_none())
+    {
+        Some(run) => run.instances.extend(started),
+        None => runs.push(Run {
+            commit: commit.to_owned(),
+            started_at: now,
+            instances: started,
+            values: Default::default(),
+            completed_at: None,
+            partial: false,
+        }),
+    }
+    if runs.len() > HISTORY {
+        runs.drain(..runs.len() - HISTORY);
+    }
+}
+
+/// The completed run before `runs[index]` with another commit: what it is judged against.
+fn previous(runs: &[Run], index: usize) -> Option<&Run> {
+    let commit = &runs[index].commit;
+    runs[..index]
+        .iter()
+        .rev()
+        .find(|r| r.completed_at.is_some() && &r.commit != commit)
+}
+
+/// The Slack message for a completed run: per metric the spread, and against the previous
+/// commit the difference and a verdict.
+pub fn verdict(watch: &Watch, results: &Results, runs: &[Run], index: usize) -> String {
+    let run = &runs[index];
+    let before = previous(runs, index);
+    let mut text = format!(
+        ":bar_chart: *{}* `{}` results for `{}`",
+        escape(&watch.repo.to_string()),
+        escape(&watch.branch),
+        short(&run.commit)
+    );
+    if run.partial {
+        let full = run
+            .instances
+            .iter()
+            .filter(|id| reported_all(run, results, id))
+            .count();
+        text.push_str(&format!(
+            " (partial: {full} of {} runs reported everything)",
+            run.instances.len()
+        ));
+    }
+    for metric in &results.metrics {
+        let Some(now) = Summary::of(&run.values_of(metric)) else {
+            text.push_str(&format!("\n• {}: no values", escape(metric)));
+            continue;
+        };
+        text.push_str(&format!("\n• {}: {}", escape(metric), describe(&now)));
+        let Some((old, prev)) = before.and_then(|b| Some((Summary::of(&b.values_of(metric))?, b)))
+        else {
+            continue;
+        };
+        let diff = now.mean - old.mean;
+        text.push_str(&format!(
+            "; vs `{}` ({:.4}): {diff:+.4}",
+            short(&prev.commit),
+            old.mean
+        ));
+        if let Some((_, words)) = stats::verdict(&now, &old, results.better(metric)) {
+            text.push_str(&format!(", {words}"));
+        }
+    }
+    text
+}
+
+fn describe(s: &Summary) -> String {
+    format!(
+        "n={}, {:.4} ± {:.4} ({:.4}–{:.4})",
+        s.n, s.mean, s.std, s.min, s.max
+    )
+}
+
+/// One row of `pushwake results`: one metric of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub repo: String,
+    pub branch: String,
+    pub commit: String,
+    pub metric: String,
+    pub n: usize,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub complete: bool,
+    pub partial: bool,
+    pub values: Vec<f64>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Every run of every watch with results, oldest first within a watch.
+pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+    let state = Store::new(&settings.state_dir).load()?;
+    let mut rows = Vec::new();
+    for watch in &settings.watches {
+        let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) else {
+            continue;
+        };
+        for run in &ws.runs {
+            for metric in &results.metrics {
+                let values = run.values_of(metric);
+                let s = Summary::of(&values);
+                rows.push(Row {
+                    repo: watch.repo.to_string(),
+                    branch: watch.branch.clone(),
+                    commit: run.commit.clone(),
+                    metric: metric.clone(),
+                    n: values.len(),
+                    mean: s.map(|s| s.mean),
+                    std: s.map(|s| s.std),
+                    min: s.map(|s| s.min),
+                    max: s.map(|s| s.max),
+                    complete: run.completed_at.is_some(),
+                    partial: run.partial,
+                    values,
+                    started_at: run.started_at,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A table for people.
+pub fn print_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  STATE",
+        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX"
+    )?;
+    for r in rows {
+        let (spread, range) = match (r.mean, r.std, r.min, r.max) {
+            (Some(m), Some(s), Some(lo), Some(hi)) => {
+                (format!("{m:.4} ± {s:.4}"), format!("{lo:.4}–{hi:.4}"))
+            }
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
+        let state = match (r.complete, r.partial) {
+            (false, _) => "running",
+            (true, true) => "partial",
+            (true, false) => "complete",
+        };
+        writeln!(
+            out,
+            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state}",
+            format!("{}@{}", r.repo, r.branch),
+            short(&r.commit),
+            r.metric,
+            r.n,
+            spread,
+            range
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Results: each run tags its instance with its numbers, pushwake gathers them, stops the
+//! instance, and judges the commit against the last one.
+
+use pushwake::config::Better;
+use pushwake::stats::{self, Summary};
+
+use crate::util::{self, Ec2, GitHub, Setup, Slack, sha, stderr, stdout, watch};
+
+const REPO: &str = "octo/trainer";
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn welch_matches_the_textbook() {
+    // The two worked examples of Welch's t-test on Wikipedia.
+    let a1 = [
+        27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4,
+    ];
+    let a2 = [
+        27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4,
+    ];
+    let w = stats::welch(&Summary::of(&a1).unwrap(), &Summary::of(&a2).unwrap()).unwrap();
+    assert!(close(w.t, -2.4554, 1e-4), "{w:?}");
+    assert!(close(w.df, 24.9885, 1e-3), "{w:?}");
+    assert!(close(w.p, 0.02138, 1e-4), "{w:?}");
+
+    let b1 = [17.2, 20.9, 22.6, 18.1, 21.7, 21.4, 23.5, 24.2, 14.7, 21.8];
+    let b2 = [
+        21.5, 22.8, 21.0, 23.0, 21.6, 23.6, 22.5, 20.7, 23.4, 21.8, 20.7, 21.7, 21.5, 22.5, 23.6,
+        21.5, 22.5, 23.5, 21.5, 21.8,
+    ];
+    let w = stats::welch(&Summary::of(&b1).unwrap(), &Summary::of(&b2).unwrap()).unwrap();
+    assert!(close(w.t, -1.5654, 1e-4), "{w:?}");
+    assert!(close(w.df, 9.9047, 1e-3), "{w:?}");
+    assert!(close(w.p, 0.14884, 1e-4), "{w:?}");
+}
+
+#[test]
+fn summaries_and_verdicts() {
+    let s = Summary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+    assert_eq!((s.n, s.mean, s.min, s.max), (4, 2.5, 1.0, 4.0));
+    assert!(close(s.std, 1.290_994, 1e-6));
+    assert_eq!(Summary::of(&[]), None);
+
+    let old = Summary::of(&[0.90, 0.91, 0.92]).unwrap();
+    let new = Summary::of(&[0.95, 0.96, 0.97]).unwrap();
+    let (_, words) = stats::verdict(&new, &old, Better::Higher).unwrap();
+    assert!(
+        words.starts_with("better beyond the noise (p = 0.0"),
+        "{words}"
+    );
+    let (_, words) = stats::verdict(&new, &old, Better::Lower).unwrap();
+    assert!(words.starts_with("worse beyond the noise"), "{words}");
+    let same = Summary::of(&[0.92, 0.90, 0.91]).unwrap();
+    let (_, words) = stats::verdict(&same, &old, Better::Higher).unwrap();
+    assert_eq!(words, "within the noise (p = 1.00)");
+    // One value on a side: numbers, but no verdict.
+    assert!(stats::verdict(&Summary::of(&[0.99]).unwrap(), &old, Better::Higher).is_none());
+}
+
+/// Each instance reports its own numbers, as the training script would.
+async fn report(ec2: &Ec2, ids: &[String], accuracy: &[f64], loss: &[f64]) {
+    for i in 0..ids.len() {
+        let (a, l) = (accuracy[i].to_string(), loss[i].to_string());
+        let tags = [
+            ("pushwake:result:accuracy", a.as_str()),
+            ("pushwake:result:loss", l.as_str()),
+        ];
+        ec2.tag(&ids[i..=i], &tags).await;
+    }
+}
+
+fn once(setup: &Setup) -> std::process::Output {
+    let out = setup.run(&["--once"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+#[tokio::test]
+async fn one_push_in_one_verdict_out() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, slack, ec2) = (
+        GitHub::start().await,
+        Slack::start().await,
+        Ec2::connect(&moto).await,
+    );
+    let ids = ec2.stopped(3).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#ml\"\n{}\
+         results = {{ metrics = [\"accuracy\", \"loss\"], better = {{ loss = \"lower\" }}, timeout = \"1h\" }}\n",
+        setup.header(&github.url(), &moto),
+        slack.api_url(),
+        watch(REPO, "main", &ids)
+    ));
+
+    // Commit 1: three runs start, report, and are stopped; the summary is posted.
+    once(&setup);
+    assert_eq!(ec2.states(&ids).await, ["running"; 3]);
+    once(&setup);
+    assert_eq!(
+        ec2.states(&ids).await,
+        ["running"; 3],
+        "nothing reported yet"
+    );
+    report(&ec2, &ids, &[0.90, 0.91, 0.92], &[0.30, 0.32, 0.31]).await;
+    once(&setup);
+    assert_eq!(ec2.states(&ids).await, ["stopped"; 3], "stop_when_reported");
+    let texts = slack.texts().await;
+    let first = texts.last().unwrap();
+    assert!(first.contains("results for `0000001`"), "{first}");
+    assert!(
+        first.contains("accuracy: n=3, 0.9100 ± 0.0100 (0.9000–0.9200)"),
+        "{first}"
+    );
+    assert!(
+        first.contains("loss: n=3, 0.3100 ± 0.0100 (0.3000–0.3200)"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("beyond"),
+        "no earlier commit to judge against: {first}"
+    );
+
+    // Commit 2, clearly better. Its start clears the old numbers: none count for it.
+    github.set_head(REPO, "main", &sha(2)).await;
+    once(&setup);
+    assert_eq!(ec2.states(&ids).await, ["running"; 3]);
+    assert_eq!(ec2.tags(&ids[0]).await["pushwake:result:accuracy"], "");
+    once(&setup);
+    let json = results_json(&setup);
+    let open = json
+        .iter()
+        .find(|r| r["commit"] == sha(2) && r["metric"] == "accuracy")
+        .unwrap();
+    assert_eq!(open["n"], 0, "a stale number was counted: {open}");
+    assert_eq!(open["complete"], false);
+    report(&ec2, &ids, &[0.95, 0.96, 0.97], &[0.20, 0.21, 0.22]).await;
+    once(&setup);
+    let second = slack.texts().await.last().unwrap().clone();
+    assert!(second.contains("accuracy: n=3, 0.9600"), "{second}");
+    assert!(
+        second.contains("vs `0000001` (0.9100): +0.0500, better beyond the noise (p = 0.0"),
+        "{second}"
+    );
+    assert!(
+        second.contains("loss: n=3, 0.2100") && second.contains("-0.1000, better beyond the noise"),
+        "{second}"
+    );
+
+    // Commit 3, the same numbers again: within the noise.
+    github.set_head(REPO, "main", &sha(3)).await;
+    once(&setup);
+    report(&ec2, &ids, &[0.96, 0.97, 0.95], &[0.21, 0.22, 0.20]).await;
+    once(&setup);
+    let third = slack.texts().await.last().unwrap().clone();
+    assert!(
+        third.contains("vs `0000002`") && third.contains("within the noise (p = 1.00)"),
+        "{third}"
+    );
+
+    // Commit 4: one run dies without reporting; the result is partial, not stuck.
+    github.set_head(REPO, "main", &sha(4)).await;
+    once(&setup);
+    ec2.stop(&ids[2..]).await;
+    report(&ec2, &ids[..2], &[0.94, 0.95], &[0.23, 0.24]).await;
+    once(&setup);
+    let fourth = slack.texts().await.last().unwrap().clone();
+    assert!(
+        fourth.contains("results for `0000004` (partial: 2 of 3 runs reported everything)"),
+        "{fourth}"
+    );
+    assert!(fourth.contains("accuracy: n=2"), "{fourth}");
+
+    // The history, as JSON and as a picture.
+    let json = results_json(&setup);
+    let commits: Vec<&str> = json
+        .iter()
+        .filter(|r| r["metric"] == "accuracy")
+        .map(|r| r["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(commits, [sha(1), sha(2), sha(3), sha(4)], "oldest first");
+    let row = &json[0];
+    for key in [
+        "repo", "branch", "commit", "metric", "n", "mean", "std", "min", "max", "complete",
+    ] {
+        assert!(row.get(key).is_some(), "{key} missing: {row}");
+    }
+    assert_eq!(row["repo"], REPO);
+    assert!(close(row["mean"].as_f64().unwrap(), 0.91, 1e-9));
+    assert!(close(row["std"].as_f64().unwrap(), 0.01, 1e-9));
+    assert_eq!(
+        json.iter().find(|r| r["commit"] == sha(4)).unwrap()["partial"],
+        true
+    );
+
+    let svg = setup.dir.path().join("results.svg");
+    let out = setup.run(&["results", "--plot", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0000004  accuracy"),
+        "{}",
+        stdout(&out)
+    );
+    assert_well_formed_svg(&svg);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // A dot per run and metric, and a mean marker per commit and metric on its error bar.
+    assert_eq!(text.matches("<circle").count(), 2 * (3 + 3 + 3 + 2) + 2 * 4);
+    if let Ok(dir) = std::env::var("PUSHWAKE_KEEP_SVG") {
+        std::fs::copy(&svg, std::path::Path::new(&dir).join("results.svg")).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_never_reports_times_out_as_partial() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}results = {{ metrics = [\"accuracy\"], timeout = \"300ms\" }}\n",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+    once(&setup);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+
+    let out = once(&setup);
+
+    let json = results_json(&setup);
+    assert_eq!(json[0]["complete"], true, "{json:?}");
+    assert_eq!(json[0]["partial"], true);
+    assert_eq!(json[0]["n"], 0);
+    assert!(
+        stderr(&out).contains("partial: 0 of 1") && stderr(&out).contains("accuracy: no values"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn results_json(setup: &Setup) -> Vec<serde_json::Value> {
+    let out = setup.run(&["results", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Parses the SVG with Python's XML parser, which refuses anything not well-formed.
+fn assert_well_formed_svg(path: &std::path::Path) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(d.documentElement.tagName)"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "not well-formed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "svg");
+}
