@@ -382,14 +382,16 @@ pub enum Action {
     StartInstances,
     StopInstances,
     CreateTags,
+    DeleteTags,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::DescribeInstances,
         Action::StartInstances,
         Action::CreateTags,
         Action::StopInstances,
+        Action::DeleteTags,
     ];
 
     pub fn name(self) -> &'static str {
@@ -398,6 +400,7 @@ impl Action {
             Action::StartInstances => "StartInstances",
             Action::StopInstances => "StopInstances",
             Action::CreateTags => "CreateTags",
+            Action::DeleteTags => "DeleteTags",
         }
     }
 }
@@ -438,11 +441,20 @@ impl Ec2 {
                 .dry_run(true)
                 .set_resources(ids)
                 .tags(
-                    aws_sdk_ec2::types::Tag::builder()
+                    Tag::builder()
                         .key("pushwake:check")
                         .value("dry-run")
                         .build(),
                 )
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify(name, e)),
+            Action::DeleteTags => c
+                .delete_tags()
+                .dry_run(true)
+                .set_resources(ids)
+                .tags(Tag::builder().key(crate::tags::STARTED_AT).build())
                 .send()
                 .await
                 .map(drop)

@@ -11,25 +11,6 @@ use crate::util::{
 
 const REPO: &str = "octo/trainer";
 
-fn slack_bot(slack: &Slack) -> String {
-    format!(
-        "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
-        slack.api_url()
-    )
-}
-
-fn once(setup: &Setup, code: i32) -> std::process::Output {
-    let out = setup.run(&["--once"]);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
 #[tokio::test]
 async fn instances_are_tagged_with_the_commit_before_they_start() {
     let Some(moto) = util::moto_url() else { return };
@@ -45,7 +26,7 @@ async fn instances_are_tagged_with_the_commit_before_they_start() {
         watch(REPO, "release/v2", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     for id in &ids {
         let tags = ec2.tags(id).await;
@@ -70,7 +51,7 @@ async fn the_tags_are_written_before_the_start_call() {
         watch(REPO, "main", &[ID.into()])
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     // One describe, one tag, one start: three calls, whatever the number of instances.
     assert_eq!(
@@ -111,7 +92,7 @@ async fn instances_can_be_picked_by_tag() {
         watch(REPO, "main", &by_id),
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert_eq!(ec2.states(&picked).await, ["running", "running"]);
     assert_eq!(ec2.states(&by_id).await, ["running"]);
@@ -143,7 +124,7 @@ async fn filtered_setup(extra: &str) -> (GitHub, MockServer, Setup) {
         setup.header(&github.url(), &ec2.uri()),
         watch(REPO, "main", &[ID.into()])
     ));
-    once(&setup, 0);
+    setup.once(0);
     (github, ec2, setup)
 }
 
@@ -165,7 +146,7 @@ async fn a_push_touching_no_watched_path_starts_nothing() {
         )
         .await;
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert!(!started(&ec2).await);
     assert_eq!(
@@ -194,7 +175,7 @@ async fn a_push_touching_a_watched_path_starts() {
         )
         .await;
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert!(started(&ec2).await);
     assert_eq!(setup.status()[0]["last_sha"], sha(2));
@@ -213,7 +194,7 @@ async fn a_rename_out_of_a_watched_path_counts() {
             &[("attic/old.py", Some("models/old.py"))],
         )
         .await;
-    once(&setup, 0);
+    setup.once(0);
     assert!(started(&ec2).await);
 }
 
@@ -225,7 +206,7 @@ async fn a_force_push_starts_when_it_cannot_tell() {
         .set_compare(REPO, &sha(1), &sha(2), "diverged", &[("README.md", None)])
         .await;
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert!(
         started(&ec2).await,
@@ -250,7 +231,7 @@ async fn a_skip_marker_starts_nothing() {
         )
         .await;
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert!(!started(&ec2).await);
     assert_eq!(setup.status()[0]["last_sha"], sha(2));
@@ -268,14 +249,14 @@ async fn skip_markers_can_be_chosen() {
     github
         .set_head_with_message(REPO, "main", &sha(2), "Docs [skip pushwake]")
         .await;
-    once(&setup, 0);
+    setup.once(0);
     assert!(started(&ec2).await, "the default marker no longer applies");
 
     github
         .set_head_with_message(REPO, "main", &sha(3), "Docs [no train]")
         .await;
     let before = ec2_actions(&ec2).await.len();
-    once(&setup, 0);
+    setup.once(0);
     assert!(!ec2_actions(&ec2).await[before..].contains(&"StartInstances".to_owned()));
 }
 
@@ -298,7 +279,7 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
         setup
             .header(&github.url(), &moto)
             .replace("interval = \"1s\"", "interval = \"100ms\""),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
 
@@ -343,7 +324,7 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
 
     // A person starts one again by hand: it is theirs now, and stays up.
     ec2.start(&ours[..1]).await;
-    once(&setup, 0);
+    setup.once(0);
     assert_eq!(ec2.states(&ours[..1]).await, ["running"]);
 }
 
@@ -360,14 +341,14 @@ async fn max_runtime_is_known_across_restarts() {
         watch(REPO, "main", &ids)
     ));
     // One process starts it...
-    once(&setup, 0);
+    setup.once(0);
     assert_eq!(ec2.states(&ids).await, ["running"]);
     // ...and another, with no memory of it but the tags, stops it once its time is up.
     let start = std::time::Instant::now();
     while ec2.states(&ids).await != ["stopped"] {
         assert!(start.elapsed() < Duration::from_secs(10), "never stopped");
         tokio::time::sleep(Duration::from_millis(250)).await;
-        once(&setup, 0);
+        setup.once(0);
     }
 }
 
@@ -465,7 +446,7 @@ async fn idle_stop_stops_an_idle_instance_and_spares_a_busy_one() {
         watch(REPO, "idle-test", &both)
     ));
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert_eq!(ec2.states(&idle).await, ["stopped"], "{}", stderr(&out));
     assert_eq!(ec2.states(&busy).await, ["running"]);

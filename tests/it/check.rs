@@ -43,6 +43,7 @@ async fn all_well_is_all_ticks() {
         "ec2:StartInstances allowed",
         "ec2:CreateTags allowed",
         "ec2:StopInstances allowed",
+        "ec2:DeleteTags allowed",
         "Slack: bot token accepted (pushwake in ML Team)",
     ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");

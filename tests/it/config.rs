@@ -271,12 +271,21 @@ fn results_options_are_checked() {
     let with = |extra: &str| format!("{}{}{extra}\n", base(), good_watch());
     let err = refused(&with("results = { metrics = [] }"));
     assert_names(&err, &["watch.results.metrics", "line 8"]);
-    let err = refused(&with("results = { metrics = [\"acc\"], better = { loss = \"lower\" } }"));
-    assert_names(&err, &["watch.results.better", "\"loss\" is not one of the metrics"]);
-    let err = refused(&with("results = { metrics = [\"acc\"], better = { acc = \"more\" } }"));
+    let err = refused(&with(
+        "results = { metrics = [\"acc\"], better = { loss = \"lower\" } }",
+    ));
+    assert_names(
+        &err,
+        &["watch.results.better", "\"loss\" is not one of the metrics"],
+    );
+    let err = refused(&with(
+        "results = { metrics = [\"acc\"], better = { acc = \"more\" } }",
+    ));
     assert_names(&err, &["more", "higher", "lower"]);
     let err = refused(&with("results = { metrics = [\"top 1\"] }"));
     assert_names(&err, &["watch.results.metrics", "tag key"]);
-    let err = refused(&with("results = { metrics = [\"acc\"], timeout = \"never\" }"));
+    let err = refused(&with(
+        "results = { metrics = [\"acc\"], timeout = \"never\" }",
+    ));
     assert_names(&err, &["watch.results.timeout"]);
 }

@@ -24,13 +24,6 @@ fn quick() -> Policy {
     }
 }
 
-fn slack_bot(slack: &Slack) -> String {
-    format!(
-        "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
-        slack.api_url()
-    )
-}
-
 /// An agent for `config`, resolved against the setup's environment, with EC2 at `ec2`.
 async fn agent(setup: &Setup, config: &str, ec2: &str) -> Agent {
     setup.write_config(config);
@@ -111,7 +104,7 @@ async fn a_github_outage_is_reported_once_and_the_push_is_acted_on_after() {
     let config = format!(
         "{}{}{}",
         setup.header(&github.url(), &ec2.uri()),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &[ID.into()])
     );
     let agent = agent(&setup, &config, &ec2.uri()).await;
@@ -151,7 +144,7 @@ async fn a_recovery_without_a_push_is_reported_once() {
     let config = format!(
         "{}{}{}",
         setup.header(&github.url(), "http://127.0.0.1:9"),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &[ID.into()])
     );
     let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
@@ -273,7 +266,7 @@ async fn slack_500_and_429_are_retried() {
     let config = format!(
         "first_run = \"start\"\n{}{}{}",
         setup.header(&github.url(), &ec2.uri()),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &[ID.into()])
     );
     let agent = agent(&setup, &config, &ec2.uri()).await;
@@ -319,7 +312,7 @@ async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
     let config = format!(
         "first_run = \"start\"\n{}{}{}",
         setup.header(&github.url(), &ec2.uri()),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &[ID.into()])
     );
     let agent = agent(&setup, &config, &ec2.uri()).await;
@@ -452,7 +445,7 @@ async fn a_crash_between_start_and_record_does_not_start_twice() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
     assert_eq!(setup.run(&["--once"]).status.code(), Some(0));

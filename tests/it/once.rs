@@ -7,26 +7,6 @@ use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, sha, stderr, stdout, w
 
 const REPO: &str = "octo/trainer";
 
-fn slack_bot(slack: &Slack) -> String {
-    format!(
-        "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
-        slack.api_url()
-    )
-}
-
-/// Runs `--once` and asserts its exit status.
-fn once(setup: &Setup, code: i32) -> std::process::Output {
-    let out = setup.run(&["--once"]);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
 #[tokio::test]
 async fn first_pass_records_a_baseline_and_starts_nothing() {
     let Some(moto) = util::moto_url() else { return };
@@ -41,11 +21,11 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["stopped", "stopped"]);
     assert!(slack.texts().await.is_empty(), "a baseline posts nothing");
@@ -68,7 +48,7 @@ async fn first_run_start_treats_the_head_as_new() {
         watch(REPO, "main", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["running"]);
 }
@@ -89,13 +69,13 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
-    once(&setup, 0);
+    setup.once(0);
 
     github.set_head(REPO, "main", &sha(2)).await;
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["running", "running", "running"]);
     let texts = slack.texts().await;
@@ -124,7 +104,7 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
     assert!(stderr(&out).contains("new head"), "{}", stderr(&out));
 
     // The same head again starts nothing and says nothing.
-    once(&setup, 0);
+    setup.once(0);
     assert_eq!(slack.texts().await.len(), 1);
 }
 
@@ -141,8 +121,8 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
         watch(REPO, "main", &ids)
     ));
 
-    let first = once(&setup, 0);
-    let second = once(&setup, 0);
+    let first = setup.once(0);
+    let second = setup.once(0);
 
     let requests = github.head_requests(REPO, "main").await;
     assert_eq!(requests.len(), 2, "one request per pass");
@@ -206,7 +186,7 @@ async fn a_webhook_gets_the_message() {
         watch(REPO, "main", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     let requests = slack.server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);
@@ -234,11 +214,11 @@ async fn a_slack_failure_blocks_nothing() {
     setup.write_config(&format!(
         "first_run = \"start\"\n{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["running"]);
     assert_eq!(setup.status()[0]["last_sha"], sha(1));
@@ -263,7 +243,7 @@ async fn two_watches_are_independent() {
         watch(REPO, "main", &a)
     ));
 
-    let out = once(&setup, 1);
+    let out = setup.once(1);
 
     assert_eq!(
         ec2.states(&a).await,
@@ -298,7 +278,7 @@ async fn a_branch_with_a_slash() {
         watch(REPO, "release/v2", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["running"]);
     let status = setup.status();
@@ -329,11 +309,11 @@ async fn terminated_and_unknown_instances_do_not_block_the_others() {
     setup.write_config(&format!(
         "first_run = \"start\"\n{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
 
-    once(&setup, 0);
+    setup.once(0);
 
     assert_eq!(ec2.states(&good).await, ["running", "running"]);
     assert_eq!(
@@ -373,14 +353,14 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &ec2.uri()),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
     ));
-    once(&setup, 0);
+    setup.once(0);
     github.set_head(REPO, "main", &sha(2)).await;
 
-    let out = once(&setup, 1);
-    once(&setup, 1);
+    let out = setup.once(1);
+    setup.once(1);
 
     assert!(
         stderr(&out).contains("ec2:DescribeInstances is not allowed"),
@@ -429,10 +409,10 @@ async fn dry_run_changes_nothing() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
-    once(&setup, 0);
+    setup.once(0);
     github.set_head(REPO, "main", &sha(2)).await;
     let before = std::fs::read(setup.state_dir().join("state.json")).unwrap();
 
@@ -468,10 +448,10 @@ async fn two_overlapping_passes_act_on_a_push_once() {
     setup.write_config(&format!(
         "{}{}{}",
         setup.header(&github.url(), &moto),
-        slack_bot(&slack),
+        slack.config(),
         watch(REPO, "main", &ids)
     ));
-    once(&setup, 0);
+    setup.once(0);
     github.set_head(REPO, "main", &sha(2)).await;
 
     let runs: Vec<_> = (0..2)
@@ -506,10 +486,10 @@ async fn logs_fit_journald_and_log_shippers() {
         setup.header(&github.url(), &moto),
         watch(REPO, "main", &ids)
     ));
-    once(&setup, 0);
+    setup.once(0);
     github.set_head(REPO, "main", &sha(2)).await;
 
-    let out = once(&setup, 0);
+    let out = setup.once(0);
 
     // Piped stderr: no colours, no timestamps, one line for the trigger.
     let err = stderr(&out);

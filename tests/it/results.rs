@@ -72,18 +72,6 @@ async fn report(ec2: &Ec2, ids: &[String], accuracy: &[f64], loss: &[f64]) {
     }
 }
 
-fn once(setup: &Setup) -> std::process::Output {
-    let out = setup.run(&["--once"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
 #[tokio::test]
 async fn one_push_in_one_verdict_out() {
     let Some(moto) = util::moto_url() else { return };
@@ -104,16 +92,16 @@ async fn one_push_in_one_verdict_out() {
     ));
 
     // Commit 1: three runs start, report, and are stopped; the summary is posted.
-    once(&setup);
+    setup.once(0);
     assert_eq!(ec2.states(&ids).await, ["running"; 3]);
-    once(&setup);
+    setup.once(0);
     assert_eq!(
         ec2.states(&ids).await,
         ["running"; 3],
         "nothing reported yet"
     );
     report(&ec2, &ids, &[0.90, 0.91, 0.92], &[0.30, 0.32, 0.31]).await;
-    once(&setup);
+    setup.once(0);
     assert_eq!(ec2.states(&ids).await, ["stopped"; 3], "stop_when_reported");
     let texts = slack.texts().await;
     let first = texts.last().unwrap();
@@ -133,10 +121,10 @@ async fn one_push_in_one_verdict_out() {
 
     // Commit 2, clearly better. Its start clears the old numbers: none count for it.
     github.set_head(REPO, "main", &sha(2)).await;
-    once(&setup);
+    setup.once(0);
     assert_eq!(ec2.states(&ids).await, ["running"; 3]);
     assert_eq!(ec2.tags(&ids[0]).await["pushwake:result:accuracy"], "");
-    once(&setup);
+    setup.once(0);
     let json = results_json(&setup);
     let open = json
         .iter()
@@ -145,7 +133,7 @@ async fn one_push_in_one_verdict_out() {
     assert_eq!(open["n"], 0, "a stale number was counted: {open}");
     assert_eq!(open["complete"], false);
     report(&ec2, &ids, &[0.95, 0.96, 0.97], &[0.20, 0.21, 0.22]).await;
-    once(&setup);
+    setup.once(0);
     let second = slack.texts().await.last().unwrap().clone();
     assert!(second.contains("accuracy: n=3, 0.9600"), "{second}");
     assert!(
@@ -159,9 +147,9 @@ async fn one_push_in_one_verdict_out() {
 
     // Commit 3, the same numbers again: within the noise.
     github.set_head(REPO, "main", &sha(3)).await;
-    once(&setup);
+    setup.once(0);
     report(&ec2, &ids, &[0.96, 0.97, 0.95], &[0.21, 0.22, 0.20]).await;
-    once(&setup);
+    setup.once(0);
     let third = slack.texts().await.last().unwrap().clone();
     assert!(
         third.contains("vs `0000002`") && third.contains("within the noise (p = 1.00)"),
@@ -170,10 +158,10 @@ async fn one_push_in_one_verdict_out() {
 
     // Commit 4: one run dies without reporting; the result is partial, not stuck.
     github.set_head(REPO, "main", &sha(4)).await;
-    once(&setup);
+    setup.once(0);
     ec2.stop(&ids[2..]).await;
     report(&ec2, &ids[..2], &[0.94, 0.95], &[0.23, 0.24]).await;
-    once(&setup);
+    setup.once(0);
     let fourth = slack.texts().await.last().unwrap().clone();
     assert!(
         fourth.contains("results for `0000004` (partial: 2 of 3 runs reported everything)"),
@@ -232,10 +220,10 @@ async fn a_run_that_never_reports_times_out_as_partial() {
         setup.header(&github.url(), &moto),
         watch(REPO, "main", &ids)
     ));
-    once(&setup);
+    setup.once(0);
     std::thread::sleep(std::time::Duration::from_millis(400));
 
-    let out = once(&setup);
+    let out = setup.once(0);
 
     let json = results_json(&setup);
     assert_eq!(json[0]["complete"], true, "{json:?}");

@@ -281,6 +281,14 @@ impl Slack {
         Slack { server }
     }
 
+    /// A `[slack]` section posting to this server with a bot token.
+    pub fn config(&self) -> String {
+        format!(
+            "\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n",
+            self.api_url()
+        )
+    }
+
     pub fn api_url(&self) -> String {
         format!("{}/api", self.server.uri())
     }
@@ -548,6 +556,19 @@ endpoint_url = "{ec2_url}"
             .arg(self.config_path())
             .args(args);
         cmd
+    }
+
+    /// Runs `--once` and asserts its exit status.
+    pub fn once(&self, code: i32) -> Output {
+        let out = self.run(&["--once"]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
     }
 
     /// `status --json`, parsed.
