@@ -20,16 +20,20 @@ use crate::config::{FirstRun, Repo, Settings, Watch};
 use aws_config::SdkConfig;
 
 use crate::cloudwatch::CloudWatch;
-use crate::ec2::{self, Action, Ec2};
+use crate::ec2::{self, Ec2};
 use crate::github::{self, Commit, GitHub, Head};
-use crate::launch::{self, Members, Outcome};
-use crate::reap;
+use crate::launch::{self, Outcome};
 use crate::report::{self, short};
 use crate::results;
 use crate::retry;
 use crate::slack::Slack;
 use crate::state::{State, Store, WatchState};
 use crate::tags;
+
+mod dry_run;
+mod tend;
+
+use tend::needs_tending;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
 const POLL_CONCURRENCY: usize = 32;
@@ -399,138 +403,6 @@ impl Agent {
         }
     }
 
-    fn cloudwatch(&self, config: &SdkConfig) -> anyhow::Result<&CloudWatch> {
-        if let Some(cw) = self.cloudwatch.get() {
-            return Ok(cw);
-        }
-        let cw = CloudWatch::new(config, self.options.retry)?;
-        Ok(self.cloudwatch.get_or_init(|| cw))
-    }
-
-    /// The instances of `watch` the stop rules say to stop; `reported` are those done.
-    async fn due(
-        &self,
-        watch: &Watch,
-        members: &Members,
-        reported: &[String],
-    ) -> anyhow::Result<Vec<reap::Due>> {
-        let cloudwatch = match &watch.idle_stop {
-            Some(_) => Some(self.cloudwatch(self.aws().await)?),
-            None => None,
-        };
-        reap::due(members, cloudwatch, watch, reported, chrono::Utc::now()).await
-    }
-
-    /// Gathers the results of the watch's open runs, stops what the rules say is done, and
-    /// posts a verdict for each run that completed.
-    async fn tend(&self, state: &mut State, watch: &Watch) -> anyhow::Result<()> {
-        let ec2 = self.ec2().await;
-        let members = launch::members(ec2, watch).await?;
-        let mut verdicts = Vec::new();
-        let mut reported = Vec::new();
-        if let Some(results) = &watch.results {
-            let runs = &mut state.entry(watch).runs;
-            let harvest = results::harvest(runs, &members, results, chrono::Utc::now());
-            if results.stop_when_reported {
-                reported = harvest.reported;
-            }
-            for &i in &harvest.completed {
-                verdicts.push(results::verdict(watch, results, runs, i));
-            }
-            // Values and completions are recorded before anything is stopped or posted.
-            self.store.save(state)?;
-        }
-        let due = self.due(watch, &members, &reported).await?;
-        if !due.is_empty() {
-            let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
-            ec2.stop(&ids).await?;
-            // Forget them: a later start by hand must not look like one of ours.
-            ec2.untag(&ids, &[tags::STARTED_AT.to_owned()]).await?;
-            for d in &due {
-                tracing::info!(
-                    "{watch}: stopped {} after {}: {}",
-                    d.id,
-                    humantime::format_duration(round(d.runtime)),
-                    d.reason
-                );
-                self.post(&report::stopped(watch, &d.id, &d.reason, round(d.runtime)))
-                    .await;
-            }
-        }
-        for verdict in verdicts {
-            tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
-            self.post(&verdict).await;
-        }
-        Ok(())
-    }
-
-    async fn dry_run_stops(&self, state: &State, watch: &Watch) {
-        let members = match launch::members(self.ec2().await, watch).await {
-            Ok(m) => m,
-            Err(e) => return println!("{watch}: cannot describe instances: {e}"),
-        };
-        // A harvest on a copy: the dry run changes no state.
-        let mut reported = Vec::new();
-        if let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) {
-            let mut runs = ws.runs.clone();
-            let harvest = results::harvest(&mut runs, &members, results, chrono::Utc::now());
-            for &i in &harvest.completed {
-                println!(
-                    "{watch}: would post\n{}",
-                    results::verdict(watch, results, &runs, i)
-                );
-            }
-            if results.stop_when_reported {
-                reported = harvest.reported;
-            }
-        }
-        match self.due(watch, &members, &reported).await {
-            Ok(due) => {
-                for d in due {
-                    println!("{watch}: would stop {} ({})", d.id, d.reason);
-                }
-            }
-            Err(e) => println!("{watch}: cannot check the stop rules: {e:#}"),
-        }
-    }
-
-    async fn dry_run(&self, watch: &Watch, sha: &str, base: Option<&str>) {
-        let commit = self.commit(watch, sha).await;
-        println!(
-            "{watch}: new head {} \"{}\"; dry run, nothing changed",
-            short(sha),
-            commit.title
-        );
-        if let Some(why) = self.filtered(watch, &commit, base).await {
-            return println!("  would record it and start nothing: {why}");
-        }
-        let ec2 = self.ec2().await;
-        let members = match launch::members(ec2, watch).await {
-            Ok(m) => m,
-            Err(e) => return println!("  cannot describe instances: {e}"),
-        };
-        let mut to_start = Vec::new();
-        for id in &members.ids {
-            match members.get(id) {
-                Some(i) if i.state == crate::ec2::State::Stopped => {
-                    println!("  would tag {id} with {}={sha} and start it", tags::COMMIT);
-                    to_start.push(id.clone());
-                }
-                Some(i) => println!("  would leave {id} alone ({})", i.state),
-                None => println!("  {id} not found"),
-            }
-        }
-        // EC2's DryRun flag says whether the real thing would be allowed.
-        for action in [Action::CreateTags, Action::StartInstances] {
-            if let (false, Err(e)) = (to_start.is_empty(), ec2.permitted(action, &to_start).await) {
-                println!("  but: {e}");
-            }
-        }
-        if self.slack.is_some() {
-            println!("  would post to Slack about {}", short(sha));
-        }
-    }
-
     async fn post_all(&self, messages: Vec<String>) {
         for message in messages {
             self.post(&message).await;
@@ -555,22 +427,6 @@ fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
 }
 
 /// Clears a failure; returns the Slack message when there was one.
-/// Whether a pass must describe the watch's instances even with no push: for the stop
-/// rules, or to gather the results of runs still open.
-fn needs_tending(watch: &Watch, state: &State) -> bool {
-    let open_runs = || {
-        state
-            .get(watch)
-            .is_some_and(|s| s.runs.iter().any(|r| r.completed_at.is_none()))
-    };
-    watch.stops() || (watch.results.is_some() && open_runs())
-}
-
 fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
     entry.last_error.take().map(|_| report::recovered(watch))
-}
-
-/// Whole seconds: a runtime to the nanosecond is noise in a message.
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
