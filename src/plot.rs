@@ -59,6 +59,7 @@ fn draw(
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .max_light_lines(1)
             .x_desc("commit (oldest first)")
             .y_desc(rows[0].metric.as_str())
             .x_labels(rows.len())

@@ -256,3 +256,27 @@ fn assert_well_formed_svg(path: &std::path::Path) {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "svg");
 }
+
+#[test]
+fn a_single_commit_plots_and_nothing_is_refused() {
+    let row = pushwake::results::Row {
+        repo: REPO.into(),
+        branch: "main".into(),
+        commit: sha(1),
+        metric: "accuracy".into(),
+        n: 2,
+        mean: Some(0.5),
+        std: Some(0.1),
+        min: Some(0.43),
+        max: Some(0.57),
+        complete: true,
+        partial: false,
+        values: vec![0.43, 0.57],
+        started_at: chrono::Utc::now(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("one.svg");
+    pushwake::plot::svg(&[row], &svg).unwrap();
+    assert_well_formed_svg(&svg);
+    assert!(pushwake::plot::svg(&[], &dir.path().join("none.svg")).is_err());
+}
