@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -218,6 +219,20 @@ impl Ec2 {
         }
     }
 
+    /// One EC2 call under the retry policy, its errors sorted into [`Kind`]s.
+    async fn call<T, E, F, Fut>(&self, action: &'static str, op: F) -> Result<T, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+    {
+        self.policy
+            .run(action, || async {
+                op().await.map_err(|e| classify(action, e))
+            })
+            .await
+    }
+
     /// Describes the given instances. Ids that do not exist are simply absent from the
     /// answer: they are asked for with an `instance-id` filter, which, unlike the
     /// `InstanceIds` parameter, does not fail the whole call for one unknown id.
@@ -253,16 +268,13 @@ impl Ec2 {
         let mut next_token: Option<String> = None;
         loop {
             let page = self
-                .policy
-                .run("DescribeInstances", || async {
+                .call("DescribeInstances", || {
                     self.client
                         .describe_instances()
                         .set_filters(Some(filters.clone()))
                         .max_results(1000)
                         .set_next_token(next_token.clone())
                         .send()
-                        .await
-                        .map_err(|e| classify("DescribeInstances", e))
                 })
                 .await?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
@@ -303,17 +315,14 @@ impl Ec2 {
             .iter()
             .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
             .collect();
-        self.policy
-            .run("CreateTags", || async {
-                self.client
-                    .create_tags()
-                    .set_resources(Some(ids.to_vec()))
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| classify("CreateTags", e))
-            })
-            .await?;
+        self.call("CreateTags", || {
+            self.client
+                .create_tags()
+                .set_resources(Some(ids.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
         Ok(())
     }
 
@@ -323,17 +332,14 @@ impl Ec2 {
             return Ok(());
         }
         let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        self.policy
-            .run("DeleteTags", || async {
-                self.client
-                    .delete_tags()
-                    .set_resources(Some(ids.to_vec()))
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| classify("DeleteTags", e))
-            })
-            .await?;
+        self.call("DeleteTags", || {
+            self.client
+                .delete_tags()
+                .set_resources(Some(ids.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
         Ok(())
     }
 
@@ -342,16 +348,13 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        self.policy
-            .run("StopInstances", || async {
-                self.client
-                    .stop_instances()
-                    .set_instance_ids(Some(ids.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| classify("StopInstances", e))
-            })
-            .await?;
+        self.call("StopInstances", || {
+            self.client
+                .stop_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+        })
+        .await?;
         Ok(())
     }
 
@@ -361,16 +364,13 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        self.policy
-            .run("StartInstances", || async {
-                self.client
-                    .start_instances()
-                    .set_instance_ids(Some(ids.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| classify("StartInstances", e))
-            })
-            .await?;
+        self.call("StartInstances", || {
+            self.client
+                .start_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+        })
+        .await?;
         Ok(())
     }
 }
@@ -413,52 +413,53 @@ impl Ec2 {
         let c = &self.client;
         let name = action.name();
         let result = match action {
-            Action::DescribeInstances => c
-                .describe_instances()
-                .dry_run(true)
-                .send()
+            Action::DescribeInstances => self
+                .call(name, || c.describe_instances().dry_run(true).send())
                 .await
-                .map(drop)
-                .map_err(|e| classify(name, e)),
-            Action::StartInstances => c
-                .start_instances()
-                .dry_run(true)
-                .set_instance_ids(ids)
-                .send()
+                .map(drop),
+            Action::StartInstances => self
+                .call(name, || {
+                    c.start_instances()
+                        .dry_run(true)
+                        .set_instance_ids(ids.clone())
+                        .send()
+                })
                 .await
-                .map(drop)
-                .map_err(|e| classify(name, e)),
-            Action::StopInstances => c
-                .stop_instances()
-                .dry_run(true)
-                .set_instance_ids(ids)
-                .send()
+                .map(drop),
+            Action::StopInstances => self
+                .call(name, || {
+                    c.stop_instances()
+                        .dry_run(true)
+                        .set_instance_ids(ids.clone())
+                        .send()
+                })
                 .await
-                .map(drop)
-                .map_err(|e| classify(name, e)),
-            Action::CreateTags => c
-                .create_tags()
-                .dry_run(true)
-                .set_resources(ids)
-                .tags(
-                    Tag::builder()
-                        .key("pushwake:check")
-                        .value("dry-run")
-                        .build(),
-                )
-                .send()
+                .map(drop),
+            Action::CreateTags => self
+                .call(name, || {
+                    c.create_tags()
+                        .dry_run(true)
+                        .set_resources(ids.clone())
+                        .tags(
+                            Tag::builder()
+                                .key("pushwake:check")
+                                .value("dry-run")
+                                .build(),
+                        )
+                        .send()
+                })
                 .await
-                .map(drop)
-                .map_err(|e| classify(name, e)),
-            Action::DeleteTags => c
-                .delete_tags()
-                .dry_run(true)
-                .set_resources(ids)
-                .tags(Tag::builder().key(crate::tags::STARTED_AT).build())
-                .send()
+                .map(drop),
+            Action::DeleteTags => self
+                .call(name, || {
+                    c.delete_tags()
+                        .dry_run(true)
+                        .set_resources(ids.clone())
+                        .tags(Tag::builder().key(crate::tags::STARTED_AT).build())
+                        .send()
+                })
                 .await
-                .map(drop)
-                .map_err(|e| classify(name, e)),
+                .map(drop),
         };
         match result {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
