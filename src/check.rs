@@ -2,7 +2,6 @@
 //! of everything a pass needs from GitHub, EC2 and Slack, tried for real but changing
 //! nothing (EC2 is asked with its `DryRun` flag; Slack is asked without posting).
 
-use std::collections::BTreeSet;
 use std::io::Write;
 
 use crate::config::{Settings, SlackSettings};
@@ -108,13 +107,7 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
 
 async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
     let client = Ec2::from_sdk_config(&crate::ec2::sdk_config(&settings.aws).await, policy);
-    let ids: Vec<String> = settings
-        .watches
-        .iter()
-        .flat_map(|w| w.instances.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids = settings.instance_ids();
     let described = match client.describe(&ids).await {
         Ok(d) => d,
         Err(e) => return items.push(Item::fail(format!("EC2: {e}"))),

@@ -247,6 +247,13 @@ impl Settings {
         raw::parse(path, text, env)
     }
 
+    /// Every instance id named in a watch, each once, sorted.
+    pub fn instance_ids(&self) -> Vec<String> {
+        let ids: std::collections::BTreeSet<&String> =
+            self.watches.iter().flat_map(|w| &w.instances).collect();
+        ids.into_iter().cloned().collect()
+    }
+
     /// The config path to use when none is given on the command line or in
     /// `$PUSHWAKE_CONFIG`: `/etc/pushwake/config.toml` when it exists, else the user's config
     /// directory.

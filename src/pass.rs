@@ -232,8 +232,7 @@ impl Agent {
                     if self.options.dry_run {
                         println!("{watch}: would record {} as the baseline", short(&sha));
                     }
-                    entry.last_sha = Some(sha);
-                    entry.etag = etag;
+                    entry.record(sha, etag);
                     notices.extend(recover(entry, watch));
                 }
                 Ok(Head::Changed { sha, etag }) => triggers.push((watch, sha, etag)),
@@ -288,8 +287,7 @@ impl Agent {
         if let Some(why) = self.filtered(watch, &commit, base.as_deref()).await {
             tracing::info!("{watch}: new head {}: starts nothing, {why}", short(&sha));
             let entry = state.entry(watch);
-            entry.last_sha = Some(sha);
-            entry.etag = etag;
+            entry.record(sha, etag);
             let notice = recover(entry, watch);
             self.store.save(state)?;
             self.post_all(notice.into_iter().collect()).await;
@@ -331,8 +329,7 @@ impl Agent {
                     )
                 } else {
                     tracing::info!("{line}");
-                    entry.last_sha = Some(sha);
-                    entry.etag = etag;
+                    entry.record(sha, etag);
                     entry.last_error = None;
                     (true, Some(report::trigger(watch, &commit, &launch)))
                 }

@@ -84,6 +84,13 @@ impl WatchState {
         }
     }
 
+    /// Records `sha` as handled, with the ETag GitHub sent for it. The only way the two are
+    /// written, so an ETag never belongs to an unhandled head.
+    pub fn record(&mut self, sha: String, etag: Option<String>) {
+        self.last_sha = Some(sha);
+        self.etag = etag;
+    }
+
     fn is(&self, repo: &Repo, branch: &str) -> bool {
         self.branch == branch && self.repo == repo.to_string()
     }
