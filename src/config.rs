@@ -90,6 +90,21 @@ pub struct Watch {
     pub idle_stop: Option<IdleStop>,
     /// Gather each run's results from its instance's tags.
     pub results: Option<Results>,
+    /// What a push does with an instance still busy with an older commit.
+    pub on_busy: OnBusy,
+}
+
+/// What a new commit does with an instance that is up with something else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBusy {
+    /// Wait until it stops, then start it for the newest commit waiting.
+    #[default]
+    Queue,
+    /// Stop what pushwake started for the older commit, and start the new one.
+    Supersede,
+    /// Leave it out of the new commit's run.
+    Skip,
 }
 
 impl Watch {
@@ -105,6 +120,7 @@ impl Watch {
             max_runtime: None,
             idle_stop: None,
             results: None,
+            on_busy: OnBusy::Queue,
         }
     }
 

@@ -64,6 +64,41 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
     /// When it was last started (EC2 calls it the launch time).
     pub launch_time: Option<DateTime<Utc>>,
+    /// Why it last changed state, e.g. `Server.InsufficientInstanceCapacity`, when EC2
+    /// says.
+    pub state_reason: Option<StateReason>,
+}
+
+/// EC2's reason for an instance's last change of state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateReason {
+    pub code: String,
+    pub message: String,
+}
+
+impl StateReason {
+    /// Whether the instance stopped because it was asked to, by a person, an API call or
+    /// itself, rather than failing to start.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "Client.UserInitiatedShutdown" | "Client.InstanceInitiatedShutdown"
+        )
+    }
+}
+
+impl fmt::Display for StateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() || self.message.starts_with(&self.code) {
+            f.write_str(if self.message.is_empty() {
+                &self.code
+            } else {
+                &self.message
+            })
+        } else {
+            write!(f, "{}: {}", self.code, self.message)
+        }
+    }
 }
 
 /// What kind of failure an EC2 call met; it decides what the caller does next.
@@ -108,6 +143,15 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// Whether EC2 may have refused a batch because of one of its instances, so that the
+    /// others would succeed alone: any refusal that names a code and is neither transient
+    /// (already retried) nor a missing permission (which no instance would pass).
+    pub fn may_concern_one_instance(&self) -> bool {
+        self.code.is_some() && !matches!(self.kind, Kind::Transient | Kind::Unauthorized)
+    }
+}
 
 impl Retryable for Error {
     fn retry(&self) -> retry::Retry {
@@ -292,11 +336,18 @@ impl Ec2 {
                 let launch_time = instance
                     .launch_time()
                     .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                let state_reason = instance.state_reason().and_then(|r| {
+                    Some(StateReason {
+                        code: r.code()?.to_owned(),
+                        message: r.message().unwrap_or_default().to_owned(),
+                    })
+                });
                 out.push(Instance {
                     id: id.to_owned(),
                     state: State::from(state),
                     tags,
                     launch_time,
+                    state_reason,
                 });
             }
             match page.next_token() {

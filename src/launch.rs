@@ -1,11 +1,13 @@
-//! Starting one watch's instances for one trigger.
+//! A watch's instances on EC2, and the calls that carry out a run's plan: tagging and
+//! starting, stopping, waiting for stopping instances.
 //!
-//! One `DescribeInstances` finds out where each instance stands; one `StartInstances` starts
-//! the stopped ones. Running ones are left alone, stopping ones are waited for (bounded)
-//! and then started, and terminated or unknown ids are reported without holding up the
-//! rest. When EC2 fails a batch because of one instance, the batch is retried one instance
-//! at a time so that the good ones still start.
+//! One `DescribeInstances` finds out where each instance stands; one `CreateTags` and one
+//! `StartInstances` start the stopped ones, whatever their number. When EC2 refuses a batch
+//! for a reason that may concern a single instance (a capacity or vCPU limit, a state, a
+//! missing id, a tag limit), the batch is retried one instance at a time, so one bad
+//! instance never holds up the others. What to start is decided by [`crate::plan`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::config::Watch;
@@ -23,50 +25,6 @@ impl Default for Options {
         Options {
             stopping_wait: Duration::from_secs(120),
             stopping_poll: Duration::from_secs(5),
-        }
-    }
-}
-
-/// What happened to one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// `StartInstances` accepted it.
-    Started,
-    /// It was already pending or running; nothing was done.
-    AlreadyUp(State),
-    /// It is terminated or does not exist. Reported, but not worth another attempt.
-    Gone(String),
-    /// It could not be started this time; the next pass tries again.
-    Failed(String),
-}
-
-/// The outcome of one trigger, per instance, in the order of the configured ids.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Launch {
-    pub instances: Vec<(String, Outcome)>,
-}
-
-impl Launch {
-    /// True when some instance should be tried again by the next pass: the head must then
-    /// stay unhandled.
-    pub fn needs_retry(&self) -> bool {
-        self.instances
-            .iter()
-            .any(|(_, o)| matches!(o, Outcome::Failed(_)))
-    }
-
-    /// The ids whose outcome matches `pred`.
-    pub fn ids(&self, pred: impl Fn(&Outcome) -> bool) -> Vec<&str> {
-        self.instances
-            .iter()
-            .filter(|(_, o)| pred(o))
-            .map(|(id, _)| id.as_str())
-            .collect()
-    }
-
-    fn set(&mut self, id: &str, outcome: Outcome) {
-        if let Some(slot) = self.instances.iter_mut().find(|(i, _)| i == id) {
-            slot.1 = outcome;
         }
     }
 }
@@ -105,157 +63,153 @@ pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
     Ok(members)
 }
 
-/// Tags and starts whatever of the watch's instances is stopped. Fails as a whole only when
-/// the instances could not even be described.
+/// What became of one instance that was to be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `StartInstances` accepted it.
+    Started,
+    /// Someone else started it while pushwake waited for it to stop.
+    Up(State),
+    /// It is terminated or does not exist. Reported, but not worth another attempt.
+    Gone(String),
+    /// It could not be started this time; the next pass tries again.
+    Failed(String),
+}
+
+/// Tags and starts `ready` (stopped) at once, and `stopping` once they have stopped,
+/// waiting at most `opts.stopping_wait` for them. Returns the outcome for each id.
 pub async fn start(
     ec2: &Ec2,
-    watch: &Watch,
+    ready: &[String],
+    stopping: &[String],
     stamp: &[(&str, &str)],
     opts: Options,
-) -> Result<Launch, ec2::Error> {
-    let members = members(ec2, watch).await?;
-    let mut launch = Launch::default();
-    let mut to_start = Vec::new();
-    let mut stopping = Vec::new();
-    for id in &members.ids {
-        let outcome = match members.get(id).map(|i| &i.state) {
-            None => Outcome::Gone("not found in this account and region".into()),
-            Some(State::Stopped) => {
-                to_start.push(id.clone());
-                Outcome::Started
-            }
-            Some(State::Stopping) => {
-                stopping.push(id.clone());
-                Outcome::Failed("still stopping".into())
-            }
-            Some(s @ (State::Pending | State::Running)) => Outcome::AlreadyUp(s.clone()),
-            Some(s @ (State::Terminated | State::ShuttingDown)) => Outcome::Gone(s.to_string()),
-            Some(s) => Outcome::Failed(format!("in state {s}")),
-        };
-        launch.instances.push((id.clone(), outcome));
-    }
-
-    let batch = Batch { ec2, stamp };
-    batch.start(&to_start, &mut launch).await;
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = tag_and_start(ec2, ready, stamp).await;
     if !stopping.is_empty() {
-        wait_and_start(&batch, stopping, opts, &mut launch).await;
+        outcomes.extend(wait_and_start(ec2, stopping.to_vec(), stamp, opts).await);
     }
-    Ok(launch)
+    outcomes
+}
+
+/// Stops the instances; returns the ones EC2 refused, each with its error.
+pub async fn stop(ec2: &Ec2, ids: &[String]) -> Vec<(String, ec2::Error)> {
+    each(ids, |ids| async move { ec2.stop(&ids).await })
+        .await
+        .into_iter()
+        .filter_map(|(id, r)| r.err().map(|e| (id, e)))
+        .collect()
 }
 
 /// Waits, bounded, for stopping instances to reach `stopped`, and starts them.
 async fn wait_and_start(
-    batch: &Batch<'_>,
+    ec2: &Ec2,
     mut waiting: Vec<String>,
+    stamp: &[(&str, &str)],
     opts: Options,
-    launch: &mut Launch,
-) {
-    let ec2 = batch.ec2;
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + opts.stopping_wait;
     tracing::info!(
         "waiting up to {}s for {} to finish stopping",
         opts.stopping_wait.as_secs(),
         waiting.join(", ")
     );
-    while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+    // Look at once: a stop pushwake just asked for may already be done.
+    loop {
+        match ec2.describe(&waiting).await {
+            Ok(now) => {
+                let mut ready = Vec::new();
+                waiting.retain(|id| {
+                    let outcome = match now.iter().find(|i| &i.id == id).map(|i| &i.state) {
+                        Some(State::Stopping) => return true,
+                        Some(State::Stopped) => {
+                            ready.push(id.clone());
+                            return false;
+                        }
+                        Some(s @ (State::Pending | State::Running)) => Outcome::Up(s.clone()),
+                        Some(s) => Outcome::Gone(s.to_string()),
+                        None => Outcome::Gone("no longer exists".into()),
+                    };
+                    outcomes.push((id.clone(), outcome));
+                    false
+                });
+                outcomes.extend(tag_and_start(ec2, &ready, stamp).await);
+            }
+            Err(e) => tracing::warn!("cannot describe stopping instances: {e}"),
+        }
+        if waiting.is_empty() || tokio::time::Instant::now() + opts.stopping_poll > deadline {
+            break;
+        }
         tokio::time::sleep(opts.stopping_poll).await;
-        let now = match ec2.describe(&waiting).await {
-            Ok(now) => now,
+    }
+    outcomes.extend(waiting.into_iter().map(|id| {
+        let why = format!(
+            "still stopping after {}s; the next pass starts it",
+            opts.stopping_wait.as_secs()
+        );
+        (id, Outcome::Failed(why))
+    }));
+    outcomes
+}
+
+/// Tags `ids`, then starts those that were tagged. An instance that could not be tagged is
+/// not started: its job would not know its commit, nor pushwake that it started it.
+async fn tag_and_start(
+    ec2: &Ec2,
+    ids: &[String],
+    stamp: &[(&str, &str)],
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = Vec::new();
+    let mut tagged = Vec::new();
+    for (id, result) in each(ids, |ids| async move { ec2.tag(&ids, stamp).await }).await {
+        match result {
+            Ok(()) => tagged.push(id),
+            Err(e) if e.kind == ec2::Kind::NotFound => {
+                outcomes.push((id, Outcome::Gone(e.to_string())))
+            }
             Err(e) => {
-                tracing::warn!("cannot describe stopping instances: {e}");
-                continue;
+                let why = format!("not started, cannot tag it: {e}");
+                outcomes.push((id, Outcome::Failed(why)));
             }
+        }
+    }
+    for (id, result) in each(&tagged, |ids| async move { ec2.start(&ids).await }).await {
+        let outcome = match result {
+            Ok(()) => Outcome::Started,
+            Err(e) if e.kind == ec2::Kind::NotFound => Outcome::Gone(e.to_string()),
+            Err(e) => Outcome::Failed(e.to_string()),
         };
-        let mut ready = Vec::new();
-        waiting.retain(
-            |id| match now.iter().find(|i| &i.id == id).map(|i| &i.state) {
-                Some(State::Stopping) => true,
-                Some(State::Stopped) => {
-                    ready.push(id.clone());
-                    false
-                }
-                Some(s @ (State::Pending | State::Running)) => {
-                    launch.set(id, Outcome::AlreadyUp(s.clone()));
-                    false
-                }
-                Some(s) => {
-                    launch.set(id, Outcome::Gone(s.to_string()));
-                    false
-                }
-                None => {
-                    launch.set(id, Outcome::Gone("no longer exists".into()));
-                    false
-                }
-            },
-        );
-        for id in &ready {
-            launch.set(id, Outcome::Started);
-        }
-        batch.start(&ready, launch).await;
+        outcomes.push((id, outcome));
     }
-    for id in waiting {
-        launch.set(
-            &id,
-            Outcome::Failed(format!(
-                "still stopping after {}s; the next pass starts it",
-                opts.stopping_wait.as_secs()
-            )),
-        );
-    }
+    outcomes
 }
 
-/// Tags instances, then starts them.
-struct Batch<'a> {
-    ec2: &'a Ec2,
-    stamp: &'a [(&'a str, &'a str)],
-}
-
-impl Batch<'_> {
-    /// Tags `ids` and starts them, each in one call. An instance that could not be tagged
-    /// is not started: its job would not know its commit, nor pushwake that it started it.
-    /// When EC2 refuses the start because of one instance, they are started one by one so
-    /// the others are not held up.
-    async fn start(&self, ids: &[String], launch: &mut Launch) {
-        if ids.is_empty() {
-            return;
-        }
-        if let Err(e) = self.ec2.tag(ids, self.stamp).await {
-            for id in ids {
-                launch.set(
-                    id,
-                    Outcome::Failed(format!("not started, cannot tag it: {e}")),
-                );
-            }
-            return;
-        }
-        let err = match self.ec2.start(ids).await {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        let per_instance = matches!(
-            err.kind,
-            ec2::Kind::NotFound | ec2::Kind::IncorrectState | ec2::Kind::Capacity
-        );
-        if !per_instance || ids.len() == 1 {
-            for id in ids {
-                launch.set(id, outcome_of(&err));
-            }
-            return;
-        }
-        tracing::info!("starting one by one after the batch failed: {err}");
-        for id in ids {
-            let outcome = match self.ec2.start(std::slice::from_ref(id)).await {
-                Ok(()) => Outcome::Started,
-                Err(e) => outcome_of(&e),
-            };
-            launch.set(id, outcome);
-        }
+/// Makes one batch call for `ids`. When EC2 refuses the batch for a reason that may
+/// concern one instance alone, makes the call once per instance instead, so the others are
+/// not held up. Returns the result for each id.
+async fn each<F, Fut>(ids: &[String], call: F) -> Vec<(String, Result<(), ec2::Error>)>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Result<(), ec2::Error>>,
+{
+    if ids.is_empty() {
+        return Vec::new();
     }
-}
-
-fn outcome_of(err: &ec2::Error) -> Outcome {
-    match err.kind {
-        ec2::Kind::NotFound => Outcome::Gone(err.to_string()),
-        _ => Outcome::Failed(err.to_string()),
+    let err = match call(ids.to_vec()).await {
+        Ok(()) => return ids.iter().map(|id| (id.clone(), Ok(()))).collect(),
+        Err(e) => e,
+    };
+    if ids.len() == 1 || !err.may_concern_one_instance() {
+        return ids
+            .iter()
+            .map(|id| (id.clone(), Err(err.clone())))
+            .collect();
     }
+    tracing::info!("one by one after EC2 refused the batch: {err}");
+    let mut results = Vec::with_capacity(ids.len());
+    for id in ids {
+        results.push((id.clone(), call(vec![id.clone()]).await));
+    }
+    results
 }

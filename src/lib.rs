@@ -7,7 +7,8 @@
 //! - [`config`]: the config file, parsed then validated into [`config::Settings`].
 //! - [`state`]: the on-disk record and the pass lock.
 //! - [`github`], [`ec2`], [`cloudwatch`], [`slack`]: one module per external system.
-//! - [`launch`]: a watch's instances, and starting them for one trigger.
+//! - [`plan`]: what to do for a run, decided from what EC2 describes (pure).
+//! - [`launch`]: a watch's instances, and the EC2 calls that carry a plan out.
 //! - [`tags`]: the `pushwake:*` tags written on the instances.
 //! - [`reap`]: which instances the stop rules say to stop.
 //! - [`results`]: gathering each run's results, and the verdict on a commit.
@@ -29,6 +30,7 @@ pub mod ec2;
 pub mod github;
 pub mod launch;
 pub mod pass;
+pub mod plan;
 pub mod plot;
 pub mod reap;
 pub mod redact;

@@ -1,14 +1,17 @@
-//! One pass over all watches: poll → decide → start → record → notify.
+//! One pass over all watches: poll → open runs → reconcile each watch's runs with EC2 →
+//! record → notify.
 //!
 //! This is the only module that decides the order of side effects. The rules it keeps:
-//! - a new head is recorded only after its instances were started (at-least-once);
+//! - a new head opens a run, saved before any EC2 call, so a push once seen is never lost
+//!   and a state directory that cannot be written stops the pass before it starts anything
+//!   it could not record;
+//! - a head is recorded as handled only when every instance its run can use was started
+//!   for it or waits for it; until then each pass retries only what is missing;
 //! - an ETag is stored only together with the SHA it belongs to, so an unhandled head is
 //!   fetched again, in full, by the next pass;
-//! - the state is saved before any EC2 call, so a state directory that cannot be written
-//!   stops the pass before it starts anything it could not record;
-//! - nothing Slack does changes what happens to instances or state.
+//! - nothing Slack does changes what happens to instances or state: messages go out last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,23 +20,23 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::config::{FirstRun, Repo, Settings, Watch};
+use crate::state::Run;
 use aws_config::SdkConfig;
 
 use crate::cloudwatch::CloudWatch;
 use crate::ec2::{self, Ec2};
 use crate::github::{self, Commit, GitHub, Head};
-use crate::launch::{self, Outcome};
+use crate::launch;
 use crate::report::{self, short};
-use crate::results;
 use crate::retry;
 use crate::slack::Slack;
 use crate::state::{State, Store, WatchState};
-use crate::tags;
 
 mod dry_run;
-mod tend;
+mod runs;
+mod turn;
 
-use tend::needs_tending;
+use turn::needs_turn;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
 const POLL_CONCURRENCY: usize = 32;
@@ -56,9 +59,9 @@ pub struct PassOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassReport {
     pub watches: usize,
-    /// Watches whose poll or start failed this pass.
+    /// Watches whose poll, tending or starts failed this pass.
     pub failed: usize,
-    /// Triggers whose instances were started and whose head was recorded.
+    /// New heads recorded as handled: their runs started or queued, or nothing to start.
     pub triggered: usize,
 }
 
@@ -191,35 +194,32 @@ impl Agent {
             .collect()
             .await;
 
-        let mut report = PassReport {
-            watches: watches.len(),
-            ..PassReport::default()
-        };
         let now = chrono::Utc::now();
-        let mut triggers = Vec::new();
-        let mut notices = Vec::new();
-        for (watch, poll) in watches.iter().zip(polls) {
+        // Per watch, by index: its new head; the error that fails it this pass; whether
+        // anything of it failed.
+        let mut heads: HashMap<usize, (String, Option<String>)> = HashMap::new();
+        let mut errors: HashMap<usize, String> = HashMap::new();
+        let mut failing = HashSet::new();
+        let mut triggered = 0;
+        let mut polled = Vec::new();
+        for (i, (watch, poll)) in watches.iter().zip(polls).enumerate() {
             let Some(poll) = poll else {
                 tracing::debug!("{watch}: skipped until GitHub's rate limit resets");
                 continue;
             };
+            polled.push(i);
             let entry = state.entry(watch);
             entry.last_checked = Some(now);
             match poll {
                 Err(e) => {
-                    report.failed += 1;
                     let e = anyhow::Error::new(e);
                     tracing::error!("{watch}: cannot poll: {e:#}");
-                    notices.extend(fail(entry, watch, &format!("cannot poll: {e:#}")));
+                    errors.insert(i, format!("cannot poll: {e:#}"));
                 }
-                Ok(Head::Unchanged) => {
-                    tracing::debug!("{watch}: unchanged");
-                    notices.extend(recover(entry, watch));
-                }
+                Ok(Head::Unchanged) => tracing::debug!("{watch}: unchanged"),
                 Ok(Head::Changed { sha, etag }) if entry.last_sha.as_ref() == Some(&sha) => {
                     tracing::debug!("{watch}: unchanged at {}", short(&sha));
                     entry.etag = etag;
-                    notices.extend(recover(entry, watch));
                 }
                 Ok(Head::Changed { sha, etag })
                     if entry.last_sha.is_none()
@@ -233,119 +233,122 @@ impl Agent {
                         println!("{watch}: would record {} as the baseline", short(&sha));
                     }
                     entry.record(sha, etag);
-                    notices.extend(recover(entry, watch));
                 }
-                Ok(Head::Changed { sha, etag }) => triggers.push((watch, sha, etag)),
+                Ok(Head::Changed { sha, etag }) => {
+                    heads.insert(i, (sha, etag));
+                }
             }
         }
         if self.options.dry_run {
-            for watch in watches.iter().filter(|w| needs_tending(w, &state)) {
-                self.dry_run_stops(&state, watch).await;
-            }
-            for (watch, sha, _) in &triggers {
-                let base = state.get(watch).and_then(|s| s.last_sha.as_deref());
-                self.dry_run(watch, sha, base).await;
-            }
-            return Ok(report);
+            self.dry_run(state, &heads).await;
+            return Ok(PassReport {
+                watches: watches.len(),
+                ..PassReport::default()
+            });
         }
         self.store.save(&state)?;
-        self.post_all(notices).await;
 
-        // Results and stops come first, so that a push in the same pass finds the machines
-        // stopped and starts them for the new commit.
-        let tended: Vec<&Watch> = watches
-            .iter()
-            .filter(|w| needs_tending(w, &state))
-            .collect();
-        for watch in tended {
-            if let Err(e) = self.tend(&mut state, watch).await {
-                report.failed += 1;
-                tracing::error!("{watch}: cannot gather results or apply the stop rules: {e:#}");
-            }
-        }
-        for (watch, sha, etag) in triggers {
-            if self.trigger(&mut state, watch, sha, etag).await? {
-                report.triggered += 1;
-            } else {
-                report.failed += 1;
-            }
-        }
-        Ok(report)
-    }
-
-    /// Starts the instances for a new head, records it when that worked, and tells Slack.
-    /// Returns whether the head was recorded.
-    async fn trigger(
-        &self,
-        state: &mut State,
-        watch: &Watch,
-        sha: String,
-        etag: Option<String>,
-    ) -> anyhow::Result<bool> {
-        let commit = self.commit(watch, &sha).await;
-        let base = state.get(watch).and_then(|s| s.last_sha.clone());
-        if let Some(why) = self.filtered(watch, &commit, base.as_deref()).await {
-            tracing::info!("{watch}: new head {}: starts nothing, {why}", short(&sha));
-            let entry = state.entry(watch);
-            entry.record(sha, etag);
-            let notice = recover(entry, watch);
-            self.store.save(state)?;
-            self.post_all(notice.into_iter().collect()).await;
-            return Ok(true);
-        }
-        let stamp = tags::stamp(watch, &sha, chrono::Utc::now());
-        let stamp: Vec<(&str, &str)> = stamp
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let result = launch::start(self.ec2().await, watch, &stamp, self.options.launch).await;
-        let entry = state.entry(watch);
-        if let (Some(_), Ok(launch)) = (&watch.results, &result) {
-            let started = launch.ids(|o| *o == Outcome::Started);
-            let started = started.into_iter().map(str::to_owned).collect();
-            results::record_start(&mut entry.runs, &sha, started, chrono::Utc::now());
-        }
-        let (recorded, message) = match result {
-            Ok(launch) => {
-                // One line per trigger, whatever the number of instances.
-                let line = format!(
-                    "{watch}: new head {} \"{}\": {}",
-                    short(&sha),
-                    commit.title,
-                    report::instances(&launch).replace('\n', "; ")
-                );
-                if launch.needs_retry() {
-                    tracing::error!("{line}");
-                    let why = format!(
-                        "start of {} incomplete: {}",
-                        short(&sha),
-                        report::failures(&launch)
-                    );
-                    let notice = fail(entry, watch, &why);
-                    // The first failure of a streak gets the full picture.
-                    (
-                        false,
-                        notice.map(|_| report::trigger(watch, &commit, &launch)),
-                    )
-                } else {
-                    tracing::info!("{line}");
-                    entry.record(sha, etag);
-                    entry.last_error = None;
-                    (true, Some(report::trigger(watch, &commit, &launch)))
+        // New heads open runs; what they start is decided with the watch's other runs below.
+        let mut opened = HashMap::new();
+        for (&i, (sha, etag)) in &heads {
+            let watch = &watches[i];
+            match self.open(&mut state, watch, sha).await {
+                Opening::Run(commit) => {
+                    opened.insert(i, commit);
+                }
+                Opening::Open => {}
+                Opening::Nothing => {
+                    state.entry(watch).record(sha.clone(), etag.clone());
+                    triggered += 1;
                 }
             }
-            Err(e) => {
-                let e = anyhow::Error::new(e);
-                tracing::error!("{watch}: cannot start instances for {}: {e:#}", short(&sha));
-                let why = format!("cannot start instances for {}: {e:#}", short(&sha));
-                (false, fail(entry, watch, &why))
-            }
-        };
-        self.store.save(state)?;
-        if let Some(message) = message {
-            self.post(&message).await;
         }
-        Ok(recorded)
+        // Saved before any EC2 call: a run, once opened, is never lost.
+        self.store.save(&state)?;
+
+        let mut messages = Vec::new();
+        let mut spoke = HashSet::new();
+        for (i, watch) in watches.iter().enumerate() {
+            let recorded = state.get(watch).and_then(|s| s.last_sha.clone());
+            let head = heads
+                .remove(&i)
+                .filter(|(sha, _)| recorded.as_ref() != Some(sha));
+            if head.is_none() && !needs_turn(watch, &state) {
+                continue;
+            }
+            match self.turn(&mut state, watch, head, opened.remove(&i)).await {
+                Ok(turn) => {
+                    triggered += usize::from(turn.recorded);
+                    if turn.failed {
+                        failing.insert(i);
+                    }
+                    if let Some(e) = turn.error {
+                        errors.insert(i, e);
+                    }
+                    if !turn.messages.is_empty() {
+                        spoke.insert(i);
+                    }
+                    messages.extend(turn.messages);
+                }
+                Err(e) => {
+                    tracing::error!("{watch}: cannot tend its runs and instances: {e:#}");
+                    errors.insert(i, format!("cannot tend its runs and instances: {e:#}"));
+                }
+            }
+            self.store.save(&state)?;
+        }
+
+        // A watch is failing while its poll or its turn fails, and works again when both
+        // do; a message about its runs says so well enough.
+        let mut notices = Vec::new();
+        for i in polled {
+            let (watch, entry) = (&watches[i], state.entry(&watches[i]));
+            let notice = match errors.get(&i) {
+                Some(e) => fail(entry, watch, e),
+                None => recover(entry, watch).filter(|_| !spoke.contains(&i)),
+            };
+            notices.extend(notice);
+        }
+        failing.extend(errors.keys().copied());
+        self.store.save(&state)?;
+        self.post_all(notices).await;
+        self.post_all(messages).await;
+        Ok(PassReport {
+            watches: watches.len(),
+            failed: failing.len(),
+            triggered,
+        })
+    }
+
+    /// Opens a run for a new head, unless it starts nothing: a skip marker, no watched path
+    /// touched, or a commit this watch already ran.
+    async fn open(&self, state: &mut State, watch: &Watch, sha: &str) -> Opening {
+        let runs = state
+            .get(watch)
+            .map(|s| s.runs.as_slice())
+            .unwrap_or_default();
+        if runs.iter().any(|r| r.is_open() && r.commit == sha) {
+            return Opening::Open;
+        }
+        if runs
+            .iter()
+            .any(|r| r.commit == sha && r.superseded_by.is_none())
+        {
+            tracing::info!(
+                "{watch}: new head {} already ran on this watch; starts nothing",
+                short(sha)
+            );
+            return Opening::Nothing;
+        }
+        let commit = self.commit(watch, sha).await;
+        let base = state.get(watch).and_then(|s| s.last_sha.clone());
+        if let Some(why) = self.filtered(watch, &commit, base.as_deref()).await {
+            tracing::info!("{watch}: new head {}: starts nothing, {why}", short(sha));
+            return Opening::Nothing;
+        }
+        let run = Run::open(sha, &commit.title, chrono::Utc::now());
+        state.entry(watch).push_run(run);
+        Opening::Run(commit)
     }
 
     /// Commit details make the message readable but are not needed to start anything: a
@@ -413,6 +416,16 @@ impl Agent {
             tracing::warn!("cannot post to Slack: {e}");
         }
     }
+}
+
+/// What a new head amounts to.
+enum Opening {
+    /// A run was opened for it; the commit's details are for its first message.
+    Run(Commit),
+    /// Its run is open already (an earlier pass could not finish starting it).
+    Open,
+    /// It starts nothing; it is recorded as handled.
+    Nothing,
 }
 
 /// Records a failure; returns the Slack message when it starts a failing streak, so a

@@ -15,10 +15,6 @@ use crate::ec2::State;
 use crate::launch::Members;
 use crate::tags;
 
-/// An instance started again this long after pushwake's `started-at` was started by
-/// someone else (real EC2 moves the launch time on every start).
-const RESTARTED_SLACK: Duration = Duration::from_secs(10 * 60);
-
 /// An instance due to be stopped, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
@@ -38,25 +34,16 @@ pub async fn due(
     reported: &[String],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Due>> {
-    let repo = watch.repo.to_string();
     let mut due = Vec::new();
     // Only the watch's own instances, and of those only what pushwake started for it: the
     // same repository and branch may be watched elsewhere, for other machines.
     for instance in &members.described {
-        let for_watch = instance.tags.get(tags::REPO) == Some(&repo)
-            && instance.tags.get(tags::BRANCH) == Some(&watch.branch);
-        if instance.state != State::Running || !for_watch {
+        if instance.state != State::Running || !tags::is_for(instance, watch) {
             continue;
         }
-        let Some(started) = tags::started_at(&instance.tags) else {
+        let Some(started) = tags::pushwake_started(instance) else {
             continue;
         };
-        let restarted = instance.launch_time.is_some_and(|t| {
-            t > started + chrono::Duration::from_std(RESTARTED_SLACK).unwrap_or_default()
-        });
-        if restarted {
-            continue;
-        }
         let runtime = (now - started).to_std().unwrap_or_default();
         let id = instance.id.clone();
         if reported.contains(&instance.id) {

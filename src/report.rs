@@ -7,77 +7,90 @@ use std::fmt::Write;
 
 use crate::config::Watch;
 use crate::github::Commit;
-use crate::launch::{Launch, Outcome};
 use crate::slack::escape;
+use crate::state::{Part, Run};
 
-/// The message for a trigger: which commit, and what happened to each instance.
-pub fn trigger(watch: &Watch, commit: &Commit, launch: &Launch) -> String {
-    let mut text = String::new();
-    let short = short(&commit.sha);
-    let link = if commit.url.is_empty() {
-        format!("`{short}`")
-    } else {
-        format!("<{}|`{short}`>", commit.url)
-    };
-    let _ = write!(
-        text,
-        "*{}* `{}` moved to {link}",
+/// The message for a change of a run: which commit, what each instance does for it, and
+/// `news` (what else the pass did for it, one line each). `commit` is given when the run
+/// opened in this pass: the first message names its title, author and link.
+pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -> String {
+    let mut text = format!(
+        "*{}* `{}` ",
         escape(&watch.repo.to_string()),
         escape(&watch.branch)
     );
-    if !commit.title.is_empty() {
+    let sha = short(&run.commit);
+    match commit {
+        Some(c) => {
+            let link = if c.url.is_empty() {
+                format!("`{sha}`")
+            } else {
+                format!("<{}|`{sha}`>", c.url)
+            };
+            let _ = write!(text, "moved to {link}");
+            if !c.title.is_empty() {
+                let _ = write!(text, ": {} ({})", escape(&c.title), escape(&c.author));
+            }
+        }
+        None => {
+            let _ = write!(text, "run of `{sha}`");
+            if !run.title.is_empty() {
+                let _ = write!(text, " ({})", escape(&run.title));
+            }
+        }
+    }
+    if !run.replaced.is_empty() {
+        let n = run.replaced.len();
         let _ = write!(
             text,
-            ": {} ({})",
-            escape(&commit.title),
-            escape(&commit.author)
+            "\n{n} queued push{} since `{}` never ran; running the newest",
+            if n == 1 { "" } else { "es" },
+            short(&run.replaced[0])
         );
     }
+    for line in news {
+        text.push('\n');
+        text.push_str(&escape(line));
+    }
     text.push('\n');
-    text.push_str(&instances(launch));
+    text.push_str(&parts(run));
     text
 }
 
-/// One line per kind of outcome, e.g. "Started: i-1, i-2".
-pub fn instances(launch: &Launch) -> String {
-    let mut lines = Vec::new();
-    let started = launch.ids(|o| *o == Outcome::Started);
-    if !started.is_empty() {
-        lines.push(format!("Started: {}", started.join(", ")));
-    }
-    let mut skipped = Vec::new();
-    let mut gone = Vec::new();
-    let mut failed = Vec::new();
-    for (id, outcome) in &launch.instances {
-        match outcome {
-            Outcome::Started => {}
-            Outcome::AlreadyUp(state) => skipped.push(format!("{id} ({state})")),
-            Outcome::Gone(why) => gone.push(format!("{id} ({})", escape(why))),
-            Outcome::Failed(why) => failed.push(format!("{id} ({})", escape(why))),
+/// One line per kind of part, e.g. "Started: i-1, i-2".
+pub fn parts(run: &Run) -> String {
+    let mut started = Vec::new();
+    let (mut waiting, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, part) in &run.instances {
+        match part {
+            Part::Accepted { .. } | Part::Started { .. } => started.push(id.clone()),
+            Part::Waiting { why } => waiting.push(format!("{id} ({})", escape(why))),
+            Part::Failed { why } => failed.push(format!("{id} ({})", escape(why))),
+            Part::Skipped { why } => skipped.push(format!("{id} ({})", escape(why))),
         }
     }
-    if !skipped.is_empty() {
-        lines.push(format!("Skipped, already up: {}", skipped.join(", ")));
-    }
-    if !gone.is_empty() {
-        lines.push(format!("Not startable: {}", gone.join(", ")));
-    }
-    if !failed.is_empty() {
-        lines.push(format!("Failed, will retry: {}", failed.join(", ")));
-    }
+    let lines: Vec<String> = [
+        ("Started", started),
+        ("Waiting for busy machines", waiting),
+        ("Failed, will retry", failed),
+        ("Not run", skipped),
+    ]
+    .into_iter()
+    .filter(|(_, ids)| !ids.is_empty())
+    .map(|(what, ids)| format!("{what}: {}", ids.join(", ")))
+    .collect();
     if lines.is_empty() {
-        lines.push("No instances.".to_owned());
+        return "No instances.".to_owned();
     }
     lines.join("\n")
 }
 
-/// The instances that failed and why, on one line.
-pub fn failures(launch: &Launch) -> String {
-    launch
-        .instances
+/// The instances of a run that failed and why, on one line.
+pub fn failures(run: &Run) -> String {
+    run.instances
         .iter()
-        .filter_map(|(id, o)| match o {
-            Outcome::Failed(why) => Some(format!("{id} ({why})")),
+        .filter_map(|(id, p)| match p {
+            Part::Failed { why } => Some(format!("{id} ({why})")),
             _ => None,
         })
         .collect::<Vec<_>>()

@@ -19,9 +19,6 @@ use crate::state::{Run, Store};
 use crate::stats::{self, Summary};
 use crate::tags;
 
-/// The most runs kept per watch; the oldest go first.
-const HISTORY: usize = 1000;
-
 /// What one look at the instances found.
 #[derive(Debug, Default)]
 pub struct Harvest {
@@ -31,9 +28,9 @@ pub struct Harvest {
     pub reported: Vec<String>,
 }
 
-/// Reads the result tags of every open run's instances, and closes the runs that are done:
-/// every instance reported every metric, or stopped (or was reused) without, or the
-/// timeout passed.
+/// Reads the result tags of every open run's started instances, and closes the runs that
+/// are done: every part settled, and every started instance reported every metric, or
+/// stopped (or was reused) without; or the timeout passed since the last start.
 pub fn harvest(
     runs: &mut [Run],
     members: &Members,
@@ -42,11 +39,12 @@ pub fn harvest(
 ) -> Harvest {
     let mut harvest = Harvest::default();
     for (index, run) in runs.iter_mut().enumerate() {
-        if run.completed_at.is_some() {
+        if !run.is_open() {
             continue;
         }
-        let mut all_done = true;
-        for id in &run.instances {
+        let mut all_done = run.is_settled();
+        let started: Vec<String> = run.started().cloned().collect();
+        for id in &started {
             let Some(instance) = members.get(id) else {
                 continue; // gone from the watch or from EC2: it will report nothing more
             };
@@ -70,13 +68,14 @@ pub fn harvest(
                 all_done = false;
             }
         }
-        let timed_out = (now - run.started_at).to_std().unwrap_or_default() >= results.timeout;
+        // A run that started nothing has nothing to judge; the pass closes it.
+        let Some(last_start) = run.last_start() else {
+            continue;
+        };
+        let timed_out = (now - last_start).to_std().unwrap_or_default() >= results.timeout;
         if all_done || timed_out {
             run.completed_at = Some(now);
-            run.partial = !run
-                .instances
-                .iter()
-                .all(|id| reported_all(run, results, id));
+            run.partial = !started.iter().all(|id| reported_all(run, results, id));
             harvest.completed.push(index);
         }
     }
@@ -90,37 +89,13 @@ fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
         .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(id)))
 }
 
-/// Adds the instances started for `commit` to its open run, or opens one.
-pub fn record_start(runs: &mut Vec<Run>, commit: &str, started: Vec<String>, now: DateTime<Utc>) {
-    if started.is_empty() {
-        return;
-    }
-    match runs
-        .iter_mut()
-        .find(|r| r.commit == commit && r.completed_at.is_none())
-    {
-        Some(run) => run.instances.extend(started),
-        None => runs.push(Run {
-            commit: commit.to_owned(),
-            started_at: now,
-            instances: started,
-            values: Default::default(),
-            completed_at: None,
-            partial: false,
-        }),
-    }
-    if runs.len() > HISTORY {
-        runs.drain(..runs.len() - HISTORY);
-    }
-}
-
 /// The completed run before `runs[index]` with another commit: what it is judged against.
 fn previous(runs: &[Run], index: usize) -> Option<&Run> {
     let commit = &runs[index].commit;
     runs[..index]
         .iter()
         .rev()
-        .find(|r| r.completed_at.is_some() && &r.commit != commit)
+        .find(|r| r.completed_at.is_some() && r.superseded_by.is_none() && &r.commit != commit)
 }
 
 /// The Slack message for a completed run: per metric the spread, and against the previous
@@ -135,14 +110,14 @@ pub fn verdict(watch: &Watch, results: &Results, runs: &[Run], index: usize) -> 
         short(&run.commit)
     );
     if run.partial {
-        let full = run
-            .instances
+        let started: Vec<&String> = run.started().collect();
+        let full = started
             .iter()
             .filter(|id| reported_all(run, results, id))
             .count();
         text.push_str(&format!(
             " (partial: {full} of {} runs reported everything)",
-            run.instances.len()
+            started.len()
         ));
     }
     for metric in &results.metrics {
@@ -201,7 +176,7 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) else {
             continue;
         };
-        for run in &ws.runs {
+        for run in ws.runs.iter().filter(|r| r.superseded_by.is_none()) {
             for metric in &results.metrics {
                 let values = run.values_of(metric);
                 let s = Summary::of(&values);
@@ -218,7 +193,7 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
                     complete: run.completed_at.is_some(),
                     partial: run.partial,
                     values,
-                    started_at: run.started_at,
+                    started_at: run.opened_at,
                 });
             }
         }

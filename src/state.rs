@@ -18,7 +18,9 @@ use crate::config::{Repo, Watch};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "pass.lock";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The most runs kept per watch; the oldest closed ones go first.
+const HISTORY: usize = 1000;
 
 /// Everything pushwake remembers between passes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,28 +42,179 @@ pub struct WatchState {
     pub etag: Option<String>,
     pub last_checked: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
-    /// The runs started for this watch, oldest first, with their results.
+    /// The runs of this watch, oldest first, with their results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<Run>,
 }
 
-/// The instances one trigger started for a commit, and what they reported.
+/// One commit on one watch, to be trained once on each of the watch's instances, and what
+/// each instance reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub commit: String,
-    pub started_at: DateTime<Utc>,
-    pub instances: Vec<String>,
+    /// The first line of the commit's message, for messages and `status`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// When the run was opened.
+    #[serde(alias = "started_at")]
+    pub opened_at: DateTime<Utc>,
+    /// Each instance of the run and where it stands. State files of version 1 list only the
+    /// instances started; they are read as started when the run opened.
+    #[serde(deserialize_with = "parts")]
+    pub instances: BTreeMap<String, Part>,
+    /// Older commits that waited in the queue and never ran: this run took their place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<String>,
     /// Metric, then instance, then the value it reported.
     #[serde(default)]
     pub values: BTreeMap<String, BTreeMap<String, f64>>,
-    /// When the run was judged complete; `None` while results may still come.
+    /// When the run was closed; `None` while it is open.
     pub completed_at: Option<DateTime<Utc>>,
     /// Complete without every instance reporting every metric.
     #[serde(default)]
     pub partial: bool,
+    /// Closed because this newer commit took its machines (`on_busy = "supersede"`), or its
+    /// place in the queue; such a run gets no verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+}
+
+/// Where one instance stands in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "part", rename_all = "snake_case")]
+pub enum Part {
+    /// Up with another commit; it starts for this one when it stops (`on_busy = "queue"`).
+    Waiting { why: String },
+    /// The start was refused, or the instance fell back to stopped; the next pass retries.
+    Failed { why: String },
+    /// EC2 accepted the start at this time; the next pass confirms that it runs.
+    Accepted { at: DateTime<Utc> },
+    /// Started for this commit: its part is done, whatever it does afterwards.
+    Started { at: DateTime<Utc> },
+    /// It does not run this commit, and why.
+    Skipped { why: String },
+}
+
+/// What a part amounts to for the people told about a run: a change of kind is news, a
+/// start being confirmed is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Waiting,
+    Failed,
+    Started,
+    Skipped,
+}
+
+impl Part {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Part::Waiting { .. } => Kind::Waiting,
+            Part::Failed { .. } => Kind::Failed,
+            Part::Accepted { .. } | Part::Started { .. } => Kind::Started,
+            Part::Skipped { .. } => Kind::Skipped,
+        }
+    }
+
+    /// Whether the instance was started for the run's commit (never to be started again).
+    pub fn is_started(&self) -> bool {
+        self.kind() == Kind::Started
+    }
+
+    /// Whether the part is final: started and confirmed, or skipped.
+    pub fn is_settled(&self) -> bool {
+        matches!(self, Part::Started { .. } | Part::Skipped { .. })
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match self {
+            Part::Waiting { why } => write!(f, "waiting: {why}"),
+            Part::Failed { why } => write!(f, "failed, will retry: {why}"),
+            Part::Accepted { at } => write!(f, "start accepted at {}", time(at)),
+            Part::Started { at } => write!(f, "started at {}", time(at)),
+            Part::Skipped { why } => write!(f, "not run: {why}"),
+        }
+    }
+}
+
+/// Reads a run's instances: a map of parts, or the plain list of started ids of version 1.
+fn parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Part>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Parts(BTreeMap<String, Part>),
+        Started(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Parts(parts) => parts,
+        // The time is fixed up from the run's own in `parse`.
+        Either::Started(ids) => ids
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    Part::Started {
+                        at: DateTime::<Utc>::MIN_UTC,
+                    },
+                )
+            })
+            .collect(),
+    })
 }
 
 impl Run {
+    pub fn open(commit: &str, title: &str, now: DateTime<Utc>) -> Run {
+        Run {
+            commit: commit.to_owned(),
+            title: title.to_owned(),
+            opened_at: now,
+            instances: BTreeMap::new(),
+            replaced: Vec::new(),
+            values: BTreeMap::new(),
+            completed_at: None,
+            partial: false,
+            superseded_by: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.completed_at.is_none()
+    }
+
+    /// The instances started for this run's commit.
+    pub fn started(&self) -> impl Iterator<Item = &String> {
+        self.instances
+            .iter()
+            .filter(|(_, p)| p.is_started())
+            .map(|(id, _)| id)
+    }
+
+    /// When the last instance of the run was started, if any was.
+    pub fn last_start(&self) -> Option<DateTime<Utc>> {
+        self.instances
+            .values()
+            .filter_map(|p| match p {
+                Part::Accepted { at } | Part::Started { at } => Some(*at),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Whether every part is final: nothing is waiting, failing or unconfirmed.
+    pub fn is_settled(&self) -> bool {
+        self.instances.values().all(Part::is_settled)
+    }
+
+    /// The kind of each part: what a message about the run depends on.
+    pub fn shape(&self) -> Vec<(String, Kind)> {
+        self.instances
+            .iter()
+            .map(|(id, p)| (id.clone(), p.kind()))
+            .collect()
+    }
+
     /// The values reported for `metric`, by instance id order.
     pub fn values_of(&self, metric: &str) -> Vec<f64> {
         self.values
@@ -89,6 +242,17 @@ impl WatchState {
     pub fn record(&mut self, sha: String, etag: Option<String>) {
         self.last_sha = Some(sha);
         self.etag = etag;
+    }
+
+    /// Adds a newly opened run, dropping the oldest closed runs beyond the history kept.
+    pub fn push_run(&mut self, run: Run) {
+        self.runs.push(run);
+        let mut excess = self.runs.len().saturating_sub(HISTORY);
+        self.runs.retain(|r| {
+            let drop = excess > 0 && !r.is_open();
+            excess -= usize::from(drop);
+            !drop
+        });
     }
 
     fn is(&self, repo: &Repo, branch: &str) -> bool {
@@ -226,12 +390,20 @@ pub struct PassLock {
 
 /// Parses state file bytes. Never panics, whatever the input.
 pub fn parse(bytes: &[u8]) -> anyhow::Result<State> {
-    let state: State = serde_json::from_slice(bytes)?;
-    if state.version != VERSION {
-        bail!(
-            "state version {} is not the supported version {VERSION}",
-            state.version
-        );
+    let mut state: State = serde_json::from_slice(bytes)?;
+    match state.version {
+        VERSION => {}
+        1 => {
+            // Version 1 kept only the started instances of a run, as they were started
+            // when it opened.
+            for run in state.watches.iter_mut().flat_map(|w| w.runs.iter_mut()) {
+                for part in run.instances.values_mut() {
+                    *part = Part::Started { at: run.opened_at };
+                }
+            }
+            state.version = VERSION;
+        }
+        v => bail!("state version {v} is not a supported version (1 or {VERSION})"),
     }
     Ok(state)
 }

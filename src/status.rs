@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::ec2::Ec2;
-use crate::report::short;
-use crate::state::Store;
+use crate::report::{self, short};
+use crate::state::{Kind, Part, Run, Store};
 
 /// One watch as `status --json` shows it. The field names are part of the contract.
 #[derive(Debug, Serialize)]
@@ -19,10 +19,43 @@ pub struct WatchStatus {
     pub last_checked: Option<String>,
     pub last_error: Option<String>,
     pub instances: Vec<String>,
+    /// The runs still open, oldest first: each instance's part in it.
+    pub open_runs: Vec<RunStatus>,
+    /// The newest commit waiting for busy machines, if any.
+    pub queued: Option<String>,
     /// With `--live`: each instance's state as EC2 reports it now ("missing" when EC2
     /// does not know it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<BTreeMap<String, String>>,
+}
+
+/// An open run as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct RunStatus {
+    pub commit: String,
+    pub title: String,
+    pub opened_at: String,
+    /// Instance id, then its part: `{"part": "started", "at": ...}`, `{"part": "waiting",
+    /// "why": ...}`, and so on.
+    pub instances: BTreeMap<String, Part>,
+    /// Older commits that waited and never ran: this run took their place.
+    pub replaced: Vec<String>,
+}
+
+impl RunStatus {
+    fn of(run: &Run) -> RunStatus {
+        RunStatus {
+            commit: run.commit.clone(),
+            title: run.title.clone(),
+            opened_at: time(run.opened_at),
+            instances: run.instances.clone(),
+            replaced: run.replaced.clone(),
+        }
+    }
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The status of every configured watch, in config order. Watches never polled have nulls.
@@ -33,15 +66,29 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
         .iter()
         .map(|w| {
             let s = state.get(w);
+            let open: Vec<&Run> = s
+                .map(|s| s.runs.iter().filter(|r| r.is_open()).collect())
+                .unwrap_or_default();
+            let queued = open
+                .iter()
+                .rev()
+                .find(|r| r.instances.values().any(|p| p.kind() == Kind::Waiting))
+                .map(|r| r.commit.clone());
+            // A start that keeps failing shows as the watch's error too.
+            let mut failing = open
+                .iter()
+                .map(|r| report::failures(r))
+                .filter(|f| !f.is_empty())
+                .map(|f| format!("cannot start {f}"));
             WatchStatus {
                 repo: w.repo.to_string(),
                 branch: w.branch.clone(),
                 last_sha: s.and_then(|s| s.last_sha.clone()),
-                last_checked: s
-                    .and_then(|s| s.last_checked)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                last_error: s.and_then(|s| s.last_error.clone()),
+                last_checked: s.and_then(|s| s.last_checked).map(time),
+                last_error: s.and_then(|s| s.last_error.clone()).or(failing.next_back()),
                 instances: w.instances.clone(),
+                open_runs: open.into_iter().map(RunStatus::of).collect(),
+                queued,
                 live: None,
             }
         })
@@ -100,6 +147,22 @@ pub fn print_table(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result
         )?;
         if let Some(e) = &r.last_error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
+        }
+        for run in &r.open_runs {
+            let queued = if r.queued.as_ref() == Some(&run.commit) {
+                " (queued)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{:<width$}  run of {}{queued}:",
+                "",
+                short(&run.commit)
+            )?;
+            for (id, part) in &run.instances {
+                writeln!(out, "{:<width$}    {id}: {part}", "")?;
+            }
         }
     }
     Ok(())

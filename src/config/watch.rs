@@ -7,7 +7,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::raw::{Ctx, parse_duration};
-use super::{Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, Paths, Repo, Results, Watch};
+use super::{
+    Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Results, Watch,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +23,7 @@ pub(super) struct RawWatch {
     max_runtime: Option<Spanned<String>>,
     idle_stop: Option<Spanned<RawIdleStop>>,
     results: Option<Spanned<RawResults>>,
+    on_busy: Option<OnBusy>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +153,7 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         max_runtime,
         idle_stop,
         results,
+        on_busy: w.on_busy.unwrap_or_default(),
     })
 }
 

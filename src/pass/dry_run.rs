@@ -1,29 +1,55 @@
-//! The dry run: everything up to the decision, then what would be done, printed.
+//! The dry run: everything up to the decisions, then what would be done, printed.
 
-use super::Agent;
+use std::collections::HashMap;
+
+use super::{Agent, Opening};
 use crate::config::Watch;
 use crate::ec2::Action;
 use crate::launch;
+use crate::plan::{self, Step};
 use crate::report::short;
+use crate::results;
 use crate::state::State;
-use crate::{results, tags};
 
 impl Agent {
-    pub(super) async fn dry_run_stops(&self, state: &State, watch: &Watch) {
-        let members = match launch::members(self.ec2().await, watch).await {
+    /// Prints what a pass would do with `state` and the new `heads` (by watch index). The
+    /// state is a copy: nothing is saved.
+    pub(super) async fn dry_run(
+        &self,
+        mut state: State,
+        heads: &HashMap<usize, (String, Option<String>)>,
+    ) {
+        let watches = &self.settings.watches;
+        for (&i, (sha, _)) in heads {
+            let watch = &watches[i];
+            if let Opening::Nothing = self.open(&mut state, watch, sha).await {
+                println!(
+                    "{watch}: new head {}: would record it and start nothing",
+                    short(sha)
+                );
+            }
+        }
+        for watch in watches {
+            if super::needs_turn(watch, &state) {
+                self.dry_turn(&mut state, watch).await;
+            }
+        }
+    }
+
+    async fn dry_turn(&self, state: &mut State, watch: &Watch) {
+        let ec2 = self.ec2().await;
+        let members = match launch::members(ec2, watch).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };
-        // A harvest on a copy: the dry run changes no state.
+        let now = chrono::Utc::now();
+        let entry = state.entry(watch);
         let mut reported = Vec::new();
-        if let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) {
-            let mut runs = ws.runs.clone();
-            let harvest = results::harvest(&mut runs, &members, results, chrono::Utc::now());
+        if let Some(results) = &watch.results {
+            let harvest = results::harvest(&mut entry.runs, &members, results, now);
             for &i in &harvest.completed {
-                println!(
-                    "{watch}: would post\n{}",
-                    results::verdict(watch, results, &runs, i)
-                );
+                let verdict = results::verdict(watch, results, &entry.runs, i);
+                println!("{watch}: would post\n{verdict}");
             }
             if results.stop_when_reported {
                 reported = harvest.reported;
@@ -37,42 +63,53 @@ impl Agent {
             }
             Err(e) => println!("{watch}: cannot check the stop rules: {e:#}"),
         }
-    }
-
-    pub(super) async fn dry_run(&self, watch: &Watch, sha: &str, base: Option<&str>) {
-        let commit = self.commit(watch, sha).await;
-        println!(
-            "{watch}: new head {} \"{}\"; dry run, nothing changed",
-            short(sha),
-            commit.title
-        );
-        if let Some(why) = self.filtered(watch, &commit, base).await {
-            return println!("  would record it and start nothing: {why}");
-        }
-        let ec2 = self.ec2().await;
-        let members = match launch::members(ec2, watch).await {
-            Ok(m) => m,
-            Err(e) => return println!("  cannot describe instances: {e}"),
-        };
+        let open: Vec<_> = entry.runs.iter().filter(|r| r.is_open()).collect();
         let mut to_start = Vec::new();
-        for id in &members.ids {
-            match members.get(id) {
-                Some(i) if i.state == crate::ec2::State::Stopped => {
-                    println!("  would tag {id} with {}={sha} and start it", tags::COMMIT);
+        for (n, run) in open.iter().enumerate() {
+            println!(
+                "{watch}: run of {} \"{}\"; dry run, nothing changed",
+                short(&run.commit),
+                run.title
+            );
+            let cx = plan::Context {
+                watch,
+                newest: n + 1 == open.len(),
+                now,
+            };
+            for (id, step) in plan::plan(run, &members, cx) {
+                if step.starts() {
                     to_start.push(id.clone());
                 }
-                Some(i) => println!("  would leave {id} alone ({})", i.state),
-                None => println!("  {id} not found"),
+                println!("  {id}: {}", describe(&step, &run.commit));
             }
         }
         // EC2's DryRun flag says whether the real thing would be allowed.
-        for action in [Action::CreateTags, Action::StartInstances] {
-            if let (false, Err(e)) = (to_start.is_empty(), ec2.permitted(action, &to_start).await) {
-                println!("  but: {e}");
+        if !to_start.is_empty() {
+            for action in [Action::CreateTags, Action::StartInstances] {
+                if let Err(e) = ec2.permitted(action, &to_start).await {
+                    println!("  but: {e}");
+                }
             }
         }
-        if self.slack.is_some() {
-            println!("  would post to Slack about {}", short(sha));
+        if self.slack.is_some() && !open.is_empty() {
+            println!("  would post to Slack about what changed");
         }
+    }
+}
+
+/// A step, in the words of the dry run.
+fn describe(step: &Step, commit: &str) -> String {
+    let tag = format!("{}={commit}", crate::tags::COMMIT);
+    match step {
+        Step::Start => format!("would tag it {tag} and start it"),
+        Step::StartWhenStopped => format!("would wait for it to stop, tag it {tag} and start it"),
+        Step::Supersede { commit: old } => {
+            format!(
+                "would stop it (running `{}`), tag it {tag} and start it",
+                short(old)
+            )
+        }
+        Step::Confirm { at, .. } => format!("started for it at {at}"),
+        Step::Set(part) => format!("{part}"),
     }
 }

@@ -440,30 +440,37 @@ async fn a_crash_between_start_and_record_does_not_start_twice() {
         util::Ec2::connect(&moto).await,
     );
     let ids = ec2.stopped(2).await;
+    let proxy = util::MotoProxy::start(&moto).await;
     github.set_head(REPO, "main", &sha(1)).await;
     let setup = Setup::new();
     setup.write_config(&format!(
         "{}{}{}",
-        setup.header(&github.url(), &moto),
+        setup.header(&github.url(), &proxy.url()),
         slack.config(),
         watch(REPO, "main", &ids)
     ));
     assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
     github.set_head(REPO, "main", &sha(2)).await;
-    // The instances were started for commit 2, and the agent died before recording it.
+    // The instances were tagged and started for commit 2, and the agent died before it
+    // could save anything.
+    ec2.tag(
+        &ids,
+        &[("pushwake:commit", &sha(2)), ("pushwake:started-at", "")],
+    )
+    .await;
     ec2.start(&ids).await;
 
     let out = setup.run(&["--once"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(proxy.calls("StartInstances").await, 0, "started again");
     let texts = slack.texts().await;
     assert_eq!(texts.len(), 1);
     assert!(
-        !texts[0].contains("Started:"),
-        "started again: {}",
+        texts[0].contains(&format!("Started: {}", util::sorted(&ids))),
+        "{}",
         texts[0]
     );
-    assert!(texts[0].contains("Skipped, already up"), "{}", texts[0]);
     assert_eq!(setup.status()[0]["last_sha"], sha(2));
 }
 

@@ -1,9 +1,8 @@
-//! Starting one trigger's instances, through the library's public API, against an EC2
-//! that answers in EC2's own XML (wiremock) for the states and errors moto cannot produce.
+//! Carrying out starts and stops, through the library's public API, against an EC2 that
+//! answers in EC2's own XML (wiremock) for the states and errors moto cannot produce.
 
 use std::time::Duration;
 
-use pushwake::config::{Repo, Watch};
 use pushwake::ec2::{Ec2, State};
 use pushwake::launch::{self, Outcome};
 use pushwake::retry::Policy;
@@ -74,12 +73,8 @@ async fn client(server: &MockServer) -> Ec2 {
     Ec2::from_sdk_config(&sdk_config(&server.uri()).await, Policy::default())
 }
 
-fn watch(ids: &[&str]) -> Watch {
-    let repo = Repo {
-        owner: "octo".into(),
-        name: "trainer".into(),
-    };
-    Watch::new(repo, "main", ids.iter().map(|s| s.to_string()).collect())
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
 }
 
 const STAMP: &[(&str, &str)] = &[("pushwake:commit", "0123")];
@@ -111,8 +106,8 @@ async fn a_stopping_instance_is_waited_for_then_started() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "stopping"), (B, "stopped")])))
-        .up_to_n_times(2)
+        .respond_with(xml(describe_xml(&[(A, "stopping")])))
+        .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
@@ -127,23 +122,20 @@ async fn a_stopping_instance_is_waited_for_then_started() {
         .mount(&server)
         .await;
 
-    let launch = launch::start(&client(&server).await, &watch(&[A, B]), STAMP, quick())
-        .await
-        .unwrap();
+    let ec2 = client(&server).await;
+    let outcomes = launch::start(&ec2, &ids(&[B]), &ids(&[A]), STAMP, quick()).await;
 
     assert_eq!(
-        launch.instances,
+        outcomes,
         [
-            (A.to_owned(), Outcome::Started),
-            (B.to_owned(), Outcome::Started)
+            (B.to_owned(), Outcome::Started),
+            (A.to_owned(), Outcome::Started)
         ]
     );
-    assert!(!launch.needs_retry());
     // B is started at once, without waiting for A.
     assert_eq!(
         actions(&server).await,
         [
-            "DescribeInstances",
             "CreateTags",
             "StartInstances",
             "DescribeInstances",
@@ -167,14 +159,9 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
         stopping_poll: Duration::from_millis(20),
     };
 
-    let launch = launch::start(&client(&server).await, &watch(&[A]), STAMP, opts)
-        .await
-        .unwrap();
+    let outcomes = launch::start(&client(&server).await, &[], &ids(&[A]), STAMP, opts).await;
 
-    assert!(
-        matches!(&launch.instances[0].1, Outcome::Failed(why) if why.contains("still stopping"))
-    );
-    assert!(launch.needs_retry(), "the head must stay unhandled");
+    assert!(matches!(&outcomes[0].1, Outcome::Failed(why) if why.contains("still stopping")));
     assert!(
         !actions(&server)
             .await
@@ -206,24 +193,117 @@ async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
         .mount(&server)
         .await;
 
-    let launch = launch::start(&client(&server).await, &watch(&[A, B]), STAMP, quick())
-        .await
-        .unwrap();
+    let ec2 = client(&server).await;
+    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
 
-    assert_eq!(launch.instances[0], (A.to_owned(), Outcome::Started));
+    assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started));
     assert!(
-        matches!(&launch.instances[1].1, Outcome::Failed(why) if why.contains("IncorrectInstanceState"))
+        matches!(&outcomes[1].1, Outcome::Failed(why) if why.contains("IncorrectInstanceState"))
     );
     assert_eq!(
         actions(&server).await,
         [
-            "DescribeInstances",
             "CreateTags",
             "StartInstances",
             "StartInstances",
             "StartInstances"
         ]
     );
+}
+
+/// Mounts an EC2 that refuses `action` with `code` whenever the call names `bad`, and
+/// accepts everything else.
+async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains(format!("Action={action}").as_str()))
+        .and(body_string_contains(bad))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_string(error_xml(code, &format!("{code} for {bad}."))),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=StartInstances"))
+        .respond_with(xml(start_xml(&[A])))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn every_refusal_that_may_concern_one_instance_falls_back_to_one_by_one() {
+    for code in [
+        "VcpuLimitExceeded",
+        "InstanceLimitExceeded",
+        "InsufficientFreeAddressesInSubnet",
+        "UnsupportedOperation",
+        "OperationNotPermitted",
+        "InsufficientInstanceCapacity",
+    ] {
+        let server = refusing("StartInstances", B, code).await;
+        let ec2 = client(&server).await;
+
+        let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+
+        assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started), "{code}");
+        assert!(
+            matches!(&outcomes[1].1, Outcome::Failed(why) if why.contains(code)),
+            "{code}: {outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tag_limit_on_one_instance_tags_the_others_one_by_one() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=CreateTags"))
+        .and(body_string_contains(B))
+        .respond_with(ResponseTemplate::new(400).set_body_string(error_xml(
+            "TagLimitExceeded",
+            "The maximum number of Tags for a resource has been reached.",
+        )))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=StartInstances"))
+        .respond_with(xml(start_xml(&[A])))
+        .mount(&server)
+        .await;
+    let ec2 = client(&server).await;
+
+    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+
+    assert_eq!(outcomes[1], (A.to_owned(), Outcome::Started));
+    assert!(
+        matches!(&outcomes[0].1, Outcome::Failed(why) if why.contains("TagLimitExceeded") && why.contains("cannot tag")),
+        "{outcomes:?}"
+    );
+    // B is never started untagged.
+    assert_eq!(
+        actions(&server).await,
+        ["CreateTags", "CreateTags", "CreateTags", "StartInstances"]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_not_tried_one_by_one() {
+    let server = refusing("StartInstances", A, "UnauthorizedOperation").await;
+    let ec2 = client(&server).await;
+
+    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::Failed(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(actions(&server).await, ["CreateTags", "StartInstances"]);
 }
 
 #[tokio::test]

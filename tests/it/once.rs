@@ -93,11 +93,15 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
     );
     assert!(!text.contains("A longer body"), "first line only: {text}");
     assert!(
-        text.contains(&format!("Started: {}, {}", stopped[0], stopped[1])),
+        text.contains(&format!("Started: {}", util::sorted(&stopped))),
         "{text}"
     );
+    // Up, and not for this commit: it is waited for (the default `on_busy = "queue"`).
     assert!(
-        text.contains(&format!("{} (running)", running[0])),
+        text.contains(&format!(
+            "Waiting for busy machines: {} (up, not started by pushwake)",
+            running[0]
+        )),
         "{text}"
     );
     assert_eq!(setup.status()[0]["last_sha"], sha(2));
@@ -421,7 +425,7 @@ async fn dry_run_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let would = format!(
-        "would tag {} with pushwake:commit={} and start it",
+        "{}: would tag it pushwake:commit={} and start it",
         ids[0],
         sha(2)
     );
@@ -505,7 +509,7 @@ async fn logs_fit_journald_and_log_shippers() {
         "{err}"
     );
     assert!(
-        lines[0].contains(&format!("Started: {}", ids.join(", "))),
+        lines[0].contains(&format!("Started: {}", util::sorted(&ids))),
         "{err}"
     );
 

@@ -165,7 +165,8 @@ async fn one_push_in_one_verdict_out() {
     let fourth = slack.texts().await.last().unwrap().clone();
     assert!(
         fourth.contains("results for `0000004` (partial: 2 of 3 runs reported everything)"),
-        "{fourth}"
+        "{:#?}",
+        slack.texts().await
     );
     assert!(fourth.contains("accuracy: n=2"), "{fourth}");
 

@@ -429,6 +429,19 @@ impl Ec2 {
             .collect()
     }
 
+    /// EC2's launch time of one instance.
+    pub async fn launch_time(&self, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let out = self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("describe");
+        let t = out.reservations()[0].instances()[0].launch_time()?;
+        chrono::DateTime::from_timestamp(t.secs(), 0)
+    }
+
     pub async fn terminate(&self, id: &str) {
         self.client
             .terminate_instances()
@@ -587,6 +600,13 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Ids sorted and joined as messages list them.
+pub fn sorted(ids: &[String]) -> String {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.join(", ")
+}
+
 /// A `[[watch]]` table.
 pub fn watch(repo: &str, branch: &str, ids: &[String]) -> String {
     let ids: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
@@ -596,54 +616,143 @@ pub fn watch(repo: &str, branch: &str, ids: &[String]) -> String {
     )
 }
 
-/// An EC2 (wiremock) where every listed instance is stopped, and tagging, starting and
-/// stopping all work.
+/// An EC2 (wiremock) with the listed instances, stopped at first, where tagging, starting
+/// and stopping all work. As on EC2, an instance it started describes as `running` and one
+/// it stopped as `stopped` (moto cannot fail a call on cue; this can).
 pub async fn ec2_ok(ids: &[&str]) -> MockServer {
-    use wiremock::matchers::body_string_contains;
     let server = MockServer::start().await;
-    let items: String = ids
-        .iter()
-        .map(|id| {
-            format!(
-                "<item><instanceId>{id}</instanceId><instanceState><code>80</code>\
-                 <name>stopped</name></instanceState></item>"
-            )
-        })
-        .collect();
     Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
-            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
-             <instancesSet>{items}</instancesSet></item></reservationSet></DescribeInstancesResponse>"
-        )))
+        .respond_with(Ec2Fake {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            running: Default::default(),
+            tags: Default::default(),
+        })
         .mount(&server)
         .await;
-    for (action, response) in [
-        (
-            "StartInstances",
-            "<StartInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><instancesSet/></StartInstancesResponse>",
-        ),
-        (
-            "StopInstances",
-            "<StopInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><instancesSet/></StopInstancesResponse>",
-        ),
-        (
-            "CreateTags",
-            "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></CreateTagsResponse>",
-        ),
-        (
-            "DeleteTags",
-            "<DeleteTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></DeleteTagsResponse>",
-        ),
-    ] {
-        Mock::given(method("POST"))
-            .and(body_string_contains(format!("Action={action}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_string(response))
-            .mount(&server)
-            .await;
-    }
     server
+}
+
+struct Ec2Fake {
+    ids: Vec<String>,
+    running: Mutex<std::collections::BTreeSet<String>>,
+    tags: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+}
+
+/// Decodes a form-encoded value.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl wiremock::Respond for Ec2Fake {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        const NS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let action = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .unwrap_or("");
+        // The ids a call names, as `InstanceId.N=` or `ResourceId.N=`.
+        let named = body
+            .split('&')
+            .filter(|kv| kv.starts_with("InstanceId.") || kv.starts_with("ResourceId."))
+            .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned()));
+        if body.contains("DryRun=true") {
+            // EC2 answers a permitted dry run with this error, and changes nothing.
+            return ResponseTemplate::new(412).set_body_string(
+                "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would \
+                 have succeeded, but DryRun flag is set.</Message></Error></Errors>\
+                 <RequestID>r</RequestID></Response>",
+            );
+        }
+        let mut running = self.running.lock().unwrap();
+        let mut tags = self.tags.lock().unwrap();
+        let param = |name: &str| {
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(form_decode)
+        };
+        let xml = match action {
+            "DescribeInstances" => {
+                let items: String = self
+                    .ids
+                    .iter()
+                    .map(|id| {
+                        let (code, name) = match running.contains(id) {
+                            true => (16, "running"),
+                            false => (80, "stopped"),
+                        };
+                        let tag_set: String = tags
+                            .get(id)
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
+                            .collect();
+                        format!(
+                            "<item><instanceId>{id}</instanceId><instanceState><code>{code}</code>\
+                             <name>{name}</name></instanceState><tagSet>{tag_set}</tagSet></item>"
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<DescribeInstancesResponse {NS}><requestId>r</requestId><reservationSet>\
+                     <item><reservationId>r-1</reservationId><instancesSet>{items}</instancesSet>\
+                     </item></reservationSet></DescribeInstancesResponse>"
+                )
+            }
+            "StartInstances" | "StopInstances" => {
+                for id in named {
+                    if action == "StartInstances" {
+                        running.insert(id);
+                    } else {
+                        running.remove(&id);
+                    }
+                }
+                format!(
+                    "<{action}Response {NS}><requestId>r</requestId><instancesSet/></{action}Response>"
+                )
+            }
+            _ => {
+                let resources: Vec<String> = named.collect();
+                for n in 1.. {
+                    let Some(key) = param(&format!("Tag.{n}.Key")) else {
+                        break;
+                    };
+                    let value = param(&format!("Tag.{n}.Value")).unwrap_or_default();
+                    for id in &resources {
+                        let on = tags.entry(id.clone()).or_default();
+                        match action {
+                            "CreateTags" => on.insert(key.clone(), value.clone()),
+                            _ => on.remove(&key),
+                        };
+                    }
+                }
+                format!(
+                    "<{action}Response {NS}><requestId>r</requestId><return>true</return></{action}Response>"
+                )
+            }
+        };
+        ResponseTemplate::new(200).set_body_string(xml)
+    }
 }
 
 /// The `Action=` of each request an EC2 fake received, in order.
@@ -661,4 +770,215 @@ pub async fn ec2_actions(server: &MockServer) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+/// A proxy in front of moto, for the EC2 behaviour moto cannot produce. Every call
+/// pushwake makes is forwarded to moto and can be counted; a test injects refusals (EC2
+/// fails a batch whole, for one instance) and starts that EC2 accepts and that then fall
+/// back to `stopped` with a state reason, as real EC2 does when capacity runs out.
+pub struct MotoProxy {
+    pub server: MockServer,
+    faults: std::sync::Arc<Mutex<Faults>>,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// The next start of these instances is accepted and falls back, with this reason.
+    fall_back_next: HashMap<String, (String, String)>,
+    /// Instances that fell back, and their reason, until they are started again.
+    fallen: HashMap<String, (String, String)>,
+    /// Accepted starts, per instance.
+    accepted: HashMap<String, usize>,
+}
+
+impl MotoProxy {
+    pub async fn start(moto: &str) -> MotoProxy {
+        let server = MockServer::start().await;
+        let faults = std::sync::Arc::new(Mutex::new(Faults::default()));
+        Mock::given(method("POST"))
+            .respond_with(Forward {
+                moto: moto.trim_start_matches("http://").to_owned(),
+                faults: faults.clone(),
+            })
+            .with_priority(u8::MAX)
+            .mount(&server)
+            .await;
+        MotoProxy { server, faults }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.uri()
+    }
+
+    /// How many calls of `action` pushwake made.
+    pub async fn calls(&self, action: &str) -> usize {
+        ec2_actions(&self.server)
+            .await
+            .iter()
+            .filter(|a| *a == action)
+            .count()
+    }
+
+    /// How many `StartInstances` calls that named `id` EC2 accepted.
+    pub fn starts_of(&self, id: &str) -> usize {
+        let faults = self.faults.lock().unwrap();
+        faults.accepted.get(id).copied().unwrap_or(0)
+    }
+
+    /// Makes EC2 refuse every `action` call that names `id` with `code`, the whole call
+    /// failing as on EC2, `times` times (`None`: always).
+    pub async fn refuse(&self, action: &str, id: &str, code: &str, times: Option<u64>) {
+        let mock = Mock::given(method("POST"))
+            .and(wiremock::matchers::body_string_contains(
+                format!("Action={action}").as_str(),
+            ))
+            .and(wiremock::matchers::body_string_contains(id))
+            .respond_with(ResponseTemplate::new(400).set_body_string(format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>{code}: refused for \
+                     {id}.</Message></Error></Errors><RequestID>r</RequestID></Response>"
+            )))
+            .with_priority(1);
+        match times {
+            Some(n) => mock.up_to_n_times(n),
+            None => mock,
+        }
+        .mount(&self.server)
+        .await;
+    }
+
+    /// Makes EC2 accept the next start of `id`, which then falls back to `stopped` with
+    /// this state reason.
+    pub fn fall_back_next_start(&self, id: &str, code: &str, message: &str) {
+        self.faults
+            .lock()
+            .unwrap()
+            .fall_back_next
+            .insert(id.to_owned(), (code.to_owned(), message.to_owned()));
+    }
+}
+
+/// Forwards a request to moto, applying the injected faults.
+struct Forward {
+    moto: String,
+    faults: std::sync::Arc<Mutex<Faults>>,
+}
+
+impl wiremock::Respond for Forward {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let mut faults = self.faults.lock().unwrap();
+        let mut pairs: Vec<(String, String)> = body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let action = pairs
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let dry = body.contains("DryRun=true");
+        if action == "StartInstances" && !dry {
+            // Accepted, but never started: moto keeps it stopped.
+            let ids: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| k.starts_with("InstanceId."))
+                .map(|(_, v)| v.clone())
+                .collect();
+            for id in &ids {
+                *faults.accepted.entry(id.clone()).or_default() += 1;
+            }
+            let keep: Vec<String> = ids
+                .iter()
+                .filter(|id| match faults.fall_back_next.remove(*id) {
+                    Some(reason) => {
+                        faults.fallen.insert((*id).clone(), reason);
+                        false
+                    }
+                    None => {
+                        faults.fallen.remove(*id);
+                        true
+                    }
+                })
+                .cloned()
+                .collect();
+            if keep.is_empty() {
+                return ResponseTemplate::new(200).set_body_string(
+                    "<StartInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+                     <requestId>r</requestId><instancesSet/></StartInstancesResponse>",
+                );
+            }
+            pairs.retain(|(k, _)| !k.starts_with("InstanceId."));
+            pairs.extend(
+                keep.into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (format!("InstanceId.{}", i + 1), id)),
+            );
+        }
+        let body: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (status, mut answer) = post(&self.moto, request, &body);
+        if action == "DescribeInstances" {
+            for (id, (code, message)) in &faults.fallen {
+                answer = with_state_reason(&answer, id, code, message);
+            }
+        }
+        ResponseTemplate::new(status).set_body_raw(answer, "text/xml")
+    }
+}
+
+/// One HTTP/1.1 request to moto, answered and closed.
+fn post(addr: &str, request: &Request, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        request.url.path(),
+        body.len()
+    );
+    for (name, value) in &request.headers {
+        if !matches!(
+            name.as_str(),
+            "host" | "connection" | "content-length" | "transfer-encoding"
+        ) {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+        }
+    }
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to moto");
+    stream
+        .write_all(format!("{head}\r\n{body}").as_bytes())
+        .expect("write to moto");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read from moto");
+    let (head, answer) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, answer.to_owned())
+}
+
+/// The describe answer with `id`'s state reason replaced, as EC2 shows a start that fell
+/// back to `stopped`.
+fn with_state_reason(xml: &str, id: &str, code: &str, message: &str) -> String {
+    let Some(at) = xml.find(&format!("<instanceId>{id}</instanceId>")) else {
+        return xml.to_owned();
+    };
+    let reason =
+        format!("<stateReason><code>{code}</code><message>{message}</message></stateReason>");
+    let rest = &xml[at..];
+    let end_of_item = rest
+        .find("<instanceId>i-")
+        .filter(|&e| e > 0)
+        .unwrap_or(rest.len());
+    match rest[..end_of_item].find("<stateReason>") {
+        Some(s) => {
+            let e = rest[s..].find("</stateReason>").expect("closed") + "</stateReason>".len();
+            format!("{}{}{}", &xml[..at + s], reason, &xml[at + s + e..])
+        }
+        None => xml.to_owned(),
+    }
 }

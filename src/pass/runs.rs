@@ -1,0 +1,228 @@
+//! Reconciling a watch's open runs with what EC2 described: plan each run, carry the plan
+//! out, and record where each instance stands.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::Agent;
+use crate::config::Watch;
+use crate::ec2::Ec2;
+use crate::launch::{self, Members, Outcome};
+use crate::plan::{self, Step};
+use crate::report::short;
+use crate::state::{Part, WatchState};
+use crate::tags;
+
+/// What reconciling a watch's runs did, beyond the parts it recorded.
+#[derive(Debug, Default)]
+pub(super) struct Reconciled {
+    /// Lines for the message of a run, by commit.
+    news: HashMap<String, Vec<String>>,
+    /// Some start failed, or a started instance could not be tagged as such.
+    pub failed: bool,
+}
+
+impl Reconciled {
+    pub fn news(&self, commit: &str) -> &[String] {
+        self.news.get(commit).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The steps of a plan that need EC2, gathered over a watch's open runs.
+#[derive(Debug, Default)]
+struct Calls {
+    /// Starts to record on the instances, by EC2's launch time: (run, instance).
+    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String)>>,
+    ready: Vec<String>,
+    stopping: Vec<String>,
+    supersede: Vec<String>,
+    superseded: BTreeSet<String>,
+}
+
+/// Plans every open run of the watch against `members` and records the parts that need no
+/// EC2 call. Returns the index of the newest open run and the calls still to make.
+fn apply(
+    watch: &Watch,
+    entry: &mut WatchState,
+    members: &Members,
+    now: DateTime<Utc>,
+) -> Option<(usize, Calls)> {
+    let open: Vec<usize> = (0..entry.runs.len())
+        .filter(|&r| entry.runs[r].is_open())
+        .collect();
+    let &newest = open.last()?;
+    let mut calls = Calls::default();
+    for &r in &open {
+        let cx = plan::Context {
+            watch,
+            newest: r == newest,
+            now,
+        };
+        for (id, step) in plan::plan(&entry.runs[r], members, cx) {
+            let part = match step {
+                Step::Set(part) => part,
+                Step::Confirm { at, tag } => {
+                    if tag {
+                        calls.confirm.entry(at).or_default().push((r, id.clone()));
+                    }
+                    Part::Started { at }
+                }
+                Step::Start => {
+                    calls.ready.push(id);
+                    continue;
+                }
+                Step::StartWhenStopped => {
+                    calls.stopping.push(id);
+                    continue;
+                }
+                Step::Supersede { commit } => {
+                    calls.superseded.insert(commit);
+                    calls.supersede.push(id);
+                    continue;
+                }
+            };
+            entry.runs[r].instances.insert(id, part);
+        }
+    }
+    Some((newest, calls))
+}
+
+impl Agent {
+    /// Records what EC2's description proves of the open runs (starts confirmed or fallen
+    /// back, instances gone or busy), and writes confirmed starts on their instances; starts
+    /// and stops nothing. Done before the results are judged, so a run whose starts are
+    /// confirmed in this pass can complete in it. Returns whether a confirmation failed.
+    pub(super) async fn observe(
+        &self,
+        ec2: &Ec2,
+        watch: &Watch,
+        entry: &mut WatchState,
+        members: &mut Members,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match apply(watch, entry, members, now) {
+            Some((_, calls)) => confirm(ec2, watch, entry, members, calls.confirm).await,
+            None => false,
+        }
+    }
+
+    /// Plans every open run of the watch against `members`, carries the plans out, and
+    /// closes the runs that are done. Only the newest open run starts anything.
+    pub(super) async fn reconcile(
+        &self,
+        ec2: &Ec2,
+        watch: &Watch,
+        entry: &mut WatchState,
+        members: &mut Members,
+        now: DateTime<Utc>,
+    ) -> Reconciled {
+        let mut out = Reconciled::default();
+        let Some((newest, mut calls)) = apply(watch, entry, members, now) else {
+            return out;
+        };
+        let confirms = std::mem::take(&mut calls.confirm);
+        out.failed = confirm(ec2, watch, entry, members, confirms).await;
+
+        let commit = entry.runs[newest].commit.clone();
+        if !calls.supersede.is_empty() {
+            for (id, e) in launch::stop(ec2, &calls.supersede).await {
+                calls.supersede.retain(|s| *s != id);
+                let why = format!("cannot stop it to supersede its older run: {e}");
+                entry.runs[newest]
+                    .instances
+                    .insert(id, Part::Failed { why });
+            }
+            calls.stopping.append(&mut calls.supersede);
+            for run in entry.runs.iter_mut().filter(|r| r.is_open()) {
+                if run.commit != commit && calls.superseded.contains(&run.commit) {
+                    run.completed_at = Some(now);
+                    run.superseded_by = Some(commit.clone());
+                    out.news.entry(commit.clone()).or_default().push(format!(
+                        "Superseded `{}`: its machines were stopped for this commit; no verdict",
+                        short(&run.commit)
+                    ));
+                }
+            }
+        }
+
+        let stamp = tags::stamp(watch, &commit);
+        let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let opts = self.options.launch;
+        let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, opts).await;
+        for (id, outcome) in outcomes {
+            let part = match outcome {
+                Outcome::Started => Part::Accepted { at: now },
+                Outcome::Up(state) => Part::Waiting {
+                    why: format!("started by someone else while it was stopping ({state})"),
+                },
+                Outcome::Gone(why) => Part::Skipped { why },
+                Outcome::Failed(why) => Part::Failed { why },
+            };
+            entry.runs[newest].instances.insert(id, part);
+        }
+
+        close_settled(watch, entry, newest, now);
+        out.failed |= entry
+            .runs
+            .iter()
+            .filter(|r| r.is_open())
+            .flat_map(|r| r.instances.values())
+            .any(|p| matches!(p, Part::Failed { .. }));
+        out
+    }
+}
+
+/// Writes confirmed starts on their instances with EC2's own launch time, so the stop rules
+/// and a restarted agent know what pushwake started, and since when. A start that cannot be
+/// written stays unconfirmed, for the next pass. Returns whether one could not.
+async fn confirm(
+    ec2: &Ec2,
+    watch: &Watch,
+    entry: &mut WatchState,
+    members: &mut Members,
+    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String)>>,
+) -> bool {
+    let mut failed = false;
+    for (at, parts) in confirm {
+        let ids: Vec<String> = parts.iter().map(|(_, id)| id.clone()).collect();
+        let time = tags::time(at);
+        if let Err(e) = ec2.tag(&ids, &[(tags::STARTED_AT, &time)]).await {
+            tracing::warn!("{watch}: cannot tag {}: {e}", ids.join(", "));
+            failed = true;
+            for (r, id) in parts {
+                entry.runs[r].instances.insert(id, Part::Accepted { at });
+            }
+            continue;
+        }
+        // The stop rules of this pass read the tags from this description.
+        for i in members.described.iter_mut().filter(|i| ids.contains(&i.id)) {
+            i.tags.insert(tags::STARTED_AT.to_owned(), time.clone());
+        }
+    }
+    failed
+}
+
+/// Closes the open runs that have nothing left to do: an older run that started nothing
+/// gives its place to the newest (which lists it as replaced); a run that started nothing,
+/// or has no results to wait for, is complete once settled. Runs with results are closed
+/// by the harvest.
+fn close_settled(watch: &Watch, entry: &mut WatchState, newest: usize, now: DateTime<Utc>) {
+    let newest_commit = entry.runs[newest].commit.clone();
+    let mut replaced = Vec::new();
+    for (r, run) in entry.runs.iter_mut().enumerate() {
+        if !run.is_open() || !run.is_settled() {
+            continue;
+        }
+        let started = run.started().next().is_some();
+        if r != newest && !started {
+            run.completed_at = Some(now);
+            run.superseded_by = Some(newest_commit.clone());
+            replaced.append(&mut run.replaced);
+            replaced.push(run.commit.clone());
+        } else if !started || watch.results.is_none() {
+            run.completed_at = Some(now);
+        }
+    }
+    entry.runs[newest].replaced.splice(0..0, replaced);
+}
