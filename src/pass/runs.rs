@@ -41,12 +41,14 @@ struct Calls {
 }
 
 /// Plans every open run of the watch against `members` and records the parts that need no
-/// EC2 call. Returns the index of the newest open run and the calls still to make.
+/// EC2 call; a start that fell back is news for its run. Returns the index of the newest
+/// open run and the calls still to make.
 fn apply(
     watch: &Watch,
     entry: &mut WatchState,
     members: &Members,
     now: DateTime<Utc>,
+    out: &mut Reconciled,
 ) -> Option<(usize, Calls)> {
     let open: Vec<usize> = (0..entry.runs.len())
         .filter(|&r| entry.runs[r].is_open())
@@ -60,7 +62,15 @@ fn apply(
             now,
         };
         for (id, step) in plan::plan(&entry.runs[r], members, cx) {
+            let run = &entry.runs[r];
             let part = match step {
+                Step::Set(Part::Failed { why })
+                    if matches!(run.instances.get(&id), Some(Part::Accepted { .. })) =>
+                {
+                    let news = out.news.entry(run.commit.clone()).or_default();
+                    news.push(format!("{id} {why}"));
+                    Part::Failed { why }
+                }
                 Step::Set(part) => part,
                 Step::Confirm { at, tag } => {
                     if tag {
@@ -92,7 +102,7 @@ impl Agent {
     /// Records what EC2's description proves of the open runs (starts confirmed or fallen
     /// back, instances gone or busy), and writes confirmed starts on their instances; starts
     /// and stops nothing. Done before the results are judged, so a run whose starts are
-    /// confirmed in this pass can complete in it. Returns whether a confirmation failed.
+    /// confirmed in this pass can complete in it.
     pub(super) async fn observe(
         &self,
         ec2: &Ec2,
@@ -100,10 +110,10 @@ impl Agent {
         entry: &mut WatchState,
         members: &mut Members,
         now: DateTime<Utc>,
-    ) -> bool {
-        match apply(watch, entry, members, now) {
-            Some((_, calls)) => confirm(ec2, watch, entry, members, calls.confirm).await,
-            None => false,
+        out: &mut Reconciled,
+    ) {
+        if let Some((_, calls)) = apply(watch, entry, members, now, out) {
+            out.failed |= confirm(ec2, watch, entry, members, calls.confirm).await;
         }
     }
 
@@ -116,13 +126,13 @@ impl Agent {
         entry: &mut WatchState,
         members: &mut Members,
         now: DateTime<Utc>,
-    ) -> Reconciled {
-        let mut out = Reconciled::default();
-        let Some((newest, mut calls)) = apply(watch, entry, members, now) else {
-            return out;
+        out: &mut Reconciled,
+    ) {
+        let Some((newest, mut calls)) = apply(watch, entry, members, now, out) else {
+            return;
         };
         let confirms = std::mem::take(&mut calls.confirm);
-        out.failed = confirm(ec2, watch, entry, members, confirms).await;
+        out.failed |= confirm(ec2, watch, entry, members, confirms).await;
 
         let commit = entry.runs[newest].commit.clone();
         if !calls.supersede.is_empty() {
@@ -169,7 +179,6 @@ impl Agent {
             .filter(|r| r.is_open())
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
-        out
     }
 }
 

@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
+use super::runs::Reconciled;
 use crate::cloudwatch::CloudWatch;
 use crate::config::Watch;
 use crate::ec2::{Ec2, State as Ec2State};
@@ -73,8 +74,9 @@ impl Agent {
             .map(|r| (r.commit.clone(), r.shape()))
             .collect();
 
-        turn.failed = self
-            .observe(ec2, watch, state.entry(watch), &mut members, now)
+        let mut reconciled = Reconciled::default();
+        let entry = state.entry(watch);
+        self.observe(ec2, watch, entry, &mut members, now, &mut reconciled)
             .await;
         let mut verdicts = Vec::new();
         let mut reported = Vec::new();
@@ -103,7 +105,8 @@ impl Agent {
         }
 
         let entry = state.entry(watch);
-        let reconciled = self.reconcile(ec2, watch, entry, &mut members, now).await;
+        self.reconcile(ec2, watch, entry, &mut members, now, &mut reconciled)
+            .await;
         turn.failed |= reconciled.failed;
 
         // The head is handled once every instance its run can use started or waits for it.

@@ -12,6 +12,7 @@ mod once;
 mod parse;
 mod results;
 mod retry;
+mod runs;
 mod secrets;
 mod status;
 mod util;

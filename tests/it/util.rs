@@ -962,23 +962,97 @@ fn post(addr: &str, request: &Request, body: &str) -> (u16, String) {
 }
 
 /// The describe answer with `id`'s state reason replaced, as EC2 shows a start that fell
-/// back to `stopped`.
+/// back to `stopped`. moto writes an instance's `stateReason` before its `instanceId`, so
+/// the one replaced is the last before the id and after the instance before it.
 fn with_state_reason(xml: &str, id: &str, code: &str, message: &str) -> String {
     let Some(at) = xml.find(&format!("<instanceId>{id}</instanceId>")) else {
         return xml.to_owned();
     };
+    let from = xml[..at].rfind("</instanceId>").unwrap_or(0);
+    let Some(start) = xml[from..at].rfind("<stateReason>").map(|s| from + s) else {
+        return xml.to_owned();
+    };
+    let end = start + xml[start..].find("</stateReason>").expect("closed") + "</stateReason>".len();
     let reason =
         format!("<stateReason><code>{code}</code><message>{message}</message></stateReason>");
-    let rest = &xml[at..];
-    let end_of_item = rest
-        .find("<instanceId>i-")
-        .filter(|&e| e > 0)
-        .unwrap_or(rest.len());
-    match rest[..end_of_item].find("<stateReason>") {
-        Some(s) => {
-            let e = rest[s..].find("</stateReason>").expect("closed") + "</stateReason>".len();
-            format!("{}{}{}", &xml[..at + s], reason, &xml[at + s + e..])
+    format!("{}{reason}{}", &xml[..start], &xml[end..])
+}
+
+/// A story's world: fake GitHub and Slack, moto behind a [`MotoProxy`], `n` stopped
+/// instances, and a config whose one watch (`octo/trainer@main`) lists them, followed by
+/// `extra` lines of that watch. `None` when there is no moto (the test is skipped).
+pub struct World {
+    pub github: GitHub,
+    pub slack: Slack,
+    pub ec2: Ec2,
+    pub proxy: MotoProxy,
+    pub setup: Setup,
+    pub ids: Vec<String>,
+}
+
+pub const REPO: &str = "octo/trainer";
+
+impl World {
+    pub async fn new(n: i32, extra: &str) -> Option<World> {
+        let moto = moto_url()?;
+        let (github, slack, ec2) = (
+            GitHub::start().await,
+            Slack::start().await,
+            Ec2::connect(&moto).await,
+        );
+        let ids = ec2.stopped(n).await;
+        let proxy = MotoProxy::start(&moto).await;
+        let setup = Setup::new();
+        let world = World {
+            github,
+            slack,
+            ec2,
+            proxy,
+            setup,
+            ids,
+        };
+        world.write_config(&format!("{}{extra}\n", watch(REPO, "main", &world.ids)));
+        Some(world)
+    }
+
+    /// Writes the config: the usual header and Slack, then `watches`.
+    pub fn write_config(&self, watches: &str) {
+        let header = self.setup.header(&self.github.url(), &self.proxy.url());
+        self.setup
+            .write_config(&format!("{header}{}{watches}", self.slack.config()));
+    }
+
+    /// Moves `main` to commit `n`.
+    pub async fn push(&self, n: u32) {
+        self.github.set_head(REPO, "main", &sha(n)).await;
+    }
+
+    /// Records commit 1 as the baseline, as a first pass does.
+    pub async fn baseline(&self) {
+        self.push(1).await;
+        self.setup.once(0);
+    }
+
+    pub fn once(&self, code: i32) -> Output {
+        self.setup.once(code)
+    }
+
+    pub async fn texts(&self) -> Vec<String> {
+        self.slack.texts().await
+    }
+
+    /// The commit each instance is tagged with, in order.
+    pub async fn commits(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for id in &self.ids {
+            let tags = self.ec2.tags(id).await;
+            out.push(tags.get("pushwake:commit").cloned().unwrap_or_default());
         }
-        None => xml.to_owned(),
+        out
+    }
+
+    /// Accepted starts of each instance, in order.
+    pub fn starts(&self) -> Vec<usize> {
+        self.ids.iter().map(|id| self.proxy.starts_of(id)).collect()
     }
 }
