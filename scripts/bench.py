@@ -231,6 +231,14 @@ def trigger(m):
     rows.append((f"trigger, {m} instance(s)",
                  f"{len(c.actions)} EC2 calls ({', '.join(c.actions)}), "
                  f"{lag:.0f} ms from the new head seen to StartInstances sent, {wall * 1000:.0f} ms wall"))
+    # The next pass confirms the starts and closes the run; the one after has no open run.
+    for what in ("the pass after it (confirms the starts)", "the pass after that (no open run)"):
+        Ec2Proxy.counter.reset()
+        wall, _ = once(path)
+        c = Ec2Proxy.counter
+        calls = f" ({', '.join(c.actions)})" if c.actions else ""
+        rows.append((f"{what}, {m} instance(s)",
+                     f"{len(c.actions)} EC2 calls{calls}, {wall * 1000:.0f} ms wall"))
 
 
 def once_wall():

@@ -407,3 +407,91 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<State> {
     }
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_run_is_read_with_its_instances_started() {
+        let v1 = br#"{"version": 1, "watches": [{"repo": "octo/trainer", "branch": "main",
+            "last_sha": "abc", "etag": null, "last_checked": null, "last_error": null,
+            "runs": [{"commit": "abc", "started_at": "2026-11-28T10:00:00Z",
+                      "instances": ["i-00000001"], "values": {}, "completed_at": null}]}]}"#;
+        let state = parse(v1).unwrap();
+        assert_eq!(state.version, VERSION);
+        let run = &state.watches[0].runs[0];
+        let at = "2026-11-28T10:00:00Z".parse().unwrap();
+        assert_eq!(run.opened_at, at);
+        assert_eq!(run.instances["i-00000001"], Part::Started { at });
+        assert!(run.is_settled() && run.is_open());
+    }
+
+    #[test]
+    fn a_version_2_run_round_trips() {
+        let mut run = Run::open("abc", "Title", Utc::now());
+        run.instances
+            .insert("i-00000001".into(), Part::Waiting { why: "busy".into() });
+        run.instances
+            .insert("i-00000002".into(), Part::Accepted { at: run.opened_at });
+        let mut state = State {
+            version: VERSION,
+            watches: Vec::new(),
+        };
+        state.watches.push(WatchState {
+            repo: "octo/trainer".into(),
+            branch: "main".into(),
+            last_sha: None,
+            etag: None,
+            last_checked: None,
+            last_error: None,
+            runs: vec![run],
+        });
+        let json = serde_json::to_vec(&state).unwrap();
+        assert_eq!(parse(&json).unwrap(), state);
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let err = parse(br#"{"version": 9, "watches": []}"#).unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+    }
+
+    #[test]
+    fn history_drops_the_oldest_closed_runs_and_never_an_open_one() {
+        let mut ws = WatchState {
+            repo: "octo/trainer".into(),
+            branch: "main".into(),
+            last_sha: None,
+            etag: None,
+            last_checked: None,
+            last_error: None,
+            runs: Vec::new(),
+        };
+        let now = Utc::now();
+        ws.push_run(Run::open("open", "", now));
+        for i in 0..HISTORY {
+            let mut run = Run::open(&format!("c{i}"), "", now);
+            run.completed_at = Some(now);
+            ws.push_run(run);
+        }
+        assert_eq!(ws.runs.len(), HISTORY);
+        assert_eq!(ws.runs[0].commit, "open");
+        assert_eq!(ws.runs[1].commit, "c1");
+    }
+
+    #[test]
+    fn parts_say_what_they_are() {
+        let at = "2026-11-28T10:00:00Z".parse().unwrap();
+        assert_eq!(Part::Accepted { at }.kind(), Kind::Started);
+        assert!(Part::Accepted { at }.is_started() && !Part::Accepted { at }.is_settled());
+        assert!(Part::Skipped { why: "x".into() }.is_settled());
+        assert_eq!(
+            Part::Failed {
+                why: "no capacity".into()
+            }
+            .to_string(),
+            "failed, will retry: no capacity"
+        );
+    }
+}

@@ -235,3 +235,106 @@ fn close_settled(watch: &Watch, entry: &mut WatchState, newest: usize, now: Date
     }
     entry.runs[newest].replaced.splice(0..0, replaced);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Repo, Results};
+    use crate::state::Run;
+
+    fn watch() -> Watch {
+        let repo = Repo {
+            owner: "octo".into(),
+            name: "trainer".into(),
+        };
+        Watch::new(repo, "main", vec![])
+    }
+
+    fn entry(runs: Vec<Run>) -> WatchState {
+        WatchState {
+            repo: "octo/trainer".into(),
+            branch: "main".into(),
+            last_sha: None,
+            etag: None,
+            last_checked: None,
+            last_error: None,
+            runs,
+        }
+    }
+
+    fn run(commit: &str, parts: &[Part]) -> Run {
+        let mut run = Run::open(commit, "", Utc::now());
+        for (i, p) in parts.iter().enumerate() {
+            run.instances.insert(format!("i-0000000{i}"), p.clone());
+        }
+        run
+    }
+
+    fn skipped() -> Part {
+        Part::Skipped {
+            why: "a newer push took its place".into(),
+        }
+    }
+
+    #[test]
+    fn an_older_run_that_started_nothing_is_replaced_by_the_newest() {
+        let now = Utc::now();
+        let mut older = run("c2", &[skipped()]);
+        older.replaced = vec!["c1".into()];
+        let newest = run("c3", &[Part::Waiting { why: "busy".into() }]);
+        let mut e = entry(vec![older, newest]);
+
+        close_settled(&watch(), &mut e, 1, now);
+
+        assert_eq!(e.runs[0].completed_at, Some(now));
+        assert_eq!(e.runs[0].superseded_by.as_deref(), Some("c3"));
+        assert_eq!(e.runs[1].replaced, ["c1", "c2"]);
+        assert!(e.runs[1].is_open(), "still waiting");
+    }
+
+    #[test]
+    fn a_settled_run_without_results_completes_and_with_results_waits_for_them() {
+        let now = Utc::now();
+        let started = Part::Started { at: now };
+        let mut e = entry(vec![run("c2", std::slice::from_ref(&started))]);
+        close_settled(&watch(), &mut e, 0, now);
+        assert_eq!(e.runs[0].completed_at, Some(now));
+        assert_eq!(e.runs[0].superseded_by, None);
+
+        let mut with_results = watch();
+        with_results.results = Some(Results {
+            metrics: vec!["accuracy".into()],
+            better: Default::default(),
+            timeout: std::time::Duration::from_secs(3600),
+            stop_when_reported: true,
+        });
+        let mut e = entry(vec![run("c2", &[started])]);
+        close_settled(&with_results, &mut e, 0, now);
+        assert!(e.runs[0].is_open(), "the harvest closes it");
+    }
+
+    #[test]
+    fn a_run_still_starting_stays_open() {
+        let now = Utc::now();
+        let mut e = entry(vec![run(
+            "c2",
+            &[
+                Part::Accepted { at: now },
+                Part::Failed {
+                    why: "no capacity".into(),
+                },
+            ],
+        )]);
+        close_settled(&watch(), &mut e, 0, now);
+        assert!(e.runs[0].is_open());
+    }
+
+    #[test]
+    fn a_newest_run_that_started_nothing_closes_without_a_verdict() {
+        let now = Utc::now();
+        let mut e = entry(vec![run("c2", &[skipped()])]);
+        close_settled(&watch(), &mut e, 0, now);
+        assert_eq!(e.runs[0].completed_at, Some(now));
+        assert_eq!(e.runs[0].superseded_by, None);
+    }
+}
