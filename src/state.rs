@@ -225,7 +225,7 @@ impl Run {
 }
 
 impl WatchState {
-    fn new(watch: &Watch) -> WatchState {
+    pub(crate) fn new(watch: &Watch) -> WatchState {
         WatchState {
             repo: watch.repo.to_string(),
             branch: watch.branch.clone(),
@@ -412,6 +412,14 @@ pub fn parse(bytes: &[u8]) -> anyhow::Result<State> {
 mod tests {
     use super::*;
 
+    fn empty() -> WatchState {
+        let repo = Repo {
+            owner: "octo".into(),
+            name: "trainer".into(),
+        };
+        WatchState::new(&Watch::new(repo, "main", vec![]))
+    }
+
     #[test]
     fn a_version_1_run_is_read_with_its_instances_started() {
         let v1 = br#"{"version": 1, "watches": [{"repo": "octo/trainer", "branch": "main",
@@ -439,13 +447,8 @@ mod tests {
             watches: Vec::new(),
         };
         state.watches.push(WatchState {
-            repo: "octo/trainer".into(),
-            branch: "main".into(),
-            last_sha: None,
-            etag: None,
-            last_checked: None,
-            last_error: None,
             runs: vec![run],
+            ..empty()
         });
         let json = serde_json::to_vec(&state).unwrap();
         assert_eq!(parse(&json).unwrap(), state);
@@ -459,15 +462,7 @@ mod tests {
 
     #[test]
     fn history_drops_the_oldest_closed_runs_and_never_an_open_one() {
-        let mut ws = WatchState {
-            repo: "octo/trainer".into(),
-            branch: "main".into(),
-            last_sha: None,
-            etag: None,
-            last_checked: None,
-            last_error: None,
-            runs: Vec::new(),
-        };
+        let mut ws = empty();
         let now = Utc::now();
         ws.push_run(Run::open("open", "", now));
         for i in 0..HISTORY {

@@ -252,13 +252,8 @@ mod tests {
 
     fn entry(runs: Vec<Run>) -> WatchState {
         WatchState {
-            repo: "octo/trainer".into(),
-            branch: "main".into(),
-            last_sha: None,
-            etag: None,
-            last_checked: None,
-            last_error: None,
             runs,
+            ..WatchState::new(&watch())
         }
     }
 

@@ -48,7 +48,7 @@ async fn an_unchanged_pass_costs_one_304_per_watch_and_no_quota() {
 }
 
 #[tokio::test]
-async fn a_trigger_of_200_instances_costs_three_ec2_calls() {
+async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_two() {
     let ids: Vec<String> = (0..200).map(|i| format!("i-{i:017x}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let (github, ec2) = (GitHub::start().await, ec2_ok(&refs).await);
@@ -67,4 +67,14 @@ async fn a_trigger_of_200_instances_costs_three_ec2_calls() {
         ec2_actions(&ec2).await,
         ["DescribeInstances", "CreateTags", "StartInstances"]
     );
+
+    // The next pass confirms the 200 starts in two calls and closes the run; after that,
+    // with no run open and no stop rule, a pass makes no EC2 call at all.
+    setup.once(0);
+    assert_eq!(
+        ec2_actions(&ec2).await[3..],
+        ["DescribeInstances", "CreateTags"]
+    );
+    setup.once(0);
+    assert_eq!(ec2_actions(&ec2).await.len(), 5);
 }

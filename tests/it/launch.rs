@@ -169,50 +169,8 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
     );
 }
 
-#[tokio::test]
-async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "stopped"), (B, "stopped")])))
-        .mount(&server)
-        .await;
-    // B was terminated between the describe and the start: EC2 fails the whole batch.
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .and(body_string_contains(B))
-        .respond_with(ResponseTemplate::new(400).set_body_string(error_xml(
-            "IncorrectInstanceState",
-            &format!("The instance '{B}' is not in a state from which it can be started."),
-        )))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .respond_with(xml(start_xml(&[A])))
-        .mount(&server)
-        .await;
-
-    let ec2 = client(&server).await;
-    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
-
-    assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started));
-    assert!(
-        matches!(&outcomes[1].1, Outcome::Failed(why) if why.contains("IncorrectInstanceState"))
-    );
-    assert_eq!(
-        actions(&server).await,
-        [
-            "CreateTags",
-            "StartInstances",
-            "StartInstances",
-            "StartInstances"
-        ]
-    );
-}
-
-/// Mounts an EC2 that refuses `action` with `code` whenever the call names `bad`, and
-/// accepts everything else.
+/// An EC2 that refuses `action` with `code` whenever the call names `bad`, and accepts
+/// the rest.
 async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -231,6 +189,28 @@ async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+#[tokio::test]
+async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
+    // B was terminated between the describe and the start: EC2 fails the whole batch.
+    let server = refusing("StartInstances", B, "IncorrectInstanceState").await;
+    let ec2 = client(&server).await;
+    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+
+    assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started));
+    assert!(
+        matches!(&outcomes[1].1, Outcome::Failed(why) if why.contains("IncorrectInstanceState"))
+    );
+    assert_eq!(
+        actions(&server).await,
+        [
+            "CreateTags",
+            "StartInstances",
+            "StartInstances",
+            "StartInstances"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -258,22 +238,7 @@ async fn every_refusal_that_may_concern_one_instance_falls_back_to_one_by_one() 
 
 #[tokio::test]
 async fn a_tag_limit_on_one_instance_tags_the_others_one_by_one() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=CreateTags"))
-        .and(body_string_contains(B))
-        .respond_with(ResponseTemplate::new(400).set_body_string(error_xml(
-            "TagLimitExceeded",
-            "The maximum number of Tags for a resource has been reached.",
-        )))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .respond_with(xml(start_xml(&[A])))
-        .mount(&server)
-        .await;
+    let server = refusing("CreateTags", B, "TagLimitExceeded").await;
     let ec2 = client(&server).await;
 
     let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;

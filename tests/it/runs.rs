@@ -34,6 +34,17 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
         "{texts:#?}"
     );
 
+    let table = util::stdout(&w.setup.run(&["status"]));
+    eprintln!("{table}");
+    assert!(
+        table.contains(&format!("run of {} (queued):", short(3))),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{}: waiting: busy with `{}`", w.ids[0], short(2))),
+        "{table}"
+    );
+
     // A third push takes the place of the second in the queue.
     w.push(4).await;
     w.once(0);
