@@ -5,6 +5,7 @@
 //! CloudWatch SDK would add minutes of build for that one call, and it speaks a newer wire
 //! protocol (RPC v2 CBOR) that local emulators such as moto do not serve.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -58,7 +59,21 @@ pub struct Query<'a> {
     pub namespace: &'a str,
     pub metric: &'a str,
     pub instance_id: &'a str,
+    /// Dimensions beside `InstanceId`, as the metric was published with.
+    pub dimensions: &'a BTreeMap<String, String>,
     pub window: Duration,
+    /// The end of the window: AWS's time now (see [`crate::ec2::Clock`]).
+    pub end: DateTime<Utc>,
+}
+
+/// CloudWatch answers at most 1,440 datapoints per call.
+const MAX_DATAPOINTS: u64 = 1440;
+
+/// The period, in seconds, that covers `window` in at most 1,440 datapoints: one minute,
+/// or a longer multiple of a minute for windows beyond a day.
+pub fn period(window: Duration) -> u64 {
+    let minutes = window.as_secs().div_ceil(60);
+    minutes.div_ceil(MAX_DATAPOINTS).max(1) * 60
 }
 
 /// A CloudWatch client for one region and credential set.
@@ -99,20 +114,27 @@ impl CloudWatch {
     /// The one-minute averages of the metric over the last `window`, oldest first. Empty
     /// when CloudWatch has no data for it.
     pub async fn averages(&self, q: &Query<'_>) -> Result<Vec<f64>, Error> {
-        let end = Utc::now();
-        let start = end - chrono::Duration::from_std(q.window).unwrap_or_default();
-        let form = [
-            ("Action", "GetMetricStatistics"),
-            ("Version", VERSION),
-            ("Namespace", q.namespace),
-            ("MetricName", q.metric),
-            ("Dimensions.member.1.Name", "InstanceId"),
-            ("Dimensions.member.1.Value", q.instance_id),
-            ("StartTime", &rfc3339(start)),
-            ("EndTime", &rfc3339(end)),
-            ("Period", "60"),
-            ("Statistics.member.1", "Average"),
+        let start = q.end - chrono::Duration::from_std(q.window).unwrap_or_default();
+        let (start, end, period) = (rfc3339(start), rfc3339(q.end), period(q.window).to_string());
+        let mut form: Vec<(String, &str)> = vec![
+            ("Action".into(), "GetMetricStatistics"),
+            ("Version".into(), VERSION),
+            ("Namespace".into(), q.namespace),
+            ("MetricName".into(), q.metric),
+            ("Dimensions.member.1.Name".into(), "InstanceId"),
+            ("Dimensions.member.1.Value".into(), q.instance_id),
         ];
+        for (n, (name, value)) in q.dimensions.iter().enumerate() {
+            form.push((format!("Dimensions.member.{}.Name", n + 2), name));
+            form.push((format!("Dimensions.member.{}.Value", n + 2), value));
+        }
+        form.extend([
+            ("StartTime".into(), start.as_str()),
+            ("EndTime".into(), end.as_str()),
+            ("Period".into(), period.as_str()),
+            ("Statistics.member.1".into(), "Average"),
+        ]);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let body = form_urlencoded(&form);
         let xml = self
             .policy
@@ -245,4 +267,29 @@ fn members(xml: &str) -> impl Iterator<Item = &str> {
     xml.split("<member>")
         .skip(1)
         .filter_map(|m| m.split("</member>").next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_or_less_is_asked_by_the_minute() {
+        assert_eq!(period(Duration::from_secs(30 * 60)), 60);
+        assert_eq!(period(Duration::from_secs(24 * 3600)), 60);
+    }
+
+    #[test]
+    fn a_longer_window_asks_for_longer_periods_within_the_limit() {
+        for hours in [25, 48, 72, 24 * 15] {
+            let window = Duration::from_secs(hours * 3600);
+            let p = period(window);
+            assert_eq!(p % 60, 0, "a multiple of a minute");
+            assert!(
+                window.as_secs().div_ceil(p) <= MAX_DATAPOINTS,
+                "{hours} h: {p} s"
+            );
+        }
+        assert_eq!(period(Duration::from_secs(48 * 3600)), 120);
+    }
 }

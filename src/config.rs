@@ -28,6 +28,9 @@ pub struct Settings {
     pub interval: Duration,
     pub state_dir: PathBuf,
     pub first_run: FirstRun,
+    /// The default `max_runtime` of every watch; it also bounds instances this deployment
+    /// started that no watch owns any more.
+    pub max_runtime: Option<Duration>,
     pub github: GithubSettings,
     pub aws: AwsSettings,
     pub slack: Option<SlackSettings>,
@@ -196,6 +199,9 @@ pub struct IdleStop {
     pub below: f64,
     /// How long the metric must stay below the threshold.
     pub window: Duration,
+    /// Dimensions beside `InstanceId`, as the metric was published with (the CloudWatch
+    /// agent's GPU metrics carry more).
+    pub dimensions: BTreeMap<String, String>,
 }
 
 impl fmt::Display for Watch {

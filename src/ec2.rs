@@ -8,7 +8,12 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use aws_config::BehaviorVersion;
+use aws_sdk_ec2::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ec2::error::BoxError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, InstanceStateName, Tag};
 use chrono::{DateTime, Utc};
@@ -144,6 +149,33 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_follows_ec2s_date() {
+        let clock = Clock::default();
+        clock.set("Sun, 29 Nov 2026 05:30:51 GMT");
+        let now = clock.now();
+        let date: DateTime<Utc> = "2026-11-29T05:30:51Z".parse().unwrap();
+        assert!(
+            now >= date && now < date + chrono::Duration::seconds(5),
+            "{now}"
+        );
+        // A header it cannot read changes nothing.
+        clock.set("yesterday");
+        assert!(clock.now() < date + chrono::Duration::seconds(5));
+    }
+
+    #[test]
+    fn a_clock_that_never_heard_from_ec2_is_the_masters() {
+        let before = Utc::now();
+        let now = Clock::default().now();
+        assert!(now >= before && now <= Utc::now());
+    }
+}
+
 impl Error {
     /// Whether EC2 may have refused a batch because of one of its instances, so that the
     /// others would succeed alone: any refusal that names a code and is neither transient
@@ -236,11 +268,59 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// EC2's own clock, read from the `Date` header of its answers. How long an instance has
+/// run is EC2's launch time against EC2's now, so a master whose clock is off (booted
+/// before NTP synced, a drifting VM) still stops machines on time.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    last: Arc<Mutex<Option<(DateTime<Utc>, std::time::Instant)>>>,
+}
+
+impl Clock {
+    /// EC2's time now: its last `Date` plus the time since, or the master's time before
+    /// EC2 has answered.
+    pub fn now(&self) -> DateTime<Utc> {
+        let last = *self.last.lock().expect("clock poisoned");
+        match last {
+            Some((date, at)) => date + at.elapsed(),
+            None => Utc::now(),
+        }
+    }
+
+    fn set(&self, header: &str) {
+        if let Ok(date) = DateTime::parse_from_rfc2822(header) {
+            // The header is cut to the second: the time was half a second later, on average.
+            let date = date.with_timezone(&Utc) + chrono::Duration::milliseconds(500);
+            let now = (date, std::time::Instant::now());
+            *self.last.lock().expect("clock poisoned") = Some(now);
+        }
+    }
+}
+
+impl Intercept for Clock {
+    fn name(&self) -> &'static str {
+        "pushwake::ec2::Clock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(date) = context.response().headers().get("date") {
+            self.set(date);
+        }
+        Ok(())
+    }
+}
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
     policy: retry::Policy,
+    clock: Clock,
 }
 
 impl Ec2 {
@@ -248,7 +328,9 @@ impl Ec2 {
     /// The SDK's retries are turned off: retries are ours ([`crate::retry`]), so
     /// throttling is handled in one place.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, policy: retry::Policy) -> Ec2 {
+        let clock = Clock::default();
         let config = aws_sdk_ec2::config::Builder::from(config)
+            .interceptor(clock.clone())
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -260,7 +342,13 @@ impl Ec2 {
         Ec2 {
             client: aws_sdk_ec2::Client::from_conf(config),
             policy,
+            clock,
         }
+    }
+
+    /// EC2's time now (see [`Clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// One EC2 call under the retry policy, its errors sorted into [`Kind`]s.

@@ -30,7 +30,8 @@ use crate::launch;
 use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
-use crate::state::{State, Store, WatchState};
+use crate::state::{Duty, State, Store, WatchState};
+use crate::tags;
 
 mod dry_run;
 mod runs;
@@ -80,6 +81,8 @@ pub struct Agent {
     // Watches GitHub asked us to leave alone until a time (a rate limit's reset). Kept in
     // memory only: a `--once` run reports the limit and exits 1 instead.
     paused: Mutex<HashMap<(Repo, String), Instant>>,
+    /// This deployment, as its instances are tagged (`pushwake:owner`).
+    owner: String,
 }
 
 impl Agent {
@@ -100,7 +103,10 @@ impl Agent {
                  (60 requests an hour, and 304 answers are not free)"
             );
         }
+        let state_dir =
+            std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
         Ok(Agent {
+            owner: tags::owner(&hostname(), &state_dir),
             store: Store::new(&settings.state_dir),
             settings,
             options,
@@ -313,6 +319,7 @@ impl Agent {
         self.store.save(&state)?;
         self.post_all(notices).await;
         self.post_all(messages).await;
+        self.post_duties(&mut state).await?;
         Ok(PassReport {
             watches: watches.len(),
             failed: failing.len(),
@@ -409,13 +416,49 @@ impl Agent {
         }
     }
 
-    async fn post(&self, message: &str) {
-        if let Some(slack) = &self.slack
-            && let Err(e) = slack.post(message).await
-        {
-            tracing::warn!("cannot post to Slack: {e}");
+    /// Posts the messages owed (verdicts); each is done once Slack took it, and kept for
+    /// the next pass otherwise.
+    async fn post_duties(&self, state: &mut State) -> anyhow::Result<()> {
+        let mut changed = false;
+        for entry in &mut state.watches {
+            let mut kept = Vec::with_capacity(entry.duties.len());
+            for duty in std::mem::take(&mut entry.duties) {
+                match &duty {
+                    Duty::Post { text } if self.post(text).await => changed = true,
+                    _ => kept.push(duty),
+                }
+            }
+            entry.duties = kept;
+        }
+        if changed {
+            self.store.save(state)?;
+        }
+        Ok(())
+    }
+
+    /// Posts to Slack, if configured; returns whether the message was delivered (or there
+    /// is no Slack to deliver it to).
+    async fn post(&self, message: &str) -> bool {
+        let Some(slack) = &self.slack else {
+            return true;
+        };
+        match slack.post(message).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("cannot post to Slack: {e}");
+                false
+            }
         }
     }
+}
+
+/// This machine's name, for the owner tag.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// What a new head amounts to.

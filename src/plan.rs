@@ -54,6 +54,8 @@ pub struct Context<'a> {
     pub newest: bool,
     /// The time of the pass, for a start EC2 gives no time for.
     pub now: DateTime<Utc>,
+    /// This deployment (see [`tags::owner`]): only its machines are ever superseded.
+    pub owner: &'a str,
 }
 
 /// One step per instance of the run: the watch's instances in order, then any instance
@@ -141,7 +143,7 @@ pub fn decide(
         _ if !cx.newest => Step::Set(skipped("a newer push took its place")),
         State::Stopped => Step::Start,
         State::Stopping => Step::StartWhenStopped,
-        State::Pending | State::Running => busy(i, cx.watch),
+        State::Pending | State::Running => busy(i, cx),
         State::Other(s) => Step::Set(Part::Waiting {
             why: format!("in state {s}"),
         }),
@@ -149,8 +151,12 @@ pub fn decide(
 }
 
 /// The step for an instance that is up with something other than the run's commit.
-fn busy(i: &Instance, watch: &Watch) -> Step {
-    let older = i.tags.get(tags::COMMIT).filter(|_| tags::is_for(i, watch));
+fn busy(i: &Instance, cx: Context<'_>) -> Step {
+    let watch = cx.watch;
+    let older = i
+        .tags
+        .get(tags::COMMIT)
+        .filter(|_| tags::is_for(i, watch) && tags::owned_by(i, cx.owner, watch));
     let ours = older.filter(|_| tags::pushwake_started(i).is_some());
     let why = match (older, i.tags.get(tags::COMMIT)) {
         (Some(c), _) => format!("busy with `{}`", short(c)),
@@ -186,6 +192,7 @@ mod tests {
 
     const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
     const OLD: &str = "0000000000000000000000000000000000000000";
+    const OWNER: &str = "master:/var/lib/pushwake";
 
     fn at(minute: u32) -> DateTime<Utc> {
         format!("2026-11-29T10:{minute:02}:00Z").parse().unwrap()
@@ -221,6 +228,7 @@ mod tests {
             (tags::REPO, "octo/trainer"),
             (tags::BRANCH, "main"),
             (tags::STARTED_AT, "2026-11-29T10:05:00Z"),
+            (tags::OWNER, OWNER),
         ]
     }
 
@@ -234,6 +242,7 @@ mod tests {
                 watch: &w,
                 newest: true,
                 now: at(30),
+                owner: OWNER,
             },
         )
     }
@@ -466,12 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn supersede_never_stops_another_deployments_machine() {
+        let mut tags = ours(OLD);
+        tags.retain(|(k, _)| *k != tags::OWNER);
+        tags.push((tags::OWNER, "other-team:/var/lib/pushwake"));
+        let i = instance(State::Running, &tags);
+        assert!(matches!(
+            decide_with(OnBusy::Supersede, None, Some(&i)),
+            Step::Set(Part::Waiting { .. })
+        ));
+    }
+
+    #[test]
     fn an_older_run_gives_up_what_it_still_waits_for() {
         let w = watch(OnBusy::Queue);
         let cx = Context {
             watch: &w,
             newest: false,
             now: at(30),
+            owner: OWNER,
         };
         let waiting = Part::Waiting { why: "busy".into() };
         let i = instance(State::Stopped, &[]);
@@ -506,6 +528,7 @@ mod tests {
                 watch: &w,
                 newest: true,
                 now: at(30),
+                owner: OWNER,
             },
         );
         assert_eq!(

@@ -24,21 +24,33 @@ pub struct Due {
     pub runtime: Duration,
 }
 
-/// The instances of `watch` (as `members` describes them) that pushwake started and that
-/// should stop now: past `max_runtime`, idle through `idle_stop`, or in `reported` (done,
-/// for `stop_when_reported`). The CloudWatch client is needed only for `idle_stop`.
+/// What the stop rules found for a watch.
+#[derive(Debug, Default)]
+pub struct Judged {
+    pub due: Vec<Due>,
+    /// Instances that could not be judged (CloudWatch failing for them); the others were.
+    pub errors: Vec<String>,
+}
+
+/// The instances of `watch` (as `members` describes them) that the deployment `owner`
+/// started and that should stop at `now` (EC2's clock): past `max_runtime`, idle through
+/// `idle_stop`, or in `reported` (done, for `stop_when_reported`). Each instance is judged
+/// on its own: a CloudWatch error for one holds up only that one. The CloudWatch client is
+/// needed only for `idle_stop`.
 pub async fn due(
     members: &Members,
     cloudwatch: Option<&CloudWatch>,
     watch: &Watch,
+    owner: &str,
     reported: &[String],
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<Due>> {
-    let mut due = Vec::new();
-    // Only the watch's own instances, and of those only what pushwake started for it: the
-    // same repository and branch may be watched elsewhere, for other machines.
+) -> Judged {
+    let mut judged = Judged::default();
+    // Only the watch's own instances, and of those only what this deployment started for
+    // it: the same repository and branch may be watched elsewhere, for other machines.
     for instance in &members.described {
-        if instance.state != State::Running || !tags::is_for(instance, watch) {
+        let ours = tags::is_for(instance, watch) && tags::owned_by(instance, owner, watch);
+        if instance.state != State::Running || !ours {
             continue;
         }
         let Some(started) = tags::pushwake_started(instance) else {
@@ -47,7 +59,7 @@ pub async fn due(
         let runtime = (now - started).to_std().unwrap_or_default();
         let id = instance.id.clone();
         if reported.contains(&instance.id) {
-            due.push(Due {
+            judged.due.push(Due {
                 id,
                 reason: "reported every result".to_owned(),
                 runtime,
@@ -57,7 +69,7 @@ pub async fn due(
         if let Some(max) = watch.max_runtime
             && runtime >= max
         {
-            due.push(Due {
+            judged.due.push(Due {
                 id,
                 reason: format!("max_runtime {} reached", humantime::format_duration(max)),
                 runtime,
@@ -71,12 +83,22 @@ pub async fn due(
                 namespace: &idle.namespace,
                 metric: &idle.metric,
                 instance_id: &instance.id,
+                dimensions: &idle.dimensions,
                 window: idle.window,
+                end: now,
             };
-            let points = cw.averages(&query).await?;
+            let points = match cw.averages(&query).await {
+                Ok(points) => points,
+                Err(e) => {
+                    judged
+                        .errors
+                        .push(format!("cannot tell whether {id} is idle: {e}"));
+                    continue;
+                }
+            };
             // No data is not idleness: the agent may not report yet.
             if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
-                due.push(Due {
+                judged.due.push(Due {
                     id,
                     reason: format!(
                         "idle: {} below {} for {}",
@@ -89,5 +111,5 @@ pub async fn due(
             }
         }
     }
-    Ok(due)
+    judged
 }

@@ -45,6 +45,35 @@ pub struct WatchState {
     /// The runs of this watch, oldest first, with their results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<Run>,
+    /// What pushwake owes for this watch, retried every pass until done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duties: Vec<Duty>,
+}
+
+/// Something pushwake owes, kept in the state until it is done, so that no failure and no
+/// restart can lose it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "duty", rename_all = "snake_case")]
+pub enum Duty {
+    /// Stop this instance, which pushwake started, for this reason; it had run `runtime`
+    /// seconds when the rule said so.
+    Stop {
+        instance: String,
+        reason: String,
+        runtime: u64,
+    },
+    /// Post this message (a run's verdict) to Slack.
+    Post { text: String },
+}
+
+impl Duty {
+    /// The instance a stop duty is for.
+    pub fn stops(&self) -> Option<&str> {
+        match self {
+            Duty::Stop { instance, .. } => Some(instance),
+            Duty::Post { .. } => None,
+        }
+    }
 }
 
 /// One commit on one watch, to be trained once on each of the watch's instances, and what
@@ -234,6 +263,7 @@ impl WatchState {
             last_checked: None,
             last_error: None,
             runs: Vec::new(),
+            duties: Vec::new(),
         }
     }
 

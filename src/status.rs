@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::ec2::Ec2;
 use crate::report::{self, short};
-use crate::state::{Kind, Part, Run, Store};
+use crate::state::{Duty, Kind, Part, Run, Store};
 
 /// One watch as `status --json` shows it. The field names are part of the contract.
 #[derive(Debug, Serialize)]
@@ -23,6 +23,8 @@ pub struct WatchStatus {
     pub open_runs: Vec<RunStatus>,
     /// The newest commit waiting for busy machines, if any.
     pub queued: Option<String>,
+    /// What pushwake still owes: stops and verdicts it is retrying.
+    pub duties: Vec<Duty>,
     /// With `--live`: each instance's state as EC2 reports it now ("missing" when EC2
     /// does not know it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +91,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
                 instances: w.instances.clone(),
                 open_runs: open.into_iter().map(RunStatus::of).collect(),
                 queued,
+                duties: s.map(|s| s.duties.clone()).unwrap_or_default(),
                 live: None,
             }
         })
@@ -147,6 +150,17 @@ pub fn print_table(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result
         )?;
         if let Some(e) = &r.last_error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
+        }
+        for duty in &r.duties {
+            let owed = match duty {
+                Duty::Stop {
+                    instance, reason, ..
+                } => format!("stop {instance} ({reason})"),
+                Duty::Post { text } => {
+                    format!("post {:?}", text.lines().next().unwrap_or_default())
+                }
+            };
+            writeln!(out, "{:<width$}  owed: {owed}", "")?;
         }
         for run in &r.open_runs {
             let queued = if r.queued.as_ref() == Some(&run.commit) {

@@ -21,6 +21,10 @@ pub const BRANCH: &str = "pushwake:branch";
 /// for one of pushwake's.
 pub const STARTED_AT: &str = "pushwake:started-at";
 
+/// The deployment that started it: where its state lives, as [`owner`] makes it. Two
+/// teams' pushwakes in one AWS account never touch each other's machines.
+pub const OWNER: &str = "pushwake:owner";
+
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
 
@@ -28,14 +32,15 @@ pub fn result_key(metric: &str) -> String {
     format!("{RESULT_PREFIX}{metric}")
 }
 
-/// The tags written before an instance is started for `sha` of `watch`. `started-at` and
-/// the result tags are set empty in the same call: a time or a number left from an earlier
-/// run must never count for this commit.
-pub fn stamp(watch: &Watch, sha: &str) -> Vec<(String, String)> {
+/// The tags written before an instance is started for `sha` of `watch` by the deployment
+/// `owner`. `started-at` and the result tags are set empty in the same call: a time or a
+/// number left from an earlier run must never count for this commit.
+pub fn stamp(watch: &Watch, sha: &str, owner: &str) -> Vec<(String, String)> {
     let mut tags = vec![
         (COMMIT.to_owned(), sha.to_owned()),
         (REPO.to_owned(), watch.repo.to_string()),
         (BRANCH.to_owned(), watch.branch.clone()),
+        (OWNER.to_owned(), owner.to_owned()),
         (STARTED_AT.to_owned(), String::new()),
     ];
     if let Some(results) = &watch.results {
@@ -85,8 +90,117 @@ pub fn pushwake_started(instance: &Instance) -> Option<DateTime<Utc>> {
     (!restarted).then_some(started)
 }
 
+/// The owner of a deployment whose state lives in `state_dir` on the host `host`:
+/// `host:/var/lib/pushwake`. It is the same after a lost or corrupt state file, and differs
+/// between two deployments on one host. EC2 takes tag values of up to 256 characters; a
+/// longer one is shortened with a hash of the whole.
+pub fn owner(host: &str, state_dir: &std::path::Path) -> String {
+    let full = format!("{host}:{}", state_dir.display());
+    if full.len() <= 256 {
+        return full;
+    }
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let head: String = full.chars().take(200).collect();
+    format!("{head}…{hash:016x}")
+}
+
+/// Whether `instance` belongs to the deployment `owner`: tagged so, or (started before
+/// owners were tagged) untagged and listed by id in `watch`.
+pub fn owned_by(instance: &Instance, owner: &str, watch: &Watch) -> bool {
+    match instance.tags.get(OWNER) {
+        Some(o) => o == owner,
+        None => watch.instances.contains(&instance.id),
+    }
+}
+
 /// Whether `instance` carries the repository and branch of `watch`.
 pub fn is_for(instance: &Instance, watch: &Watch) -> bool {
     instance.tags.get(BRANCH) == Some(&watch.branch)
         && instance.tags.get(REPO).map(String::as_str) == Some(&*watch.repo.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Repo;
+    use crate::ec2::State;
+
+    fn instance(tags: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: "i-00000001".into(),
+            state: State::Running,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            launch_time: None,
+            state_reason: None,
+        }
+    }
+
+    fn watch(ids: &[&str]) -> Watch {
+        let repo = Repo {
+            owner: "octo".into(),
+            name: "trainer".into(),
+        };
+        Watch::new(repo, "main", ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn the_owner_is_where_the_state_lives() {
+        let dir = std::path::Path::new("/var/lib/pushwake");
+        assert_eq!(owner("master-1", dir), "master-1:/var/lib/pushwake");
+        assert_ne!(owner("master-1", dir), owner("master-2", dir));
+        let long = std::path::PathBuf::from(format!("/{}", "d".repeat(300)));
+        let o = owner("m", &long);
+        assert!(o.chars().count() <= 256, "{}", o.len());
+        assert_eq!(o, owner("m", &long), "stable");
+    }
+
+    #[test]
+    fn another_owners_instance_is_never_ours() {
+        let i = instance(&[(OWNER, "other:/var/lib/pushwake")]);
+        assert!(!owned_by(
+            &i,
+            "me:/var/lib/pushwake",
+            &watch(&["i-00000001"])
+        ));
+        let i = instance(&[(OWNER, "me:/var/lib/pushwake")]);
+        assert!(owned_by(&i, "me:/var/lib/pushwake", &watch(&[])));
+    }
+
+    #[test]
+    fn an_instance_without_owner_is_ours_only_when_listed() {
+        let i = instance(&[]);
+        assert!(owned_by(&i, "me:/x", &watch(&["i-00000001"])));
+        assert!(!owned_by(&i, "me:/x", &watch(&[])));
+    }
+
+    #[test]
+    fn the_stamp_empties_what_must_not_carry_over() {
+        let mut w = watch(&[]);
+        w.results = Some(crate::config::Results {
+            metrics: vec!["loss".into()],
+            better: Default::default(),
+            timeout: std::time::Duration::from_secs(60),
+            stop_when_reported: true,
+        });
+        let stamp = stamp(&w, "abc", "me:/x");
+        assert!(stamp.contains(&(STARTED_AT.to_owned(), String::new())));
+        assert!(stamp.contains(&(result_key("loss"), String::new())));
+        assert!(stamp.contains(&(OWNER.to_owned(), "me:/x".to_owned())));
+    }
+
+    #[test]
+    fn a_restart_long_after_started_at_is_not_pushwakes() {
+        let mut i = instance(&[(STARTED_AT, "2026-11-29T10:00:00Z")]);
+        i.launch_time = Some("2026-11-29T10:05:00Z".parse().unwrap());
+        assert!(pushwake_started(&i).is_some());
+        i.launch_time = Some("2026-11-29T11:00:00Z".parse().unwrap());
+        assert_eq!(pushwake_started(&i), None);
+        assert_eq!(started_at(&instance(&[(STARTED_AT, "")]).tags), None);
+    }
 }

@@ -25,6 +25,7 @@ struct RawConfig {
     interval: Option<Spanned<String>>,
     state_dir: Option<PathBuf>,
     first_run: Option<FirstRun>,
+    max_runtime: Option<Spanned<String>>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -138,15 +139,21 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         })?,
     };
 
+    let max_runtime = match &raw.max_runtime {
+        Some(s) => Some(parse_duration(&cx, s, "max_runtime")?),
+        None => None,
+    };
+
     Ok(Settings {
         path: path.to_owned(),
         interval,
         state_dir,
         first_run: raw.first_run.unwrap_or(FirstRun::Baseline),
+        max_runtime,
         github: github(&cx, raw.github)?,
         aws: aws(&cx, raw.aws)?,
         slack: raw.slack.map(|s| slack(&cx, s)).transpose()?,
-        watches: super::watch::watches(&cx, raw.watches)?,
+        watches: super::watch::watches(&cx, raw.watches, max_runtime)?,
     })
 }
 

@@ -46,6 +46,7 @@ struct RawIdleStop {
     below: Option<f64>,
     #[serde(rename = "for")]
     window: Option<Spanned<String>>,
+    dimensions: Option<BTreeMap<String, String>>,
 }
 
 const DEFAULT_IDLE_METRIC: &str = "CPUUtilization";
@@ -56,7 +57,12 @@ const DEFAULT_IDLE_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// see none.
 const MIN_IDLE_WINDOW: Duration = Duration::from_secs(60);
 
-pub(super) fn watches(cx: &Ctx, raw: Vec<Spanned<RawWatch>>) -> Result<Vec<Watch>, ConfigError> {
+/// The watches, each with its own `max_runtime` or else `default_max_runtime`.
+pub(super) fn watches(
+    cx: &Ctx,
+    raw: Vec<Spanned<RawWatch>>,
+    default_max_runtime: Option<Duration>,
+) -> Result<Vec<Watch>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::InvalidNoLine {
             path: cx.path.to_owned(),
@@ -68,7 +74,8 @@ pub(super) fn watches(cx: &Ctx, raw: Vec<Spanned<RawWatch>>) -> Result<Vec<Watch
     let mut out = Vec::with_capacity(raw.len());
     for w in raw {
         let span = w.span();
-        let watch = watch(cx, span.clone(), w.into_inner())?;
+        let mut watch = watch(cx, span.clone(), w.into_inner())?;
+        watch.max_runtime = watch.max_runtime.or(default_max_runtime);
         if !seen.insert((watch.repo.clone(), watch.branch.clone())) {
             return cx.invalid(
                 span,
@@ -257,7 +264,32 @@ fn idle_stop(cx: &Ctx, raw: Spanned<RawIdleStop>) -> Result<IdleStop, ConfigErro
         )?,
         below,
         window,
+        dimensions: idle_dimensions(cx, &span, raw.dimensions.unwrap_or_default())?,
     })
+}
+
+/// Extra dimensions of an `idle_stop` metric. `InstanceId` is pushwake's to set, and
+/// CloudWatch takes at most 30 dimensions.
+fn idle_dimensions(
+    cx: &Ctx,
+    span: &std::ops::Range<usize>,
+    dims: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let key = "watch.idle_stop.dimensions";
+    if dims.contains_key("InstanceId") {
+        return cx.invalid(
+            span.clone(),
+            key,
+            "InstanceId is set by pushwake, per instance",
+        );
+    }
+    if dims.len() > 29 {
+        return cx.invalid(span.clone(), key, "CloudWatch takes at most 30 dimensions");
+    }
+    if let Some((k, _)) = dims.iter().find(|(k, v)| k.is_empty() || v.is_empty()) {
+        return cx.invalid(span.clone(), key, format!("{k:?} needs a name and a value"));
+    }
+    Ok(dims)
 }
 
 fn parse_repo(cx: &Ctx, s: &Spanned<String>) -> Result<Repo, ConfigError> {

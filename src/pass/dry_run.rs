@@ -55,10 +55,13 @@ impl Agent {
                 reported = harvest.reported;
             }
         }
-        match self.due(watch, &members, &reported).await {
-            Ok(due) => {
-                for d in due {
+        match self.due(watch, &members, &reported, ec2.now()).await {
+            Ok(judged) => {
+                for d in judged.due {
                     println!("{watch}: would stop {} ({})", d.id, d.reason);
+                }
+                for e in judged.errors {
+                    println!("{watch}: {e}");
                 }
             }
             Err(e) => println!("{watch}: cannot check the stop rules: {e:#}"),
@@ -75,6 +78,7 @@ impl Agent {
                 watch,
                 newest: n + 1 == open.len(),
                 now,
+                owner: &self.owner,
             };
             for (id, step) in plan::plan(run, &members, cx) {
                 if step.starts() {

@@ -45,6 +45,7 @@ struct Calls {
 /// open run and the calls still to make.
 fn apply(
     watch: &Watch,
+    owner: &str,
     entry: &mut WatchState,
     members: &Members,
     now: DateTime<Utc>,
@@ -60,6 +61,7 @@ fn apply(
             watch,
             newest: r == newest,
             now,
+            owner,
         };
         for (id, step) in plan::plan(&entry.runs[r], members, cx) {
             let run = &entry.runs[r];
@@ -112,7 +114,7 @@ impl Agent {
         now: DateTime<Utc>,
         out: &mut Reconciled,
     ) {
-        if let Some((_, calls)) = apply(watch, entry, members, now, out) {
+        if let Some((_, calls)) = apply(watch, &self.owner, entry, members, now, out) {
             out.failed |= confirm(ec2, watch, entry, members, calls.confirm).await;
         }
     }
@@ -128,7 +130,7 @@ impl Agent {
         now: DateTime<Utc>,
         out: &mut Reconciled,
     ) {
-        let Some((newest, mut calls)) = apply(watch, entry, members, now, out) else {
+        let Some((newest, mut calls)) = apply(watch, &self.owner, entry, members, now, out) else {
             return;
         };
         let confirms = std::mem::take(&mut calls.confirm);
@@ -156,7 +158,7 @@ impl Agent {
             }
         }
 
-        let stamp = tags::stamp(watch, &commit);
+        let stamp = tags::stamp(watch, &commit, &self.owner);
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
         let opts = self.options.launch;
         let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, opts).await;

@@ -1,5 +1,6 @@
-//! A watch's turn in a pass: one describe of its instances, then the results of its runs,
-//! its stop rules, and its runs reconciled against what EC2 described.
+//! A watch's turn in a pass: one describe of its instances, then its runs' starts
+//! confirmed, their results judged, its stop rules and duties carried out, and its runs
+//! reconciled against what EC2 described.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::ec2::{Ec2, State as Ec2State};
 use crate::github::Commit;
 use crate::launch::{self, Members};
 use crate::report::{self, short};
-use crate::state::{Kind, Part, Run, State};
+use crate::state::{Duty, Kind, Part, Run, State, WatchState};
 use crate::{reap, results, tags};
 
 /// What a watch's turn did.
@@ -22,7 +23,7 @@ use crate::{reap, results, tags};
 pub(super) struct Turn {
     /// The new head was recorded as handled.
     pub recorded: bool,
-    /// Some instance could not be started, confirmed or stopped this pass.
+    /// Some instance could not be started, confirmed, judged or stopped this pass.
     pub failed: bool,
     /// What makes the watch failing this pass, reported once per streak.
     pub error: Option<String>,
@@ -39,18 +40,20 @@ impl Agent {
         Ok(self.cloudwatch.get_or_init(|| cw))
     }
 
-    /// The instances of `watch` the stop rules say to stop; `reported` are those done.
+    /// What the stop rules say of the instances of `watch`; `reported` are those done.
     pub(super) async fn due(
         &self,
         watch: &Watch,
         members: &Members,
         reported: &[String],
-    ) -> anyhow::Result<Vec<reap::Due>> {
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<reap::Judged> {
         let cloudwatch = match &watch.idle_stop {
             Some(_) => Some(self.cloudwatch(self.aws().await)?),
             None => None,
         };
-        reap::due(members, cloudwatch, watch, reported, Utc::now()).await
+        let judged = reap::due(members, cloudwatch, watch, &self.owner, reported, now);
+        Ok(judged.await)
     }
 
     /// The watch's turn. `head` is a new head to record once its run is under way, and
@@ -64,8 +67,10 @@ impl Agent {
     ) -> anyhow::Result<Turn> {
         let ec2 = self.ec2().await;
         let mut members = launch::members(ec2, watch).await?;
-        let now = Utc::now();
+        // How long a machine ran is EC2's business: its launch time against its clock.
+        let now = ec2.now();
         let mut turn = Turn::default();
+        let mut errors = Vec::new();
         let before: Vec<(String, Vec<(String, Kind)>)> = state
             .get(watch)
             .map(|s| s.runs.iter().filter(|r| r.is_open()))
@@ -78,36 +83,49 @@ impl Agent {
         let entry = state.entry(watch);
         self.observe(ec2, watch, entry, &mut members, now, &mut reconciled)
             .await;
-        let mut verdicts = Vec::new();
+
+        // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
         if let Some(results) = &watch.results {
-            let runs = &mut state.entry(watch).runs;
-            let harvest = results::harvest(runs, &members, results, now);
+            let harvest = results::harvest(&mut entry.runs, &members, results, now);
             if results.stop_when_reported {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
-                verdicts.push(results::verdict(watch, results, runs, i));
+                let verdict = results::verdict(watch, results, &entry.runs, i);
+                tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
+                if self.slack.is_some() {
+                    entry.duties.push(Duty::Post { text: verdict });
+                }
             }
-            // Values and completions are recorded before anything is stopped or posted.
-            self.store.save(state)?;
         }
+        let judged = self.due(watch, &members, &reported, now).await?;
+        errors.extend(judged.errors);
+        for d in judged.due {
+            if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
+                entry.duties.push(Duty::Stop {
+                    instance: d.id,
+                    reason: d.reason,
+                    runtime: d.runtime.as_secs(),
+                });
+            }
+        }
+        self.store.save(state)?;
 
         // Stops come before starts, so that a push in the same pass finds its machines
         // stopping and starts them for the new commit.
-        let due = self.due(watch, &members, &reported).await?;
-        let refused = self
-            .stop_due(ec2, watch, &due, &mut members, &mut turn)
-            .await;
-        if !refused.is_empty() {
-            turn.failed = true;
-            turn.error = Some(refused.join("; "));
-        }
-
         let entry = state.entry(watch);
+        errors.extend(
+            self.stop_duties(ec2, watch, entry, &mut members, &mut turn)
+                .await,
+        );
+
         self.reconcile(ec2, watch, entry, &mut members, now, &mut reconciled)
             .await;
-        turn.failed |= reconciled.failed;
+        turn.failed = reconciled.failed || !errors.is_empty();
+        if !errors.is_empty() {
+            turn.error = Some(errors.join("; "));
+        }
 
         // The head is handled once every instance its run can use started or waits for it.
         if let Some((sha, etag)) = head {
@@ -141,49 +159,69 @@ impl Agent {
             }
             turn.messages.push(report::run(watch, run, first, news));
         }
-        for verdict in verdicts {
-            tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
-            turn.messages.push(verdict);
-        }
         Ok(turn)
     }
 
-    /// Stops the instances due, forgets that pushwake started them, and marks them stopping
-    /// in `members`. Returns what EC2 refused, one line per instance.
-    async fn stop_due(
+    /// Carries out the watch's stop duties: stops the instances still up, forgets that
+    /// pushwake started them, and marks them stopping in `members`. A duty is done once its
+    /// instance is stopped, or found not running. Returns what EC2 refused, one line per
+    /// instance; those duties stay for the next pass.
+    async fn stop_duties(
         &self,
         ec2: &Ec2,
         watch: &Watch,
-        due: &[reap::Due],
+        entry: &mut WatchState,
         members: &mut Members,
         turn: &mut Turn,
     ) -> Vec<String> {
-        if due.is_empty() {
+        let up = |id: &str| {
+            members
+                .get(id)
+                .is_some_and(|i| matches!(i.state, Ec2State::Pending | Ec2State::Running))
+        };
+        // Stopped by someone else, terminated, or gone: nothing is owed any more.
+        entry.duties.retain(|d| d.stops().is_none_or(up));
+        let ids: Vec<String> = entry
+            .duties
+            .iter()
+            .filter_map(|d| d.stops().map(str::to_owned))
+            .collect();
+        if ids.is_empty() {
             return Vec::new();
         }
-        let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
         let refused = launch::stop(ec2, &ids).await;
         let mut errors = Vec::new();
         let mut stopped = Vec::new();
-        for d in due {
-            if let Some((_, e)) = refused.iter().find(|(id, _)| *id == d.id) {
-                tracing::error!("{watch}: cannot stop {} ({}): {e}", d.id, d.reason);
-                errors.push(format!("cannot stop {} ({}): {e}", d.id, d.reason));
-                continue;
+        entry.duties.retain(|d| {
+            let Duty::Stop {
+                instance,
+                reason,
+                runtime,
+            } = d
+            else {
+                return true;
+            };
+            if let Some((_, e)) = refused.iter().find(|(id, _)| id == instance) {
+                tracing::error!("{watch}: cannot stop {instance} ({reason}): {e}");
+                errors.push(format!("cannot stop {instance} ({reason}): {e}"));
+                return true;
             }
-            let runtime = round(d.runtime);
+            let runtime = Duration::from_secs(*runtime);
             tracing::info!(
-                "{watch}: stopped {} after {}: {}",
-                d.id,
-                humantime::format_duration(runtime),
-                d.reason
+                "{watch}: stopped {instance} after {}: {reason}",
+                humantime::format_duration(runtime)
             );
             turn.messages
-                .push(report::stopped(watch, &d.id, &d.reason, runtime));
-            if let Some(i) = members.described.iter_mut().find(|i| i.id == d.id) {
-                i.state = Ec2State::Stopping;
-            }
-            stopped.push(d.id.clone());
+                .push(report::stopped(watch, instance, reason, runtime));
+            stopped.push(instance.clone());
+            false
+        });
+        for i in members
+            .described
+            .iter_mut()
+            .filter(|i| stopped.contains(&i.id))
+        {
+            i.state = Ec2State::Stopping;
         }
         // Forget them: a later start by hand must not look like one of ours.
         if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {
@@ -200,15 +238,10 @@ fn changed_now(run: &Run, now: DateTime<Utc>) -> bool {
 }
 
 /// Whether a pass must describe the watch's instances even with no push: for the stop
-/// rules, or for runs still open.
+/// rules, for runs still open, or for duties still owed.
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
     watch.stops()
-        || state
-            .get(watch)
-            .is_some_and(|s| s.runs.iter().any(Run::is_open))
-}
-
-/// Whole seconds: a runtime to the nanosecond is noise in a message.
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
+        || state.get(watch).is_some_and(|s| {
+            s.runs.iter().any(Run::is_open) || s.duties.iter().any(|d| d.stops().is_some())
+        })
 }
