@@ -273,8 +273,11 @@ pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
 /// before NTP synced, a drifting VM) still stops machines on time.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
-    last: Arc<Mutex<Option<(DateTime<Utc>, std::time::Instant)>>>,
+    last: Arc<Mutex<Option<Reading>>>,
 }
+
+/// EC2's time, and when on this machine's monotonic clock it was read.
+type Reading = (DateTime<Utc>, std::time::Instant);
 
 impl Clock {
     /// EC2's time now: its last `Date` plus the time since, or the master's time before
