@@ -37,6 +37,21 @@ pub struct Settings {
     pub watches: Vec<Watch>,
 }
 
+impl Settings {
+    /// A fingerprint of which instances the watches own: it changes when a watch, an id or
+    /// a tag selector is added, removed or renamed, which is when instances can be
+    /// orphaned.
+    pub fn ownership_fingerprint(&self) -> String {
+        let mut owned: Vec<String> = self
+            .watches
+            .iter()
+            .map(|w| format!("{w}|{:?}|{:?}", w.instances, w.instance_tags))
+            .collect();
+        owned.sort();
+        format!("{:016x}", crate::fnv1a(owned.join("\n").as_bytes()))
+    }
+}
+
 /// What the first pass over a watch with no state does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

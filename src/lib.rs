@@ -43,6 +43,14 @@ pub mod stats;
 pub mod status;
 pub mod tags;
 
+/// FNV-1a, 64 bits: a hash that is the same across builds and platforms (unlike std's),
+/// for names and fingerprints kept in tags and state.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// An error and its sources on one line, as `anyhow` prints them with `{:#}`.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -34,7 +34,9 @@ use crate::state::{Duty, State, Store, WatchState};
 use crate::tags;
 
 mod dry_run;
+mod orphans;
 mod runs;
+mod stateless;
 mod turn;
 
 use turn::needs_turn;
@@ -177,9 +179,10 @@ impl Agent {
         let (_lock, mut state) = if self.options.dry_run {
             (None, self.store.load()?)
         } else {
-            self.store.prepare()?;
-            let lock = self.store.lock().await?;
-            (Some(lock), self.store.load()?)
+            match self.open_state().await {
+                Ok(opened) => opened,
+                Err(e) => return self.without_state(e).await,
+            }
         };
 
         let polls: Vec<_> = stream::iter(watches)
@@ -315,16 +318,40 @@ impl Agent {
             };
             notices.extend(notice);
         }
+        // Orphans are looked for on passes that tend machines anyway, and after an edit of
+        // the watches (the only way an instance loses its watch); not on a first pass.
+        let ownership = self.settings.ownership_fingerprint();
+        let edited = state.ownership.as_ref().is_some_and(|o| *o != ownership);
+        let mut orphan_errors = 0;
+        if edited || self.settings.max_runtime.is_some() || watches.iter().any(Watch::stops) {
+            let orphans = self.orphans(Some(&mut state.orphans)).await;
+            messages.extend(orphans.messages);
+            orphan_errors = usize::from(!orphans.errors.is_empty());
+            if orphans.errors.is_empty() {
+                state.ownership = Some(ownership);
+            }
+        } else {
+            state.ownership = Some(ownership);
+        }
         failing.extend(errors.keys().copied());
         self.store.save(&state)?;
+        self.clear_notice();
         self.post_all(notices).await;
         self.post_all(messages).await;
         self.post_duties(&mut state).await?;
         Ok(PassReport {
             watches: watches.len(),
-            failed: failing.len(),
+            failed: failing.len() + orphan_errors,
             triggered,
         })
+    }
+
+    /// Makes sure the state directory can be written, takes the pass lock, and reads the
+    /// state.
+    async fn open_state(&self) -> anyhow::Result<(Option<crate::state::PassLock>, State)> {
+        self.store.prepare()?;
+        let lock = self.store.lock().await?;
+        Ok((Some(lock), self.store.load()?))
     }
 
     /// Opens a run for a new head, unless it starts nothing: a skip marker, no watched path

@@ -108,6 +108,58 @@ pub fn stopped(watch: &Watch, id: &str, reason: &str, runtime: std::time::Durati
     )
 }
 
+/// Where an instance was started from, by its tags: "octo/trainer@main, `1a2b3c4`".
+fn origin(i: &crate::ec2::Instance) -> String {
+    let tag = |k| i.tags.get(k).map_or("?", String::as_str);
+    format!(
+        "*{}* `{}`, `{}`",
+        escape(tag(crate::tags::REPO)),
+        escape(tag(crate::tags::BRANCH)),
+        short(tag(crate::tags::COMMIT))
+    )
+}
+
+/// The message for an instance pushwake started that no watch owns any more.
+pub fn orphan(i: &crate::ec2::Instance, max_runtime: Option<std::time::Duration>) -> String {
+    let then = match max_runtime {
+        Some(max) => format!(
+            "it is stopped once it has run {} (the top-level max_runtime)",
+            humantime::format_duration(max)
+        ),
+        None => "nothing stops it: set a top-level max_runtime, or stop it by hand".to_owned(),
+    };
+    format!(
+        ":ghost: {} runs for {}, and no watch owns it any more; {then}.",
+        i.id,
+        origin(i)
+    )
+}
+
+/// The message for an orphan pushwake stopped.
+pub fn orphan_stopped(
+    i: &crate::ec2::Instance,
+    runtime: std::time::Duration,
+    max: std::time::Duration,
+) -> String {
+    format!(
+        ":octagonal_sign: stopped {} ({}, no watch owns it) after {}: top-level max_runtime {} reached",
+        i.id,
+        origin(i),
+        humantime::format_duration(std::time::Duration::from_secs(runtime.as_secs())),
+        humantime::format_duration(max)
+    )
+}
+
+/// The message for a pass that could not use its state.
+pub fn stateless(error: &str) -> String {
+    format!(
+        ":rotating_light: pushwake cannot use its state: {}\nUntil it can, it only applies \
+         max_runtime and idle_stop; it polls and starts nothing. No more messages until it \
+         recovers.",
+        escape(error)
+    )
+}
+
 /// The message for a watch that started failing.
 pub fn failing(watch: &Watch, error: &str) -> String {
     format!(

@@ -28,6 +28,13 @@ pub struct State {
     pub version: u32,
     #[serde(default)]
     pub watches: Vec<WatchState>,
+    /// Running instances this deployment started that no watch owns, already reported.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub orphans: std::collections::BTreeSet<String>,
+    /// The watches' [`crate::config::Settings::ownership_fingerprint`] when orphans were
+    /// last looked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<String>,
 }
 
 /// What is known of one watched branch.
@@ -338,7 +345,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(State {
                     version: VERSION,
-                    watches: Vec::new(),
+                    ..State::default()
                 });
             }
             Err(e) => {
@@ -474,7 +481,7 @@ mod tests {
             .insert("i-00000002".into(), Part::Accepted { at: run.opened_at });
         let mut state = State {
             version: VERSION,
-            watches: Vec::new(),
+            ..State::default()
         };
         state.watches.push(WatchState {
             runs: vec![run],

@@ -99,10 +99,7 @@ pub fn owner(host: &str, state_dir: &std::path::Path) -> String {
     if full.len() <= 256 {
         return full;
     }
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = crate::fnv1a(full.as_bytes());
     let head: String = full.chars().take(200).collect();
     format!("{head}…{hash:016x}")
 }

@@ -166,7 +166,7 @@ impl Agent {
     /// pushwake started them, and marks them stopping in `members`. A duty is done once its
     /// instance is stopped, or found not running. Returns what EC2 refused, one line per
     /// instance; those duties stay for the next pass.
-    async fn stop_duties(
+    pub(super) async fn stop_duties(
         &self,
         ec2: &Ec2,
         watch: &Watch,

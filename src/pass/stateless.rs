@@ -1,0 +1,97 @@
+//! A pass without its state: when the state file cannot be read or written (a full disk,
+//! a corrupt file, a root-owned file left by `sudo pushwake --once`), the stop rules still
+//! apply, because they need only the instances' tags. Nothing else is done: no poll, no
+//! start, no run is touched.
+
+use std::path::PathBuf;
+
+use super::{Agent, PassReport};
+use crate::launch;
+use crate::report;
+use crate::state::{Duty, WatchState};
+
+impl Agent {
+    /// Applies `max_runtime` and `idle_stop` to the instances tagged for each watch, and
+    /// the top-level `max_runtime` to orphans; says so on Slack once; and returns `error`,
+    /// so the pass still fails.
+    pub(super) async fn without_state(&self, error: anyhow::Error) -> anyhow::Result<PassReport> {
+        tracing::error!("{error:#}; applying the stop rules only");
+        let ec2 = self.ec2().await;
+        let mut messages = Vec::new();
+        for watch in self.settings.watches.iter().filter(|w| w.stops()) {
+            let mut members = match launch::members(ec2, watch).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!("{watch}: cannot describe instances: {e}");
+                    continue;
+                }
+            };
+            let judged = match self.due(watch, &members, &[], ec2.now()).await {
+                Ok(judged) => judged,
+                Err(e) => {
+                    tracing::error!("{watch}: cannot apply the stop rules: {e:#}");
+                    continue;
+                }
+            };
+            // Duties in a throw-away state: carried out now, or left to the rules again.
+            let mut scratch = WatchState::new(watch);
+            scratch.duties = judged
+                .due
+                .into_iter()
+                .map(|d| Duty::Stop {
+                    instance: d.id,
+                    reason: d.reason,
+                    runtime: d.runtime.as_secs(),
+                })
+                .collect();
+            let mut turn = super::turn::Turn::default();
+            self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut turn)
+                .await;
+            messages.extend(turn.messages);
+        }
+        if self.settings.max_runtime.is_some() {
+            messages.extend(self.orphans(None).await.messages);
+        }
+        if self.first_notice() {
+            self.post(&report::stateless(&format!("{error:#}"))).await;
+        }
+        self.post_all(messages).await;
+        Err(error)
+    }
+
+    /// Whether this is the first pass in a row without its state, so Slack hears of it
+    /// once. Remembered in a marker file beside the state, or in the temporary directory
+    /// when the state directory cannot be written either.
+    fn first_notice(&self) -> bool {
+        let created = |path: PathBuf| {
+            std::fs::File::create_new(&path)
+                .map(|_| true)
+                .map_err(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+        };
+        let [beside, temp] = self.notice_markers();
+        match created(beside) {
+            Ok(first) => first,
+            Err(true) => false,
+            Err(false) => created(temp).unwrap_or_else(|exists| !exists),
+        }
+    }
+
+    /// Forgets the notice, once a pass could use its state again.
+    pub(super) fn clear_notice(&self) {
+        for marker in self.notice_markers() {
+            let _ = std::fs::remove_file(marker);
+        }
+    }
+
+    fn notice_markers(&self) -> [PathBuf; 2] {
+        let name = self
+            .owner
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>();
+        [
+            self.settings.state_dir.join(".stateless-notice"),
+            std::env::temp_dir().join(format!("pushwake-{name}.stateless-notice")),
+        ]
+    }
+}
