@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use crate::cloudwatch::CloudWatch;
 use crate::config::{Settings, SlackSettings};
 use crate::ec2::{Action, Ec2, State};
 use crate::github::GitHub;
@@ -135,6 +136,54 @@ async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) 
         items.push(match client.permitted(action, &existing).await {
             Ok(()) => Item::pass(format!("ec2:{} allowed", action.name())),
             Err(e) => Item::fail(e.to_string()),
+        });
+    }
+    cloudwatch(settings, policy, &client, items).await;
+}
+
+/// Asks CloudWatch once per `idle_stop` watch, for its first instance, what `idle_stop`
+/// will ask: no datapoints is said plainly, since pushwake then never finds the machine
+/// idle.
+async fn cloudwatch(settings: &Settings, policy: retry::Policy, ec2: &Ec2, items: &mut Vec<Item>) {
+    let watches: Vec<_> = settings
+        .watches
+        .iter()
+        .filter_map(|w| Some((w, w.idle_stop.as_ref()?, w.instances.first()?)))
+        .collect();
+    if watches.is_empty() {
+        return;
+    }
+    let config = crate::ec2::sdk_config(&settings.aws).await;
+    let cw = match CloudWatch::new(&config, policy) {
+        Ok(cw) => cw,
+        Err(e) => return items.push(Item::fail(format!("CloudWatch: {e:#}"))),
+    };
+    for (w, idle, id) in watches {
+        let query = crate::cloudwatch::Query {
+            namespace: &idle.namespace,
+            metric: &idle.metric,
+            instance_id: id,
+            dimensions: &idle.dimensions,
+            window: idle.window,
+            end: ec2.now(),
+        };
+        let dims = std::iter::once(format!("InstanceId={id}"))
+            .chain(idle.dimensions.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        items.push(match cw.averages(&query).await {
+            Ok(points) if points.is_empty() => Item::fail(format!(
+                "{w}: no datapoints for {} with {dims} in the last {}: check the CloudWatch \
+                 agent's dimensions (idle_stop.dimensions); without data nothing is idle",
+                idle.metric,
+                humantime::format_duration(idle.window)
+            )),
+            Ok(points) => Item::pass(format!(
+                "{w}: cloudwatch:GetMetricStatistics allowed, {} datapoints for {} with {dims}",
+                points.len(),
+                idle.metric
+            )),
+            Err(e) => Item::fail(format!("{w}: {e}")),
         });
     }
 }

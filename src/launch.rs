@@ -44,8 +44,10 @@ impl Members {
     }
 }
 
-/// Describes the watch's instances: one call for its ids, one for its tags.
-pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
+/// Describes the watch's instances: one call for its ids, one for its tags. An instance
+/// its tags select that another deployment (another `owner`) tagged as its own is left
+/// out: it is never reported, started or stopped here.
+pub async fn members(ec2: &Ec2, watch: &Watch, owner: &str) -> Result<Members, ec2::Error> {
     let mut members = Members {
         ids: watch.instances.clone(),
         described: ec2.describe(&watch.instances).await?,
@@ -54,7 +56,11 @@ pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
         let mut tagged = ec2.describe_tagged(&watch.instance_tags).await?;
         tagged.sort_by(|a, b| a.id.cmp(&b.id));
         for instance in tagged {
-            if !members.ids.contains(&instance.id) {
+            let theirs = instance
+                .tags
+                .get(crate::tags::OWNER)
+                .is_some_and(|o| o != owner);
+            if !theirs && !members.ids.contains(&instance.id) {
                 members.ids.push(instance.id.clone());
                 members.described.push(instance);
             }

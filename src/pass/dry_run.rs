@@ -38,7 +38,7 @@ impl Agent {
 
     async fn dry_turn(&self, state: &mut State, watch: &Watch) {
         let ec2 = self.ec2().await;
-        let members = match launch::members(ec2, watch).await {
+        let members = match launch::members(ec2, watch, &self.owner).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };

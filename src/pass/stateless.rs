@@ -19,7 +19,7 @@ impl Agent {
         let ec2 = self.ec2().await;
         let mut messages = Vec::new();
         for watch in self.settings.watches.iter().filter(|w| w.stops()) {
-            let mut members = match launch::members(ec2, watch).await {
+            let mut members = match launch::members(ec2, watch, &self.owner).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!("{watch}: cannot describe instances: {e}");

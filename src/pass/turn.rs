@@ -66,7 +66,7 @@ impl Agent {
         opened: Option<Commit>,
     ) -> anyhow::Result<Turn> {
         let ec2 = self.ec2().await;
-        let mut members = launch::members(ec2, watch).await?;
+        let mut members = launch::members(ec2, watch, &self.owner).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
         let now = ec2.now();
         let mut turn = Turn::default();

@@ -15,4 +15,5 @@ mod retry;
 mod runs;
 mod secrets;
 mod status;
+mod stops;
 mod util;

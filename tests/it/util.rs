@@ -789,6 +789,11 @@ struct Faults {
     fallen: HashMap<String, (String, String)>,
     /// Accepted starts, per instance.
     accepted: HashMap<String, usize>,
+    /// How far EC2's clock is ahead of this machine's.
+    skew: chrono::Duration,
+    /// When each instance was last started through the proxy: EC2 moves the launch time
+    /// on every start, moto keeps the first.
+    launched: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 impl MotoProxy {
@@ -844,6 +849,12 @@ impl MotoProxy {
         }
         .mount(&self.server)
         .await;
+    }
+
+    /// Makes EC2's clock run `by` ahead of this machine's, as when the master's clock is
+    /// slow: its `Date` headers and its instances' launch times.
+    pub fn skew(&self, by: chrono::Duration) {
+        self.faults.lock().unwrap().skew = by;
     }
 
     /// Makes EC2 accept the next start of `id`, which then falls back to `stopped` with
@@ -908,6 +919,9 @@ impl wiremock::Respond for Forward {
                      <requestId>r</requestId><instancesSet/></StartInstancesResponse>",
                 );
             }
+            for id in &keep {
+                faults.launched.insert(id.clone(), chrono::Utc::now());
+            }
             pairs.retain(|(k, _)| !k.starts_with("InstanceId."));
             pairs.extend(
                 keep.into_iter()
@@ -925,9 +939,54 @@ impl wiremock::Respond for Forward {
             for (id, (code, message)) in &faults.fallen {
                 answer = with_state_reason(&answer, id, code, message);
             }
+            answer = with_launch_times_moved(&answer, faults.skew);
+            for (id, at) in &faults.launched {
+                answer = with_launch_time(&answer, id, *at + faults.skew);
+            }
         }
-        ResponseTemplate::new(status).set_body_raw(answer, "text/xml")
+        let date = (chrono::Utc::now() + faults.skew)
+            .to_rfc2822()
+            .replace("+0000", "GMT");
+        ResponseTemplate::new(status)
+            .insert_header("date", date.as_str())
+            .set_body_raw(answer, "text/xml")
     }
+}
+
+/// The describe answer with every launch time moved by `by`.
+fn with_launch_times_moved(xml: &str, by: chrono::Duration) -> String {
+    if by.is_zero() {
+        return xml.to_owned();
+    }
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(start) = rest.find("<launchTime>") {
+        let start = start + "<launchTime>".len();
+        let end = start + rest[start..].find("</launchTime>").expect("closed");
+        let moved = chrono::DateTime::parse_from_rfc3339(&rest[start..end]).expect("a time") + by;
+        out.push_str(&rest[..start]);
+        out.push_str(&moved.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The describe answer with `id`'s launch time set to `at`. moto writes it after the
+/// instance's id and before the next instance's.
+fn with_launch_time(xml: &str, id: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let Some(item) = xml.find(&format!("<instanceId>{id}</instanceId>")) else {
+        return xml.to_owned();
+    };
+    let Some(start) = xml[item..]
+        .find("<launchTime>")
+        .map(|s| item + s + "<launchTime>".len())
+    else {
+        return xml.to_owned();
+    };
+    let end = start + xml[start..].find("</launchTime>").expect("closed");
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    format!("{}{at}{}", &xml[..start], &xml[end..])
 }
 
 /// One HTTP/1.1 request to moto, answered and closed.
@@ -1017,9 +1076,28 @@ impl World {
 
     /// Writes the config: the usual header and Slack, then `watches`.
     pub fn write_config(&self, watches: &str) {
+        self.write_config_with("", watches);
+    }
+
+    /// Writes the config: `top` (top-level keys), the usual header and Slack, then
+    /// `watches`.
+    pub fn write_config_with(&self, top: &str, watches: &str) {
         let header = self.setup.header(&self.github.url(), &self.proxy.url());
         self.setup
-            .write_config(&format!("{header}{}{watches}", self.slack.config()));
+            .write_config(&format!("{top}\n{header}{}{watches}", self.slack.config()));
+    }
+
+    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago`.
+    pub async fn started_ago(&self, ids: &[String], ago: chrono::Duration) {
+        let at = (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let commit = sha(1);
+        let tags = [
+            ("pushwake:commit", commit.as_str()),
+            ("pushwake:repo", REPO),
+            ("pushwake:branch", "main"),
+            ("pushwake:started-at", at.as_str()),
+        ];
+        self.ec2.tag(ids, &tags).await;
     }
 
     /// Moves `main` to commit `n`.
