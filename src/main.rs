@@ -148,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 status::print_json(&mut out, &rows)?;
             } else {
                 status::print_table(&mut out, &rows)?;
+                status::print_orphans(&mut out, &status::orphans(&settings)?)?;
             }
             Ok(OK)
         }

@@ -98,6 +98,13 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
         .collect())
 }
 
+/// Running instances this deployment started that no watch owns any more, as the last
+/// pass found them.
+pub fn orphans(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let state = Store::new(&settings.state_dir).load()?;
+    Ok(state.orphans.into_iter().collect())
+}
+
 /// Fills in `live` from one describe of every configured instance.
 pub async fn add_live(rows: &mut [WatchStatus], ec2: &Ec2) -> anyhow::Result<()> {
     let ids: Vec<String> = rows
@@ -178,6 +185,19 @@ pub fn print_table(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result
                 writeln!(out, "{:<width$}    {id}: {part}", "")?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The orphans, below the table; nothing when there are none.
+pub fn print_orphans(out: &mut impl Write, orphans: &[String]) -> anyhow::Result<()> {
+    if !orphans.is_empty() {
+        writeln!(
+            out,
+            "\nrunning, started by pushwake, and no watch owns them any more (the top-level \
+             max_runtime stops them): {}",
+            orphans.join(", ")
+        )?;
     }
     Ok(())
 }

@@ -56,6 +56,32 @@ async fn all_well_is_all_ticks() {
     assert!(slack.texts().await.is_empty(), "check posted a message");
 }
 
+#[tokio::test]
+async fn an_idle_stop_metric_without_datapoints_is_said_plainly() {
+    let Some(moto) = util::moto_url() else { return };
+    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
+    let ids = ec2.stopped(1).await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}idle_stop = {{ metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", \
+         for = \"30m\", dimensions = {{ index = \"0\" }} }}\n",
+        setup.header(&github.url(), &moto),
+        watch(REPO, "main", &ids)
+    ));
+
+    let out = setup.run(&["check", "--online"]);
+
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let needle = format!(
+        "✗ {REPO}@main: no datapoints for nvidia_smi_utilization_gpu with InstanceId={}, \
+         index=0 in the last 30m: check the CloudWatch agent's dimensions",
+        ids[0]
+    );
+    assert!(text.contains(&needle), "{text}");
+}
+
 fn dry_run_ok() -> ResponseTemplate {
     ResponseTemplate::new(412).set_body_string(
         "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would have \

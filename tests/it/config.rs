@@ -250,15 +250,36 @@ fn per_watch_options_are_checked() {
     assert_names(&err, &["treshold", "line 8"]);
     let err = refused(&with("instance_tags = {}"));
     assert_names(&err, &["watch.instance_tags"]);
+    let err = refused(&with("on_busy = \"wait\""));
+    assert_names(&err, &["wait", "queue", "supersede", "skip", "line 8"]);
+    let err = refused(&with(
+        "idle_stop = { dimensions = { InstanceId = \"i-1\" } }",
+    ));
+    assert_names(
+        &err,
+        &[
+            "watch.idle_stop.dimensions",
+            "InstanceId is set by pushwake",
+        ],
+    );
+    let err = refused(&with("idle_stop = { dimensions = { gpu = \"\" } }"));
+    assert_names(&err, &["watch.idle_stop.dimensions", "\"gpu\""]);
+    let err = refused(&format!(
+        "max_runtime = \"soon\"\n{}{}",
+        base(),
+        good_watch()
+    ));
+    assert_names(&err, &["max_runtime", "line 1"]);
 }
 
 #[test]
 fn per_watch_options_are_accepted() {
     let setup = Setup::new();
     setup.write_config(&format!(
-        "{}{}instance_tags = {{ Project = \"trainer\" }}\npaths = [\"train.py\", \"models/**\"]\n\
+        "max_runtime = \"12h\"\n{}{}instance_tags = {{ Project = \"trainer\" }}\npaths = [\"train.py\", \"models/**\"]\n\
          skip_markers = []\nmax_runtime = \"6h\"\n\
-         idle_stop = {{ metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", below = 10.0, for = \"30m\" }}\n",
+         idle_stop = {{ metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", below = 10.0, for = \"30m\", \
+         dimensions = {{ index = \"0\", name = \"NVIDIA A10G\" }} }}\non_busy = \"supersede\"\n",
         base(),
         good_watch()
     ));

@@ -231,6 +231,12 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
             .any(|t| t.contains(removed.as_str()) && t.contains("`dev`"))
     );
     assert_eq!(w.ec2.states(&w.ids).await, ["running"; 3]);
+    let table = util::stdout(&w.setup.run(&["status"]));
+    assert!(table.contains("no watch owns them any more"), "{table}");
+    assert!(
+        table.contains(dropped.as_str()) && table.contains(removed.as_str()),
+        "{table}"
+    );
 
     w.write_config_with("max_runtime = \"1s\"", &main_only);
     until(&w, Duration::from_secs(10), || async {
