@@ -76,11 +76,11 @@ class GitHub(Handler):
         try:
             time.sleep(LATENCY)
             parts = self.path.split("/")
-            # /repos/{owner}/{repo}/commits/{ref}
+            # /repos/{owner}/{repo}/commits/heads/{branch}, or commits/{sha} for details
             repo = f"{parts[2]}/{parts[3]}"
             ref = parts[5]
             head = self.heads.get(repo)
-            if ref == "main":
+            if ref == "heads" and "/".join(parts[6:]) == "main":
                 etag = f'"{head}"'
                 if self.headers.get("If-None-Match") == etag:
                     self.send_response(304)

@@ -117,8 +117,10 @@ pub enum Kind {
     IncorrectState,
     /// `InvalidInstanceID.*`: the instance does not exist (any more).
     NotFound,
-    /// `UnauthorizedOperation` and friends: the credentials lack a permission.
+    /// `UnauthorizedOperation`, `AccessDenied`: the credentials lack a permission.
     Unauthorized,
+    /// `AuthFailure`: the credentials are wrong or expired, or this machine's clock is off.
+    Credentials,
     /// No credentials or region, a malformed request: nothing a retry fixes.
     Other,
 }
@@ -135,14 +137,22 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.kind, &self.code) {
-            (Kind::Unauthorized, _) => write!(
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.action, self.message)?,
+            None => write!(f, "{} failed: {}", self.action, self.message)?,
+        }
+        match self.kind {
+            Kind::Unauthorized => write!(
                 f,
-                "ec2:{} is not allowed for these AWS credentials; grant it in their IAM policy",
+                " (ec2:{} is not allowed for these AWS credentials; grant it in their IAM \
+                 policy)",
                 self.action
             ),
-            (_, Some(code)) => write!(f, "{} failed: {code}: {}", self.action, self.message),
-            (_, None) => write!(f, "{} failed: {}", self.action, self.message),
+            Kind::Credentials => f.write_str(
+                " (AWS did not accept the credentials: check the keys, and this machine's \
+                 clock)",
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -168,6 +178,49 @@ mod tests {
         assert!(clock.now() < date + chrono::Duration::seconds(5));
     }
 
+    fn error(code: &str) -> Error {
+        Error {
+            kind: kind_of(code),
+            action: "StartInstances",
+            code: Some(code.to_owned()),
+            message: "EC2's own words.".to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_a_missing_permission_gets_the_iam_hint() {
+        for code in ["UnauthorizedOperation", "AccessDenied"] {
+            let text = error(code).to_string();
+            assert!(
+                text.contains(code) && text.contains("EC2's own words"),
+                "{text}"
+            );
+            assert!(text.contains("grant it in their IAM policy"), "{text}");
+        }
+        let text = error("AuthFailure").to_string();
+        assert!(text.contains("AuthFailure: EC2's own words"), "{text}");
+        assert!(
+            text.contains("check the keys, and this machine's clock"),
+            "{text}"
+        );
+        assert!(!text.contains("IAM"), "{text}");
+        assert!(!error("VcpuLimitExceeded").to_string().contains("IAM"));
+    }
+
+    #[test]
+    fn errors_are_sorted_by_what_to_do() {
+        assert_eq!(kind_of("RequestLimitExceeded"), Kind::Transient);
+        assert_eq!(kind_of("InsufficientInstanceCapacity"), Kind::Capacity);
+        assert_eq!(kind_of("IncorrectInstanceState"), Kind::IncorrectState);
+        assert_eq!(kind_of("InvalidInstanceID.NotFound"), Kind::NotFound);
+        assert_eq!(kind_of("InvalidInstanceID.Malformed"), Kind::NotFound);
+        assert_eq!(kind_of("AuthFailure"), Kind::Credentials);
+        assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Other);
+        assert!(error("VcpuLimitExceeded").may_concern_one_instance());
+        assert!(!error("AuthFailure").may_concern_one_instance());
+        assert!(!error("UnauthorizedOperation").may_concern_one_instance());
+    }
+
     #[test]
     fn a_clock_that_never_heard_from_ec2_is_the_masters() {
         let before = Utc::now();
@@ -181,7 +234,11 @@ impl Error {
     /// others would succeed alone: any refusal that names a code and is neither transient
     /// (already retried) nor a missing permission (which no instance would pass).
     pub fn may_concern_one_instance(&self) -> bool {
-        self.code.is_some() && !matches!(self.kind, Kind::Transient | Kind::Unauthorized)
+        self.code.is_some()
+            && !matches!(
+                self.kind,
+                Kind::Transient | Kind::Unauthorized | Kind::Credentials
+            )
     }
 }
 
@@ -203,6 +260,9 @@ impl Retryable for Error {
     }
 }
 
+/// EC2 takes at most 200 values in the filters of one call (`FilterLimitExceeded`).
+pub const MAX_FILTER_VALUES: usize = 200;
+
 fn filter(name: &str, values: Vec<String>) -> Filter {
     Filter::builder()
         .name(name)
@@ -217,28 +277,18 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     let code = err.code().map(str::to_owned);
     let status = err.raw_response().map(|r| r.status().as_u16());
     let kind = match code.as_deref() {
-        Some(
-            "RequestLimitExceeded"
-            | "Throttling"
-            | "ThrottlingException"
-            | "Unavailable"
-            | "ServiceUnavailable"
-            | "InternalError"
-            | "InternalFailure",
-        ) => Kind::Transient,
-        Some("InsufficientInstanceCapacity" | "InsufficientCapacity") => Kind::Capacity,
-        Some("IncorrectInstanceState" | "IncorrectState") => Kind::IncorrectState,
-        Some(c) if c.starts_with("InvalidInstanceID") => Kind::NotFound,
-        Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied" | "Blocked") => {
-            Kind::Unauthorized
-        }
-        _ if status.is_some_and(|s| s >= 500) => Kind::Transient,
-        _ => match &err {
+        Some(c) => kind_of(c),
+        None if status.is_some_and(|s| s >= 500) => Kind::Transient,
+        None => match &err {
             SdkError::TimeoutError(_) => Kind::Transient,
             SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Kind::Transient,
             SdkError::ResponseError(_) => Kind::Transient,
             _ => Kind::Other,
         },
+    };
+    let kind = match (kind, status) {
+        (Kind::Other, Some(s)) if s >= 500 => Kind::Transient,
+        (kind, _) => kind,
     };
     let message = match err.message() {
         Some(m) => m.to_owned(),
@@ -249,6 +299,25 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         action,
         code,
         message,
+    }
+}
+
+/// What to do about an EC2 error code.
+fn kind_of(code: &str) -> Kind {
+    match code {
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "Unavailable"
+        | "ServiceUnavailable"
+        | "InternalError"
+        | "InternalFailure" => Kind::Transient,
+        "InsufficientInstanceCapacity" | "InsufficientCapacity" => Kind::Capacity,
+        "IncorrectInstanceState" | "IncorrectState" => Kind::IncorrectState,
+        c if c.starts_with("InvalidInstanceID") => Kind::NotFound,
+        "UnauthorizedOperation" | "AccessDenied" => Kind::Unauthorized,
+        "AuthFailure" => Kind::Credentials,
+        _ => Kind::Other,
     }
 }
 
@@ -372,11 +441,14 @@ impl Ec2 {
     /// answer: they are asked for with an `instance-id` filter, which, unlike the
     /// `InstanceIds` parameter, does not fail the whole call for one unknown id.
     pub async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, Error> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_FILTER_VALUES) {
+            out.extend(
+                self.describe_where(vec![filter("instance-id", chunk.to_vec())])
+                    .await?,
+            );
         }
-        self.describe_where(vec![filter("instance-id", ids.to_vec())])
-            .await
+        Ok(out)
     }
 
     /// Describes every instance (not terminated) that carries all of `tags`.

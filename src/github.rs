@@ -122,7 +122,9 @@ impl GitHub {
 
     /// The head of `branch`, asked with `If-None-Match: etag` when an ETag is known.
     pub async fn head(&self, repo: &Repo, branch: &str, etag: Option<&str>) -> Result<Head, Error> {
-        let path = format!("/repos/{repo}/commits/{}", encode_ref(branch));
+        // GitHub documents a branch as `heads/BRANCH`; an unqualified name could resolve
+        // to a tag of the same name first.
+        let path = format!("/repos/{repo}/commits/heads/{}", encode_ref(branch));
         let what = format!("branch {branch} of {repo}");
         self.policy
             .run(&what, || async {
@@ -413,11 +415,13 @@ fn status_error(status: StatusCode, headers: &HeaderMap, body: &str) -> Error {
     Error::Status { status, message }
 }
 
-/// A ref goes into one path segment: `/` and other reserved characters are escaped.
+/// A branch in the path of `commits/heads/{branch}`: GitHub's REST description marks the
+/// ref as multi-segment, so its `/` stay raw (an escaped `/` is not found, notably on
+/// GitHub Enterprise), and every other reserved character of each segment is escaped.
 fn encode_ref(branch: &str) -> String {
     let mut out = String::with_capacity(branch.len());
     for b in branch.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -428,4 +432,25 @@ fn encode_ref(branch: &str) -> String {
 
 fn is_sha(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_keeps_its_slashes_and_escapes_the_rest() {
+        assert_eq!(encode_ref("main"), "main");
+        assert_eq!(encode_ref("release/v2"), "release/v2");
+        assert_eq!(encode_ref("feat/a+b#1"), "feat/a%2Bb%231");
+        assert_eq!(encode_ref("ünï"), "%C3%BCn%C3%AF");
+    }
+
+    #[test]
+    fn a_sha_is_40_or_64_hex_digits() {
+        assert!(is_sha(&"a".repeat(40)));
+        assert!(is_sha(&"0".repeat(64)));
+        assert!(!is_sha(&"g".repeat(40)));
+        assert!(!is_sha("abc"));
+    }
 }

@@ -109,7 +109,7 @@ impl Agent {
             std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
         Ok(Agent {
             owner: tags::owner(&hostname(), &state_dir),
-            store: Store::new(&settings.state_dir),
+            store: Store::new(&settings.state_dir, settings.first_run),
             settings,
             options,
             github,

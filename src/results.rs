@@ -170,7 +170,7 @@ pub struct Row {
 
 /// Every run of every watch with results, oldest first within a watch.
 pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let state = Store::new(&settings.state_dir).load()?;
+    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
     let mut rows = Vec::new();
     for watch in &settings.watches {
         let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) else {

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Repo, Watch};
+use crate::config::{FirstRun, Repo, Watch};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "pass.lock";
@@ -325,11 +325,16 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// What a pass without state does, for the advice on a corrupt file.
+    first_run: FirstRun,
 }
 
 impl Store {
-    pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+    pub fn new(dir: impl Into<PathBuf>, first_run: FirstRun) -> Store {
+        Store {
+            dir: dir.into(),
+            first_run,
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -353,10 +358,17 @@ impl Store {
                     .with_context(|| format!("cannot read state file {}", path.display()));
             }
         };
+        let afresh = match self.first_run {
+            FirstRun::Baseline => "the next pass then records each head as a baseline",
+            FirstRun::Start => {
+                "with first_run = \"start\" the next pass then treats each head as new and \
+                 starts every watch's stopped instances"
+            }
+        };
         let state = parse(&bytes).with_context(|| {
             format!(
                 "state file {} is corrupt; it was left as it is: repair it, or move it aside to \
-                 start afresh (the next pass then records each head as a baseline)",
+                 start afresh ({afresh})",
                 path.display()
             )
         })?;

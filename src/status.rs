@@ -62,7 +62,7 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// The status of every configured watch, in config order. Watches never polled have nulls.
 pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
-    let state = Store::new(&settings.state_dir).load()?;
+    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
     Ok(settings
         .watches
         .iter()
@@ -101,7 +101,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
 /// Running instances this deployment started that no watch owns any more, as the last
 /// pass found them.
 pub fn orphans(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    let state = Store::new(&settings.state_dir).load()?;
+    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
     Ok(state.orphans.into_iter().collect())
 }
 

@@ -25,6 +25,9 @@ pub const STARTED_AT: &str = "pushwake:started-at";
 /// teams' pushwakes in one AWS account never touch each other's machines.
 pub const OWNER: &str = "pushwake:owner";
 
+/// How many tags pushwake keeps on an instance beside the result tags.
+pub const OWN_TAGS: usize = 5;
+
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
 
@@ -174,6 +177,12 @@ mod tests {
         let i = instance(&[]);
         assert!(owned_by(&i, "me:/x", &watch(&["i-00000001"])));
         assert!(!owned_by(&i, "me:/x", &watch(&[])));
+    }
+
+    #[test]
+    fn own_tags_are_counted_right() {
+        let stamp = stamp(&watch(&[]), "abc", "me:/x");
+        assert_eq!(stamp.len(), OWN_TAGS);
     }
 
     #[test]

@@ -37,6 +37,10 @@ struct RawResults {
 }
 
 const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// Tags left for the user's own, of EC2's 50 per instance.
+const USER_TAGS: usize = 6;
+/// The most metrics whose result tags fit beside pushwake's own and the user's.
+const MAX_METRICS: usize = 50 - crate::tags::OWN_TAGS - USER_TAGS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,18 +174,36 @@ fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
     if raw.metrics.is_empty() {
         return cx.invalid(span, "watch.results.metrics", "name at least one metric");
     }
+    if raw.metrics.len() > MAX_METRICS {
+        return cx.invalid(
+            span,
+            "watch.results.metrics",
+            format!(
+                "{} metrics are too many: EC2 keeps at most 50 tags on an instance, pushwake \
+                 writes {} of its own and one per metric, and at least {USER_TAGS} are left for \
+                 yours; list at most {MAX_METRICS}",
+                raw.metrics.len(),
+                crate::tags::OWN_TAGS
+            ),
+        );
+    }
     let mut seen = HashSet::new();
     for m in &raw.metrics {
-        // The metric is part of a tag key, which EC2 limits to 128 characters of a few kinds.
+        // The metric is part of a tag key that the job writes, often through instance
+        // metadata, whose tag keys take letters, digits and +-=.,_:@ only (no '/', no
+        // spaces); EC2 limits a key to 128 characters.
         let ok = !m.is_empty()
             && m.len() <= 100
             && m.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-=._:/@".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c));
         if !ok {
             return cx.invalid(
                 span.clone(),
                 "watch.results.metrics",
-                format!("{m:?} cannot be part of a tag key: use letters, digits and +-=._:/@"),
+                format!(
+                    "{m:?} cannot be part of a tag key that instance metadata shows: use \
+                     letters, digits and +-=.,_:@ (no '/' or spaces)"
+                ),
             );
         }
         if !seen.insert(m) {

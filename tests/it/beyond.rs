@@ -16,9 +16,7 @@ async fn instances_are_tagged_with_the_commit_before_they_start() {
     let Some(moto) = util::moto_url() else { return };
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(2).await;
-    github
-        .set_head("octo/trainer", "release%2Fv2", &sha(1))
-        .await;
+    github.set_head("octo/trainer", "release/v2", &sha(1)).await;
     let setup = Setup::new();
     setup.write_config(&format!(
         "first_run = \"start\"\n{}{}",

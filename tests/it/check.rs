@@ -103,7 +103,7 @@ async fn each_failing_item_is_named() {
         .await;
     github.set_head(REPO, "main", &sha(1)).await;
     github
-        .fail("/repos/octo/gone/commits/main", 404, "Not Found")
+        .fail("/repos/octo/gone/commits/heads/main", 404, "Not Found")
         .await;
     // Dry runs of DescribeInstances: the describe itself lists only GOOD.
     Mock::given(method("POST"))
@@ -154,7 +154,9 @@ async fn each_failing_item_is_named() {
         &format!("✓ instance {GOOD} exists (stopped)"),
         &format!("✗ instance {GONE} not found"),
         "✓ ec2:StartInstances allowed",
-        "✗ ec2:StopInstances is not allowed",
+        // EC2's own code and words, then what to do about them.
+        "✗ StopInstances failed: UnauthorizedOperation: You are not authorized",
+        "(ec2:StopInstances is not allowed for these AWS credentials; grant it in their IAM policy)",
         "✗ Slack: Slack refused the message: invalid_auth",
     ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");

@@ -305,6 +305,15 @@ fn results_options_are_checked() {
     assert_names(&err, &["more", "higher", "lower"]);
     let err = refused(&with("results = { metrics = [\"top 1\"] }"));
     assert_names(&err, &["watch.results.metrics", "tag key"]);
+    // Instance metadata shows no tag key with a '/'.
+    let err = refused(&with("results = { metrics = [\"val/loss\"] }"));
+    assert_names(&err, &["watch.results.metrics", "\"val/loss\"", "no '/'"]);
+    let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\"")).collect();
+    let err = refused(&with(&format!(
+        "results = {{ metrics = [{}] }}",
+        many.join(", ")
+    )));
+    assert_names(&err, &["watch.results.metrics", "40 metrics", "at most 39"]);
     let err = refused(&with(
         "results = { metrics = [\"acc\"], timeout = \"never\" }",
     ));

@@ -78,3 +78,32 @@ async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_t
     setup.once(0);
     assert_eq!(ec2_actions(&ec2).await.len(), 5);
 }
+
+#[tokio::test]
+async fn a_watch_of_250_instances_is_described_within_ec2s_200_filter_values() {
+    let ids: Vec<String> = (0..250).map(|i| format!("i-{i:017x}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (github, ec2) = (GitHub::start().await, ec2_ok(&refs).await);
+    github.set_head("octo/trainer", "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        crate::util::watch("octo/trainer", "main", &ids)
+    ));
+
+    let out = setup.run(&["--once"]);
+
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        ec2_actions(&ec2).await,
+        [
+            "DescribeInstances",
+            "DescribeInstances",
+            "CreateTags",
+            "StartInstances"
+        ]
+    );
+    let out = setup.run(&["status", "--live"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

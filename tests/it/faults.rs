@@ -13,7 +13,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::util::{self, GitHub, Setup, Slack, ec2_ok, sdk_config, sha, stderr, watch};
 
 const REPO: &str = "octo/trainer";
-const HEAD: &str = "/repos/octo/trainer/commits/main";
+const HEAD: &str = "/repos/octo/trainer/commits/heads/main";
 
 fn quick() -> Policy {
     Policy {
@@ -359,6 +359,11 @@ async fn a_corrupt_state_file_is_reported_and_kept_byte_for_byte() {
     let err = stderr(&out);
     assert!(
         err.contains(&state.display().to_string()) && err.contains("corrupt"),
+        "{err}"
+    );
+    // The advice is true for this config, where a fresh state starts everything.
+    assert!(
+        err.contains("treats each head as new") && !err.contains("baseline"),
         "{err}"
     );
     assert_eq!(

@@ -237,7 +237,7 @@ async fn two_watches_are_independent() {
     let b = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(1)).await;
     github
-        .fail("/repos/octo/gone/commits/main", 404, "Not Found")
+        .fail("/repos/octo/gone/commits/heads/main", 404, "Not Found")
         .await;
     let setup = Setup::new();
     setup.write_config(&format!(
@@ -274,7 +274,7 @@ async fn a_branch_with_a_slash() {
     let Some(moto) = util::moto_url() else { return };
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "release%2Fv2", &sha(3)).await;
+    github.set_head(REPO, "release/v2", &sha(3)).await;
     let setup = Setup::new();
     setup.write_config(&format!(
         "first_run = \"start\"\n{}{}",
@@ -285,6 +285,12 @@ async fn a_branch_with_a_slash() {
     setup.once(0);
 
     assert_eq!(ec2.states(&ids).await, ["running"]);
+    // Asked as GitHub documents it: heads/, the slash raw (the fake 404s `%2F`).
+    let asked = github.head_requests(REPO, "release/v2").await;
+    assert_eq!(
+        asked[0].url.path(),
+        "/repos/octo/trainer/commits/heads/release/v2"
+    );
     let status = setup.status();
     assert_eq!(status[0]["branch"], "release/v2");
     assert_eq!(status[0]["last_sha"], sha(3));

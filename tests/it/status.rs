@@ -11,7 +11,7 @@ async fn status_shows_heads_errors_and_live_states() {
     let ids = ec2.stopped(2).await;
     github.set_head(REPO, "main", &sha(4)).await;
     github
-        .fail("/repos/octo/gone/commits/main", 404, "Not Found")
+        .fail("/repos/octo/gone/commits/heads/main", 404, "Not Found")
         .await;
     let setup = Setup::new();
     let config = format!(

@@ -41,6 +41,15 @@ impl GitHub {
             .with_priority(250)
             .mount(&server)
             .await;
+        // What GitHub answers for a commit it cannot find, e.g. an escaped slash.
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::path_regex(
+                "^/repos/[^/]+/[^/]+/commits/.+",
+            ))
+            .respond_with(error(404, "Not Found"))
+            .with_priority(255)
+            .mount(&server)
+            .await;
         GitHub {
             server,
             priorities: Mutex::new(HashMap::new()),
@@ -51,8 +60,9 @@ impl GitHub {
         self.server.uri()
     }
 
-    /// Points `branch` of `repo` at commit `sha`. `branch` is written as it appears in the
-    /// URL path, e.g. `release%2Fv2`.
+    /// Points `branch` of `repo` at commit `sha`. As on GitHub, the head is served at
+    /// `commits/heads/BRANCH` with the branch's slashes raw, and nowhere else: an escaped
+    /// slash, or the branch without `heads/`, is answered 404.
     pub async fn set_head(&self, repo: &str, branch: &str, sha: &str) {
         let message = format!("Train with commit {}\n\nA longer body.", &sha[..8]);
         self.set_head_with_message(repo, branch, sha, &message)
@@ -69,7 +79,7 @@ impl GitHub {
 
     /// Like [`GitHub::set_head`], with the commit's message.
     pub async fn set_head_with_message(&self, repo: &str, branch: &str, sha: &str, message: &str) {
-        let route = format!("/repos/{repo}/commits/{branch}");
+        let route = format!("/repos/{repo}/commits/heads/{branch}");
         let p = self.priority(&route);
         let etag = format!("\"{sha}\"");
         Mock::given(method("GET"))
@@ -184,7 +194,7 @@ impl GitHub {
 
     /// The requests made for the head of `branch` of `repo`.
     pub async fn head_requests(&self, repo: &str, branch: &str) -> Vec<Request> {
-        let route = format!("/repos/{repo}/commits/{branch}");
+        let route = format!("/repos/{repo}/commits/heads/{branch}");
         self.server
             .received_requests()
             .await
@@ -663,10 +673,55 @@ fn form_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// EC2's answer to tag keys that instance metadata cannot show ('/' or a space), as it
+/// refuses them on instances with metadata tags on, which the README tells users to turn
+/// on; `None` for keys it takes.
+fn tag_key_refused(body: &str) -> Option<ResponseTemplate> {
+    let bad = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.starts_with("Tag.") && k.ends_with(".Key"))
+        .map(|(_, v)| form_decode(v))
+        .find(|k| k.contains('/') || k.contains(' '))?;
+    Some(ResponseTemplate::new(400).set_body_string(format!(
+        "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>Tag key '{bad}' \
+         is not valid for an instance with instance metadata tags enabled.</Message></Error>\
+         </Errors><RequestID>r</RequestID></Response>"
+    )))
+}
+
+/// EC2's answer to a call with more than 200 values in its filters, which it refuses as
+/// a whole; `None` for a call within the limit.
+fn filter_limit(body: &str) -> Option<ResponseTemplate> {
+    let mut per_filter: HashMap<&str, usize> = HashMap::new();
+    for key in body
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+    {
+        if let Some((filter, _)) = key
+            .strip_prefix("Filter.")
+            .and_then(|k| k.split_once(".Value."))
+        {
+            *per_filter.entry(filter).or_default() += 1;
+        }
+    }
+    let values: usize = per_filter.values().sum();
+    (values > 200).then(|| {
+        ResponseTemplate::new(400).set_body_string(format!(
+            "<Response><Errors><Error><Code>FilterLimitExceeded</Code><Message>The maximum \
+             number of filter values specified on a single call is 200, got {values}.</Message>\
+             </Error></Errors><RequestID>r</RequestID></Response>"
+        ))
+    })
+}
+
 impl wiremock::Respond for Ec2Fake {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         const NS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
         let body = String::from_utf8_lossy(&request.body).into_owned();
+        if let Some(refused) = filter_limit(&body).or_else(|| tag_key_refused(&body)) {
+            return refused;
+        }
         let action = body
             .split('&')
             .find_map(|kv| kv.strip_prefix("Action="))
@@ -877,6 +932,9 @@ struct Forward {
 impl wiremock::Respond for Forward {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body = String::from_utf8_lossy(&request.body).into_owned();
+        if let Some(refused) = filter_limit(&body).or_else(|| tag_key_refused(&body)) {
+            return refused;
+        }
         let mut faults = self.faults.lock().unwrap();
         let mut pairs: Vec<(String, String)> = body
             .split('&')
