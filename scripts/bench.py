@@ -252,6 +252,35 @@ def once_wall():
                  f"(includes {LATENCY * 1000:.0f} ms simulated network latency)"))
 
 
+def hung_github():
+    """A GitHub that accepts connections and never answers: how long `--once` takes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)  # kept open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    dir = tempfile.mkdtemp()
+    path = config(dir, [("bench/hung", ["i-0123456789abcdef0"])])
+    text = open(path).read().replace(GITHUB, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    open(path, "w").write(text)
+    start = time.monotonic()
+    out = subprocess.run([BIN, "--config", path, "--once"], env=ENV, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    listener.close()
+    last = (out.stderr.strip().splitlines() or [""])[-1].strip()
+    rows.append(("GitHub accepts and never answers, `--once`",
+                 f"exit {out.returncode} after {wall:.1f} s: {last}"))
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -287,6 +316,7 @@ for n in (1, 100, 1000):
 for m in (1, 20, 200):
     trigger(m)
 once_wall()
+hung_github()
 idle(int(os.environ.get("BENCH_IDLE_SECONDS", "60")))
 
 print("| scenario | measured |")

@@ -14,6 +14,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::config::Settings;
 use crate::pass::{Agent, PassOptions, PassReport};
+use crate::retry;
 
 /// How long a pass in progress may take to finish after a stop is asked for. Past that it
 /// is abandoned: state files are replaced atomically, so nothing is left half-written, and
@@ -71,8 +72,11 @@ pub async fn run(
     Ok(())
 }
 
-/// Drives one pass to its end, pinging the watchdog. A reload asked for meanwhile waits
-/// for the pass; a stop gives it [`STOP_GRACE`] to finish. Returns what was asked.
+/// Drives one pass to its end, pinging the watchdog while the pass makes progress: every
+/// network call has a deadline, so a pass whose calls stop ending (see
+/// [`retry::progress`]) is stuck, systemd stops hearing from it, and restarts the service.
+/// A reload asked for meanwhile waits for the pass; a stop gives it [`STOP_GRACE`] to
+/// finish. Returns what was asked.
 async fn during(
     pass: impl Future<Output = anyhow::Result<PassReport>>,
     control: &mut mpsc::Receiver<Control>,
@@ -80,13 +84,26 @@ async fn during(
 ) -> Option<Control> {
     tokio::pin!(pass);
     let mut asked = None;
+    let mut seen = retry::progress();
+    let mut quiet_ticks = 0;
     loop {
         tokio::select! {
             result = &mut pass => {
                 log_pass(result);
                 return asked;
             }
-            () = watchdog.tick() => watchdog.ping(),
+            () = watchdog.tick() => {
+                // One quiet tick is a call still within its deadline; two in a row, with
+                // ticks at half the watchdog's timeout, would outlast any deadline.
+                let now = retry::progress();
+                quiet_ticks = if now == seen { quiet_ticks + 1 } else { 0 };
+                seen = now;
+                if quiet_ticks < 2 {
+                    watchdog.ping();
+                } else {
+                    tracing::error!("the pass has made no progress for two watchdog intervals");
+                }
+            }
             msg = control.recv(), if asked.is_none() => match msg {
                 Some(Control::Reload) => asked = Some(Control::Reload),
                 Some(Control::Stop) | None => {

@@ -48,6 +48,10 @@ const POLL_CONCURRENCY: usize = 32;
 /// asks for at least a minute in that case.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
+/// How long a pass waits for another process's pass to end: about as long as a pass takes
+/// when GitHub does not answer (every call has a deadline of a minute).
+const LOCK_WAIT: Duration = Duration::from_secs(75);
+
 /// Options a pass runs with, beyond the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -350,7 +354,7 @@ impl Agent {
     /// state.
     async fn open_state(&self) -> anyhow::Result<(Option<crate::state::PassLock>, State)> {
         self.store.prepare()?;
-        let lock = self.store.lock().await?;
+        let lock = self.store.lock(LOCK_WAIT).await?;
         Ok((Some(lock), self.store.load()?))
     }
 

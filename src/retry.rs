@@ -1,11 +1,25 @@
 //! The one retry policy every network call goes through.
 //!
-//! Bounded attempts, exponential backoff with full jitter, a total time limit per attempt,
-//! and a server's own "retry after" obeyed when it sends one. Each client says which of
-//! its errors are worth another attempt by implementing [`Retryable`].
+//! Bounded attempts, exponential backoff with full jitter, a time limit per attempt and
+//! one for the whole call (retries included), and a server's own "retry after" obeyed when
+//! it sends one. Each client says which of its errors are worth another attempt by
+//! implementing [`Retryable`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Attempts ended, in this process, whatever their outcome: the daemon's sign of progress.
+static ATTEMPTS_ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// How many attempts of any network call have ended so far. A pass whose count stops
+/// moving is stuck somewhere no deadline reaches, and the daemon stops pinging systemd's
+/// watchdog.
+pub fn progress() -> u64 {
+    ATTEMPTS_ENDED.load(Ordering::Relaxed)
+}
 
 /// What an error says about trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +51,8 @@ pub struct Policy {
     pub max_wait: Duration,
     /// The most one attempt may take, connection included.
     pub timeout: Duration,
+    /// The most the whole call may take, its retries and waits included.
+    pub deadline: Duration,
 }
 
 impl Default for Policy {
@@ -46,6 +62,7 @@ impl Default for Policy {
             base: Duration::from_millis(500),
             max_wait: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
         }
     }
 }
@@ -59,12 +76,17 @@ impl Policy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let end = Instant::now() + self.deadline;
         let mut attempt = 1;
         loop {
-            let result = match tokio::time::timeout(self.timeout, op()).await {
+            let limit = self
+                .timeout
+                .min(end.saturating_duration_since(Instant::now()));
+            let result = match tokio::time::timeout(limit, op()).await {
                 Ok(result) => result,
-                Err(_) => Err(E::timed_out(self.timeout)),
+                Err(_) => Err(E::timed_out(limit)),
             };
+            ATTEMPTS_ENDED.fetch_add(1, Ordering::Relaxed);
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -76,6 +98,10 @@ impl Policy {
                 Retry::After(d) => d,
                 Retry::Backoff => self.backoff(attempt),
             };
+            // No attempt is started that could not end before the deadline.
+            if Instant::now() + wait + Duration::from_millis(100) >= end {
+                return Err(err);
+            }
             tracing::debug!(
                 "{what} failed (attempt {attempt} of {}), retrying in {wait:?}: {err}",
                 self.attempts

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -404,9 +405,11 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the pass lock, waiting for another process's pass to end first. The lock is
-    /// released when the returned guard is dropped, or when the process dies.
-    pub async fn lock(&self) -> anyhow::Result<PassLock> {
+    /// Takes the pass lock, waiting for another process's pass to end first, for at most
+    /// `wait`: a pass that cannot get the lock by then gives up, so passes from cron never
+    /// pile up behind a stuck one. The lock is released when the returned guard is
+    /// dropped, or when the process dies.
+    pub async fn lock(&self, wait: Duration) -> anyhow::Result<PassLock> {
         let path = self.dir.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -414,20 +417,28 @@ impl Store {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => return Ok(PassLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => {
-                tracing::info!("another pass holds {}; waiting for it", path.display());
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        let end = tokio::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(PassLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < end => {
+                    if !told {
+                        tracing::info!("another pass holds {}; waiting for it", path.display());
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(fs::TryLockError::WouldBlock) => bail!(
+                    "another pass has held {} for {}s; this pass gives up",
+                    path.display(),
+                    wait.as_secs()
+                ),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
             }
         }
-        let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-            .await
-            .context("lock task failed")?
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(PassLock { _file: file })
     }
 }
 

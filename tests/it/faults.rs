@@ -21,6 +21,7 @@ fn quick() -> Policy {
         base: Duration::from_millis(5),
         max_wait: Duration::from_secs(2),
         timeout: Duration::from_millis(500),
+        deadline: Duration::from_secs(10),
     }
 }
 

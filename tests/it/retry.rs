@@ -105,3 +105,21 @@ async fn a_hung_attempt_times_out_and_is_retried() {
     assert_eq!(calls.get(), 2);
     assert!(start.elapsed() >= Duration::from_secs(2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_never_answers_ends_at_its_deadline_retries_included() {
+    let policy = Policy::default();
+    let calls = Cell::new(0);
+    let start = Instant::now();
+    let result: Result<(), Fault> = policy
+        .run("op", || {
+            calls.set(calls.get() + 1);
+            std::future::pending::<Result<(), Fault>>()
+        })
+        .await;
+    assert!(result.is_err());
+    // Four attempts of 30 s would take two minutes and more; the deadline is one.
+    assert!(start.elapsed() <= policy.deadline, "{:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    assert_eq!(calls.get(), 2);
+}
