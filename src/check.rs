@@ -64,13 +64,16 @@ pub async fn online(settings: &Settings, policy: retry::Policy) -> Vec<Item> {
     github(settings, policy, &mut items).await;
     ec2(settings, policy, &mut items).await;
     if let Some(target) = &settings.slack {
-        items.push(match Slack::new(target.clone(), policy) {
+        match Slack::new(target.clone(), policy) {
             Ok(slack) => match slack.check().await {
-                Ok(what) => Item::pass(format!("Slack: {what}")),
-                Err(e) => Item::fail(format!("Slack: {e}")),
+                Ok(found) => items.extend(found.into_iter().map(|f| match f {
+                    Ok(what) => Item::pass(format!("Slack: {what}")),
+                    Err(problem) => Item::fail(format!("Slack: {problem}")),
+                })),
+                Err(e) => items.push(Item::fail(format!("Slack: {e}"))),
             },
-            Err(e) => Item::fail(format!("Slack: {e:#}")),
-        });
+            Err(e) => items.push(Item::fail(format!("Slack: {e:#}"))),
+        }
     }
     items
 }
@@ -87,12 +90,14 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
         )));
     }
     match client.rate_limit().await {
-        Ok((left, limit)) if gh.token.is_some() => items.push(Item::pass(format!(
+        Ok(Some((left, limit))) if gh.token.is_some() => items.push(Item::pass(format!(
             "GitHub token accepted ({left} of {limit} requests left this hour)"
         ))),
-        Ok((left, limit)) => items.push(Item::pass(format!(
+        Ok(Some((left, limit))) => items.push(Item::pass(format!(
             "GitHub reachable without a token ({left} of {limit} requests left this hour)"
         ))),
+        // The branches below show whether the token is accepted.
+        Ok(None) => items.push(Item::pass("GitHub reachable; rate limiting is off")),
         Err(e) => items.push(Item::fail(e.to_string())),
     }
     for w in &settings.watches {

@@ -235,24 +235,18 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                crate::percent_encode(k, b""),
+                crate::percent_encode(v, b"")
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
 
 /// Percent-encoding as SigV4 expects it: everything but unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The text of the first `<tag>…</tag>` in `xml`. The answers read here are small, flat and
 /// fixed in shape; a full XML parser would buy nothing.
 fn value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {

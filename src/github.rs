@@ -238,8 +238,10 @@ impl GitHub {
     }
 
     /// The core rate limit left to this token (or this address, without a token), as
-    /// `(remaining, limit)`. Asking costs nothing; a bad token is refused with 401.
-    pub async fn rate_limit(&self) -> Result<(u64, u64), Error> {
+    /// `(remaining, limit)`, or `None` on a GitHub Enterprise Server with rate limiting
+    /// off, which answers 404 "Rate limiting is not enabled.". Asking costs nothing; a bad
+    /// token is refused with 401.
+    pub async fn rate_limit(&self) -> Result<Option<(u64, u64)>, Error> {
         self.policy
             .run("rate limit", || async {
                 let mut headers = HeaderMap::new();
@@ -248,12 +250,16 @@ impl GitHub {
                     HeaderValue::from_static("application/vnd.github+json"),
                 );
                 let (status, headers, body) = self.get("/rate_limit", headers).await?;
+                if status == StatusCode::NOT_FOUND && body.contains("Rate limiting is not enabled")
+                {
+                    return Ok(None);
+                }
                 if !status.is_success() {
                     return Err(self.status_error(status, &headers, &body));
                 }
                 let raw: RawRateLimit =
                     serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
-                Ok((raw.rate.remaining, raw.rate.limit))
+                Ok(Some((raw.rate.remaining, raw.rate.limit)))
             })
             .await
     }
@@ -419,15 +425,7 @@ fn status_error(status: StatusCode, headers: &HeaderMap, body: &str) -> Error {
 /// ref as multi-segment, so its `/` stay raw (an escaped `/` is not found, notably on
 /// GitHub Enterprise), and every other reserved character of each segment is escaped.
 fn encode_ref(branch: &str) -> String {
-    let mut out = String::with_capacity(branch.len());
-    for b in branch.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::percent_encode(branch, b"/")
 }
 
 fn is_sha(s: &str) -> bool {
@@ -444,6 +442,7 @@ mod tests {
         assert_eq!(encode_ref("release/v2"), "release/v2");
         assert_eq!(encode_ref("feat/a+b#1"), "feat/a%2Bb%231");
         assert_eq!(encode_ref("ünï"), "%C3%BCn%C3%AF");
+        assert_eq!(encode_ref("a~b"), "a~b", "unreserved characters stay");
     }
 
     #[test]

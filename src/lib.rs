@@ -43,6 +43,21 @@ pub mod stats;
 pub mod status;
 pub mod tags;
 
+/// Percent-encodes every byte of `s` but RFC 3986's unreserved characters and `keep`: the
+/// one encoder for URL paths, queries and form bodies.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b)
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// FNV-1a, 64 bits: a hash that is the same across builds and platforms (unlike std's),
 /// for names and fingerprints kept in tags and state.
 pub fn fnv1a(bytes: &[u8]) -> u64 {

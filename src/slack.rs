@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::SlackSettings;
@@ -53,6 +53,29 @@ struct AuthTest {
     team: Option<String>,
 }
 
+/// One page of `conversations.list`.
+#[derive(Deserialize)]
+struct Conversations {
+    ok: bool,
+    error: Option<String>,
+    #[serde(default)]
+    channels: Vec<Conversation>,
+    response_metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Conversation {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    is_member: bool,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    next_cursor: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ApiAnswer {
     ok: bool,
@@ -97,6 +120,59 @@ impl Slack {
             .await
     }
 
+    /// Whether `channel` (a name with `#`, or an id) exists and the bot is in it, from
+    /// `conversations.list`, page by page.
+    async fn check_channel(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        channel: &str,
+    ) -> Result<Result<String, String>, Error> {
+        let wanted = channel.trim_start_matches('#');
+        let mut cursor = String::new();
+        loop {
+            let url = format!(
+                "{api_url}/conversations.list?types=public_channel%2Cprivate_channel\
+                 &exclude_archived=true&limit=1000&cursor={}",
+                crate::percent_encode(&cursor, b"")
+            );
+            let response = self
+                .http
+                .get(url)
+                .bearer_auth(token.expose_secret())
+                .send()
+                .await
+                .map_err(transport)?;
+            let status = response.status();
+            let body = response.text().await.map_err(transport)?;
+            let page: Conversations =
+                serde_json::from_str(&body).map_err(|_| Error::Status(status))?;
+            if !page.ok {
+                return Err(Error::Api(page.error.unwrap_or_default()));
+            }
+            let hit = page
+                .channels
+                .iter()
+                .find(|c| c.id == wanted || c.name.as_deref() == Some(wanted));
+            if let Some(c) = hit {
+                return Ok(match c.is_member {
+                    true => Ok(format!("{channel} exists and the bot is in it")),
+                    false => Err(format!(
+                        "the bot is not in {channel}: invite it there (/invite in the channel)"
+                    )),
+                });
+            }
+            match page.response_metadata.and_then(|m| m.next_cursor) {
+                Some(next) if !next.is_empty() => cursor = next,
+                _ => {
+                    return Ok(Err(format!(
+                        "{channel} not found among the channels the token can see"
+                    )));
+                }
+            }
+        }
+    }
+
     /// Slack's answers are quoted in errors; they must not quote a secret back.
     fn clean(&self, e: Error) -> Error {
         match e {
@@ -108,11 +184,18 @@ impl Slack {
 
     /// Checks the token (`auth.test`) or that the webhook exists, posting nothing. A
     /// webhook sent an empty message answers 400 `no_text` or `invalid_payload` when it
-    /// exists, and 403 or 404 when it does not.
-    pub async fn check(&self) -> Result<String, Error> {
+    /// exists, and 403 or 404 when it does not. A bot token is checked further: its scopes
+    /// (the `x-oauth-scopes` header of `auth.test`) must hold `chat:write`, and with
+    /// `channels:read` or `groups:read` the channel must exist with the bot in it; the
+    /// findings come back one per line, each `Ok` or, for a problem, `Err`.
+    pub async fn check(&self) -> Result<Vec<Result<String, String>>, Error> {
         let result = async {
             match &self.target {
-                SlackSettings::Bot { api_url, token, .. } => {
+                SlackSettings::Bot {
+                    api_url,
+                    token,
+                    channel,
+                } => {
                     let response = self
                         .http
                         .post(format!("{api_url}/auth.test"))
@@ -121,17 +204,41 @@ impl Slack {
                         .await
                         .map_err(transport)?;
                     let status = response.status();
+                    let scopes: Vec<String> = response
+                        .headers()
+                        .get("x-oauth-scopes")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+                        .unwrap_or_default();
                     let body = response.text().await.map_err(transport)?;
                     let answer: AuthTest =
                         serde_json::from_str(&body).map_err(|_| Error::Status(status))?;
-                    match answer.ok {
-                        true => Ok(format!(
-                            "bot token accepted ({} in {})",
-                            answer.user.unwrap_or_default(),
-                            answer.team.unwrap_or_default()
-                        )),
-                        false => Err(Error::Api(answer.error.unwrap_or_default())),
+                    if !answer.ok {
+                        return Err(Error::Api(answer.error.unwrap_or_default()));
                     }
+                    let mut found = vec![Ok(format!(
+                        "bot token accepted ({} in {})",
+                        answer.user.unwrap_or_default(),
+                        answer.team.unwrap_or_default()
+                    ))];
+                    let has = |s: &str| scopes.iter().any(|x| x == s);
+                    found.push(match has("chat:write") {
+                        true => Ok("the token may post (chat:write)".to_owned()),
+                        false => Err(format!(
+                            "the token lacks chat:write (it has: {}): add the scope and \
+                             reinstall the app",
+                            scopes.join(", ")
+                        )),
+                    });
+                    found.push(if has("channels:read") || has("groups:read") {
+                        self.check_channel(api_url, token, channel).await?
+                    } else {
+                        Ok(format!(
+                            "{channel} not checked: the token has neither channels:read nor \
+                             groups:read; the first message will tell"
+                        ))
+                    });
+                    Ok(found)
                 }
                 SlackSettings::Webhook { url } => {
                     let response = self
@@ -145,7 +252,7 @@ impl Slack {
                     let body = response.text().await.map_err(transport)?;
                     match (status.as_u16(), body.trim()) {
                         (400, "no_text" | "invalid_payload") | (200, _) => {
-                            Ok("incoming webhook reachable".to_owned())
+                            Ok(vec![Ok("incoming webhook reachable".to_owned())])
                         }
                         _ => Err(Error::Api(format!("{status}: {}", body.trim()))),
                     }

@@ -19,7 +19,7 @@ async fn all_well_is_all_ticks() {
     github.set_head(REPO, "main", &sha(1)).await;
     let setup = Setup::new();
     setup.write_config(&format!(
-        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#c\"\n{}",
+        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n{}",
         setup.header(&github.url(), &moto),
         slack.api_url(),
         watch(REPO, "main", &ids)
@@ -45,6 +45,8 @@ async fn all_well_is_all_ticks() {
         "ec2:StopInstances allowed",
         "ec2:DeleteTags allowed",
         "Slack: bot token accepted (pushwake in ML Team)",
+        "Slack: the token may post (chat:write)",
+        "Slack: #training exists and the bot is in it",
     ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
@@ -80,6 +82,52 @@ async fn an_idle_stop_metric_without_datapoints_is_said_plainly() {
         ids[0]
     );
     assert!(text.contains(&needle), "{text}");
+}
+
+/// `check --online` against a Slack whose token has `scopes`, and whose channel `#ml` has
+/// the bot in it or not; returns stdout.
+async fn slack_check(scopes: &str, member: bool) -> String {
+    let (github, slack) = (GitHub::start().await, Slack::start().await);
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/api/auth.test"))
+        .respond_with(Slack::auth_test(scopes))
+        .with_priority(1)
+        .mount(&slack.server)
+        .await;
+    Slack::channels(&slack.server, "ml", member, 50).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#ml\"\n{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        slack.api_url(),
+        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
+    ));
+    stdout(&setup.run(&["check", "--online"]))
+}
+
+#[tokio::test]
+async fn slack_is_checked_for_what_a_post_needs() {
+    let text = slack_check("chat:write,channels:read", false).await;
+    assert!(
+        text.contains("✗ Slack: the bot is not in #ml: invite it there"),
+        "{text}"
+    );
+    let text = slack_check("channels:read,groups:read", true).await;
+    assert!(
+        text.contains("✗ Slack: the token lacks chat:write"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ Slack: #ml exists and the bot is in it"),
+        "{text}"
+    );
+    let text = slack_check("chat:write", true).await;
+    assert!(
+        text.contains(
+            "✓ Slack: #ml not checked: the token has neither channels:read nor groups:read"
+        ),
+        "{text}"
+    );
 }
 
 fn dry_run_ok() -> ResponseTemplate {
@@ -199,5 +247,32 @@ async fn a_webhook_is_checked_without_posting() {
     assert!(
         !stdout(&out).contains("nope"),
         "the webhook URL was printed"
+    );
+}
+
+#[tokio::test]
+async fn github_enterprise_with_rate_limiting_off_is_reachable() {
+    let github = GitHub::start().await;
+    // What GitHub Enterprise Server answers when its administrator turned rate limits off.
+    github
+        .answer(
+            "/rate_limit",
+            util::error(404, "Rate limiting is not enabled."),
+            None,
+        )
+        .await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    let setup = Setup::new();
+    setup.write_config(&format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
+    ));
+
+    let text = stdout(&setup.run(&["check", "--online"]));
+
+    assert!(
+        text.contains("✓ GitHub reachable; rate limiting is off"),
+        "{text}"
     );
 }

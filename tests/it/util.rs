@@ -260,12 +260,10 @@ impl Slack {
                 "authorization",
                 format!("Bearer {SLACK_TOKEN}").as_str(),
             ))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "ok": true, "url": "https://ml-team.slack.com/", "team": "ML Team",
-                "user": "pushwake", "team_id": "T0123", "user_id": "U0123", "bot_id": "B0123"
-            })))
+            .respond_with(Slack::auth_test("chat:write,channels:read"))
             .mount(&server)
             .await;
+        Slack::channels(&server, "training", true, 100).await;
         Mock::given(method("POST"))
             .and(path("/api/auth.test"))
             .respond_with(
@@ -289,6 +287,45 @@ impl Slack {
             .mount(&server)
             .await;
         Slack { server }
+    }
+
+    /// `auth.test` accepting the token, with these scopes in `x-oauth-scopes` as Slack
+    /// sends them.
+    pub fn auth_test(scopes: &str) -> ResponseTemplate {
+        ResponseTemplate::new(200)
+            .insert_header("x-oauth-scopes", scopes)
+            .set_body_json(serde_json::json!({
+                "ok": true, "url": "https://ml-team.slack.com/", "team": "ML Team",
+                "user": "pushwake", "team_id": "T0123", "user_id": "U0123", "bot_id": "B0123"
+            }))
+    }
+
+    /// `conversations.list` (which needs a read scope, checked by the token) showing
+    /// `name`, with the bot in it or not, in two pages as Slack pages long lists.
+    pub async fn channels(server: &MockServer, name: &str, member: bool, priority: u8) {
+        let page = |channels: serde_json::Value, next: &str| {
+            serde_json::json!({"ok": true, "channels": channels,
+                               "response_metadata": {"next_cursor": next}})
+        };
+        Mock::given(method("GET"))
+            .and(path("/api/conversations.list"))
+            .and(wiremock::matchers::query_param("cursor", "dGVhbTpDMDE="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page(
+                serde_json::json!([{"id": "C0456", "name": name, "is_member": member}]),
+                "",
+            )))
+            .with_priority(priority - 1)
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/conversations.list"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page(
+                serde_json::json!([{"id": "C0123", "name": "general", "is_member": true}]),
+                "dGVhbTpDMDE=",
+            )))
+            .with_priority(priority)
+            .mount(server)
+            .await;
     }
 
     /// A `[slack]` section posting to this server with a bot token.
