@@ -66,6 +66,17 @@ pub struct Query<'a> {
     pub end: DateTime<Utc>,
 }
 
+/// The domain of AWS endpoints in `region`'s partition, as AWS's own endpoint rules name
+/// it: China's regions are under `amazonaws.com.cn`, the isolated ones under their own.
+fn dns_suffix(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "amazonaws.com.cn",
+        r if r.starts_with("us-isob-") => "sc2s.sgov.gov",
+        r if r.starts_with("us-iso-") => "c2s.ic.gov",
+        _ => "amazonaws.com",
+    }
+}
+
 /// CloudWatch answers at most 1,440 datapoints per call.
 const MAX_DATAPOINTS: u64 = 1440;
 
@@ -95,7 +106,7 @@ impl CloudWatch {
             .ok_or_else(|| anyhow::anyhow!("no AWS region: set aws.region or AWS_REGION"))?;
         let endpoint = match config.endpoint_url() {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("https://monitoring.{region}.amazonaws.com"),
+            None => format!("https://monitoring.{region}.{}", dns_suffix(&region)),
         };
         let http = reqwest::Client::builder()
             .user_agent(concat!("pushwake/", env!("CARGO_PKG_VERSION")))
@@ -266,6 +277,15 @@ fn members(xml: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_is_in_the_regions_partition() {
+        assert_eq!(dns_suffix("eu-west-1"), "amazonaws.com");
+        assert_eq!(dns_suffix("us-gov-west-1"), "amazonaws.com");
+        assert_eq!(dns_suffix("cn-north-1"), "amazonaws.com.cn");
+        assert_eq!(dns_suffix("cn-northwest-1"), "amazonaws.com.cn");
+        assert_eq!(dns_suffix("us-iso-east-1"), "c2s.ic.gov");
+    }
 
     #[test]
     fn a_day_or_less_is_asked_by_the_minute() {

@@ -11,7 +11,7 @@
 //!   fetched again, in full, by the next pass;
 //! - nothing Slack does changes what happens to instances or state: messages go out last.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ const POLL_CONCURRENCY: usize = 32;
 /// How long to leave a watch alone after a rate limit that names no reset time. GitHub
 /// asks for at least a minute in that case.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+
+/// How long a pass waits on Slack, all its messages together.
+const SLACK_BUDGET: Duration = Duration::from_secs(5);
 
 /// How long a pass waits for another process's pass to end: about as long as a pass takes
 /// when GitHub does not answer (every call has a deadline of a minute).
@@ -312,15 +315,25 @@ impl Agent {
         }
 
         // A watch is failing while its poll or its turn fails, and works again when both
-        // do; a message about its runs says so well enough.
-        let mut notices = Vec::new();
+        // do; a message about its runs says so well enough. Watches failing for the same
+        // cause (GitHub down, the token) share one message, and so do recoveries.
+        let mut started_failing: BTreeMap<&str, Vec<&Watch>> = BTreeMap::new();
+        let mut recovered = Vec::new();
         for i in polled {
             let (watch, entry) = (&watches[i], state.entry(&watches[i]));
-            let notice = match errors.get(&i) {
-                Some(e) => fail(entry, watch, e),
-                None => recover(entry, watch).filter(|_| !spoke.contains(&i)),
-            };
-            notices.extend(notice);
+            match errors.get(&i) {
+                Some(e) if fail(entry, e) => started_failing.entry(e).or_default().push(watch),
+                Some(_) => {}
+                None if recover(entry) && !spoke.contains(&i) => recovered.push(watch),
+                None => {}
+            }
+        }
+        let mut notices: Vec<String> = started_failing
+            .iter()
+            .map(|(error, watches)| report::failing(watches, error))
+            .collect();
+        if !recovered.is_empty() {
+            notices.push(report::recovered(&recovered));
         }
         // Orphans are looked for on passes that tend machines anyway, and after an edit of
         // the watches (the only way an instance loses its watch); not on a first pass.
@@ -340,9 +353,12 @@ impl Agent {
         failing.extend(errors.keys().copied());
         self.store.save(&state)?;
         self.clear_notice();
-        self.post_all(notices).await;
-        self.post_all(messages).await;
-        self.post_duties(&mut state).await?;
+        // Slack gets a few seconds in all: what it did not take by then is logged, and a
+        // verdict stays owed for the next pass.
+        let budget = tokio::time::Instant::now() + SLACK_BUDGET;
+        notices.extend(messages);
+        self.post_all(notices, budget).await;
+        self.post_duties(&mut state, budget).await?;
         Ok(PassReport {
             watches: watches.len(),
             failed: failing.len() + orphan_errors,
@@ -441,22 +457,44 @@ impl Agent {
         }
     }
 
-    async fn post_all(&self, messages: Vec<String>) {
-        for message in messages {
-            self.post(&message).await;
+    /// Posts the messages in order, until `budget`; the rest are only logged.
+    async fn post_all(&self, messages: Vec<String>, budget: tokio::time::Instant) {
+        for (n, message) in messages.iter().enumerate() {
+            if tokio::time::timeout_at(budget, self.post(message))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "Slack took too long; {} message(s) not posted",
+                    messages.len() - n
+                );
+                return;
+            }
         }
     }
 
     /// Posts the messages owed (verdicts); each is done once Slack took it, and kept for
     /// the next pass otherwise.
-    async fn post_duties(&self, state: &mut State) -> anyhow::Result<()> {
+    async fn post_duties(
+        &self,
+        state: &mut State,
+        budget: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
         let mut changed = false;
         for entry in &mut state.watches {
             let mut kept = Vec::with_capacity(entry.duties.len());
             for duty in std::mem::take(&mut entry.duties) {
-                match &duty {
-                    Duty::Post { text } if self.post(text).await => changed = true,
-                    _ => kept.push(duty),
+                let posted = match &duty {
+                    Duty::Post { text } => {
+                        let post = tokio::time::timeout_at(budget, self.post(text));
+                        post.await.unwrap_or(false)
+                    }
+                    Duty::Stop { .. } => false,
+                };
+                if posted {
+                    changed = true;
+                } else {
+                    kept.push(duty);
                 }
             }
             entry.duties = kept;
@@ -502,15 +540,13 @@ enum Opening {
     Nothing,
 }
 
-/// Records a failure; returns the Slack message when it starts a failing streak, so a
-/// watch that keeps failing is reported once, not every pass.
-fn fail(entry: &mut WatchState, watch: &Watch, error: &str) -> Option<String> {
-    let first = entry.last_error.is_none();
-    entry.last_error = Some(error.to_owned());
-    first.then(|| report::failing(watch, error))
+/// Records a failure; returns whether it starts a failing streak, so that a watch that
+/// keeps failing is reported once, not every pass.
+fn fail(entry: &mut WatchState, error: &str) -> bool {
+    entry.last_error.replace(error.to_owned()).is_none()
 }
 
-/// Clears a failure; returns the Slack message when there was one.
-fn recover(entry: &mut WatchState, watch: &Watch) -> Option<String> {
-    entry.last_error.take().map(|_| report::recovered(watch))
+/// Clears a failure; returns whether there was one.
+fn recover(entry: &mut WatchState) -> bool {
+    entry.last_error.take().is_some()
 }

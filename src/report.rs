@@ -160,23 +160,28 @@ pub fn stateless(error: &str) -> String {
     )
 }
 
-/// The message for a watch that started failing.
-pub fn failing(watch: &Watch, error: &str) -> String {
+/// The message for watches that started failing, for one cause.
+pub fn failing(watches: &[&Watch], error: &str) -> String {
     format!(
-        ":warning: *{}* `{}`: {}\nNo more messages until it recovers.",
-        escape(&watch.repo.to_string()),
-        escape(&watch.branch),
+        ":warning: {}: {}\nNo more messages until it recovers.",
+        names(watches),
         escape(error)
     )
 }
 
-/// The message for a watch that works again.
-pub fn recovered(watch: &Watch) -> String {
-    format!(
-        ":white_check_mark: *{}* `{}` works again.",
-        escape(&watch.repo.to_string()),
-        escape(&watch.branch)
-    )
+/// Watches as messages name them: "*owner/name* `branch`, *owner/name* `other`".
+fn names(watches: &[&Watch]) -> String {
+    watches
+        .iter()
+        .map(|w| format!("*{}* `{}`", escape(&w.repo.to_string()), escape(&w.branch)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The message for watches that work again.
+pub fn recovered(watches: &[&Watch]) -> String {
+    let verb = if watches.len() == 1 { "works" } else { "work" };
+    format!(":white_check_mark: {} {verb} again.", names(watches))
 }
 
 /// The first seven characters of a SHA, as git shows it.

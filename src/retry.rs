@@ -84,7 +84,10 @@ impl Policy {
                 .min(end.saturating_duration_since(Instant::now()));
             let result = match tokio::time::timeout(limit, op()).await {
                 Ok(result) => result,
-                Err(_) => Err(E::timed_out(limit)),
+                // Whole seconds: a limit cut short by the deadline is 29.53 s long.
+                Err(_) => Err(E::timed_out(Duration::from_secs(
+                    limit.as_secs_f64().round() as u64,
+                ))),
             };
             ATTEMPTS_ENDED.fetch_add(1, Ordering::Relaxed);
             let err = match result {

@@ -53,9 +53,10 @@ impl Agent {
             messages.extend(self.orphans(None).await.messages);
         }
         if self.first_notice() {
-            self.post(&report::stateless(&format!("{error:#}"))).await;
+            messages.insert(0, report::stateless(&format!("{error:#}")));
         }
-        self.post_all(messages).await;
+        let budget = tokio::time::Instant::now() + super::SLACK_BUDGET;
+        self.post_all(messages, budget).await;
         Err(error)
     }
 

@@ -139,6 +139,73 @@ async fn a_github_outage_is_reported_once_and_the_push_is_acted_on_after() {
 }
 
 #[tokio::test]
+async fn watches_failing_for_one_cause_share_one_message() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let branches = ["main", "dev", "exp"];
+    let mut config = format!(
+        "{}{}",
+        setup.header(&github.url(), "http://127.0.0.1:9"),
+        slack.config()
+    );
+    for branch in branches {
+        github.set_head(REPO, branch, &sha(1)).await;
+        config.push_str(&watch(REPO, branch, &[ID.into()]));
+    }
+    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    agent.pass().await.unwrap();
+    // GitHub is down for every watch for a pass (4 attempts each), then back.
+    for branch in branches {
+        let route = format!("/repos/{REPO}/commits/heads/{branch}");
+        github
+            .answer(&route, util::error(502, "Server Error"), Some(4))
+            .await;
+    }
+    assert_eq!(agent.pass().await.unwrap(), report(3, 3, 0));
+    agent.pass().await.unwrap();
+
+    let texts = slack.texts().await;
+    assert_eq!(
+        texts.len(),
+        2,
+        "one for the outage, one for the end of it: {texts:#?}"
+    );
+    assert!(texts[0].contains("502"), "{}", texts[0]);
+    for branch in branches {
+        assert!(texts[0].contains(&format!("`{branch}`")), "{}", texts[0]);
+        assert!(texts[1].contains(&format!("`{branch}`")), "{}", texts[1]);
+    }
+    assert!(texts[1].contains("work again"), "{}", texts[1]);
+}
+
+#[tokio::test]
+async fn a_slack_that_never_answers_holds_a_pass_a_few_seconds_at_most() {
+    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let ec2 = ec2_ok(&[ID]).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .with_priority(1)
+        .mount(&slack.server)
+        .await;
+    github.set_head(REPO, "main", &sha(1)).await;
+    setup.write_config(&format!(
+        "first_run = \"start\"\n{}{}{}",
+        setup.header(&github.url(), &ec2.uri()),
+        slack.config(),
+        watch(REPO, "main", &[ID.into()])
+    ));
+
+    let start = std::time::Instant::now();
+    setup.once(0);
+
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1, "started first");
+}
+
+#[tokio::test]
 async fn a_recovery_without_a_push_is_reported_once() {
     let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
     github.set_head(REPO, "main", &sha(1)).await;
