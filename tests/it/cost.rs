@@ -2,6 +2,8 @@
 //! an unchanged watch costs one request answered 304, and a trigger three EC2 calls
 //! whatever the number of instances. Times stay in `scripts/bench`.
 
+use wiremock::MockServer;
+
 use crate::util::{GitHub, Setup, ec2_actions, ec2_ok, sha, stderr};
 
 #[tokio::test]
@@ -47,9 +49,10 @@ async fn an_unchanged_pass_costs_one_304_per_watch_and_no_quota() {
     }
 }
 
-#[tokio::test]
-async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_two() {
-    let ids: Vec<String> = (0..200).map(|i| format!("i-{i:017x}")).collect();
+/// A watch of `n` stopped instances (the EC2 fake) whose branch has moved, under
+/// `first_run = "start"`; the first `--once` has run and succeeded.
+async fn triggered(n: usize) -> (GitHub, MockServer, Setup) {
+    let ids: Vec<String> = (0..n).map(|i| format!("i-{i:017x}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let (github, ec2) = (GitHub::start().await, ec2_ok(&refs).await);
     github.set_head("octo/trainer", "main", &sha(1)).await;
@@ -59,10 +62,14 @@ async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_t
         setup.header(&github.url(), &ec2.uri()),
         crate::util::watch("octo/trainer", "main", &ids)
     ));
+    setup.once(0);
+    (github, ec2, setup)
+}
 
-    let out = setup.run(&["--once"]);
+#[tokio::test]
+async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_two() {
+    let (_github, ec2, setup) = triggered(200).await;
 
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         ec2_actions(&ec2).await,
         ["DescribeInstances", "CreateTags", "StartInstances"]
@@ -81,20 +88,8 @@ async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_t
 
 #[tokio::test]
 async fn a_watch_of_250_instances_is_described_within_ec2s_200_filter_values() {
-    let ids: Vec<String> = (0..250).map(|i| format!("i-{i:017x}")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (github, ec2) = (GitHub::start().await, ec2_ok(&refs).await);
-    github.set_head("octo/trainer", "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        crate::util::watch("octo/trainer", "main", &ids)
-    ));
+    let (_github, ec2, setup) = triggered(250).await;
 
-    let out = setup.run(&["--once"]);
-
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         ec2_actions(&ec2).await,
         [
