@@ -30,15 +30,17 @@ use crate::launch;
 use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
-use crate::state::{Duty, State, Store, WatchState};
+use crate::state::{State, Store};
 use crate::tags;
 
 mod dry_run;
+mod notify;
 mod orphans;
 mod runs;
 mod stateless;
 mod turn;
 
+use notify::{SLACK_BUDGET, fail, recover};
 use turn::needs_turn;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
@@ -47,9 +49,6 @@ const POLL_CONCURRENCY: usize = 32;
 /// How long to leave a watch alone after a rate limit that names no reset time. GitHub
 /// asks for at least a minute in that case.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
-
-/// How long a pass waits on Slack, all its messages together.
-const SLACK_BUDGET: Duration = Duration::from_secs(5);
 
 /// How long a pass waits for another process's pass to end: about as long as a pass takes
 /// when GitHub does not answer (every call has a deadline of a minute).
@@ -456,69 +455,6 @@ impl Agent {
             }
         }
     }
-
-    /// Posts the messages in order, until `budget`; the rest are only logged.
-    async fn post_all(&self, messages: Vec<String>, budget: tokio::time::Instant) {
-        for (n, message) in messages.iter().enumerate() {
-            if tokio::time::timeout_at(budget, self.post(message))
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "Slack took too long; {} message(s) not posted",
-                    messages.len() - n
-                );
-                return;
-            }
-        }
-    }
-
-    /// Posts the messages owed (verdicts); each is done once Slack took it, and kept for
-    /// the next pass otherwise.
-    async fn post_duties(
-        &self,
-        state: &mut State,
-        budget: tokio::time::Instant,
-    ) -> anyhow::Result<()> {
-        let mut changed = false;
-        for entry in &mut state.watches {
-            let mut kept = Vec::with_capacity(entry.duties.len());
-            for duty in std::mem::take(&mut entry.duties) {
-                let posted = match &duty {
-                    Duty::Post { text } => {
-                        let post = tokio::time::timeout_at(budget, self.post(text));
-                        post.await.unwrap_or(false)
-                    }
-                    Duty::Stop { .. } => false,
-                };
-                if posted {
-                    changed = true;
-                } else {
-                    kept.push(duty);
-                }
-            }
-            entry.duties = kept;
-        }
-        if changed {
-            self.store.save(state)?;
-        }
-        Ok(())
-    }
-
-    /// Posts to Slack, if configured; returns whether the message was delivered (or there
-    /// is no Slack to deliver it to).
-    async fn post(&self, message: &str) -> bool {
-        let Some(slack) = &self.slack else {
-            return true;
-        };
-        match slack.post(message).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!("cannot post to Slack: {e}");
-                false
-            }
-        }
-    }
 }
 
 /// This machine's name, for the owner tag.
@@ -538,15 +474,4 @@ enum Opening {
     Open,
     /// It starts nothing; it is recorded as handled.
     Nothing,
-}
-
-/// Records a failure; returns whether it starts a failing streak, so that a watch that
-/// keeps failing is reported once, not every pass.
-fn fail(entry: &mut WatchState, error: &str) -> bool {
-    entry.last_error.replace(error.to_owned()).is_none()
-}
-
-/// Clears a failure; returns whether there was one.
-fn recover(entry: &mut WatchState) -> bool {
-    entry.last_error.take().is_some()
 }

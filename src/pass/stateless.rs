@@ -55,7 +55,7 @@ impl Agent {
         if self.first_notice() {
             messages.insert(0, report::stateless(&format!("{error:#}")));
         }
-        let budget = tokio::time::Instant::now() + super::SLACK_BUDGET;
+        let budget = tokio::time::Instant::now() + super::notify::SLACK_BUDGET;
         self.post_all(messages, budget).await;
         Err(error)
     }
