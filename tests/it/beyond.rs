@@ -12,8 +12,9 @@ use crate::util::{
 const REPO: &str = "octo/trainer";
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn instances_are_tagged_with_the_commit_before_they_start() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(2).await;
     github.set_head("octo/trainer", "release/v2", &sha(1)).await;
@@ -80,8 +81,9 @@ async fn the_tags_are_written_before_the_start_call() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn instances_can_be_picked_by_tag() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     // A project name of this test's own, so other tests' instances are not picked.
     let project = format!("trainer-{}", std::process::id());
@@ -269,8 +271,9 @@ async fn skip_markers_can_be_chosen() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -337,8 +340,9 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn max_runtime_is_known_across_restarts() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(1)).await;
@@ -425,8 +429,9 @@ async fn put_cpu(moto: &str, id: &str, values: &[f64]) {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn idle_stop_stops_an_idle_instance_and_spares_a_busy_one() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let idle = ec2.running(1).await;
     let busy = ec2.running(1).await;

@@ -8,8 +8,9 @@ use crate::util::{self, Ec2, GitHub, Setup, Slack, sha, stderr, stdout, watch};
 const REPO: &str = "octo/trainer";
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn all_well_is_all_ticks() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -59,8 +60,9 @@ async fn all_well_is_all_ticks() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn an_idle_stop_metric_without_datapoints_is_said_plainly() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(1)).await;

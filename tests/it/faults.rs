@@ -505,8 +505,9 @@ async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_start_and_record_does_not_start_twice() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,

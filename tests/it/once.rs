@@ -8,8 +8,9 @@ use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, sha, stderr, stdout, w
 const REPO: &str = "octo/trainer";
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn first_pass_records_a_baseline_and_starts_nothing() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -36,8 +37,9 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn first_run_start_treats_the_head_as_new() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(1)).await;
@@ -54,8 +56,9 @@ async fn first_run_start_treats_the_head_as_new() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -113,8 +116,9 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(7)).await;
@@ -173,8 +177,9 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_webhook_gets_the_message() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -203,8 +208,9 @@ async fn a_webhook_gets_the_message() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_slack_failure_blocks_nothing() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -230,8 +236,9 @@ async fn a_slack_failure_blocks_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn two_watches_are_independent() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let a = ec2.stopped(1).await;
     let b = ec2.stopped(1).await;
@@ -270,8 +277,9 @@ async fn two_watches_are_independent() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_branch_with_a_slash() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "release/v2", &sha(3)).await;
@@ -297,8 +305,9 @@ async fn a_branch_with_a_slash() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn terminated_and_unknown_instances_do_not_block_the_others() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -406,8 +415,9 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn dry_run_changes_nothing() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -445,8 +455,9 @@ async fn dry_run_changes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn two_overlapping_passes_act_on_a_push_once() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -485,8 +496,9 @@ async fn two_overlapping_passes_act_on_a_push_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn logs_fit_journald_and_log_shippers() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(3).await;
     github.set_head(REPO, "main", &sha(1)).await;

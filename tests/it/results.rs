@@ -73,8 +73,9 @@ async fn report(ec2: &Ec2, ids: &[String], accuracy: &[f64], loss: &[f64]) {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn one_push_in_one_verdict_out() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, slack, ec2) = (
         GitHub::start().await,
         Slack::start().await,
@@ -210,8 +211,9 @@ async fn one_push_in_one_verdict_out() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_run_that_never_reports_times_out_as_partial() {
-    let Some(moto) = util::moto_url() else { return };
+    let moto = util::moto_url();
     let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
     let ids = ec2.stopped(1).await;
     github.set_head(REPO, "main", &sha(1)).await;

@@ -9,10 +9,9 @@ fn short(n: u32) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
-    let Some(w) = World::new(3, "").await else {
-        return;
-    };
+    let w = World::new(3, "").await;
     w.baseline().await;
     w.push(2).await;
     w.once(0);
@@ -92,10 +91,9 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_persons_machine() {
-    let Some(mut w) = World::new(2, "on_busy = \"supersede\"").await else {
-        return;
-    };
+    let mut w = World::new(2, "on_busy = \"supersede\"").await;
     // A machine a person started by hand, in the same watch.
     let by_hand = w.ec2.running(1).await;
     w.ids.extend(by_hand.clone());
@@ -136,10 +134,9 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn skip_leaves_busy_machines_out_and_says_so() {
-    let Some(w) = World::new(2, "on_busy = \"skip\"").await else {
-        return;
-    };
+    let w = World::new(2, "on_busy = \"skip\"").await;
     w.baseline().await;
     w.push(2).await;
     w.once(0);
@@ -162,10 +159,9 @@ async fn skip_leaves_busy_machines_out_and_says_so() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
-    let Some(w) = World::new(3, "").await else {
-        return;
-    };
+    let w = World::new(3, "").await;
     // The third instance has no capacity for two passes: the batch and its own try, then
     // its own try again.
     w.proxy
@@ -221,10 +217,9 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_start_that_falls_back_to_stopped_is_reported_once_and_retried() {
-    let Some(w) = World::new(2, "").await else {
-        return;
-    };
+    let w = World::new(2, "").await;
     w.proxy.fall_back_next_start(
         &w.ids[1],
         "Server.InsufficientInstanceCapacity",
@@ -256,10 +251,9 @@ async fn a_start_that_falls_back_to_stopped_is_reported_once_and_retried() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_batch_refused_for_one_instance_starts_the_others() {
-    let Some(w) = World::new(3, "").await else {
-        return;
-    };
+    let w = World::new(3, "").await;
     w.proxy
         .refuse("StartInstances", &w.ids[1], "VcpuLimitExceeded", None)
         .await;
@@ -299,10 +293,9 @@ async fn a_batch_refused_for_one_instance_starts_the_others() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
-    let Some(w) = World::new(3, "").await else {
-        return;
-    };
+    let w = World::new(3, "").await;
     let (shared, a, b) = (&w.ids[0], &w.ids[1], &w.ids[2]);
     w.write_config(&format!(
         "{}{}",
@@ -340,10 +333,9 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_tag_and_start_starts_once() {
-    let Some(w) = World::new(2, "").await else {
-        return;
-    };
+    let w = World::new(2, "").await;
     w.baseline().await;
     w.push(2).await;
     // EC2 takes the tags, then the agent dies while StartInstances is on the wire.
