@@ -445,6 +445,83 @@ mod tests {
         assert_eq!(encode_ref("a~b"), "a~b", "unreserved characters stay");
     }
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (header::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    const BODY: &str = r#"{"message": "API rate limit exceeded for user ID 1."}"#;
+
+    #[test]
+    fn a_retry_after_is_obeyed() {
+        let e = status_error(
+            StatusCode::FORBIDDEN,
+            &headers(&[("retry-after", "7")]),
+            BODY,
+        );
+        assert!(matches!(e, Error::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7));
+        assert_eq!(e.retry(), retry::Retry::After(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn an_exhausted_primary_limit_waits_for_its_reset() {
+        let reset = (chrono::Utc::now().timestamp() + 120).to_string();
+        let h = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        let e = status_error(StatusCode::FORBIDDEN, &h, BODY);
+        let Error::RateLimited {
+            retry_after: Some(d),
+            ..
+        } = e
+        else {
+            panic!("{e:?}")
+        };
+        assert!((118..=120).contains(&d.as_secs()), "{d:?}");
+    }
+
+    #[test]
+    fn a_secondary_limit_without_a_time_is_still_a_rate_limit() {
+        let body = r#"{"message": "You have exceeded a secondary rate limit."}"#;
+        let e = status_error(StatusCode::FORBIDDEN, &headers(&[]), body);
+        assert!(
+            matches!(
+                e,
+                Error::RateLimited {
+                    retry_after: None,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_token_and_other_refusals_are_told_apart() {
+        let body = r#"{"message": "Bad credentials"}"#;
+        let e = status_error(StatusCode::UNAUTHORIZED, &headers(&[]), body);
+        assert_eq!(
+            e.to_string(),
+            "GitHub refused the token (401): Bad credentials"
+        );
+        assert_eq!(e.retry(), retry::Retry::Never);
+        let e = status_error(
+            StatusCode::FORBIDDEN,
+            &headers(&[]),
+            r#"{"message": "Nope"}"#,
+        );
+        assert!(matches!(e, Error::Status { .. }), "{e:?}");
+        let e = status_error(StatusCode::BAD_GATEWAY, &headers(&[]), "<html>");
+        assert_eq!(
+            e.to_string(),
+            "GitHub answered 502 Bad Gateway: Bad Gateway"
+        );
+        assert_eq!(e.retry(), retry::Retry::Backoff);
+    }
+
     #[test]
     fn a_sha_is_40_or_64_hex_digits() {
         assert!(is_sha(&"a".repeat(40)));

@@ -43,3 +43,37 @@ impl Redactor {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_masked_wherever_it_is_quoted() {
+        let mut r = Redactor::default();
+        r.add(&SecretString::from("xoxb-1111-secret"));
+        assert_eq!(
+            r.clean("invalid_auth for xoxb-1111-secret (xoxb-1111-secret)"),
+            "invalid_auth for [redacted] ([redacted])"
+        );
+    }
+
+    #[test]
+    fn a_webhook_is_masked_by_its_path_too() {
+        let mut r = Redactor::default();
+        r.add(&SecretString::from(
+            "https://hooks.slack.com/services/T0/B0/XXXX",
+        ));
+        assert_eq!(
+            r.clean("POST /services/T0/B0/XXXX: 404"),
+            "POST [redacted]: 404"
+        );
+    }
+
+    #[test]
+    fn a_secret_too_short_to_find_safely_is_left_alone() {
+        let mut r = Redactor::default();
+        r.add(&SecretString::from("abc"));
+        assert_eq!(r.clean("abcdef"), "abcdef");
+    }
+}

@@ -188,3 +188,61 @@ pub fn recovered(watches: &[&Watch]) -> String {
 pub fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Repo;
+
+    fn watch(branch: &str) -> Watch {
+        let repo = Repo {
+            owner: "octo".into(),
+            name: "trainer".into(),
+        };
+        Watch::new(repo, branch, vec![])
+    }
+
+    #[test]
+    fn parts_are_one_line_per_kind() {
+        let mut run = Run::open("abc", "", chrono::Utc::now());
+        let at = run.opened_at;
+        run.instances.insert("i-2".into(), Part::Started { at });
+        run.instances.insert("i-1".into(), Part::Accepted { at });
+        run.instances.insert(
+            "i-3".into(),
+            Part::Waiting {
+                why: "busy with `x`".into(),
+            },
+        );
+        run.instances.insert(
+            "i-4".into(),
+            Part::Skipped {
+                why: "terminated".into(),
+            },
+        );
+        assert_eq!(
+            parts(&run),
+            "Started: i-1, i-2\nWaiting for busy machines: i-3 (busy with `x`)\nNot run: i-4 (terminated)"
+        );
+    }
+
+    #[test]
+    fn watches_failing_together_are_named_in_one_message() {
+        let (a, b) = (watch("main"), watch("dev"));
+        let text = failing(&[&a, &b], "cannot poll: GitHub answered 502");
+        assert!(
+            text.starts_with(":warning: *octo/trainer* `main`, *octo/trainer* `dev`: cannot poll")
+        );
+        assert_eq!(
+            recovered(&[&a]),
+            ":white_check_mark: *octo/trainer* `main` works again."
+        );
+        assert!(recovered(&[&a, &b]).ends_with("work again."));
+    }
+
+    #[test]
+    fn a_short_sha_is_seven_characters() {
+        assert_eq!(short("0123456789abcdef"), "0123456");
+        assert_eq!(short("abc"), "abc");
+    }
+}

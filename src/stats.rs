@@ -108,3 +108,24 @@ pub fn format_p(p: f64) -> String {
         format!("p = {p:.2}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p_values_are_shown_with_the_precision_they_deserve() {
+        assert_eq!(format_p(0.0004), "p < 0.001");
+        assert_eq!(format_p(0.0042), "p = 0.004");
+        assert_eq!(format_p(0.2134), "p = 0.21");
+    }
+
+    #[test]
+    fn one_value_has_no_spread_to_judge() {
+        let one = Summary::of(&[0.9]).unwrap();
+        let many = Summary::of(&[0.9, 0.91, 0.92]).unwrap();
+        assert_eq!(one.n, 1);
+        assert!(welch(&one, &many).is_none());
+        assert!(Summary::of(&[]).is_none());
+    }
+}

@@ -371,3 +371,31 @@ fn is_instance_id(id: &str) -> bool {
         matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_are_i_and_8_or_17_hex_digits() {
+        assert!(is_instance_id("i-0123abcd"));
+        assert!(is_instance_id("i-0123456789abcdef0"));
+        assert!(
+            !is_instance_id("i-0123456789ABCDEF0"),
+            "EC2 writes them lower-case"
+        );
+        assert!(!is_instance_id("i-0123456789abcdef"));
+        assert!(!is_instance_id("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn branch_names_follow_git() {
+        assert!(check_branch("release/v2").is_ok());
+        assert!(check_branch("feat/a+b").is_ok());
+        for bad in [
+            "", "/x", "x/", "a//b", "a..b", "x.lock", "a b", "a~1", "a:b", "a@{1}",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad:?}");
+        }
+    }
+}
