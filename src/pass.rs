@@ -261,7 +261,6 @@ impl Agent {
                 ..PassReport::default()
             });
         }
-        self.store.save(&state)?;
 
         // New heads open runs; what they start is decided with the watch's other runs below.
         let mut opened = HashMap::new();
@@ -278,8 +277,11 @@ impl Agent {
                 }
             }
         }
-        // Saved before any EC2 call: a run, once opened, is never lost.
-        self.store.save(&state)?;
+        // Saved before any EC2 call: a run, once opened, is never lost. An unchanged pass
+        // writes its state once, at the end.
+        if !heads.is_empty() {
+            self.store.save(&state)?;
+        }
 
         let mut messages = Vec::new();
         let mut spoke = HashSet::new();
