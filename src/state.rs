@@ -294,7 +294,9 @@ impl WatchState {
     }
 
     fn is(&self, repo: &Repo, branch: &str) -> bool {
-        self.branch == branch && self.repo == repo.to_string()
+        // No allocation: a pass looks every watch up several times.
+        self.branch == branch
+            && self.repo.split_once('/') == Some((repo.owner.as_str(), repo.name.as_str()))
     }
 }
 
