@@ -5,12 +5,20 @@
 //! again with `If-None-Match`, an unchanged branch is answered `304 Not Modified`, which
 //! costs no rate limit when the request carries a token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use octocrab::Octocrab;
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use octocrab::service::middleware::base_uri::BaseUriLayer;
+use octocrab::service::middleware::extra_headers::ExtraHeadersLayer;
+use octocrab::{AuthState, Octocrab, OctocrabBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tower_http::follow_redirect::FollowRedirectLayer;
 
 use crate::config::Repo;
 use crate::redact::Redactor;
@@ -100,21 +108,42 @@ impl GitHub {
         token: Option<&SecretString>,
         policy: retry::Policy,
     ) -> anyhow::Result<GitHub> {
-        let mut builder = Octocrab::builder()
-            .base_uri(api_url)?
-            .add_header(
-                header::USER_AGENT,
-                concat!("pushwake/", env!("CARGO_PKG_VERSION")).to_owned(),
-            )
-            .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))))
-            .set_read_timeout(Some(policy.timeout));
+        // octocrab's default builder adds a `User-Agent: octocrab` of its own beside any
+        // other, so its stack is assembled here: rustls with the system's roots, plain
+        // HTTP for a local test server, redirects followed (a renamed repository answers
+        // 301), the API root, and our headers. Attempts are timed by our retry policy.
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))));
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let mut headers = vec![(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("pushwake/", env!("CARGO_PKG_VERSION"))),
+        )];
         let mut redactor = Redactor::default();
         if let Some(token) = token {
-            builder = builder.personal_token(token.expose_secret().to_owned());
+            let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| {
+                    anyhow::anyhow!("the GitHub token holds characters a header cannot")
+                })?;
+            bearer.set_sensitive(true);
+            headers.push((header::AUTHORIZATION, bearer));
             redactor.add(token);
         }
+        let client = OctocrabBuilder::new_empty()
+            .with_service(client)
+            .with_layer(&FollowRedirectLayer::new())
+            .with_layer(&BaseUriLayer::new(api_url.parse()?))
+            .with_layer(&ExtraHeadersLayer::new(Arc::new(headers)))
+            .with_auth(AuthState::None)
+            .build()?;
         Ok(GitHub {
-            client: builder.build()?,
+            client,
             policy,
             redactor,
         })
