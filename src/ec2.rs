@@ -525,19 +525,7 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        let tags: Vec<Tag> = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-            .collect();
-        self.call("CreateTags", || {
-            self.client
-                .create_tags()
-                .set_resources(Some(ids.to_vec()))
-                .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await?;
-        Ok(())
+        self.create_tags(ids, tags, false).await
     }
 
     /// Removes the tags with these keys from the instances, in one call.
@@ -545,16 +533,7 @@ impl Ec2 {
         if ids.is_empty() || keys.is_empty() {
             return Ok(());
         }
-        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        self.call("DeleteTags", || {
-            self.client
-                .delete_tags()
-                .set_resources(Some(ids.to_vec()))
-                .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await?;
-        Ok(())
+        self.delete_tags(ids, keys, false).await
     }
 
     /// Stops the instances, in one call.
@@ -562,14 +541,7 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        self.call("StopInstances", || {
-            self.client
-                .stop_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send()
-        })
-        .await?;
-        Ok(())
+        self.stop_instances(ids, false).await
     }
 
     /// Starts the given instances in one call. EC2 fails the whole call when one of them
@@ -578,14 +550,70 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(());
         }
-        self.call("StartInstances", || {
+        self.start_instances(ids, false).await
+    }
+
+    // Each request is defined once, for the real call and for the `DryRun` check of
+    // `permitted`. The flag is left out of a real call rather than sent as false.
+
+    async fn create_tags(
+        &self,
+        ids: &[String],
+        tags: &[(&str, &str)],
+        dry: bool,
+    ) -> Result<(), Error> {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect();
+        self.call("CreateTags", || {
             self.client
-                .start_instances()
+                .create_tags()
+                .set_dry_run(dry.then_some(true))
+                .set_resources(Some(ids.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn delete_tags(&self, ids: &[String], keys: &[String], dry: bool) -> Result<(), Error> {
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
+        self.call("DeleteTags", || {
+            self.client
+                .delete_tags()
+                .set_dry_run(dry.then_some(true))
+                .set_resources(Some(ids.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
+        self.call("StopInstances", || {
+            self.client
+                .stop_instances()
+                .set_dry_run(dry.then_some(true))
                 .set_instance_ids(Some(ids.to_vec()))
                 .send()
         })
-        .await?;
-        Ok(())
+        .await
+        .map(drop)
+    }
+
+    async fn start_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
+        self.call("StartInstances", || {
+            self.client
+                .start_instances()
+                .set_dry_run(dry.then_some(true))
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -623,57 +651,23 @@ impl Ec2 {
     /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
     /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
     pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
-        let ids = Some(ids.to_vec());
-        let c = &self.client;
-        let name = action.name();
         let result = match action {
             Action::DescribeInstances => self
-                .call(name, || c.describe_instances().dry_run(true).send())
-                .await
-                .map(drop),
-            Action::StartInstances => self
-                .call(name, || {
-                    c.start_instances()
-                        .dry_run(true)
-                        .set_instance_ids(ids.clone())
-                        .send()
+                .call(action.name(), || {
+                    self.client.describe_instances().dry_run(true).send()
                 })
                 .await
                 .map(drop),
-            Action::StopInstances => self
-                .call(name, || {
-                    c.stop_instances()
-                        .dry_run(true)
-                        .set_instance_ids(ids.clone())
-                        .send()
-                })
-                .await
-                .map(drop),
-            Action::CreateTags => self
-                .call(name, || {
-                    c.create_tags()
-                        .dry_run(true)
-                        .set_resources(ids.clone())
-                        .tags(
-                            Tag::builder()
-                                .key("pushwake:check")
-                                .value("dry-run")
-                                .build(),
-                        )
-                        .send()
-                })
-                .await
-                .map(drop),
-            Action::DeleteTags => self
-                .call(name, || {
-                    c.delete_tags()
-                        .dry_run(true)
-                        .set_resources(ids.clone())
-                        .tags(Tag::builder().key(crate::tags::STARTED_AT).build())
-                        .send()
-                })
-                .await
-                .map(drop),
+            Action::StartInstances => self.start_instances(ids, true).await,
+            Action::StopInstances => self.stop_instances(ids, true).await,
+            Action::CreateTags => {
+                self.create_tags(ids, &[("pushwake:check", "dry-run")], true)
+                    .await
+            }
+            Action::DeleteTags => {
+                let keys = [crate::tags::STARTED_AT.to_owned()];
+                self.delete_tags(ids, &keys, true).await
+            }
         };
         match result {
             Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
