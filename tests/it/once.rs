@@ -3,34 +3,21 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, sha, stderr, stdout, watch};
+use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, World, sha, stderr, stdout, watch};
 
 const REPO: &str = "octo/trainer";
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn first_pass_records_a_baseline_and_starts_nothing() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(2).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
+    let w = World::new(2, "").await;
+    w.push(1).await;
 
-    setup.once(0);
+    w.once(0);
 
-    assert_eq!(ec2.states(&ids).await, ["stopped", "stopped"]);
-    assert!(slack.texts().await.is_empty(), "a baseline posts nothing");
-    let status = setup.status();
+    assert_eq!(w.ec2.states(&w.ids).await, ["stopped", "stopped"]);
+    assert!(w.texts().await.is_empty(), "a baseline posts nothing");
+    let status = w.setup.status();
     assert_eq!(status[0]["last_sha"], sha(1));
     assert_eq!(status[0]["last_error"], serde_json::Value::Null);
     assert!(status[0]["last_checked"].as_str().is_some());
@@ -39,20 +26,13 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn first_run_start_treats_the_head_as_new() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
+    let w = World::new(1, "").await;
+    w.first_run_start();
+    w.push(1).await;
 
-    setup.once(0);
+    w.once(0);
 
-    assert_eq!(ec2.states(&ids).await, ["running"]);
+    assert_eq!(w.ec2.states(&w.ids).await, ["running"]);
 }
 
 #[tokio::test]
@@ -210,28 +190,16 @@ async fn a_webhook_gets_the_message() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_slack_failure_blocks_nothing() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let mut setup = Setup::new();
+    let mut w = World::new(1, "").await;
+    w.first_run_start();
+    w.push(1).await;
     // A wrong token: Slack answers HTTP 200 with {"ok": false, "error": "invalid_auth"}.
-    setup.set_env("SLACK_API_TOKEN", "xoxb-wrong");
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
+    w.setup.set_env("SLACK_API_TOKEN", "xoxb-wrong");
 
-    let out = setup.once(0);
+    let out = w.once(0);
 
-    assert_eq!(ec2.states(&ids).await, ["running"]);
-    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+    assert_eq!(w.ec2.states(&w.ids).await, ["running"]);
+    assert_eq!(w.setup.status()[0]["last_sha"], sha(1));
     assert!(stderr(&out).contains("invalid_auth"), "{}", stderr(&out));
 }
 
@@ -417,77 +385,49 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn dry_run_changes_nothing() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
-    setup.once(0);
-    github.set_head(REPO, "main", &sha(2)).await;
-    let before = std::fs::read(setup.state_dir().join("state.json")).unwrap();
+    let w = World::new(1, "").await;
+    w.baseline().await;
+    w.push(2).await;
+    let state = w.setup.state_dir().join("state.json");
+    let before = std::fs::read(&state).unwrap();
 
-    let out = setup.run(&["--once", "--dry-run"]);
+    let out = w.setup.run(&["--once", "--dry-run"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let would = format!(
         "{}: would tag it pushwake:commit={} and start it",
-        ids[0],
+        w.ids[0],
         sha(2)
     );
     assert!(text.contains(&would), "{text}");
-    assert_eq!(ec2.states(&ids).await, ["stopped"]);
-    assert!(slack.texts().await.is_empty());
-    assert_eq!(
-        std::fs::read(setup.state_dir().join("state.json")).unwrap(),
-        before
-    );
+    assert_eq!(w.ec2.states(&w.ids).await, ["stopped"]);
+    assert!(w.texts().await.is_empty());
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    assert_eq!(w.starts(), [0], "only DryRun calls");
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn two_overlapping_passes_act_on_a_push_once() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(2).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
-    setup.once(0);
-    github.set_head(REPO, "main", &sha(2)).await;
+    let w = World::new(2, "").await;
+    w.baseline().await;
+    w.push(2).await;
 
     let runs: Vec<_> = (0..2)
-        .map(|_| setup.command(&["--once"]).spawn().unwrap())
+        .map(|_| w.setup.command(&["--once"]).spawn().unwrap())
         .collect();
     for mut run in runs {
         assert!(run.wait().unwrap().success());
     }
 
-    assert_eq!(ec2.states(&ids).await, ["running", "running"]);
-    let texts = slack.texts().await;
-    assert_eq!(texts.len(), 1, "one trigger, one message: {texts:?}");
+    assert_eq!(w.ec2.states(&w.ids).await, ["running", "running"]);
+    assert_eq!(w.starts(), [1, 1]);
+    let texts = w.texts().await;
+    assert_eq!(texts.len(), 1, "one push, one message: {texts:?}");
     assert!(texts[0].contains("Started:"), "{texts:?}");
     // The second pass polled after the first recorded the head: its poll was answered 304.
-    let heads = github.head_requests(REPO, "main").await;
+    let heads = w.github.head_requests(REPO, "main").await;
     assert_eq!(heads.len(), 3);
     assert_eq!(
         heads[2].headers.get("if-none-match").unwrap(),

@@ -1190,6 +1190,11 @@ impl World {
         self.ec2.tag(ids, &tags).await;
     }
 
+    /// Rewrites the config with `first_run = "start"`: a first pass starts the machines.
+    pub fn first_run_start(&self) {
+        self.write_config_with("first_run = \"start\"", &watch(REPO, "main", &self.ids));
+    }
+
     /// Moves `main` to commit `n`.
     pub async fn push(&self, n: u32) {
         self.github.set_head(REPO, "main", &sha(n)).await;
