@@ -126,7 +126,11 @@ impl CloudWatch {
     /// when CloudWatch has no data for it.
     pub async fn averages(&self, q: &Query<'_>) -> Result<Vec<f64>, Error> {
         let start = q.end - chrono::Duration::from_std(q.window).unwrap_or_default();
-        let (start, end, period) = (rfc3339(start), rfc3339(q.end), period(q.window).to_string());
+        let (start, end, period) = (
+            crate::rfc3339(start),
+            crate::rfc3339(q.end),
+            period(q.window).to_string(),
+        );
         let mut form: Vec<(String, &str)> = vec![
             ("Action".into(), "GetMetricStatistics"),
             ("Version".into(), VERSION),
@@ -237,10 +241,6 @@ impl CloudWatch {
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect())
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn form_urlencoded(pairs: &[(&str, &str)]) -> String {

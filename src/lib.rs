@@ -58,6 +58,11 @@ pub fn percent_encode(s: &str, keep: &[u8]) -> String {
     out
 }
 
+/// A time as pushwake writes it in tags, state and output: RFC 3339, UTC, whole seconds.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// FNV-1a, 64 bits: a hash that is the same across builds and platforms (unlike std's),
 /// for names and fingerprints kept in tags and state.
 pub fn fnv1a(bytes: &[u8]) -> u64 {

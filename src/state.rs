@@ -165,12 +165,11 @@ impl Part {
 
 impl std::fmt::Display for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         match self {
             Part::Waiting { why } => write!(f, "waiting: {why}"),
             Part::Failed { why } => write!(f, "failed, will retry: {why}"),
-            Part::Accepted { at } => write!(f, "start accepted at {}", time(at)),
-            Part::Started { at } => write!(f, "started at {}", time(at)),
+            Part::Accepted { at } => write!(f, "start accepted at {}", crate::rfc3339(*at)),
+            Part::Started { at } => write!(f, "started at {}", crate::rfc3339(*at)),
             Part::Skipped { why } => write!(f, "not run: {why}"),
         }
     }

@@ -49,15 +49,11 @@ impl RunStatus {
         RunStatus {
             commit: run.commit.clone(),
             title: run.title.clone(),
-            opened_at: time(run.opened_at),
+            opened_at: crate::rfc3339(run.opened_at),
             instances: run.instances.clone(),
             replaced: run.replaced.clone(),
         }
     }
-}
-
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The status of every configured watch, in config order. Watches never polled have nulls.
@@ -86,7 +82,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
                 repo: w.repo.to_string(),
                 branch: w.branch.clone(),
                 last_sha: s.and_then(|s| s.last_sha.clone()),
-                last_checked: s.and_then(|s| s.last_checked).map(time),
+                last_checked: s.and_then(|s| s.last_checked).map(crate::rfc3339),
                 last_error: s.and_then(|s| s.last_error.clone()).or(failing.next_back()),
                 instances: w.instances.clone(),
                 open_runs: open.into_iter().map(RunStatus::of).collect(),

@@ -66,11 +66,6 @@ pub fn result(tags: &BTreeMap<String, String>, metric: &str) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
-/// The value of `started-at` for a start at `at`.
-pub fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// When pushwake started an instance, from its tags.
 pub fn started_at(tags: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
     let text = tags.get(STARTED_AT)?;

@@ -197,7 +197,7 @@ async fn confirm(
     let mut failed = false;
     for (at, parts) in confirm {
         let ids: Vec<String> = parts.iter().map(|(_, id)| id.clone()).collect();
-        let time = tags::time(at);
+        let time = crate::rfc3339(at);
         if let Err(e) = ec2.tag(&ids, &[(tags::STARTED_AT, &time)]).await {
             tracing::warn!("{watch}: cannot tag {}: {e}", ids.join(", "));
             failed = true;

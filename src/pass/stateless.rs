@@ -44,10 +44,8 @@ impl Agent {
                     runtime: d.runtime.as_secs(),
                 })
                 .collect();
-            let mut turn = super::turn::Turn::default();
-            self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut turn)
+            self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut messages)
                 .await;
-            messages.extend(turn.messages);
         }
         if self.settings.max_runtime.is_some() {
             messages.extend(self.orphans(None).await.messages);

@@ -116,7 +116,7 @@ impl Agent {
         // stopping and starts them for the new commit.
         let entry = state.entry(watch);
         errors.extend(
-            self.stop_duties(ec2, watch, entry, &mut members, &mut turn)
+            self.stop_duties(ec2, watch, entry, &mut members, &mut turn.messages)
                 .await,
         );
 
@@ -164,15 +164,15 @@ impl Agent {
 
     /// Carries out the watch's stop duties: stops the instances still up, forgets that
     /// pushwake started them, and marks them stopping in `members`. A duty is done once its
-    /// instance is stopped, or found not running. Returns what EC2 refused, one line per
-    /// instance; those duties stay for the next pass.
+    /// instance is stopped, or found not running; each stop is told in `messages`. Returns
+    /// what EC2 refused, one line per instance; those duties stay for the next pass.
     pub(super) async fn stop_duties(
         &self,
         ec2: &Ec2,
         watch: &Watch,
         entry: &mut WatchState,
         members: &mut Members,
-        turn: &mut Turn,
+        messages: &mut Vec<String>,
     ) -> Vec<String> {
         let up = |id: &str| {
             members
@@ -211,8 +211,7 @@ impl Agent {
                 "{watch}: stopped {instance} after {}: {reason}",
                 humantime::format_duration(runtime)
             );
-            turn.messages
-                .push(report::stopped(watch, instance, reason, runtime));
+            messages.push(report::stopped(watch, instance, reason, runtime));
             stopped.push(instance.clone());
             false
         });
