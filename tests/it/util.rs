@@ -454,8 +454,8 @@ impl Ec2 {
             .expect("create tags");
     }
 
-    /// The tags of one instance.
-    pub async fn tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+    /// One instance, as EC2 describes it.
+    async fn describe_one(&self, id: &str) -> aws_sdk_ec2::types::Instance {
         let out = self
             .client
             .describe_instances()
@@ -463,24 +463,22 @@ impl Ec2 {
             .send()
             .await
             .expect("describe");
-        out.reservations()
+        out.reservations()[0].instances()[0].clone()
+    }
+
+    /// The tags of one instance.
+    pub async fn tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+        self.describe_one(id)
+            .await
+            .tags()
             .iter()
-            .flat_map(|r| r.instances())
-            .flat_map(|i| i.tags())
             .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
             .collect()
     }
 
     /// EC2's launch time of one instance.
     pub async fn launch_time(&self, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        let out = self
-            .client
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .expect("describe");
-        let t = out.reservations()[0].instances()[0].launch_time()?;
+        let t = *self.describe_one(id).await.launch_time()?;
         chrono::DateTime::from_timestamp(t.secs(), 0)
     }
 
