@@ -27,8 +27,7 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
 #[ignore = "needs moto: scripts/test"]
 async fn first_run_start_treats_the_head_as_new() {
     let w = World::new(1, "").await;
-    w.first_run_start();
-    w.push(1).await;
+    w.first_run_start().await;
 
     w.once(0);
 
@@ -191,8 +190,7 @@ async fn a_webhook_gets_the_message() {
 #[ignore = "needs moto: scripts/test"]
 async fn a_slack_failure_blocks_nothing() {
     let mut w = World::new(1, "").await;
-    w.first_run_start();
-    w.push(1).await;
+    w.first_run_start().await;
     // A wrong token: Slack answers HTTP 200 with {"ok": false, "error": "invalid_auth"}.
     w.setup.set_env("SLACK_API_TOKEN", "xoxb-wrong");
 

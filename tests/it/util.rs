@@ -1125,41 +1125,38 @@ fn with_state_reason(xml: &str, id: &str, code: &str, message: &str) -> String {
     format!("{}{reason}{}", &xml[..start], &xml[end..])
 }
 
-/// A story's world: fake GitHub and Slack, moto behind a [`MotoProxy`], `n` stopped
-/// instances, and a config whose one watch (`octo/trainer@main`) lists them, followed by
-/// `extra` lines of that watch.
-pub struct World {
+/// What every world has: fake GitHub and Slack, the instances of its one watch
+/// (`octo/trainer@main`), and a config in a temporary directory pointing at them and at an
+/// EC2 endpoint.
+pub struct Base {
     pub github: GitHub,
     pub slack: Slack,
-    pub ec2: Ec2,
-    pub proxy: MotoProxy,
     pub setup: Setup,
     pub ids: Vec<String>,
+    /// Keys added to the watch's table by [`Base::watch`].
+    pub extra: String,
+    ec2_url: String,
 }
 
 pub const REPO: &str = "octo/trainer";
 
-impl World {
-    pub async fn new(n: i32, extra: &str) -> World {
-        let moto = moto_url();
-        let (github, slack, ec2) = (
-            GitHub::start().await,
-            Slack::start().await,
-            Ec2::connect(&moto).await,
-        );
-        let ids = ec2.stopped(n).await;
-        let proxy = MotoProxy::start(&moto).await;
-        let setup = Setup::new();
-        let world = World {
-            github,
-            slack,
-            ec2,
-            proxy,
-            setup,
+impl Base {
+    async fn new(ec2_url: String, ids: Vec<String>, extra: &str) -> Base {
+        let base = Base {
+            github: GitHub::start().await,
+            slack: Slack::start().await,
+            setup: Setup::new(),
             ids,
+            extra: extra.to_owned(),
+            ec2_url,
         };
-        world.write_config(&format!("{}{extra}\n", watch(REPO, "main", &world.ids)));
-        world
+        base.write_config(&base.watch());
+        base
+    }
+
+    /// The world's watch: its instances on `octo/trainer@main`, with the extra keys.
+    pub fn watch(&self) -> String {
+        format!("{}{}\n", watch(REPO, "main", &self.ids), self.extra)
     }
 
     /// Writes the config: the usual header and Slack, then `watches`.
@@ -1167,30 +1164,22 @@ impl World {
         self.write_config_with("", watches);
     }
 
-    /// Writes the config: `top` (top-level keys), the usual header and Slack, then
-    /// `watches`.
+    /// Writes the config: `top` (top-level keys; an `interval` there replaces the usual
+    /// one), the usual header and Slack, then `watches`.
     pub fn write_config_with(&self, top: &str, watches: &str) {
-        let header = self.setup.header(&self.github.url(), &self.proxy.url());
+        let mut header = self.setup.header(&self.github.url(), &self.ec2_url);
+        if top.contains("interval =") {
+            header = header.replace("interval = \"1s\"\n", "");
+        }
         self.setup
             .write_config(&format!("{top}\n{header}{}{watches}", self.slack.config()));
     }
 
-    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago`.
-    pub async fn started_ago(&self, ids: &[String], ago: chrono::Duration) {
-        let at = (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let commit = sha(1);
-        let tags = [
-            ("pushwake:commit", commit.as_str()),
-            ("pushwake:repo", REPO),
-            ("pushwake:branch", "main"),
-            ("pushwake:started-at", at.as_str()),
-        ];
-        self.ec2.tag(ids, &tags).await;
-    }
-
-    /// Rewrites the config with `first_run = "start"`: a first pass starts the machines.
-    pub fn first_run_start(&self) {
-        self.write_config_with("first_run = \"start\"", &watch(REPO, "main", &self.ids));
+    /// Rewrites the config with `first_run = "start"` and moves `main` to commit 1: the
+    /// next pass starts the machines.
+    pub async fn first_run_start(&self) {
+        self.write_config_with("first_run = \"start\"", &self.watch());
+        self.push(1).await;
     }
 
     /// Moves `main` to commit `n`.
@@ -1208,8 +1197,71 @@ impl World {
         self.setup.once(code)
     }
 
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.setup.run(args)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        self.setup.status()
+    }
+
     pub async fn texts(&self) -> Vec<String> {
         self.slack.texts().await
+    }
+}
+
+/// A story's world on moto, behind a [`MotoProxy`]: `n` stopped instances in its watch,
+/// which has `extra` keys.
+pub struct World {
+    base: Base,
+    pub ec2: Ec2,
+    pub proxy: MotoProxy,
+}
+
+impl std::ops::Deref for World {
+    type Target = Base;
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+}
+
+impl World {
+    pub async fn new(n: i32, extra: &str) -> World {
+        World::mixed(n, 0, extra).await
+    }
+
+    /// A world whose watch lists `stopped` stopped instances, then `running` ones that a
+    /// person started.
+    pub async fn mixed(stopped: i32, running: i32, extra: &str) -> World {
+        let moto = moto_url();
+        let ec2 = Ec2::connect(&moto).await;
+        let mut ids = ec2.stopped(stopped).await;
+        ids.extend(ec2.running(running).await);
+        let proxy = MotoProxy::start(&moto).await;
+        World {
+            base: Base::new(proxy.url(), ids, extra).await,
+            ec2,
+            proxy,
+        }
+    }
+
+    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago`.
+    pub async fn started_ago(&self, ids: &[String], ago: chrono::Duration) {
+        let at = (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let commit = sha(1);
+        let tags = [
+            ("pushwake:commit", commit.as_str()),
+            ("pushwake:repo", REPO),
+            ("pushwake:branch", "main"),
+            ("pushwake:started-at", at.as_str()),
+        ];
+        self.ec2.tag(ids, &tags).await;
     }
 
     /// The commit each instance is tagged with, in order.
@@ -1222,8 +1274,60 @@ impl World {
         out
     }
 
+    /// The state of each instance, in order.
+    pub async fn states(&self) -> Vec<String> {
+        self.ec2.states(&self.ids).await
+    }
+
     /// Accepted starts of each instance, in order.
     pub fn starts(&self) -> Vec<usize> {
         self.ids.iter().map(|id| self.proxy.starts_of(id)).collect()
+    }
+}
+
+/// A world on the wiremock EC2 of [`ec2_ok`]: one instance, [`ID`], in its watch, which has
+/// `extra` keys.
+pub struct Fake {
+    base: Base,
+    pub ec2: MockServer,
+}
+
+pub const ID: &str = "i-0123456789abcdef0";
+
+impl std::ops::Deref for Fake {
+    type Target = Base;
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for Fake {
+    fn deref_mut(&mut self) -> &mut Base {
+        &mut self.base
+    }
+}
+
+impl Fake {
+    pub async fn new(extra: &str) -> Fake {
+        Fake::with(&[ID], extra).await
+    }
+
+    pub async fn with(ids: &[&str], extra: &str) -> Fake {
+        let ec2 = ec2_ok(ids).await;
+        let ids = ids.iter().map(|&i| i.to_owned()).collect();
+        Fake {
+            base: Base::new(ec2.uri(), ids, extra).await,
+            ec2,
+        }
+    }
+
+    /// The EC2 actions called, in order.
+    pub async fn actions(&self) -> Vec<String> {
+        ec2_actions(&self.ec2).await
+    }
+
+    /// Whether any `StartInstances` was called.
+    pub async fn started(&self) -> bool {
+        self.actions().await.iter().any(|a| a == "StartInstances")
     }
 }
