@@ -3,9 +3,7 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::util::{self, Ec2, GitHub, Setup, Slack, TOKEN, World, sha, stderr, stdout, watch};
-
-const REPO: &str = "octo/trainer";
+use crate::util::{self, Fake, REPO, TOKEN, World, sha, stderr, stdout, watch};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
@@ -15,9 +13,9 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
 
     w.once(0);
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["stopped", "stopped"]);
+    assert_eq!(w.states().await, ["stopped", "stopped"]);
     assert!(w.texts().await.is_empty(), "a baseline posts nothing");
-    let status = w.setup.status();
+    let status = w.status();
     assert_eq!(status[0]["last_sha"], sha(1));
     assert_eq!(status[0]["last_error"], serde_json::Value::Null);
     assert!(status[0]["last_checked"].as_str().is_some());
@@ -31,36 +29,21 @@ async fn first_run_start_treats_the_head_as_new() {
 
     w.once(0);
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["running"]);
+    assert_eq!(w.states().await, ["running"]);
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let stopped = ec2.stopped(2).await;
-    let running = ec2.running(1).await;
-    let ids: Vec<String> = stopped.iter().chain(&running).cloned().collect();
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
-    setup.once(0);
+    let w = World::mixed(2, 1, "").await;
+    let (stopped, running) = w.ids.split_at(2);
+    w.baseline().await;
 
-    github.set_head(REPO, "main", &sha(2)).await;
-    let out = setup.once(0);
+    w.push(2).await;
+    let out = w.once(0);
 
-    assert_eq!(ec2.states(&ids).await, ["running", "running", "running"]);
-    let texts = slack.texts().await;
+    assert_eq!(w.states().await, ["running", "running", "running"]);
+    let texts = w.texts().await;
     assert_eq!(texts.len(), 1, "one message per trigger: {texts:?}");
     let text = &texts[0];
     assert!(text.contains(REPO) && text.contains("main"), "{text}");
@@ -75,7 +58,7 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
     );
     assert!(!text.contains("A longer body"), "first line only: {text}");
     assert!(
-        text.contains(&format!("Started: {}", util::sorted(&stopped))),
+        text.contains(&format!("Started: {}", util::sorted(stopped))),
         "{text}"
     );
     // Up, and not for this commit: it is waited for (the default `on_busy = "queue"`).
@@ -86,32 +69,24 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
         )),
         "{text}"
     );
-    assert_eq!(setup.status()[0]["last_sha"], sha(2));
+    assert_eq!(w.status()[0]["last_sha"], sha(2));
     assert!(stderr(&out).contains("new head"), "{}", stderr(&out));
 
     // The same head again starts nothing and says nothing.
-    setup.once(0);
-    assert_eq!(slack.texts().await.len(), 1);
+    w.once(0);
+    assert_eq!(w.texts().await.len(), 1);
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(7)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
+    let w = World::new(1, "").await;
+    w.push(7).await;
 
-    let first = setup.once(0);
-    let second = setup.once(0);
+    let first = w.once(0);
+    let second = w.once(0);
 
-    let requests = github.head_requests(REPO, "main").await;
+    let requests = w.github.head_requests(REPO, "main").await;
     assert_eq!(requests.len(), 2, "one request per pass");
     let etag = format!("\"{}\"", sha(7));
     assert!(requests[0].headers.get("if-none-match").is_none());
@@ -138,14 +113,14 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
         );
     }
     // Nothing changed, so the second pass needed no commit details and no EC2 call.
-    let all = github.server.received_requests().await.unwrap();
+    let all = w.github.server.received_requests().await.unwrap();
     assert_eq!(
         all.len(),
         2,
         "only the two head polls: {:?}",
         all.iter().map(|r| r.url.path()).collect::<Vec<_>>()
     );
-    assert_eq!(ec2.states(&ids).await, ["stopped"]);
+    assert_eq!(w.states().await, ["stopped"]);
     // Quiet when nothing happens, so cron mails nothing.
     assert!(
         stdout(&second).is_empty() && stderr(&second).is_empty(),
@@ -158,30 +133,23 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_webhook_gets_the_message() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let mut setup = Setup::new();
-    setup.set_env("SLACK_WEBHOOK_URL", &slack.webhook_url());
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}\n[slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
+    let mut w = World::new(1, "").await;
+    w.first_run_start().await;
+    let url = w.slack.webhook_url();
+    w.setup.set_env("SLACK_WEBHOOK_URL", &url);
+    let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
+    let webhook = "[slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n";
+    w.setup
+        .write_config(&config.replace(&w.slack.config()[1..], webhook));
 
-    setup.once(0);
+    w.once(0);
 
-    let requests = slack.server.received_requests().await.unwrap();
+    let requests = w.slack.server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].url.path(), util::WEBHOOK_PATH);
-    let texts = slack.texts().await;
+    let texts = w.texts().await;
     assert!(
-        texts[0].contains(&format!("Started: {}", ids[0])),
+        texts[0].contains(&format!("Started: {}", w.ids[0])),
         "{texts:?}"
     );
 }
@@ -196,39 +164,34 @@ async fn a_slack_failure_blocks_nothing() {
 
     let out = w.once(0);
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["running"]);
-    assert_eq!(w.setup.status()[0]["last_sha"], sha(1));
+    assert_eq!(w.states().await, ["running"]);
+    assert_eq!(w.status()[0]["last_sha"], sha(1));
     assert!(stderr(&out).contains("invalid_auth"), "{}", stderr(&out));
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn two_watches_are_independent() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let a = ec2.stopped(1).await;
-    let b = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    github
+    let w = World::new(2, "").await;
+    let (a, b) = w.ids.split_at(1);
+    w.push(1).await;
+    w.github
         .fail("/repos/octo/gone/commits/heads/main", 404, "Not Found")
         .await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &moto),
-        watch("octo/gone", "main", &b),
-        watch(REPO, "main", &a)
-    ));
+    w.write_config_with(
+        "first_run = \"start\"",
+        &(watch("octo/gone", "main", b) + &watch(REPO, "main", a)),
+    );
 
-    let out = setup.once(1);
+    let out = w.once(1);
 
     assert_eq!(
-        ec2.states(&a).await,
+        w.ec2.states(a).await,
         ["running"],
         "the healthy watch still ran"
     );
-    assert_eq!(ec2.states(&b).await, ["stopped"]);
-    let status = setup.status();
+    assert_eq!(w.ec2.states(b).await, ["stopped"]);
+    let status = w.status();
     assert!(
         status[0]["last_error"]
             .as_str()
@@ -245,27 +208,20 @@ async fn two_watches_are_independent() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_branch_with_a_slash() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "release/v2", &sha(3)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "release/v2", &ids)
-    ));
+    let w = World::new(1, "").await;
+    w.github.set_head(REPO, "release/v2", &sha(3)).await;
+    w.write_config_with("first_run = \"start\"", &watch(REPO, "release/v2", &w.ids));
 
-    setup.once(0);
+    w.once(0);
 
-    assert_eq!(ec2.states(&ids).await, ["running"]);
+    assert_eq!(w.states().await, ["running"]);
     // Asked as GitHub documents it: heads/, the slash raw (the fake 404s `%2F`).
-    let asked = github.head_requests(REPO, "release/v2").await;
+    let asked = w.github.head_requests(REPO, "release/v2").await;
     assert_eq!(
         asked[0].url.path(),
         "/repos/octo/trainer/commits/heads/release/v2"
     );
-    let status = setup.status();
+    let status = w.status();
     assert_eq!(status[0]["branch"], "release/v2");
     assert_eq!(status[0]["last_sha"], sha(3));
 }
@@ -273,50 +229,24 @@ async fn a_branch_with_a_slash() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn terminated_and_unknown_instances_do_not_block_the_others() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let good = ec2.stopped(2).await;
-    let dead = ec2.stopped(1).await;
-    ec2.terminate(&dead[0]).await;
+    let mut w = World::new(3, "").await;
+    let (good, dead) = (vec![w.ids[0].clone(), w.ids[2].clone()], w.ids[1].clone());
+    w.ec2.terminate(&dead).await;
     let unknown = "i-0000000000000dead".to_owned();
-    let ids = vec![
-        good[0].clone(),
-        dead[0].clone(),
-        unknown.clone(),
-        good[1].clone(),
-    ];
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &moto),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
+    w.ids.insert(2, unknown.clone());
+    w.first_run_start().await;
 
-    setup.once(0);
+    w.once(0);
 
-    assert_eq!(ec2.states(&good).await, ["running", "running"]);
-    assert_eq!(
-        setup.status()[0]["last_sha"],
-        sha(1),
-        "the head is recorded"
-    );
-    let text = &slack.texts().await[0];
-    assert!(
-        text.contains(&format!("{} (terminated)", dead[0])),
-        "{text}"
-    );
+    assert_eq!(w.ec2.states(&good).await, ["running", "running"]);
+    assert_eq!(w.status()[0]["last_sha"], sha(1), "the head is recorded");
+    let text = &w.texts().await[0];
+    assert!(text.contains(&format!("{dead} (terminated)")), "{text}");
     assert!(text.contains(&unknown), "{text}");
 }
 
-/// An EC2 that refuses everything, in EC2's own XML error shape.
-async fn ec2_refusing(code: &str, status: u16) -> MockServer {
-    let server = MockServer::start().await;
+/// Makes `server` (an EC2) refuse everything, in EC2's own XML error shape.
+async fn refuse_everything(server: &MockServer, code: &str, status: u16) {
     Mock::given(method("POST"))
         .and(path("/"))
         .respond_with(ResponseTemplate::new(status).set_body_string(format!(
@@ -324,35 +254,27 @@ async fn ec2_refusing(code: &str, status: u16) -> MockServer {
              <Message>You are not authorized to perform this operation.</Message></Error></Errors>\
              <RequestID>8f7724cf-496f-496e-8fe3-example</RequestID></Response>"
         )))
-        .mount(&server)
+        .with_priority(1)
+        .mount(server)
         .await;
-    server
 }
 
 #[tokio::test]
 async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
-    let (github, slack) = (GitHub::start().await, Slack::start().await);
-    let ec2 = ec2_refusing("UnauthorizedOperation", 403).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.config(),
-        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
-    ));
-    setup.once(0);
-    github.set_head(REPO, "main", &sha(2)).await;
+    let f = Fake::new("").await;
+    refuse_everything(&f.ec2, "UnauthorizedOperation", 403).await;
+    f.baseline().await;
+    f.push(2).await;
 
-    let out = setup.once(1);
-    setup.once(1);
+    let out = f.once(1);
+    f.once(1);
 
     assert!(
         stderr(&out).contains("ec2:DescribeInstances is not allowed"),
         "{}",
         stderr(&out)
     );
-    let status = setup.status();
+    let status = f.status();
     assert_eq!(
         status[0]["last_sha"],
         sha(1),
@@ -365,13 +287,13 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
             .contains("DescribeInstances")
     );
     // Both passes asked for the full head again: no ETag for an unhandled head.
-    let heads = github.head_requests(REPO, "main").await;
+    let heads = f.github.head_requests(REPO, "main").await;
     assert_eq!(heads.len(), 3);
     assert_eq!(
         heads[2].headers.get("if-none-match").unwrap(),
         format!("\"{}\"", sha(1)).as_str()
     );
-    let texts = slack.texts().await;
+    let texts = f.texts().await;
     assert_eq!(
         texts.len(),
         1,
@@ -384,12 +306,11 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
 #[ignore = "needs moto: scripts/test"]
 async fn dry_run_changes_nothing() {
     let w = World::new(1, "").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     let state = w.setup.state_dir().join("state.json");
     let before = std::fs::read(&state).unwrap();
 
-    let out = w.setup.run(&["--once", "--dry-run"]);
+    let out = w.run(&["--once", "--dry-run"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
@@ -399,7 +320,7 @@ async fn dry_run_changes_nothing() {
         sha(2)
     );
     assert!(text.contains(&would), "{text}");
-    assert_eq!(w.ec2.states(&w.ids).await, ["stopped"]);
+    assert_eq!(w.states().await, ["stopped"]);
     assert!(w.texts().await.is_empty());
     assert_eq!(std::fs::read(&state).unwrap(), before);
     assert_eq!(w.starts(), [0], "only DryRun calls");
@@ -409,8 +330,7 @@ async fn dry_run_changes_nothing() {
 #[ignore = "needs moto: scripts/test"]
 async fn two_overlapping_passes_act_on_a_push_once() {
     let w = World::new(2, "").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
 
     let runs: Vec<_> = (0..2)
         .map(|_| w.setup.command(&["--once"]).spawn().unwrap())
@@ -419,7 +339,7 @@ async fn two_overlapping_passes_act_on_a_push_once() {
         assert!(run.wait().unwrap().success());
     }
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["running", "running"]);
+    assert_eq!(w.states().await, ["running", "running"]);
     assert_eq!(w.starts(), [1, 1]);
     let texts = w.texts().await;
     assert_eq!(texts.len(), 1, "one push, one message: {texts:?}");
@@ -436,20 +356,10 @@ async fn two_overlapping_passes_act_on_a_push_once() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn logs_fit_journald_and_log_shippers() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(3).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
-    setup.once(0);
-    github.set_head(REPO, "main", &sha(2)).await;
+    let w = World::new(3, "").await;
+    w.push_after_baseline(2).await;
 
-    let out = setup.once(0);
+    let out = w.once(0);
 
     // Piped stderr: no colours, no timestamps, one line for the trigger.
     let err = stderr(&out);
@@ -465,12 +375,12 @@ async fn logs_fit_journald_and_log_shippers() {
         "{err}"
     );
     assert!(
-        lines[0].contains(&format!("Started: {}", util::sorted(&ids))),
+        lines[0].contains(&format!("Started: {}", util::sorted(&w.ids))),
         "{err}"
     );
 
-    github.set_head(REPO, "main", &sha(3)).await;
-    let out = setup.run(&["--once", "--log-format", "json"]);
+    w.push(3).await;
+    let out = w.run(&["--once", "--log-format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let lines: Vec<serde_json::Value> = stderr(&out)
         .lines()

@@ -2,18 +2,13 @@
 //! whatever the machines are doing and whatever fails, through the binary on moto, with the
 //! faults moto cannot produce injected by the proxy in front of it.
 
-use crate::util::{self, World, sha};
-
-fn short(n: u32) -> String {
-    sha(n)[..7].to_owned()
-}
+use crate::util::{self, REPO, World, sha, short};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
     let w = World::new(3, "").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
     w.push(3).await;
     w.once(0);
@@ -59,7 +54,6 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
         "once for commit 2, once for commit 4"
     );
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert_eq!(
         texts.len(),
         4,
@@ -99,10 +93,9 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
     w.ids.extend(by_hand.clone());
     w.write_config(&format!(
         "{}on_busy = \"supersede\"\n",
-        util::watch(util::REPO, "main", &w.ids)
+        util::watch(REPO, "main", &w.ids)
     ));
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
     w.push(3).await;
     w.once(0);
@@ -117,7 +110,6 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
     assert_eq!(w.starts()[..2], [2, 2]);
     assert_eq!(w.proxy.calls("StopInstances").await, 1);
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     let last = texts.last().unwrap();
     assert!(
         last.contains(&format!("Superseded `{}`", short(2))),
@@ -137,8 +129,7 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
 #[ignore = "needs moto: scripts/test"]
 async fn skip_leaves_busy_machines_out_and_says_so() {
     let w = World::new(2, "on_busy = \"skip\"").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
     w.push(3).await;
     w.once(0);
@@ -149,7 +140,6 @@ async fn skip_leaves_busy_machines_out_and_says_so() {
     assert_eq!(w.commits().await, [sha(2), sha(2)]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(3));
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert_eq!(texts.len(), 2, "{texts:#?}");
     assert!(
         texts[1].contains(&format!("(busy with `{}`; on_busy = \"skip\")", short(2))),
@@ -172,8 +162,7 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
             Some(3),
         )
         .await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     let out = w.once(1);
     assert!(
         util::stderr(&out).contains("InsufficientInstanceCapacity"),
@@ -193,13 +182,9 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
         [1, 1, 1],
         "StartInstances per instance for commit 2"
     );
-    assert_eq!(
-        w.ec2.states(&w.ids).await,
-        ["stopped", "running", "running"]
-    );
+    assert_eq!(w.states().await, ["stopped", "running", "running"]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(2));
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert_eq!(texts.len(), 2, "failing once, then started: {texts:#?}");
     assert!(
         texts[0].contains(&format!(
@@ -225,20 +210,18 @@ async fn a_start_that_falls_back_to_stopped_is_reported_once_and_retried() {
         "Server.InsufficientInstanceCapacity",
         "Server.InsufficientInstanceCapacity: Insufficient capacity.",
     );
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
-    assert_eq!(w.ec2.states(&w.ids).await, ["running", "stopped"]);
+    assert_eq!(w.states().await, ["running", "stopped"]);
 
     // The next pass sees it stopped with EC2's reason, says so, and starts it again.
     let out = w.once(0);
     eprintln!("{}", util::stderr(&out));
     w.once(0);
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["running", "running"]);
+    assert_eq!(w.states().await, ["running", "running"]);
     assert_eq!(w.starts(), [1, 2]);
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert_eq!(texts.len(), 2, "{texts:#?}");
     assert!(
         texts[1].contains(&format!(
@@ -257,18 +240,13 @@ async fn a_batch_refused_for_one_instance_starts_the_others() {
     w.proxy
         .refuse("StartInstances", &w.ids[1], "VcpuLimitExceeded", None)
         .await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(1);
     w.once(1);
 
     assert_eq!(w.starts(), [1, 0, 1]);
-    assert_eq!(
-        w.ec2.states(&w.ids).await,
-        ["running", "stopped", "running"]
-    );
+    assert_eq!(w.states().await, ["running", "stopped", "running"]);
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert_eq!(
         texts.len(),
         1,
@@ -299,8 +277,8 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
     let (shared, a, b) = (&w.ids[0], &w.ids[1], &w.ids[2]);
     w.write_config(&format!(
         "{}{}",
-        util::watch(util::REPO, "main", &[shared.clone(), a.clone()]),
-        util::watch(util::REPO, "dev", &[shared.clone(), b.clone()])
+        util::watch(REPO, "main", &[shared.clone(), a.clone()]),
+        util::watch(REPO, "dev", &[shared.clone(), b.clone()])
     ));
     w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
@@ -336,8 +314,7 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
 #[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_tag_and_start_starts_once() {
     let w = World::new(2, "").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     // EC2 takes the tags, then the agent dies while StartInstances is on the wire.
     wiremock::Mock::given(wiremock::matchers::body_string_contains(
         "Action=StartInstances",
@@ -359,16 +336,12 @@ async fn a_crash_between_tag_and_start_starts_once() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(w.commits().await, [sha(2), sha(2)], "tagged");
-    assert_eq!(
-        w.ec2.states(&w.ids).await,
-        ["stopped", "stopped"],
-        "never started"
-    );
+    assert_eq!(w.states().await, ["stopped", "stopped"], "never started");
 
     w.once(0);
     w.once(0);
 
-    assert_eq!(w.ec2.states(&w.ids).await, ["running", "running"]);
+    assert_eq!(w.states().await, ["running", "running"]);
     assert_eq!(w.starts(), [1, 1]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(2));
     let texts = w.texts().await;

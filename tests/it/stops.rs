@@ -5,29 +5,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Duration as Span;
 
-use crate::util::{self, World, sha};
-
-/// Runs `--once` (any exit status) until `done`, for at most `limit`.
-async fn until<F, Fut>(w: &World, limit: Duration, mut done: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < limit, "not done within {limit:?}");
-        w.setup.run(&["--once"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
-}
+use crate::util::{self, REPO, World, sha};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_refused_stop_keeps_the_verdict_once_and_stops_when_allowed() {
     let w = World::new(2, "results = { metrics = [\"accuracy\"] }").await;
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
     w.once(0);
     // The operator left ec2:StopInstances out of the policy, for two passes.
@@ -59,17 +43,16 @@ async fn a_refused_stop_keeps_the_verdict_once_and_stops_when_allowed() {
         "{status:#}"
     );
     w.once(1);
-    assert_eq!(w.ec2.states(&w.ids).await, ["running", "running"]);
+    assert_eq!(w.states().await, ["running", "running"]);
 
     // The permission is back: the first pass stops them.
     w.once(0);
-    assert_eq!(w.ec2.states(&w.ids).await, ["stopped", "stopped"]);
+    assert_eq!(w.states().await, ["stopped", "stopped"]);
     w.once(0);
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
-    let verdicts = texts.iter().filter(|t| t.contains("results for")).count();
+    let verdicts = util::count(&texts, "results for");
     assert_eq!(verdicts, 1, "{texts:#?}");
-    let refusals = texts.iter().filter(|t| t.contains("cannot stop")).count();
+    let refusals = util::count(&texts, "cannot stop");
     assert_eq!(refusals, 1, "reported once: {texts:#?}");
     let stops = texts.iter().filter(|t| t.starts_with(":octagonal_sign:"));
     assert_eq!(stops.count(), 2, "{texts:#?}");
@@ -91,7 +74,7 @@ async fn a_cloudwatch_error_for_one_instance_does_not_hold_up_another() {
         .await;
     w.write_config(&format!(
         "{}max_runtime = \"5m\"\nidle_stop = {{ for = \"1m\" }}\n",
-        util::watch(util::REPO, "main", &ids)
+        util::watch(REPO, "main", &ids)
     ));
     w.push(1).await;
 
@@ -104,7 +87,6 @@ async fn a_cloudwatch_error_for_one_instance_does_not_hold_up_another() {
         util::stderr(&out)
     );
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert!(
         texts.iter().any(|t| t.contains(&format!("stopped {late}"))),
         "{texts:#?}"
@@ -126,7 +108,7 @@ async fn a_corrupt_state_file_still_applies_max_runtime() {
     w.started_ago(&ids, Span::minutes(10)).await;
     w.write_config(&format!(
         "{}max_runtime = \"5m\"\n",
-        util::watch(util::REPO, "main", &ids)
+        util::watch(REPO, "main", &ids)
     ));
     w.push(1).await;
     let state = w.setup.state_dir().join("state.json");
@@ -149,14 +131,7 @@ async fn a_corrupt_state_file_still_applies_max_runtime() {
     );
     assert_eq!(w.proxy.calls("StartInstances").await, 0);
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
-    assert_eq!(
-        texts
-            .iter()
-            .filter(|t| t.contains("cannot use its state"))
-            .count(),
-        1
-    );
+    assert_eq!(util::count(&texts, "cannot use its state"), 1);
     assert!(
         texts
             .iter()
@@ -171,15 +146,15 @@ async fn a_master_clock_15_minutes_slow_still_stops_on_time() {
     let w = World::new(1, "max_runtime = \"3s\"").await;
     // EC2's clock, and so its launch times, run 15 minutes ahead of the master's.
     w.proxy.skew(Span::minutes(15));
-    w.baseline().await;
-    w.push(2).await;
+    w.push_after_baseline(2).await;
     w.once(0);
     let started = Instant::now();
 
-    let took = until(&w, Duration::from_secs(10), || async {
-        w.ec2.states(&w.ids).await == ["stopped"]
-    })
-    .await;
+    let took = w
+        .passes_until(Duration::from_secs(10), || async {
+            w.states().await == ["stopped"]
+        })
+        .await;
 
     // EC2's Date header counts whole seconds: on time means within one.
     assert!(started.elapsed() >= Duration::from_secs(2), "stopped early");
@@ -193,8 +168,8 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     let (kept, dropped, removed) = (&w.ids[0], &w.ids[1], &w.ids[2]);
     w.write_config(&format!(
         "{}{}",
-        util::watch(util::REPO, "main", &[kept.clone(), dropped.clone()]),
-        util::watch(util::REPO, "dev", std::slice::from_ref(removed))
+        util::watch(REPO, "main", &[kept.clone(), dropped.clone()]),
+        util::watch(REPO, "dev", std::slice::from_ref(removed))
     ));
     w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
@@ -207,7 +182,7 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     // An id dropped from a watch, and a watch removed.
     let main_only = format!(
         "{}max_runtime = \"1h\"\n",
-        util::watch(util::REPO, "main", std::slice::from_ref(kept))
+        util::watch(REPO, "main", std::slice::from_ref(kept))
     );
     w.write_config_with("max_runtime = \"1h\"", &main_only);
     w.once(0);
@@ -225,7 +200,7 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
             .iter()
             .any(|t| t.contains(removed.as_str()) && t.contains("`dev`"))
     );
-    assert_eq!(w.ec2.states(&w.ids).await, ["running"; 3]);
+    assert_eq!(w.states().await, ["running"; 3]);
     let table = util::stdout(&w.setup.run(&["status"]));
     assert!(table.contains("no watch owns them any more"), "{table}");
     assert!(
@@ -234,19 +209,12 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     );
 
     w.write_config_with("max_runtime = \"1s\"", &main_only);
-    until(&w, Duration::from_secs(10), || async {
-        w.ec2.states(&w.ids).await == ["running", "stopped", "stopped"]
+    w.passes_until(Duration::from_secs(10), || async {
+        w.states().await == ["running", "stopped", "stopped"]
     })
     .await;
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
-    assert_eq!(
-        texts
-            .iter()
-            .filter(|t| t.contains("no watch owns it) after"))
-            .count(),
-        2
-    );
+    assert_eq!(util::count(&texts, "no watch owns it) after"), 2);
 }
 
 #[tokio::test]
@@ -259,7 +227,7 @@ async fn a_second_deployments_machines_are_never_touched() {
     other.write_config(&format!(
         "first_run = \"start\"\n{}{}",
         other.header(&w.github.url(), &w.proxy.url()),
-        util::watch(util::REPO, "main", &theirs)
+        util::watch(REPO, "main", &theirs)
     ));
     w.ec2.tag(&theirs, &[("Team", "ml")]).await;
     w.ec2.tag(&w.ids, &[("Team", "ml")]).await;
@@ -273,13 +241,13 @@ async fn a_second_deployments_machines_are_never_touched() {
         "max_runtime = \"1s\"",
         &format!(
             "{}instance_tags = {{ Team = \"ml\" }}\n",
-            util::watch(util::REPO, "main", &w.ids)
+            util::watch(REPO, "main", &w.ids)
         ),
     );
     w.push(2).await;
     w.once(0);
-    until(&w, Duration::from_secs(10), || async {
-        w.ec2.states(&w.ids).await == ["stopped"]
+    w.passes_until(Duration::from_secs(10), || async {
+        w.states().await == ["stopped"]
     })
     .await;
     w.once(0);
@@ -290,7 +258,6 @@ async fn a_second_deployments_machines_are_never_touched() {
         "theirs was stopped"
     );
     let texts = w.texts().await;
-    eprintln!("{texts:#?}");
     assert!(
         !texts.iter().any(|t| t.contains(theirs[0].as_str())),
         "{texts:#?}"

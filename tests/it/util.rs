@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use aws_sdk_ec2::types::InstanceStateName;
 use wiremock::matchers::{header, method, path};
@@ -1193,6 +1194,28 @@ impl Base {
         self.setup.once(0);
     }
 
+    /// Records commit 1 as the baseline, then moves `main` to commit `n`: the next pass
+    /// sees a push.
+    pub async fn push_after_baseline(&self, n: u32) {
+        self.baseline().await;
+        self.push(n).await;
+    }
+
+    /// Runs `--once`, whatever its exit status, until `done` holds; panics after `limit`.
+    /// Returns how long it took.
+    pub async fn passes_until<F, Fut>(&self, limit: Duration, done: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let mut done = done;
+        until(limit, "passes to get there", || {
+            self.setup.run(&["--once"]);
+            done()
+        })
+        .await
+    }
+
     pub fn once(&self, code: i32) -> Output {
         self.setup.once(code)
     }
@@ -1205,10 +1228,59 @@ impl Base {
         self.setup.status()
     }
 
+    /// The Slack texts so far; also printed, so that a failing test shows them.
     pub async fn texts(&self) -> Vec<String> {
-        self.slack.texts().await
+        let texts = self.slack.texts().await;
+        eprintln!("slack: {texts:#?}");
+        texts
     }
 }
+
+/// How many of `texts` contain `needle`.
+pub fn count(texts: &[String], needle: &str) -> usize {
+    texts.iter().filter(|t| t.contains(needle)).count()
+}
+
+/// Waits, checking every 50 ms, until `cond` holds; panics after `limit`, naming `what`.
+/// Returns how long it took.
+pub async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+/// The short form of commit `n`, as messages show it.
+pub fn short(n: u32) -> String {
+    sha(n)[..7].to_owned()
+}
+
+/// Lets a world be used as its [`Base`]: `w.github`, `w.once(0)`.
+macro_rules! derefs_to_base {
+    ($world:ty) => {
+        impl std::ops::Deref for $world {
+            type Target = Base;
+            fn deref(&self) -> &Base {
+                &self.base
+            }
+        }
+
+        impl std::ops::DerefMut for $world {
+            fn deref_mut(&mut self) -> &mut Base {
+                &mut self.base
+            }
+        }
+    };
+}
+
+derefs_to_base!(World);
+derefs_to_base!(Fake);
 
 /// A story's world on moto, behind a [`MotoProxy`]: `n` stopped instances in its watch,
 /// which has `extra` keys.
@@ -1216,19 +1288,6 @@ pub struct World {
     base: Base,
     pub ec2: Ec2,
     pub proxy: MotoProxy,
-}
-
-impl std::ops::Deref for World {
-    type Target = Base;
-    fn deref(&self) -> &Base {
-        &self.base
-    }
-}
-
-impl std::ops::DerefMut for World {
-    fn deref_mut(&mut self) -> &mut Base {
-        &mut self.base
-    }
 }
 
 impl World {
@@ -1293,19 +1352,6 @@ pub struct Fake {
 }
 
 pub const ID: &str = "i-0123456789abcdef0";
-
-impl std::ops::Deref for Fake {
-    type Target = Base;
-    fn deref(&self) -> &Base {
-        &self.base
-    }
-}
-
-impl std::ops::DerefMut for Fake {
-    fn deref_mut(&mut self) -> &mut Base {
-        &mut self.base
-    }
-}
 
 impl Fake {
     pub async fn new(extra: &str) -> Fake {
