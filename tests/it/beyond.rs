@@ -279,7 +279,7 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
     }
     let texts = w.texts().await;
     let stops: Vec<_> = texts.iter().filter(|t| t.contains("stopped i-")).collect();
-    assert_eq!(stops.len(), 2, "{texts:#?}");
+    assert_eq!(stops.len(), 2);
     assert!(stops[0].contains("max_runtime 1s reached"), "{}", stops[0]);
 
     // A person starts one again by hand: it is theirs now, and stays up.

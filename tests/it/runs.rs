@@ -2,7 +2,7 @@
 //! whatever the machines are doing and whatever fails, through the binary on moto, with the
 //! faults moto cannot produce injected by the proxy in front of it.
 
-use crate::util::{self, REPO, World, sha, short};
+use crate::util::{self, World, sha, short};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
@@ -19,14 +19,11 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
     let parts = &status[0]["open_runs"][0]["instances"];
     assert_eq!(parts[&w.ids[0]]["part"], "waiting", "{status:#}");
     let texts = w.texts().await;
-    assert!(
-        texts[1].contains(&format!(
-            "Waiting for busy machines: {} (busy with `{}`)",
-            w.ids.iter().min().unwrap(),
-            short(2)
-        )),
-        "{texts:#?}"
-    );
+    assert!(texts[1].contains(&format!(
+        "Waiting for busy machines: {} (busy with `{}`)",
+        w.ids.iter().min().unwrap(),
+        short(2)
+    )));
 
     let table = util::stdout(&w.setup.run(&["status"]));
     eprintln!("{table}");
@@ -54,11 +51,7 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
         "once for commit 2, once for commit 4"
     );
     let texts = w.texts().await;
-    assert_eq!(
-        texts.len(),
-        4,
-        "started, waiting, replaced, started: {texts:#?}"
-    );
+    assert_eq!(texts.len(), 4, "started, waiting, replaced, started");
     assert!(
         texts[2].contains(&format!(
             "1 queued push since `{}` never ran; running the newest",
@@ -87,14 +80,9 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_persons_machine() {
-    let mut w = World::new(2, "on_busy = \"supersede\"").await;
-    // A machine a person started by hand, in the same watch.
-    let by_hand = w.ec2.running(1).await;
-    w.ids.extend(by_hand.clone());
-    w.write_config(&format!(
-        "{}on_busy = \"supersede\"\n",
-        util::watch(REPO, "main", &w.ids)
-    ));
+    // The third is a machine a person started by hand, in the same watch.
+    let w = World::mixed(2, 1, "on_busy = \"supersede\"").await;
+    let by_hand = &w.ids[2..];
     w.push_after_baseline(2).await;
     w.once(0);
     w.push(3).await;
@@ -103,7 +91,7 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
     let commits = w.commits().await;
     assert_eq!(commits[..2], [sha(3), sha(3)]);
     assert_eq!(
-        w.ec2.states(&by_hand).await,
+        w.ec2.states(by_hand).await,
         ["running"],
         "a person's machine"
     );
@@ -140,7 +128,7 @@ async fn skip_leaves_busy_machines_out_and_says_so() {
     assert_eq!(w.commits().await, [sha(2), sha(2)]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(3));
     let texts = w.texts().await;
-    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert_eq!(texts.len(), 2);
     assert!(
         texts[1].contains(&format!("(busy with `{}`; on_busy = \"skip\")", short(2))),
         "{}",
@@ -185,7 +173,7 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
     assert_eq!(w.states().await, ["stopped", "running", "running"]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(2));
     let texts = w.texts().await;
-    assert_eq!(texts.len(), 2, "failing once, then started: {texts:#?}");
+    assert_eq!(texts.len(), 2, "failing once, then started");
     assert!(
         texts[0].contains(&format!(
             "Failed, will retry: {} (StartInstances failed: InsufficientInstanceCapacity",
@@ -222,7 +210,7 @@ async fn a_start_that_falls_back_to_stopped_is_reported_once_and_retried() {
     assert_eq!(w.states().await, ["running", "running"]);
     assert_eq!(w.starts(), [1, 2]);
     let texts = w.texts().await;
-    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert_eq!(texts.len(), 2);
     assert!(
         texts[1].contains(&format!(
             "{} fell back to stopped after the start: Server.InsufficientInstanceCapacity: Insufficient capacity.",
@@ -247,11 +235,7 @@ async fn a_batch_refused_for_one_instance_starts_the_others() {
     assert_eq!(w.starts(), [1, 0, 1]);
     assert_eq!(w.states().await, ["running", "stopped", "running"]);
     let texts = w.texts().await;
-    assert_eq!(
-        texts.len(),
-        1,
-        "one message while it keeps failing: {texts:#?}"
-    );
+    assert_eq!(texts.len(), 1, "one message while it keeps failing");
     assert!(
         texts[0].contains(&format!(
             "{} (StartInstances failed: VcpuLimitExceeded",
@@ -275,11 +259,7 @@ async fn a_batch_refused_for_one_instance_starts_the_others() {
 async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
     let w = World::new(3, "").await;
     let (shared, a, b) = (&w.ids[0], &w.ids[1], &w.ids[2]);
-    w.write_config(&format!(
-        "{}{}",
-        util::watch(REPO, "main", &[shared.clone(), a.clone()]),
-        util::watch(REPO, "dev", &[shared.clone(), b.clone()])
-    ));
+    w.write_watches(&[("main", &[shared, a]), ("dev", &[shared, b])]);
     w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
     w.once(0);
@@ -345,5 +325,5 @@ async fn a_crash_between_tag_and_start_starts_once() {
     assert_eq!(w.starts(), [1, 1]);
     assert_eq!(w.setup.status()[0]["last_sha"], sha(2));
     let texts = w.texts().await;
-    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert_eq!(texts.len(), 1);
 }

@@ -51,19 +51,19 @@ async fn a_refused_stop_keeps_the_verdict_once_and_stops_when_allowed() {
     w.once(0);
     let texts = w.texts().await;
     let verdicts = util::count(&texts, "results for");
-    assert_eq!(verdicts, 1, "{texts:#?}");
+    assert_eq!(verdicts, 1);
     let refusals = util::count(&texts, "cannot stop");
-    assert_eq!(refusals, 1, "reported once: {texts:#?}");
+    assert_eq!(refusals, 1, "reported once");
     let stops = texts.iter().filter(|t| t.starts_with(":octagonal_sign:"));
-    assert_eq!(stops.count(), 2, "{texts:#?}");
+    assert_eq!(stops.count(), 2);
     assert_eq!(w.setup.status()[0]["duties"], serde_json::json!([]));
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_cloudwatch_error_for_one_instance_does_not_hold_up_another() {
-    let w = World::new(0, "").await;
-    let ids = w.ec2.running(2).await;
+    let w = World::mixed(0, 2, "max_runtime = \"5m\"\nidle_stop = { for = \"1m\" }").await;
+    let ids = &w.ids;
     let (late, young) = (&ids[0], &ids[1]);
     w.started_ago(std::slice::from_ref(late), Span::minutes(10))
         .await;
@@ -72,44 +72,29 @@ async fn a_cloudwatch_error_for_one_instance_does_not_hold_up_another() {
     w.proxy
         .refuse("GetMetricStatistics", young, "AccessDenied", None)
         .await;
-    w.write_config(&format!(
-        "{}max_runtime = \"5m\"\nidle_stop = {{ for = \"1m\" }}\n",
-        util::watch(REPO, "main", &ids)
-    ));
     w.push(1).await;
 
     let out = w.once(1);
 
     assert_eq!(
-        w.ec2.states(&ids).await,
+        w.ec2.states(ids).await,
         ["stopped", "running"],
         "{}",
         util::stderr(&out)
     );
     let texts = w.texts().await;
-    assert!(
-        texts.iter().any(|t| t.contains(&format!("stopped {late}"))),
-        "{texts:#?}"
-    );
-    assert!(
-        texts.iter().any(
-            |t| t.contains(&format!("cannot tell whether {young} is idle"))
-                && t.contains("AccessDenied")
-        ),
-        "{texts:#?}"
-    );
+    assert!(texts.iter().any(|t| t.contains(&format!("stopped {late}"))));
+    assert!(texts.iter().any(
+        |t| t.contains(&format!("cannot tell whether {young} is idle"))
+            && t.contains("AccessDenied")
+    ));
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_corrupt_state_file_still_applies_max_runtime() {
-    let w = World::new(0, "").await;
-    let ids = w.ec2.running(1).await;
-    w.started_ago(&ids, Span::minutes(10)).await;
-    w.write_config(&format!(
-        "{}max_runtime = \"5m\"\n",
-        util::watch(REPO, "main", &ids)
-    ));
+    let w = World::mixed(0, 1, "max_runtime = \"5m\"").await;
+    w.started_ago(&w.ids, Span::minutes(10)).await;
     w.push(1).await;
     let state = w.setup.state_dir().join("state.json");
     std::fs::create_dir_all(w.setup.state_dir()).unwrap();
@@ -122,7 +107,7 @@ async fn a_corrupt_state_file_still_applies_max_runtime() {
         "{}",
         util::stderr(&out)
     );
-    assert_eq!(w.ec2.states(&ids).await, ["stopped"]);
+    assert_eq!(w.states().await, ["stopped"]);
     w.setup.run(&["--once"]);
 
     assert_eq!(
@@ -135,8 +120,7 @@ async fn a_corrupt_state_file_still_applies_max_runtime() {
     assert!(
         texts
             .iter()
-            .any(|t| t.contains(&format!("stopped {}", ids[0]))),
-        "{texts:#?}"
+            .any(|t| t.contains(&format!("stopped {}", w.ids[0])))
     );
 }
 
@@ -166,11 +150,7 @@ async fn a_master_clock_15_minutes_slow_still_stops_on_time() {
 async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     let w = World::new(3, "").await;
     let (kept, dropped, removed) = (&w.ids[0], &w.ids[1], &w.ids[2]);
-    w.write_config(&format!(
-        "{}{}",
-        util::watch(REPO, "main", &[kept.clone(), dropped.clone()]),
-        util::watch(REPO, "dev", std::slice::from_ref(removed))
-    ));
+    w.write_watches(&[("main", &[kept, dropped]), ("dev", &[removed])]);
     w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
     w.once(0);
@@ -258,8 +238,5 @@ async fn a_second_deployments_machines_are_never_touched() {
         "theirs was stopped"
     );
     let texts = w.texts().await;
-    assert!(
-        !texts.iter().any(|t| t.contains(theirs[0].as_str())),
-        "{texts:#?}"
-    );
+    assert!(!texts.iter().any(|t| t.contains(theirs[0].as_str())));
 }

@@ -1160,6 +1160,18 @@ impl Base {
         format!("{}{}\n", watch(REPO, "main", &self.ids), self.extra)
     }
 
+    /// Writes the config with one watch per `(branch, instances)` of `octo/trainer`.
+    pub fn write_watches(&self, watches: &[(&str, &[&String])]) {
+        let tables: Vec<String> = watches
+            .iter()
+            .map(|(branch, ids)| {
+                let ids: Vec<String> = ids.iter().map(|&id| id.clone()).collect();
+                watch(REPO, branch, &ids)
+            })
+            .collect();
+        self.write_config(&tables.concat());
+    }
+
     /// Writes the config: the usual header and Slack, then `watches`.
     pub fn write_config(&self, watches: &str) {
         self.write_config_with("", watches);
