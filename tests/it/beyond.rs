@@ -107,15 +107,7 @@ async fn filtered(extra: &str) -> Fake {
 #[tokio::test]
 async fn a_push_touching_no_watched_path_starts_nothing() {
     let f = filtered("paths = [\"train.py\", \"models/**\"]").await;
-    f.push(2).await;
-    f.github
-        .set_compare(
-            REPO,
-            &sha(1),
-            &sha(2),
-            "ahead",
-            &[("README.md", None), ("docs/models/x.md", None)],
-        )
+    f.push_changing("ahead", &[("README.md", None), ("docs/models/x.md", None)])
         .await;
 
     let out = f.once(0);
@@ -136,16 +128,11 @@ async fn a_push_touching_no_watched_path_starts_nothing() {
 #[tokio::test]
 async fn a_push_touching_a_watched_path_starts() {
     let f = filtered("paths = [\"train.py\", \"models/**\"]").await;
-    f.push(2).await;
-    f.github
-        .set_compare(
-            REPO,
-            &sha(1),
-            &sha(2),
-            "ahead",
-            &[("README.md", None), ("models/resnet/layers.py", None)],
-        )
-        .await;
+    f.push_changing(
+        "ahead",
+        &[("README.md", None), ("models/resnet/layers.py", None)],
+    )
+    .await;
 
     f.once(0);
 
@@ -156,15 +143,7 @@ async fn a_push_touching_a_watched_path_starts() {
 #[tokio::test]
 async fn a_rename_out_of_a_watched_path_counts() {
     let f = filtered("paths = [\"models/**\"]").await;
-    f.push(2).await;
-    f.github
-        .set_compare(
-            REPO,
-            &sha(1),
-            &sha(2),
-            "ahead",
-            &[("attic/old.py", Some("models/old.py"))],
-        )
+    f.push_changing("ahead", &[("attic/old.py", Some("models/old.py"))])
         .await;
     f.once(0);
     assert!(f.started().await);
@@ -173,10 +152,7 @@ async fn a_rename_out_of_a_watched_path_counts() {
 #[tokio::test]
 async fn a_force_push_starts_when_it_cannot_tell() {
     let f = filtered("paths = [\"models/**\"]").await;
-    f.push(2).await;
-    f.github
-        .set_compare(REPO, &sha(1), &sha(2), "diverged", &[("README.md", None)])
-        .await;
+    f.push_changing("diverged", &[("README.md", None)]).await;
 
     let out = f.once(0);
 

@@ -234,46 +234,18 @@ pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
 impl Slack {
     pub async fn start() -> Slack {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/api/chat.postMessage"))
-            .and(header(
-                "authorization",
-                format!("Bearer {SLACK_TOKEN}").as_str(),
-            ))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "ok": true, "channel": "C0123", "ts": "1732790000.000100",
-                "message": {"type": "message", "text": "..."}
-            })))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/api/chat.postMessage"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
-            )
-            .with_priority(10)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/api/auth.test"))
-            .and(header(
-                "authorization",
-                format!("Bearer {SLACK_TOKEN}").as_str(),
-            ))
-            .respond_with(Slack::auth_test("chat:write,channels:read"))
-            .mount(&server)
-            .await;
+        let posted = ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "ok": true, "channel": "C0123", "ts": "1732790000.000100",
+            "message": {"type": "message", "text": "..."}
+        }));
+        Slack::method(&server, "chat.postMessage", posted).await;
+        Slack::method(
+            &server,
+            "auth.test",
+            Slack::auth_test("chat:write,channels:read"),
+        )
+        .await;
         Slack::channels(&server, "training", true, 100).await;
-        Mock::given(method("POST"))
-            .and(path("/api/auth.test"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
-            )
-            .with_priority(10)
-            .mount(&server)
-            .await;
         // An incoming webhook answers "no_text" to a message without text.
         Mock::given(method("POST"))
             .and(path(WEBHOOK_PATH))
@@ -288,6 +260,30 @@ impl Slack {
             .mount(&server)
             .await;
         Slack { server }
+    }
+
+    /// Web API method `name`, answering `answer` to the bot token and, as Slack does,
+    /// HTTP 200 with `invalid_auth` to any other.
+    pub async fn method(server: &MockServer, name: &str, answer: ResponseTemplate) {
+        let route = format!("/api/{name}");
+        Mock::given(method("POST"))
+            .and(path(route.as_str()))
+            .and(header(
+                "authorization",
+                format!("Bearer {SLACK_TOKEN}").as_str(),
+            ))
+            .respond_with(answer)
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(route.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
+            )
+            .with_priority(10)
+            .mount(server)
+            .await;
     }
 
     /// `auth.test` accepting the token, with these scopes in `x-oauth-scopes` as Slack
@@ -395,12 +391,7 @@ impl Ec2 {
     /// Launches `n` instances and leaves them stopped.
     pub async fn stopped(&self, n: i32) -> Vec<String> {
         let ids = self.running(n).await;
-        self.client
-            .stop_instances()
-            .set_instance_ids(Some(ids.clone()))
-            .send()
-            .await
-            .expect("stop instances");
+        self.stop(&ids).await;
         ids
     }
 
@@ -423,21 +414,19 @@ impl Ec2 {
     }
 
     pub async fn start(&self, ids: &[String]) {
-        self.client
-            .start_instances()
-            .set_instance_ids(Some(ids.to_vec()))
+        let call = self.client.start_instances();
+        call.set_instance_ids(Some(ids.to_vec()))
             .send()
             .await
             .expect("start instances");
     }
 
     pub async fn stop(&self, ids: &[String]) {
-        self.client
+        let request = self
+            .client
             .stop_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .send()
-            .await
-            .expect("stop instances");
+            .set_instance_ids(Some(ids.to_vec()));
+        request.send().await.expect("stop instances");
     }
 
     /// Sets tags on instances.
@@ -1204,6 +1193,15 @@ impl Base {
     pub async fn baseline(&self) {
         self.push(1).await;
         self.setup.once(0);
+    }
+
+    /// Moves `main` from commit 1 to commit 2, a change that GitHub compares as `status`
+    /// (ahead, diverged) touching `files` (`(name, previous name)`).
+    pub async fn push_changing(&self, status: &str, files: &[(&str, Option<&str>)]) {
+        self.push(2).await;
+        self.github
+            .set_compare(REPO, &sha(1), &sha(2), status, files)
+            .await;
     }
 
     /// Records commit 1 as the baseline, then moves `main` to commit `n`: the next pass
