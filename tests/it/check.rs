@@ -1,87 +1,86 @@
 //! `pushwake check --online`: a ✓ per item when all is well, a ✗ naming each failing item.
 
+use std::process::Output;
+
 use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
-use crate::util::{self, Ec2, GitHub, Setup, Slack, sha, stderr, stdout, watch};
+use crate::util::{self, Base, Fake, REPO, Slack, World, sha, stderr, stdout, watch};
 
-const REPO: &str = "octo/trainer";
+/// Runs `check --online`.
+fn online(b: &Base) -> Output {
+    b.run(&["check", "--online"])
+}
+
+/// Runs `check --online`, asserts its exit status and returns its stdout.
+fn online_exits(b: &Base, code: i32) -> String {
+    let out = online(b);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(code), "{text}{}", stderr(&out));
+    text
+}
+
+fn assert_lines(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+}
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn all_well_is_all_ticks() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(2).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#training\"\n{}",
-        setup.header(&github.url(), &moto),
-        slack.api_url(),
-        watch(REPO, "main", &ids)
-    ));
+    let w = World::new(2, "").await;
+    w.push(1).await;
 
-    let out = setup.run(&["check", "--online"]);
+    let text = online_exits(&w, 0);
 
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     let items: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
         .collect();
     assert!(items.iter().all(|l| l.starts_with('✓')), "{text}");
-    for needle in [
-        "GitHub token accepted (4999 of 5000",
-        &format!("{REPO}@main readable (head {})", &sha(1)[..7]),
-        &format!("instance {} exists (stopped)", ids[0]),
-        &format!("instance {} exists (stopped)", ids[1]),
-        "ec2:DescribeInstances allowed",
-        "ec2:StartInstances allowed",
-        "ec2:CreateTags allowed",
-        "ec2:StopInstances allowed",
-        "ec2:DeleteTags allowed",
-        "Slack: bot token accepted (pushwake in ML Team)",
-        "Slack: the token may post (chat:write)",
-        "Slack: #training exists and the bot is in it",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "GitHub token accepted (4999 of 5000",
+            &format!("{REPO}@main readable (head {})", &sha(1)[..7]),
+            &format!("instance {} exists (stopped)", w.ids[0]),
+            &format!("instance {} exists (stopped)", w.ids[1]),
+            "ec2:DescribeInstances allowed",
+            "ec2:StartInstances allowed",
+            "ec2:CreateTags allowed",
+            "ec2:StopInstances allowed",
+            "ec2:DeleteTags allowed",
+            "Slack: bot token accepted (pushwake in ML Team)",
+            "Slack: the token may post (chat:write)",
+            "Slack: #training exists and the bot is in it",
+        ],
+    );
     assert_eq!(
-        ec2.states(&ids).await,
+        w.states().await,
         ["stopped", "stopped"],
         "check changed something"
     );
-    assert!(slack.texts().await.is_empty(), "check posted a message");
+    assert!(w.texts().await.is_empty(), "check posted a message");
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn an_idle_stop_metric_without_datapoints_is_said_plainly() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}idle_stop = {{ metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", \
-         for = \"30m\", dimensions = {{ index = \"0\" }} }}\n",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
+    let w = World::new(
+        1,
+        "idle_stop = { metric = \"nvidia_smi_utilization_gpu\", namespace = \"CWAgent\", \
+         for = \"30m\", dimensions = { index = \"0\" } }",
+    )
+    .await;
+    w.push(1).await;
 
-    let out = setup.run(&["check", "--online"]);
+    let text = online_exits(&w, 1);
 
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     let needle = format!(
         "✗ {REPO}@main: no datapoints for nvidia_smi_utilization_gpu with InstanceId={}, \
          index=0 in the last 30m: check the CloudWatch agent's dimensions",
-        ids[0]
+        w.ids[0]
     );
     assert!(text.contains(&needle), "{text}");
 }
@@ -89,22 +88,17 @@ async fn an_idle_stop_metric_without_datapoints_is_said_plainly() {
 /// `check --online` against a Slack whose token has `scopes`, and whose channel `#ml` has
 /// the bot in it or not; returns stdout.
 async fn slack_check(scopes: &str, member: bool) -> String {
-    let (github, slack) = (GitHub::start().await, Slack::start().await);
+    let f = Fake::new("").await;
     Mock::given(method("POST"))
         .and(wiremock::matchers::path("/api/auth.test"))
         .respond_with(Slack::auth_test(scopes))
         .with_priority(1)
-        .mount(&slack.server)
+        .mount(&f.slack.server)
         .await;
-    Slack::channels(&slack.server, "ml", member, 50).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#ml\"\n{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        slack.api_url(),
-        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
-    ));
-    stdout(&setup.run(&["check", "--online"]))
+    Slack::channels(&f.slack.server, "ml", member, 50).await;
+    let slack = f.slack.config().replace("#training", "#ml");
+    f.write_config_slack("", &slack, &f.watch());
+    stdout(&online(&f))
 }
 
 #[tokio::test]
@@ -132,30 +126,19 @@ async fn slack_is_checked_for_what_a_post_needs() {
     );
 }
 
-fn dry_run_ok() -> ResponseTemplate {
-    ResponseTemplate::new(412).set_body_string(
-        "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would have \
-         succeeded, but DryRun flag is set.</Message></Error></Errors><RequestID>r</RequestID></Response>",
-    )
-}
-
 #[tokio::test]
 async fn each_failing_item_is_named() {
     const GOOD: &str = "i-0aaaaaaaaaaaaaaaa";
     const GONE: &str = "i-0bbbbbbbbbbbbbbbb";
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        MockServer::start().await,
-    );
-    github
+    // EC2 describes only GOOD, and allows every dry run but StopInstances.
+    let mut f = Fake::with(&[GOOD], "").await;
+    f.github
         .answer("/rate_limit", util::error(401, "Bad credentials"), None)
         .await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    github
+    f.push(1).await;
+    f.github
         .fail("/repos/octo/gone/commits/heads/main", 404, "Not Found")
         .await;
-    // Dry runs of DescribeInstances: the describe itself lists only GOOD.
     Mock::given(method("POST"))
         .and(body_string_contains("DryRun=true"))
         .and(body_string_contains("Action=StopInstances"))
@@ -164,114 +147,76 @@ async fn each_failing_item_is_named() {
              authorized to perform this operation.</Message></Error></Errors><RequestID>r</RequestID></Response>",
         ))
         .with_priority(1)
-        .mount(&ec2)
+        .mount(&f.ec2)
         .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("DryRun=true"))
-        .respond_with(dry_run_ok())
-        .with_priority(2)
-        .mount(&ec2)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
-            "<DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-             <requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId>\
-             <instancesSet><item><instanceId>{GOOD}</instanceId><instanceState><code>80</code>\
-             <name>stopped</name></instanceState></item></instancesSet></item></reservationSet>\
-             </DescribeInstancesResponse>"
-        )))
-        .mount(&ec2)
-        .await;
-    let mut setup = Setup::new();
-    setup.set_env("SLACK_API_TOKEN", "xoxb-revoked");
-    setup.write_config(&format!(
-        "{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#c\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.api_url(),
+    f.setup.set_env("SLACK_API_TOKEN", "xoxb-revoked");
+    f.write_config(&format!(
+        "{}{}",
         watch(REPO, "main", &[GOOD.into(), GONE.into()]),
         watch("octo/gone", "main", &[GOOD.into()])
     ));
 
-    let out = setup.run(&["check", "--online"]);
+    let text = online_exits(&f, 1);
 
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
-    for needle in [
-        "✗ GitHub refused the token (401)",
-        &format!("✓ {REPO}@main readable"),
-        "✗ octo/gone@main: branch main of octo/gone not found",
-        &format!("✓ instance {GOOD} exists (stopped)"),
-        &format!("✗ instance {GONE} not found"),
-        "✓ ec2:StartInstances allowed",
-        // EC2's own code and words, then what to do about them.
-        "✗ StopInstances failed: UnauthorizedOperation: You are not authorized",
-        "(ec2:StopInstances is not allowed for these AWS credentials; grant it in their IAM policy)",
-        "✗ Slack: Slack refused the message: invalid_auth",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "✗ GitHub refused the token (401)",
+            &format!("✓ {REPO}@main readable"),
+            "✗ octo/gone@main: branch main of octo/gone not found",
+            &format!("✓ instance {GOOD} exists (stopped)"),
+            &format!("✗ instance {GONE} not found"),
+            "✓ ec2:StartInstances allowed",
+            // EC2's own code and words, then what to do about them.
+            "✗ StopInstances failed: UnauthorizedOperation: You are not authorized",
+            "(ec2:StopInstances is not allowed for these AWS credentials; grant it in their IAM policy)",
+            "✗ Slack: Slack refused the message: invalid_auth",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn a_webhook_is_checked_without_posting() {
-    let (github, slack) = (GitHub::start().await, Slack::start().await);
-    github.set_head(REPO, "main", &sha(1)).await;
-    let mut setup = Setup::new();
-    setup.set_env("SLACK_WEBHOOK_URL", &slack.webhook_url());
-    setup.set_env(
-        "WRONG_HOOK",
-        &format!("{}/services/T000/B000/nope", slack.server.uri()),
-    );
-    let header = setup.header(&github.url(), "http://127.0.0.1:9");
-    let config = |hook: &str| {
-        format!(
-            "{header}\n[slack]\nwebhook_url_env = \"{hook}\"\n{}",
-            watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
-        )
+    let mut f = Fake::new("").await;
+    f.push(1).await;
+    let hook = f.slack.webhook_url();
+    let wrong = format!("{}/services/T000/B000/nope", f.slack.server.uri());
+    f.setup.set_env("SLACK_WEBHOOK_URL", &hook);
+    f.setup.set_env("WRONG_HOOK", &wrong);
+    let check_with = |hook: &str| {
+        f.write_config_slack("", &util::webhook_config(hook), &f.watch());
+        stdout(&online(&f))
     };
-    setup.write_config(&config("SLACK_WEBHOOK_URL"));
-    let out = setup.run(&["check", "--online"]);
-    assert!(
-        stdout(&out).contains("✓ Slack: incoming webhook reachable"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(slack.texts().await.is_empty());
 
-    setup.write_config(&config("WRONG_HOOK"));
-    let out = setup.run(&["check", "--online"]);
+    let text = check_with("SLACK_WEBHOOK_URL");
     assert!(
-        stdout(&out).contains("✗ Slack: Slack refused the message: 404"),
-        "{}",
-        stdout(&out)
+        text.contains("✓ Slack: incoming webhook reachable"),
+        "{text}"
     );
+    assert!(f.texts().await.is_empty());
+
+    let text = check_with("WRONG_HOOK");
     assert!(
-        !stdout(&out).contains("nope"),
-        "the webhook URL was printed"
+        text.contains("✗ Slack: Slack refused the message: 404"),
+        "{text}"
     );
+    assert!(!text.contains("nope"), "the webhook URL was printed");
 }
 
 #[tokio::test]
 async fn github_enterprise_with_rate_limiting_off_is_reachable() {
-    let github = GitHub::start().await;
+    let f = Fake::new("").await;
     // What GitHub Enterprise Server answers when its administrator turned rate limits off.
-    github
+    f.github
         .answer(
             "/rate_limit",
             util::error(404, "Rate limiting is not enabled."),
             None,
         )
         .await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
-    ));
+    f.push(1).await;
 
-    let text = stdout(&setup.run(&["check", "--online"]));
+    let text = stdout(&online(&f));
 
     assert!(
         text.contains("✓ GitHub reachable; rate limiting is off"),

@@ -4,9 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Ec2, GitHub, Setup, sha, watch};
-
-const REPO: &str = "octo/trainer";
+use crate::util::{Base, Fake, REPO, World, sha, watch};
 
 /// Waits, polling every 50 ms, until `cond` holds; panics after `limit`.
 async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F)
@@ -14,10 +12,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let polled = async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(limit, polled).await.is_err() {
+        panic!("timed out waiting for {what}");
     }
 }
 
@@ -28,6 +29,21 @@ fn signal(child: &Child, name: &str) {
         .expect("kill")
         .success();
     assert!(ok, "kill -{name} failed");
+}
+
+/// Starts the daemon on the world's config, its output discarded.
+fn daemon(b: &Base) -> Child {
+    let mut cmd = b.setup.command(&[]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.spawn().expect("start the daemon")
+}
+
+/// Sends SIGTERM and asserts that the daemon exits with status 0 within 5 s.
+fn terminate(child: &mut Child) {
+    signal(child, "TERM");
+    let (status, took) = wait_exit(child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 /// Waits for the daemon to exit and returns its status and how long it took.
@@ -48,107 +64,78 @@ fn wait_exit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, D
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn the_daemon_acts_on_a_push_and_stops_on_sigterm() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}",
-        setup
-            .header(&github.url(), &moto)
-            .replace("interval = \"1s\"", "interval = \"200ms\""),
-        watch(REPO, "main", &ids)
-    ));
-    let mut child = setup
-        .command(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let w = World::new(1, "").await;
+    w.push(1).await;
+    w.write_config_with("interval = \"200ms\"", &w.watch());
+    let mut child = daemon(&w);
 
     until(Duration::from_secs(10), "the baseline", || async {
-        setup.state_dir().join("state.json").exists()
+        w.setup.state_dir().join("state.json").exists()
     })
     .await;
-    github.set_head(REPO, "main", &sha(2)).await;
+    w.push(2).await;
     until(Duration::from_secs(10), "the instance to start", || async {
-        ec2.states(&ids).await == ["running"]
+        w.states().await == ["running"]
     })
     .await;
     until(
         Duration::from_secs(10),
         "the head to be recorded",
-        || async { setup.status()[0]["last_sha"] == sha(2) },
+        || async { w.status()[0]["last_sha"] == sha(2) },
     )
     .await;
 
-    signal(&child, "TERM");
-    let (status, took) = wait_exit(&mut child, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0));
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    terminate(&mut child);
 }
 
 #[tokio::test]
 async fn sighup_reloads_the_config_and_a_broken_edit_keeps_the_old_one() {
-    let github = GitHub::start().await;
-    github.set_head("octo/one", "main", &sha(1)).await;
-    github.set_head("octo/two", "main", &sha(2)).await;
-    let setup = Setup::new();
+    let f = Fake::new("").await;
+    f.github.set_head("octo/one", "main", &sha(1)).await;
+    f.github.set_head("octo/two", "main", &sha(2)).await;
     // EC2 is never called: both watches only record baselines.
-    let header = setup
-        .header(&github.url(), "http://127.0.0.1:9")
-        .replace("interval = \"1s\"", "interval = \"100ms\"");
-    let id = ["i-0123456789abcdef0".to_owned()];
-    setup.write_config(&format!("{header}{}", watch("octo/one", "main", &id)));
-    let mut child = setup
-        .command(&[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let write = |watches: String| f.write_config_with("interval = \"100ms\"", &watches);
+    let github = &f.github;
+    let polls = |repo: &'static str| async move { github.head_requests(repo, "main").await.len() };
+    write(watch("octo/one", "main", &f.ids));
+    let mut child = daemon(&f);
     until(Duration::from_secs(10), "the first poll", || async {
-        !github.head_requests("octo/one", "main").await.is_empty()
+        polls("octo/one").await > 0
     })
     .await;
 
     // A broken edit: reported, and the old config keeps running.
-    setup.write_config(&format!(
-        "{header}{}bogus = 1\n",
-        watch("octo/one", "main", &id)
-    ));
+    write(format!("{}bogus = 1\n", watch("octo/one", "main", &f.ids)));
     signal(&child, "HUP");
-    let seen = github.head_requests("octo/one", "main").await.len();
+    let seen = polls("octo/one").await;
     until(Duration::from_secs(10), "polls to go on", || async {
-        github.head_requests("octo/one", "main").await.len() > seen + 2
+        polls("octo/one").await > seen + 2
     })
     .await;
 
     // A good edit: the added watch is polled, the removed one no longer is.
-    setup.write_config(&format!("{header}{}", watch("octo/two", "main", &id)));
+    write(watch("octo/two", "main", &f.ids));
     signal(&child, "HUP");
     until(
         Duration::from_secs(10),
         "the added watch to be polled",
-        || async { !github.head_requests("octo/two", "main").await.is_empty() },
+        || async { polls("octo/two").await > 0 },
     )
     .await;
-    let one = github.head_requests("octo/one", "main").await.len();
-    let two = github.head_requests("octo/two", "main").await.len();
+    let one = polls("octo/one").await;
+    let two = polls("octo/two").await;
     until(
         Duration::from_secs(10),
         "more polls of the new watch",
-        || async { github.head_requests("octo/two", "main").await.len() > two + 2 },
+        || async { polls("octo/two").await > two + 2 },
     )
     .await;
     assert!(
-        github.head_requests("octo/one", "main").await.len() <= one + 1,
+        polls("octo/one").await <= one + 1,
         "the removed watch is still polled"
     );
 
-    signal(&child, "TERM");
-    let (status, _) = wait_exit(&mut child, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0));
+    terminate(&mut child);
 }
 
 /// The inodes of the sockets listening for connections (TCP) or datagrams (UDP) on this
@@ -192,23 +179,18 @@ fn socket_inodes(pid: u32) -> Vec<String> {
 #[tokio::test]
 async fn the_daemon_speaks_sd_notify_and_listens_on_no_port() {
     use std::os::unix::net::UnixDatagram;
-    let github = GitHub::start().await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let mut setup = Setup::new();
-    let socket_path = setup.dir.path().join("notify.sock");
+    let mut f = Fake::new("").await;
+    f.push(1).await;
+    let socket_path = f.setup.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    setup.set_env("NOTIFY_SOCKET", socket_path.to_str().unwrap());
-    setup.set_env("WATCHDOG_USEC", "100000");
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &["i-0123456789abcdef0".to_owned()])
-    ));
+    f.setup
+        .set_env("NOTIFY_SOCKET", socket_path.to_str().unwrap());
+    f.setup.set_env("WATCHDOG_USEC", "100000");
     // systemd names the watched process in WATCHDOG_PID; a shell that execs keeps its pid.
-    let inner = setup.command(&[]);
+    let inner = f.setup.command(&[]);
     let mut child = Command::new("sh")
         .arg("-c")
         .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
@@ -230,7 +212,7 @@ async fn the_daemon_speaks_sd_notify_and_listens_on_no_port() {
     let pings = (0..3).map(|_| next()).filter(|m| m == "WATCHDOG=1").count();
     assert!(pings >= 2, "the watchdog is not pinged");
     until(Duration::from_secs(10), "the first poll", || async {
-        !github.head_requests(REPO, "main").await.is_empty()
+        !f.github.head_requests(REPO, "main").await.is_empty()
     })
     .await;
 

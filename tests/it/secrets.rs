@@ -4,9 +4,8 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::util::{self, GitHub, SLACK_TOKEN, Setup, Slack, TOKEN, WEBHOOK_PATH, sha, watch};
+use crate::util::{self, Base, REPO, SLACK_TOKEN, TOKEN, WEBHOOK_PATH, World, sha};
 
-const REPO: &str = "octo/trainer";
 const AWS_SECRET: &str = "testingsecretkey";
 
 fn assert_clean(what: &str, out: &std::process::Output) {
@@ -30,8 +29,8 @@ fn assert_clean(what: &str, out: &std::process::Output) {
     }
 }
 
-fn run_traced(setup: &Setup, args: &[&str]) -> std::process::Output {
-    let mut cmd = setup.command(args);
+fn run_traced(b: &Base, args: &[&str]) -> std::process::Output {
+    let mut cmd = b.setup.command(args);
     cmd.env("RUST_LOG", "trace");
     cmd.output().unwrap()
 }
@@ -39,16 +38,10 @@ fn run_traced(setup: &Setup, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        util::Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
+    let w = World::new(1, "").await;
+    w.first_run_start().await;
     // A peer that quotes the credentials it was sent back in its error.
-    github
+    w.github
         .answer(
             &format!("/repos/{REPO}/commits/{}", sha(1)),
             util::error(401, &format!("Bad credentials: token {TOKEN} is not valid")),
@@ -61,19 +54,12 @@ async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
             "ok": false, "error": format!("invalid_auth for {SLACK_TOKEN}")
         })))
         .with_priority(1)
-        .mount(&slack.server)
+        .mount(&w.slack.server)
         .await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#c\"\n{}",
-        setup.header(&github.url(), &moto),
-        slack.api_url(),
-        watch(REPO, "main", &ids)
-    ));
 
-    let out = run_traced(&setup, &["--once"]);
+    let out = run_traced(&w, &["--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
-    assert_eq!(ec2.states(&ids).await, ["running"]);
+    assert_eq!(w.states().await, ["running"]);
     assert_clean("--once", &out);
     assert!(
         util::stderr(&out).contains("[redacted]"),
@@ -85,7 +71,7 @@ async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
         &["status", "--json"],
         &["--once", "--dry-run"],
     ] {
-        let out = run_traced(&setup, args);
+        let out = run_traced(&w, args);
         let text = format!("{}{}", util::stdout(&out), util::stderr(&out));
         for secret in [TOKEN, SLACK_TOKEN, AWS_SECRET] {
             assert!(!text.contains(secret), "{args:?} printed {secret}");
@@ -96,33 +82,27 @@ async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn trace_logs_of_a_webhook_hold_no_url() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        util::Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
+    let mut w = World::new(1, "").await;
+    w.push(1).await;
     // The webhook fails and quotes its own URL.
     Mock::given(method("POST"))
         .and(path(WEBHOOK_PATH))
         .respond_with(
             ResponseTemplate::new(404)
-                .set_body_string(format!("no_service: {}", slack.webhook_url())),
+                .set_body_string(format!("no_service: {}", w.slack.webhook_url())),
         )
         .with_priority(1)
-        .mount(&slack.server)
+        .mount(&w.slack.server)
         .await;
-    let mut setup = Setup::new();
-    setup.set_env("SLACK_WEBHOOK_URL", &slack.webhook_url());
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}\n[slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n{}",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
+    let hook = w.slack.webhook_url();
+    w.setup.set_env("SLACK_WEBHOOK_URL", &hook);
+    w.write_config_slack(
+        "first_run = \"start\"",
+        &util::webhook_config("SLACK_WEBHOOK_URL"),
+        &w.watch(),
+    );
 
-    let out = run_traced(&setup, &["--once"]);
+    let out = run_traced(&w, &["--once"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
     assert_clean("--once with a webhook", &out);

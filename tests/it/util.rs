@@ -1387,3 +1387,18 @@ impl Fake {
         self.actions().await.iter().any(|a| a == "StartInstances")
     }
 }
+
+impl Base {
+    /// Writes the config with `slack` in place of the usual `[slack]` section (a webhook, a
+    /// bot posting to another channel): `top`, the usual header, `slack`, then `watches`.
+    pub fn write_config_slack(&self, top: &str, slack: &str, watches: &str) {
+        let header = self.setup.header(&self.github.url(), &self.ec2_url);
+        self.setup
+            .write_config(&format!("{top}\n{header}{slack}{watches}"));
+    }
+}
+
+/// A `[slack]` section posting through the incoming webhook in the variable `env`.
+pub fn webhook_config(env: &str) -> String {
+    format!("\n[slack]\nwebhook_url_env = \"{env}\"\n")
+}
