@@ -8,11 +8,10 @@ use pushwake::config::{Env, Settings};
 use pushwake::pass::{Agent, PassOptions, PassReport};
 use pushwake::retry::Policy;
 use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
-use crate::util::{self, GitHub, Setup, Slack, ec2_ok, sdk_config, sha, stderr, watch};
+use crate::util::{self, Base, Fake, ID, REPO, World, sdk_config, sha, stderr, watch};
 
-const REPO: &str = "octo/trainer";
 const HEAD: &str = "/repos/octo/trainer/commits/heads/main";
 
 fn quick() -> Policy {
@@ -25,18 +24,38 @@ fn quick() -> Policy {
     }
 }
 
-/// An agent for `config`, resolved against the setup's environment, with EC2 at `ec2`.
-async fn agent(setup: &Setup, config: &str, ec2: &str) -> Agent {
-    setup.write_config(config);
-    let env: Env = setup.env.iter().cloned().collect();
-    let settings = Settings::from_toml(&setup.config_path(), config, &env).expect("valid config");
+/// An agent for the world's config as written, resolved against its environment, with a
+/// quick retry policy.
+async fn agent(b: &Base) -> Agent {
+    let path = b.setup.config_path();
+    let config = std::fs::read_to_string(&path).expect("read config");
+    let env: Env = b.setup.env.iter().cloned().collect();
+    let settings = Settings::from_toml(&path, &config, &env).expect("valid config");
+    let ec2 = settings.aws.endpoint_url.clone().expect("an EC2 endpoint");
     let options = PassOptions {
         retry: quick(),
         ..PassOptions::default()
     };
     Agent::new(settings, options)
         .unwrap()
-        .with_sdk_config(sdk_config(ec2).await)
+        .with_sdk_config(sdk_config(&ec2).await)
+}
+
+/// A [`Fake`] under `first_run = "start"` with `main` at commit 1, which the next pass
+/// starts, and its agent.
+async fn starting() -> (Fake, Agent) {
+    let f = Fake::new("").await;
+    f.first_run_start().await;
+    let agent = agent(&f).await;
+    (f, agent)
+}
+
+/// A world without EC2 whose `main` is at commit 1, and its agent.
+async fn polling() -> (Base, Agent) {
+    let b = Base::without_ec2("").await;
+    b.push(1).await;
+    let agent = agent(&b).await;
+    (b, agent)
 }
 
 fn report(watches: usize, failed: usize, triggered: usize) -> PassReport {
@@ -47,123 +66,91 @@ fn report(watches: usize, failed: usize, triggered: usize) -> PassReport {
     }
 }
 
-async fn ec2_calls(server: &MockServer, action: &str) -> usize {
-    util::ec2_actions(server)
-        .await
-        .iter()
-        .filter(|a| *a == action)
-        .count()
+/// GitHub's answer when the rate limit is spent until an hour from now.
+fn rate_limited(message: &str) -> ResponseTemplate {
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    util::error(403, message)
+        .insert_header("x-ratelimit-remaining", "0")
+        .insert_header("x-ratelimit-reset", reset.to_string().as_str())
 }
-
-const ID: &str = "i-0123456789abcdef0";
 
 #[tokio::test]
 async fn github_502s_are_retried_within_the_pass() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
-    github
+    let (f, agent) = starting().await;
+    f.github
         .answer(HEAD, util::error(502, "Server Error"), Some(2))
         .await;
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
-    assert_eq!(github.head_requests(REPO, "main").await.len(), 3);
-    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1);
+    assert_eq!(f.github.head_requests(REPO, "main").await.len(), 3);
+    assert_eq!(f.calls("StartInstances").await, 1);
 }
 
 #[tokio::test]
 async fn a_github_timeout_is_retried() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
+    let (f, agent) = starting().await;
     // A hung answer: longer than the policy's 500 ms per attempt.
     let slow = ResponseTemplate::new(200)
         .set_body_string(sha(1))
         .set_delay(Duration::from_secs(3));
-    github.answer(HEAD, slow, Some(1)).await;
+    f.github.answer(HEAD, slow, Some(1)).await;
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
 }
 
 #[tokio::test]
 async fn a_github_outage_is_reported_once_and_the_push_is_acted_on_after() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "{}{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.config(),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
+    let f = Fake::new("").await;
+    f.push(1).await;
+    let agent = agent(&f).await;
     agent.pass().await.unwrap();
 
     // The branch moves while GitHub is down for three passes.
-    github.set_head(REPO, "main", &sha(2)).await;
-    github
+    f.push(2).await;
+    f.github
         .answer(HEAD, util::error(502, "Server Error"), Some(12))
         .await;
     for _ in 0..3 {
         assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
     }
-    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 0);
-    let status = setup.status();
-    assert!(
-        status[0]["last_error"].as_str().unwrap().contains("502"),
-        "{status}"
-    );
-    assert_eq!(status[0]["last_sha"], sha(1));
+    assert_eq!(f.calls("StartInstances").await, 0);
+    f.assert_last_error("502");
+    assert_eq!(f.status()[0]["last_sha"], sha(1));
 
     // GitHub is back: the push is acted on, once.
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
-    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1);
-    let texts = slack.texts().await;
+    assert_eq!(f.calls("StartInstances").await, 1);
+    let texts = f.texts().await;
     assert_eq!(texts.len(), 2, "one failure, then the start: {texts:#?}");
     assert!(texts[0].contains("502"), "{}", texts[0]);
     assert!(texts[1].contains(&format!("Started: {ID}")), "{}", texts[1]);
-    assert_eq!(setup.status()[0]["last_error"], serde_json::Value::Null);
+    assert_eq!(f.status()[0]["last_error"], serde_json::Value::Null);
 }
 
 #[tokio::test]
 async fn watches_failing_for_one_cause_share_one_message() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
+    let b = Base::without_ec2("").await;
     let branches = ["main", "dev", "exp"];
-    let mut config = format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        slack.config()
-    );
+    let mut watches = String::new();
     for branch in branches {
-        github.set_head(REPO, branch, &sha(1)).await;
-        config.push_str(&watch(REPO, branch, &[ID.into()]));
+        b.github.set_head(REPO, branch, &sha(1)).await;
+        watches.push_str(&watch(REPO, branch, &b.ids));
     }
-    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    b.write_config(&watches);
+    let agent = agent(&b).await;
     agent.pass().await.unwrap();
     // GitHub is down for every watch for a pass (4 attempts each), then back.
     for branch in branches {
         let route = format!("/repos/{REPO}/commits/heads/{branch}");
-        github
+        b.github
             .answer(&route, util::error(502, "Server Error"), Some(4))
             .await;
     }
     assert_eq!(agent.pass().await.unwrap(), report(3, 3, 0));
     agent.pass().await.unwrap();
 
-    let texts = slack.texts().await;
+    let texts = b.texts().await;
     assert_eq!(
         texts.len(),
         2,
@@ -179,125 +166,77 @@ async fn watches_failing_for_one_cause_share_one_message() {
 
 #[tokio::test]
 async fn a_slack_that_never_answers_holds_a_pass_a_few_seconds_at_most() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
+    let f = Fake::new("").await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
         .with_priority(1)
-        .mount(&slack.server)
+        .mount(&f.slack.server)
         .await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.config(),
-        watch(REPO, "main", &[ID.into()])
-    ));
+    f.first_run_start().await;
 
     let start = std::time::Instant::now();
-    setup.once(0);
+    f.once(0);
 
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(ec2_calls(&ec2, "StartInstances").await, 1, "started first");
+    assert_eq!(f.calls("StartInstances").await, 1, "started first");
 }
 
 #[tokio::test]
 async fn a_recovery_without_a_push_is_reported_once() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "{}{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        slack.config(),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    let (b, agent) = polling().await;
     agent.pass().await.unwrap();
-    github
+    b.github
         .answer(HEAD, util::error(500, "Server Error"), Some(8))
         .await;
     agent.pass().await.unwrap();
     agent.pass().await.unwrap();
     agent.pass().await.unwrap();
 
-    let texts = slack.texts().await;
+    let texts = b.texts().await;
     assert_eq!(texts.len(), 2, "{texts:#?}");
     assert!(texts[1].contains("works again"), "{}", texts[1]);
 }
 
 #[tokio::test]
 async fn a_rate_limit_pauses_the_watch_until_its_reset() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
-    let reset = chrono::Utc::now().timestamp() + 3600;
-    let limited = util::error(403, "API rate limit exceeded for user ID 1.")
-        .insert_header("x-ratelimit-remaining", "0")
-        .insert_header("x-ratelimit-reset", reset.to_string().as_str());
-    github.answer(HEAD, limited, None).await;
+    let (b, agent) = polling().await;
+    let limited = rate_limited("API rate limit exceeded for user ID 1.");
+    b.github.answer(HEAD, limited, None).await;
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
 
     assert_eq!(
-        github.head_requests(REPO, "main").await.len(),
+        b.github.head_requests(REPO, "main").await.len(),
         1,
         "no retry before the reset"
     );
-    let status = setup.status();
-    assert!(
-        status[0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("rate limit"),
-        "{status}"
-    );
+    b.assert_last_error("rate limit");
 }
 
 #[tokio::test]
 async fn a_rate_limit_makes_once_exit_1() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let reset = chrono::Utc::now().timestamp() + 3600;
-    let limited = util::error(403, "API rate limit exceeded")
-        .insert_header("x-ratelimit-remaining", "0")
-        .insert_header("x-ratelimit-reset", reset.to_string().as_str());
-    github.answer(HEAD, limited, None).await;
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &[ID.into()])
-    ));
+    let b = Base::without_ec2("").await;
+    let limited = rate_limited("API rate limit exceeded");
+    b.github.answer(HEAD, limited, None).await;
 
-    let out = setup.run(&["--once"]);
+    let out = b.once(1);
 
-    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("rate limit"), "{}", stderr(&out));
-    assert_eq!(github.head_requests(REPO, "main").await.len(), 1);
+    assert_eq!(b.github.head_requests(REPO, "main").await.len(), 1);
 }
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_obeyed() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, "http://127.0.0.1:9").await;
+    let (b, agent) = polling().await;
     let limited = util::error(429, "You have exceeded a secondary rate limit.")
         .insert_header("retry-after", "1");
-    github.answer(HEAD, limited, Some(1)).await;
+    b.github.answer(HEAD, limited, Some(1)).await;
 
     let started = std::time::Instant::now();
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 0));
@@ -305,66 +244,50 @@ async fn a_429_with_retry_after_is_obeyed() {
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After was not waited for"
     );
-    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+    assert_eq!(b.status()[0]["last_sha"], sha(1));
 }
 
 #[tokio::test]
 async fn slack_500_and_429_are_retried() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&slack.server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "0")
-                .set_body_json(serde_json::json!({"ok": false, "error": "ratelimited"})),
-        )
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&slack.server)
-        .await;
-    let config = format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.config(),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
+    let (f, agent) = starting().await;
+    let ratelimited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "0")
+        .set_body_json(serde_json::json!({"ok": false, "error": "ratelimited"}));
+    // The first post is answered 500, the second 429.
+    for (priority, answer) in [(1, ResponseTemplate::new(500)), (2, ratelimited)] {
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .with_priority(priority)
+            .mount(&f.slack.server)
+            .await;
+    }
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
-    let requests = slack.server.received_requests().await.unwrap();
+    let requests = f.slack.server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 3, "500, 429, then delivered");
 }
 
 #[tokio::test]
 async fn slack_down_blocks_nothing() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
+    let f = Fake::new("").await;
+    f.push(1).await;
     // Nothing listens there.
-    let config = format!(
+    f.setup.write_config(&format!(
         "first_run = \"start\"\n{}\n[slack]\napi_url = \"http://127.0.0.1:9/api\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#x\"\n{}",
-        setup.header(&github.url(), &ec2.uri()),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
+        f.setup.header(&f.github.url(), &f.ec2.uri()),
+        f.watch()
+    ));
+    let agent = agent(&f).await;
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
-    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+    assert_eq!(f.status()[0]["last_sha"], sha(1));
 }
 
 #[tokio::test]
 async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
-    let (github, slack, setup) = (GitHub::start().await, Slack::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
+    let (f, agent) = starting().await;
     Mock::given(method("POST"))
         .and(body_string_contains("Action=StartInstances"))
         .respond_with(ResponseTemplate::new(500).set_body_string(
@@ -374,29 +297,21 @@ async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
         ))
         .up_to_n_times(2)
         .with_priority(1)
-        .mount(&ec2)
+        .mount(&f.ec2)
         .await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let config = format!(
-        "first_run = \"start\"\n{}{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        slack.config(),
-        watch(REPO, "main", &[ID.into()])
-    );
-    let agent = agent(&setup, &config, &ec2.uri()).await;
 
     assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
-    assert_eq!(setup.status()[0]["last_sha"], serde_json::Value::Null);
+    assert_eq!(f.status()[0]["last_sha"], serde_json::Value::Null);
     assert_eq!(agent.pass().await.unwrap(), report(1, 1, 0));
     assert_eq!(agent.pass().await.unwrap(), report(1, 0, 1));
-    assert_eq!(setup.status()[0]["last_sha"], sha(1));
+    assert_eq!(f.status()[0]["last_sha"], sha(1));
 
     assert_eq!(
-        ec2_calls(&ec2, "StartInstances").await,
+        f.calls("StartInstances").await,
         3,
         "capacity is not retried in a pass"
     );
-    let texts = slack.texts().await;
+    let texts = f.texts().await;
     assert_eq!(texts.len(), 2, "{texts:#?}");
     assert!(
         texts[0].contains("InsufficientInstanceCapacity"),
@@ -408,22 +323,15 @@ async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
 
 #[tokio::test]
 async fn a_corrupt_state_file_is_reported_and_kept_byte_for_byte() {
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        watch(REPO, "main", &[ID.into()])
-    ));
-    let state = setup.state_dir().join("state.json");
-    std::fs::create_dir_all(setup.state_dir()).unwrap();
+    let f = Fake::new("").await;
+    f.first_run_start().await;
+    let state = f.setup.state_dir().join("state.json");
+    std::fs::create_dir_all(f.setup.state_dir()).unwrap();
     let garbage = b"{\"version\": 1, \"watches\": [{\"repo\": \"octo/tr\x00\xff";
     std::fs::write(&state, garbage).unwrap();
 
-    let out = setup.run(&["--once"]);
+    let out = f.once(1);
 
-    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains(&state.display().to_string()) && err.contains("corrupt"),
@@ -440,12 +348,19 @@ async fn a_corrupt_state_file_is_reported_and_kept_byte_for_byte() {
         "the file was changed"
     );
     assert!(
-        ec2.received_requests().await.unwrap().is_empty(),
+        f.ec2.received_requests().await.unwrap().is_empty(),
         "EC2 was called"
     );
-    assert!(github.server.received_requests().await.unwrap().is_empty());
+    assert!(
+        f.github
+            .server
+            .received_requests()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let out = setup.run(&["status"]);
+    let out = f.run(&["status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
 }
@@ -462,14 +377,9 @@ fn is_root() -> bool {
 #[tokio::test]
 async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
     use std::os::unix::fs::PermissionsExt;
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    let ec2 = ec2_ok(&[ID]).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}",
-        setup.header(&github.url(), &ec2.uri()),
-        watch(REPO, "main", &[ID.into()])
-    ));
+    let f = Fake::new("").await;
+    f.first_run_start().await;
+    let setup = &f.setup;
     std::fs::create_dir_all(setup.state_dir()).unwrap();
     let mode = |m| std::fs::Permissions::from_mode(m);
     std::fs::set_permissions(setup.dir.path(), mode(0o755)).unwrap();
@@ -499,7 +409,7 @@ async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
         stderr(&out)
     );
     assert!(
-        ec2.received_requests().await.unwrap().is_empty(),
+        f.ec2.received_requests().await.unwrap().is_empty(),
         "EC2 was called"
     );
 }
@@ -507,72 +417,51 @@ async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_start_and_record_does_not_start_twice() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        util::Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(2).await;
-    let proxy = util::MotoProxy::start(&moto).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "{}{}{}",
-        setup.header(&github.url(), &proxy.url()),
-        slack.config(),
-        watch(REPO, "main", &ids)
-    ));
-    assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
-    github.set_head(REPO, "main", &sha(2)).await;
+    let w = World::pushed(2, "").await;
     // The instances were tagged and started for commit 2, and the agent died before it
     // could save anything.
-    ec2.tag(
-        &ids,
-        &[("pushwake:commit", &sha(2)), ("pushwake:started-at", "")],
-    )
-    .await;
-    ec2.start(&ids).await;
+    w.ec2
+        .tag(
+            &w.ids,
+            &[("pushwake:commit", &sha(2)), ("pushwake:started-at", "")],
+        )
+        .await;
+    w.ec2.start(&w.ids).await;
 
-    let out = setup.run(&["--once"]);
+    w.once(0);
 
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(proxy.calls("StartInstances").await, 0, "started again");
-    let texts = slack.texts().await;
+    assert_eq!(w.proxy.calls("StartInstances").await, 0, "started again");
+    let texts = w.texts().await;
     assert_eq!(texts.len(), 1);
     assert!(
-        texts[0].contains(&format!("Started: {}", util::sorted(&ids))),
+        texts[0].contains(&format!("Started: {}", util::sorted(&w.ids))),
         "{}",
         texts[0]
     );
-    assert_eq!(setup.status()[0]["last_sha"], sha(2));
+    assert_eq!(w.status()[0]["last_sha"], sha(2));
 }
 
 #[tokio::test]
 async fn sigterm_in_the_middle_of_a_pass_leaves_no_half_written_state() {
     use std::process::Stdio;
-    let (github, setup) = (GitHub::start().await, Setup::new());
-    github.set_head(REPO, "main", &sha(1)).await;
-    setup.write_config(&format!(
-        "{}{}",
-        setup.header(&github.url(), "http://127.0.0.1:9"),
-        watch(REPO, "main", &[ID.into()])
-    ));
-    assert_eq!(setup.run(&["--once"]).status.code(), Some(0));
-    let before = std::fs::read(setup.state_dir().join("state.json")).unwrap();
+    let b = Base::without_ec2("").await;
+    b.baseline().await;
+    let state = b.setup.state_dir().join("state.json");
+    let before = std::fs::read(&state).unwrap();
     // The next poll hangs.
     let hung = ResponseTemplate::new(200)
         .set_body_string(sha(2))
         .set_delay(Duration::from_secs(20));
-    github.answer(HEAD, hung, None).await;
-    let mut child = setup
+    b.github.answer(HEAD, hung, None).await;
+    let mut child = b
+        .setup
         .command(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
-    while github.head_requests(REPO, "main").await.len() < 2 {
+    while b.github.head_requests(REPO, "main").await.len() < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the daemon never polled"
@@ -597,11 +486,8 @@ async fn sigterm_in_the_middle_of_a_pass_leaves_no_half_written_state() {
     };
 
     assert_eq!(status.code(), Some(0));
-    assert_eq!(
-        std::fs::read(setup.state_dir().join("state.json")).unwrap(),
-        before
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(setup.state_dir())
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(b.setup.state_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".tmp"))

@@ -7,9 +7,9 @@ use pushwake::ec2::{Ec2, State};
 use pushwake::launch::{self, Outcome};
 use pushwake::retry::Policy;
 use wiremock::matchers::{body_string_contains, method};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::util::sdk_config;
+use crate::util::{ec2_actions as actions, sdk_config};
 
 const A: &str = "i-0aaaaaaaaaaaaaaaa";
 const B: &str = "i-0bbbbbbbbbbbbbbbb";
@@ -60,16 +60,24 @@ fn xml(body: String) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body, "text/xml;charset=UTF-8")
 }
 
+/// Makes EC2 answer `action` with `response`: the first `times` calls, ahead of any other
+/// answer, or with `None` every call not answered otherwise.
+async fn answer(server: &MockServer, action: &str, response: ResponseTemplate, times: Option<u64>) {
+    let mock = Mock::given(method("POST"))
+        .and(body_string_contains(format!("Action={action}").as_str()))
+        .respond_with(response);
+    match times {
+        Some(n) => mock.up_to_n_times(n).with_priority(1),
+        None => mock,
+    }
+    .mount(server)
+    .await;
+}
+
 async fn client(server: &MockServer) -> Ec2 {
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=CreateTags"))
-        .respond_with(xml(
-            "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
-             <requestId>r</requestId><return>true</return></CreateTagsResponse>"
-                .to_owned(),
-        ))
-        .mount(server)
-        .await;
+    let tagged = "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+                  <requestId>r</requestId><return>true</return></CreateTagsResponse>";
+    answer(server, "CreateTags", xml(tagged.to_owned()), None).await;
     Ec2::from_sdk_config(&sdk_config(&server.uri()).await, Policy::default())
 }
 
@@ -78,21 +86,6 @@ fn ids(ids: &[&str]) -> Vec<String> {
 }
 
 const STAMP: &[(&str, &str)] = &[("pushwake:commit", "0123")];
-
-/// The `Action=` of each request EC2 received, in order.
-async fn actions(server: &MockServer) -> Vec<String> {
-    let requests: Vec<Request> = server.received_requests().await.unwrap();
-    requests
-        .iter()
-        .map(|r| {
-            let body = String::from_utf8_lossy(&r.body);
-            body.split('&')
-                .find_map(|kv| kv.strip_prefix("Action="))
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect()
-}
 
 fn quick() -> launch::Options {
     launch::Options {
@@ -104,23 +97,10 @@ fn quick() -> launch::Options {
 #[tokio::test]
 async fn a_stopping_instance_is_waited_for_then_started() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "stopping")])))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "stopped")])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .respond_with(xml(start_xml(&[A])))
-        .mount(&server)
-        .await;
+    let described = |state| xml(describe_xml(&[(A, state)]));
+    answer(&server, "DescribeInstances", described("stopping"), Some(1)).await;
+    answer(&server, "DescribeInstances", described("stopped"), None).await;
+    answer(&server, "StartInstances", xml(start_xml(&[A])), None).await;
 
     let ec2 = client(&server).await;
     let outcomes = launch::start(&ec2, &ids(&[B]), &ids(&[A]), STAMP, quick()).await;
@@ -149,11 +129,8 @@ async fn a_stopping_instance_is_waited_for_then_started() {
 #[tokio::test]
 async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "stopping")])))
-        .mount(&server)
-        .await;
+    let stopping = xml(describe_xml(&[(A, "stopping")]));
+    answer(&server, "DescribeInstances", stopping, None).await;
     let opts = launch::Options {
         stopping_wait: Duration::from_millis(200),
         stopping_poll: Duration::from_millis(20),
@@ -183,20 +160,20 @@ async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=StartInstances"))
-        .respond_with(xml(start_xml(&[A])))
-        .mount(&server)
-        .await;
+    answer(&server, "StartInstances", xml(start_xml(&[A])), None).await;
     server
+}
+
+/// Starts A and B, both stopped, through `server`.
+async fn start_both(server: &MockServer) -> Vec<(String, Outcome)> {
+    launch::start(&client(server).await, &ids(&[A, B]), &[], STAMP, quick()).await
 }
 
 #[tokio::test]
 async fn a_batch_refused_for_one_instance_is_started_one_by_one() {
     // B was terminated between the describe and the start: EC2 fails the whole batch.
     let server = refusing("StartInstances", B, "IncorrectInstanceState").await;
-    let ec2 = client(&server).await;
-    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+    let outcomes = start_both(&server).await;
 
     assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started));
     assert!(
@@ -224,9 +201,8 @@ async fn every_refusal_that_may_concern_one_instance_falls_back_to_one_by_one() 
         "InsufficientInstanceCapacity",
     ] {
         let server = refusing("StartInstances", B, code).await;
-        let ec2 = client(&server).await;
 
-        let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+        let outcomes = start_both(&server).await;
 
         assert_eq!(outcomes[0], (A.to_owned(), Outcome::Started), "{code}");
         assert!(
@@ -239,15 +215,15 @@ async fn every_refusal_that_may_concern_one_instance_falls_back_to_one_by_one() 
 #[tokio::test]
 async fn a_tag_limit_on_one_instance_tags_the_others_one_by_one() {
     let server = refusing("CreateTags", B, "TagLimitExceeded").await;
-    let ec2 = client(&server).await;
 
-    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+    let outcomes = start_both(&server).await;
 
-    assert_eq!(outcomes[1], (A.to_owned(), Outcome::Started));
+    // B's failure comes first: it was known before any start.
     assert!(
         matches!(&outcomes[0].1, Outcome::Failed(why) if why.contains("TagLimitExceeded") && why.contains("cannot tag")),
         "{outcomes:?}"
     );
+    assert_eq!(outcomes[1], (A.to_owned(), Outcome::Started));
     // B is never started untagged.
     assert_eq!(
         actions(&server).await,
@@ -258,9 +234,8 @@ async fn a_tag_limit_on_one_instance_tags_the_others_one_by_one() {
 #[tokio::test]
 async fn a_missing_permission_is_not_tried_one_by_one() {
     let server = refusing("StartInstances", A, "UnauthorizedOperation").await;
-    let ec2 = client(&server).await;
 
-    let outcomes = launch::start(&ec2, &ids(&[A, B]), &[], STAMP, quick()).await;
+    let outcomes = start_both(&server).await;
 
     assert!(
         outcomes
@@ -274,21 +249,11 @@ async fn a_missing_permission_is_not_tried_one_by_one() {
 #[tokio::test]
 async fn throttling_is_retried_with_backoff() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(
-            ResponseTemplate::new(503)
-                .set_body_string(error_xml("RequestLimitExceeded", "Request limit exceeded.")),
-        )
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("Action=DescribeInstances"))
-        .respond_with(xml(describe_xml(&[(A, "running")])))
-        .mount(&server)
-        .await;
+    let throttled = ResponseTemplate::new(503)
+        .set_body_string(error_xml("RequestLimitExceeded", "Request limit exceeded."));
+    answer(&server, "DescribeInstances", throttled, Some(2)).await;
+    let running = xml(describe_xml(&[(A, "running")]));
+    answer(&server, "DescribeInstances", running, None).await;
     let policy = Policy {
         base: Duration::from_millis(10),
         ..Policy::default()

@@ -4,9 +4,7 @@
 use pushwake::config::Better;
 use pushwake::stats::{self, Summary};
 
-use crate::util::{self, Ec2, GitHub, Setup, Slack, sha, stderr, stdout, watch};
-
-const REPO: &str = "octo/trainer";
+use crate::util::{Base, REPO, World, sha, stderr, stdout};
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
@@ -60,51 +58,52 @@ fn summaries_and_verdicts() {
     assert!(stats::verdict(&Summary::of(&[0.99]).unwrap(), &old, Better::Higher).is_none());
 }
 
+/// A world of `n` stopped instances whose watch gathers these `results`, under
+/// `first_run = "start"` with `main` at commit 1: the next pass starts them.
+async fn starting(n: i32, results: &str) -> World {
+    let w = World::new(n, &format!("results = {{ {results} }}")).await;
+    w.first_run_start().await;
+    w
+}
+
 /// Each instance reports its own numbers, as the training script would.
-async fn report(ec2: &Ec2, ids: &[String], accuracy: &[f64], loss: &[f64]) {
+async fn report(w: &World, ids: &[String], accuracy: &[f64], loss: &[f64]) {
     for i in 0..ids.len() {
         let (a, l) = (accuracy[i].to_string(), loss[i].to_string());
         let tags = [
             ("pushwake:result:accuracy", a.as_str()),
             ("pushwake:result:loss", l.as_str()),
         ];
-        ec2.tag(&ids[i..=i], &tags).await;
+        w.ec2.tag(&ids[i..=i], &tags).await;
     }
+}
+
+/// The results history, `results --json`, parsed.
+fn results_json(b: &Base) -> Vec<serde_json::Value> {
+    let out = b.run(&["results", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn one_push_in_one_verdict_out() {
-    let moto = util::moto_url();
-    let (github, slack, ec2) = (
-        GitHub::start().await,
-        Slack::start().await,
-        Ec2::connect(&moto).await,
-    );
-    let ids = ec2.stopped(3).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}\n[slack]\napi_url = \"{}\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#ml\"\n{}\
-         results = {{ metrics = [\"accuracy\", \"loss\"], better = {{ loss = \"lower\" }}, timeout = \"1h\" }}\n",
-        setup.header(&github.url(), &moto),
-        slack.api_url(),
-        watch(REPO, "main", &ids)
-    ));
+    let w = starting(
+        3,
+        "metrics = [\"accuracy\", \"loss\"], better = { loss = \"lower\" }, timeout = \"1h\"",
+    )
+    .await;
+    let ids = &w.ids;
 
     // Commit 1: three runs start, report, and are stopped; the summary is posted.
-    setup.once(0);
-    assert_eq!(ec2.states(&ids).await, ["running"; 3]);
-    setup.once(0);
-    assert_eq!(
-        ec2.states(&ids).await,
-        ["running"; 3],
-        "nothing reported yet"
-    );
-    report(&ec2, &ids, &[0.90, 0.91, 0.92], &[0.30, 0.32, 0.31]).await;
-    setup.once(0);
-    assert_eq!(ec2.states(&ids).await, ["stopped"; 3], "stop_when_reported");
-    let texts = slack.texts().await;
+    w.once(0);
+    assert_eq!(w.states().await, ["running"; 3]);
+    w.once(0);
+    assert_eq!(w.states().await, ["running"; 3], "nothing reported yet");
+    report(&w, ids, &[0.90, 0.91, 0.92], &[0.30, 0.32, 0.31]).await;
+    w.once(0);
+    assert_eq!(w.states().await, ["stopped"; 3], "stop_when_reported");
+    let texts = w.texts().await;
     let first = texts.last().unwrap();
     assert!(first.contains("results for `0000001`"), "{first}");
     assert!(
@@ -121,21 +120,21 @@ async fn one_push_in_one_verdict_out() {
     );
 
     // Commit 2, clearly better. Its start clears the old numbers: none count for it.
-    github.set_head(REPO, "main", &sha(2)).await;
-    setup.once(0);
-    assert_eq!(ec2.states(&ids).await, ["running"; 3]);
-    assert_eq!(ec2.tags(&ids[0]).await["pushwake:result:accuracy"], "");
-    setup.once(0);
-    let json = results_json(&setup);
+    w.push(2).await;
+    w.once(0);
+    assert_eq!(w.states().await, ["running"; 3]);
+    assert_eq!(w.ec2.tags(&ids[0]).await["pushwake:result:accuracy"], "");
+    w.once(0);
+    let json = results_json(&w);
     let open = json
         .iter()
         .find(|r| r["commit"] == sha(2) && r["metric"] == "accuracy")
         .unwrap();
     assert_eq!(open["n"], 0, "a stale number was counted: {open}");
     assert_eq!(open["complete"], false);
-    report(&ec2, &ids, &[0.95, 0.96, 0.97], &[0.20, 0.21, 0.22]).await;
-    setup.once(0);
-    let second = slack.texts().await.last().unwrap().clone();
+    report(&w, ids, &[0.95, 0.96, 0.97], &[0.20, 0.21, 0.22]).await;
+    w.once(0);
+    let second = w.texts().await.last().unwrap().clone();
     assert!(second.contains("accuracy: n=3, 0.9600"), "{second}");
     assert!(
         second.contains("vs `0000001` (0.9100): +0.0500, better beyond the noise (p = 0.0"),
@@ -147,32 +146,32 @@ async fn one_push_in_one_verdict_out() {
     );
 
     // Commit 3, the same numbers again: within the noise.
-    github.set_head(REPO, "main", &sha(3)).await;
-    setup.once(0);
-    report(&ec2, &ids, &[0.96, 0.97, 0.95], &[0.21, 0.22, 0.20]).await;
-    setup.once(0);
-    let third = slack.texts().await.last().unwrap().clone();
+    w.push(3).await;
+    w.once(0);
+    report(&w, ids, &[0.96, 0.97, 0.95], &[0.21, 0.22, 0.20]).await;
+    w.once(0);
+    let third = w.texts().await.last().unwrap().clone();
     assert!(
         third.contains("vs `0000002`") && third.contains("within the noise (p = 1.00)"),
         "{third}"
     );
 
     // Commit 4: one run dies without reporting; the result is partial, not stuck.
-    github.set_head(REPO, "main", &sha(4)).await;
-    setup.once(0);
-    ec2.stop(&ids[2..]).await;
-    report(&ec2, &ids[..2], &[0.94, 0.95], &[0.23, 0.24]).await;
-    setup.once(0);
-    let fourth = slack.texts().await.last().unwrap().clone();
+    w.push(4).await;
+    w.once(0);
+    w.ec2.stop(&ids[2..]).await;
+    report(&w, &ids[..2], &[0.94, 0.95], &[0.23, 0.24]).await;
+    w.once(0);
+    let fourth = w.texts().await.last().unwrap().clone();
     assert!(
         fourth.contains("results for `0000004` (partial: 2 of 3 runs reported everything)"),
         "{:#?}",
-        slack.texts().await
+        w.texts().await
     );
     assert!(fourth.contains("accuracy: n=2"), "{fourth}");
 
     // The history, as JSON and as a picture.
-    let json = results_json(&setup);
+    let json = results_json(&w);
     let commits: Vec<&str> = json
         .iter()
         .filter(|r| r["metric"] == "accuracy")
@@ -193,8 +192,8 @@ async fn one_push_in_one_verdict_out() {
         true
     );
 
-    let svg = setup.dir.path().join("results.svg");
-    let out = setup.run(&["results", "--plot", svg.to_str().unwrap()]);
+    let svg = w.setup.dir.path().join("results.svg");
+    let out = w.run(&["results", "--plot", svg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("0000004  accuracy"),
@@ -213,22 +212,13 @@ async fn one_push_in_one_verdict_out() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_run_that_never_reports_times_out_as_partial() {
-    let moto = util::moto_url();
-    let (github, ec2) = (GitHub::start().await, Ec2::connect(&moto).await);
-    let ids = ec2.stopped(1).await;
-    github.set_head(REPO, "main", &sha(1)).await;
-    let setup = Setup::new();
-    setup.write_config(&format!(
-        "first_run = \"start\"\n{}{}results = {{ metrics = [\"accuracy\"], timeout = \"300ms\" }}\n",
-        setup.header(&github.url(), &moto),
-        watch(REPO, "main", &ids)
-    ));
-    setup.once(0);
+    let w = starting(1, "metrics = [\"accuracy\"], timeout = \"300ms\"").await;
+    w.once(0);
     std::thread::sleep(std::time::Duration::from_millis(400));
 
-    let out = setup.once(0);
+    let out = w.once(0);
 
-    let json = results_json(&setup);
+    let json = results_json(&w);
     assert_eq!(json[0]["complete"], true, "{json:?}");
     assert_eq!(json[0]["partial"], true);
     assert_eq!(json[0]["n"], 0);
@@ -237,12 +227,6 @@ async fn a_run_that_never_reports_times_out_as_partial() {
         "{}",
         stderr(&out)
     );
-}
-
-fn results_json(setup: &Setup) -> Vec<serde_json::Value> {
-    let out = setup.run(&["results", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Parses the SVG with Python's XML parser, which refuses anything not well-formed.

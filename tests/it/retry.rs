@@ -1,6 +1,7 @@
 //! The retry policy on paused time: what it waits, and when it gives up.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::time::Duration;
 
 use pushwake::retry::{Policy, Retry, Retryable};
@@ -24,24 +25,37 @@ impl Retryable for Fault {
     }
 }
 
-/// Runs `policy` over an operation that fails with `faults` in turn, then succeeds.
-/// Returns the result, the number of calls, and the time it took.
-async fn run(policy: Policy, faults: &[Retry]) -> (Result<(), Fault>, usize, Duration) {
+/// Runs `policy` over `attempt`, which is given the number of calls before it. Returns the
+/// result, the number of calls, and the time it took.
+async fn counted<F, Fut>(policy: Policy, attempt: F) -> (Result<(), Fault>, usize, Duration)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<(), Fault>>,
+{
     let calls = Cell::new(0);
     let start = Instant::now();
     let result = policy
         .run("op", || {
             let n = calls.get();
             calls.set(n + 1);
-            async move {
-                match faults.get(n) {
-                    Some(r) => Err(Fault(*r)),
-                    None => Ok(()),
-                }
-            }
+            attempt(n)
         })
         .await;
     (result, calls.get(), start.elapsed())
+}
+
+/// Runs `policy` over an operation that fails with `faults` in turn, then succeeds.
+async fn run(policy: Policy, faults: &[Retry]) -> (Result<(), Fault>, usize, Duration) {
+    counted(policy, |n| {
+        let fault = faults.get(n).copied();
+        async move {
+            match fault {
+                Some(r) => Err(Fault(r)),
+                None => Ok(()),
+            }
+        }
+    })
+    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -87,39 +101,25 @@ async fn a_hung_attempt_times_out_and_is_retried() {
         timeout: Duration::from_secs(2),
         ..Policy::default()
     };
-    let calls = Cell::new(0);
-    let start = Instant::now();
-    let result: Result<(), Fault> = policy
-        .run("op", || {
-            calls.set(calls.get() + 1);
-            let first = calls.get() == 1;
-            async move {
-                if first {
-                    std::future::pending::<()>().await;
-                }
-                Ok(())
-            }
-        })
-        .await;
+    let (result, calls, took) = counted(policy, |n| async move {
+        if n == 0 {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    })
+    .await;
     assert!(result.is_ok());
-    assert_eq!(calls.get(), 2);
-    assert!(start.elapsed() >= Duration::from_secs(2));
+    assert_eq!(calls, 2);
+    assert!(took >= Duration::from_secs(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_never_answers_ends_at_its_deadline_retries_included() {
     let policy = Policy::default();
-    let calls = Cell::new(0);
-    let start = Instant::now();
-    let result: Result<(), Fault> = policy
-        .run("op", || {
-            calls.set(calls.get() + 1);
-            std::future::pending::<Result<(), Fault>>()
-        })
-        .await;
+    let (result, calls, took) = counted(policy, |_| std::future::pending()).await;
     assert!(result.is_err());
     // Four attempts of 30 s would take two minutes and more; the deadline is one.
-    assert!(start.elapsed() <= policy.deadline, "{:?}", start.elapsed());
-    assert!(start.elapsed() >= Duration::from_secs(30));
-    assert_eq!(calls.get(), 2);
+    assert!(took <= policy.deadline, "{took:?}");
+    assert!(took >= Duration::from_secs(30));
+    assert_eq!(calls, 2);
 }

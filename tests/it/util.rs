@@ -1402,3 +1402,36 @@ impl Base {
 pub fn webhook_config(env: &str) -> String {
     format!("\n[slack]\nwebhook_url_env = \"{env}\"\n")
 }
+
+impl Base {
+    /// A world with no EC2: nothing listens at its endpoint, so any EC2 call fails. Its
+    /// watch lists the one instance [`ID`], with `extra` keys.
+    pub async fn without_ec2(extra: &str) -> Base {
+        Base::new("http://127.0.0.1:9".to_owned(), vec![ID.to_owned()], extra).await
+    }
+
+    /// Asserts that the first watch's last error, as `status` shows it, mentions `words`.
+    pub fn assert_last_error(&self, words: &str) {
+        let status = self.status();
+        let error = status[0]["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(words), "{status}");
+    }
+}
+
+impl Fake {
+    /// How many calls of `action` pushwake made.
+    pub async fn calls(&self, action: &str) -> usize {
+        self.actions().await.iter().filter(|a| *a == action).count()
+    }
+}
+
+impl World {
+    /// A world of `n` stopped instances, with `extra` keys, whose `main` moved from its
+    /// baseline, commit 1, to commit 2: the next pass starts them.
+    pub async fn pushed(n: i32, extra: &str) -> World {
+        let w = World::new(n, extra).await;
+        w.baseline().await;
+        w.push(2).await;
+        w
+    }
+}
