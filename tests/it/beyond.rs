@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
-use crate::util::{self, Fake, ID, REPO, Setup, World, sha, stderr, stdout, watch};
+use chrono::SubsecRound;
+
+use crate::util::{self, Fake, ID, REPO, Setup, World, assert_contains, sha, stderr, stdout};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn instances_are_tagged_with_the_commit_before_they_start() {
     let w = World::new(2, "").await;
-    w.github.set_head(REPO, "release/v2", &sha(1)).await;
-    w.write_config_with("first_run = \"start\"", &watch(REPO, "release/v2", &w.ids));
+    w.first_run_start_on("release/v2").await;
 
     w.once(0);
 
@@ -26,19 +27,20 @@ async fn instances_are_tagged_with_the_commit_before_they_start() {
     }
     assert_eq!(w.states().await, ["running", "running"]);
 
-    // The next pass confirms the starts, with EC2's own launch time.
+    // The next pass confirms the starts, with EC2's own launch time (to the second).
     w.once(0);
     for id in &w.ids {
         let tags = w.ec2.tags(id).await;
         let started = chrono::DateTime::parse_from_rfc3339(&tags["pushwake:started-at"]).unwrap();
-        assert_eq!(Some(started.to_utc()), w.ec2.launch_time(id).await);
+        let launched = w.proxy.launched(id).unwrap();
+        assert_eq!(started.to_utc(), launched.trunc_subsecs(0));
     }
 }
 
 #[tokio::test]
 async fn the_tags_are_written_before_the_start_call() {
     let f = Fake::new("").await;
-    f.first_run_start().await;
+    f.first_run_start();
 
     f.once(0);
 
@@ -57,7 +59,7 @@ async fn the_tags_are_written_before_the_start_call() {
     ] {
         assert!(body.contains(key), "{key} missing from {body}");
     }
-    assert!(body.contains(&sha(1)), "{body}");
+    assert_contains(&body, &sha(1));
 }
 
 #[tokio::test]
@@ -75,7 +77,7 @@ async fn instances_can_be_picked_by_tag() {
     w.ec2
         .tag(&half, &[("Project", &project), ("Role", "cpu")])
         .await;
-    w.first_run_start().await;
+    w.first_run_start();
 
     w.once(0);
 
@@ -118,10 +120,9 @@ async fn a_push_touching_no_watched_path_starts_nothing() {
         sha(2),
         "a filtered head is recorded"
     );
-    assert!(
-        stderr(&out).contains("starts nothing, it touches none of train.py, models/**"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "starts nothing, it touches none of train.py, models/**",
     );
 }
 
@@ -160,11 +161,7 @@ async fn a_force_push_starts_when_it_cannot_tell() {
         f.started().await,
         "a force-push must err on the side of starting"
     );
-    assert!(
-        stderr(&out).contains("cannot tell which paths"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "cannot tell which paths");
 }
 
 #[tokio::test]
@@ -183,11 +180,7 @@ async fn a_skip_marker_starts_nothing() {
 
     assert!(!f.started().await);
     assert_eq!(f.status()[0]["last_sha"], sha(2));
-    assert!(
-        stderr(&out).contains("its message holds \"[skip pushwake]\""),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "its message holds \"[skip pushwake]\"");
     assert_eq!(f.github.compare_requests().await, 0);
 }
 
@@ -256,7 +249,7 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
     let texts = w.texts().await;
     let stops: Vec<_> = texts.iter().filter(|t| t.contains("stopped i-")).collect();
     assert_eq!(stops.len(), 2);
-    assert!(stops[0].contains("max_runtime 1s reached"), "{}", stops[0]);
+    assert_contains(stops[0], "max_runtime 1s reached");
 
     // A person starts one again by hand: it is theirs now, and stays up.
     w.ec2.start(&ours[..1]).await;
@@ -268,7 +261,7 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
 #[ignore = "needs moto: scripts/test"]
 async fn max_runtime_is_known_across_restarts() {
     let w = World::new(1, "max_runtime = \"1s\"").await;
-    w.first_run_start().await;
+    w.first_run_start();
     // One process starts it...
     w.once(0);
     assert_eq!(w.states().await, ["running"]);
@@ -360,28 +353,21 @@ async fn idle_stop_stops_an_idle_instance_and_spares_a_busy_one() {
 
     assert_eq!(w.ec2.states(idle).await, ["stopped"], "{}", stderr(&out));
     assert_eq!(w.ec2.states(busy).await, ["running"]);
-    assert!(
-        stderr(&out).contains("idle: CPUUtilization below 5 for 2m"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "idle: CPUUtilization below 5 for 2m");
 }
 
 #[tokio::test]
 async fn dry_run_makes_no_mutating_call() {
     let f = Fake::new("max_runtime = \"1h\"").await;
-    f.first_run_start().await;
+    f.first_run_start();
 
     let out = f.run(&["--once", "--dry-run"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.contains(&format!(
-            "{ID}: would tag it pushwake:commit={} and start it",
-            sha(1)
-        )),
-        "{text}"
+    assert_contains(
+        &text,
+        &format!("{ID}: would tag it pushwake:commit={} and start it", sha(1)),
     );
     let requests = f.ec2.received_requests().await.unwrap();
     for r in &requests {

@@ -30,7 +30,6 @@ fn assert_lines(text: &str, needles: &[&str]) {
 #[ignore = "needs moto: scripts/test"]
 async fn all_well_is_all_ticks() {
     let w = World::new(2, "").await;
-    w.push(1).await;
 
     let text = online_exits(&w, 0);
 
@@ -178,7 +177,6 @@ async fn each_failing_item_is_named() {
 #[tokio::test]
 async fn a_webhook_is_checked_without_posting() {
     let mut f = Fake::new("").await;
-    f.push(1).await;
     let hook = f.slack.webhook_url();
     let wrong = format!("{}/services/T000/B000/nope", f.slack.server.uri());
     f.setup.set_env("SLACK_WEBHOOK_URL", &hook);

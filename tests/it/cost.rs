@@ -44,7 +44,7 @@ async fn triggered(n: usize) -> Fake {
     let ids: Vec<String> = (0..n).map(|i| format!("i-{i:017x}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let f = Fake::with(&refs, "").await;
-    f.first_run_start().await;
+    f.first_run_start();
     f.once(0);
     f
 }

@@ -65,7 +65,6 @@ fn wait_exit(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, D
 #[ignore = "needs moto: scripts/test"]
 async fn the_daemon_acts_on_a_push_and_stops_on_sigterm() {
     let w = World::new(1, "").await;
-    w.push(1).await;
     w.write_config_with("interval = \"200ms\"", &w.watch());
     let mut child = daemon(&w);
 
@@ -180,7 +179,6 @@ fn socket_inodes(pid: u32) -> Vec<String> {
 async fn the_daemon_speaks_sd_notify_and_listens_on_no_port() {
     use std::os::unix::net::UnixDatagram;
     let mut f = Fake::new("").await;
-    f.push(1).await;
     let socket_path = f.setup.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket

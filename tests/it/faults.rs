@@ -45,7 +45,7 @@ async fn agent(b: &Base) -> Agent {
 /// starts, and its agent.
 async fn starting() -> (Fake, Agent) {
     let f = Fake::new("").await;
-    f.first_run_start().await;
+    f.first_run_start();
     let agent = agent(&f).await;
     (f, agent)
 }
@@ -101,7 +101,6 @@ async fn a_github_timeout_is_retried() {
 #[tokio::test]
 async fn a_github_outage_is_reported_once_and_the_push_is_acted_on_after() {
     let f = Fake::new("").await;
-    f.push(1).await;
     let agent = agent(&f).await;
     agent.pass().await.unwrap();
 
@@ -172,7 +171,7 @@ async fn a_slack_that_never_answers_holds_a_pass_a_few_seconds_at_most() {
         .with_priority(1)
         .mount(&f.slack.server)
         .await;
-    f.first_run_start().await;
+    f.first_run_start();
 
     let start = std::time::Instant::now();
     f.once(0);
@@ -272,7 +271,6 @@ async fn slack_500_and_429_are_retried() {
 #[tokio::test]
 async fn slack_down_blocks_nothing() {
     let f = Fake::new("").await;
-    f.push(1).await;
     // Nothing listens there.
     f.setup.write_config(&format!(
         "first_run = \"start\"\n{}\n[slack]\napi_url = \"http://127.0.0.1:9/api\"\ntoken_env = \"SLACK_API_TOKEN\"\nchannel = \"#x\"\n{}",
@@ -324,7 +322,7 @@ async fn no_capacity_keeps_the_head_unhandled_until_it_starts() {
 #[tokio::test]
 async fn a_corrupt_state_file_is_reported_and_kept_byte_for_byte() {
     let f = Fake::new("").await;
-    f.first_run_start().await;
+    f.first_run_start();
     let state = f.setup.state_dir().join("state.json");
     std::fs::create_dir_all(f.setup.state_dir()).unwrap();
     let garbage = b"{\"version\": 1, \"watches\": [{\"repo\": \"octo/tr\x00\xff";
@@ -378,7 +376,7 @@ fn is_root() -> bool {
 async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
     use std::os::unix::fs::PermissionsExt;
     let f = Fake::new("").await;
-    f.first_run_start().await;
+    f.first_run_start();
     let setup = &f.setup;
     std::fs::create_dir_all(setup.state_dir()).unwrap();
     let mode = |m| std::fs::Permissions::from_mode(m);

@@ -3,13 +3,12 @@
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::util::{self, Fake, REPO, TOKEN, World, sha, stderr, stdout, watch};
+use crate::util::{self, Fake, REPO, TOKEN, World, assert_contains, sha, stderr, stdout, watch};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn first_pass_records_a_baseline_and_starts_nothing() {
     let w = World::new(2, "").await;
-    w.push(1).await;
 
     w.once(0);
 
@@ -25,7 +24,7 @@ async fn first_pass_records_a_baseline_and_starts_nothing() {
 #[ignore = "needs moto: scripts/test"]
 async fn first_run_start_treats_the_head_as_new() {
     let w = World::new(1, "").await;
-    w.first_run_start().await;
+    w.first_run_start();
 
     w.once(0);
 
@@ -57,20 +56,17 @@ async fn a_push_starts_the_stopped_instances_and_posts_one_message() {
         "title, author: {text}"
     );
     assert!(!text.contains("A longer body"), "first line only: {text}");
-    assert!(
-        text.contains(&format!("Started: {}", util::sorted(stopped))),
-        "{text}"
-    );
+    assert_contains(text, &format!("Started: {}", util::sorted(stopped)));
     // Up, and not for this commit: it is waited for (the default `on_busy = "queue"`).
-    assert!(
-        text.contains(&format!(
+    assert_contains(
+        text,
+        &format!(
             "Waiting for busy machines: {} (up, not started by pushwake)",
             running[0]
-        )),
-        "{text}"
+        ),
     );
     assert_eq!(w.status()[0]["last_sha"], sha(2));
-    assert!(stderr(&out).contains("new head"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "new head");
 
     // The same head again starts nothing and says nothing.
     w.once(0);
@@ -134,7 +130,7 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
 #[ignore = "needs moto: scripts/test"]
 async fn a_webhook_gets_the_message() {
     let mut w = World::new(1, "").await;
-    w.first_run_start().await;
+    w.first_run_start();
     let url = w.slack.webhook_url();
     w.setup.set_env("SLACK_WEBHOOK_URL", &url);
     let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
@@ -155,7 +151,7 @@ async fn a_webhook_gets_the_message() {
 #[ignore = "needs moto: scripts/test"]
 async fn a_slack_failure_blocks_nothing() {
     let mut w = World::new(1, "").await;
-    w.first_run_start().await;
+    w.first_run_start();
     // A wrong token: Slack answers HTTP 200 with {"ok": false, "error": "invalid_auth"}.
     w.setup.set_env("SLACK_API_TOKEN", "xoxb-wrong");
 
@@ -163,7 +159,7 @@ async fn a_slack_failure_blocks_nothing() {
 
     assert_eq!(w.states().await, ["running"]);
     assert_eq!(w.status()[0]["last_sha"], sha(1));
-    assert!(stderr(&out).contains("invalid_auth"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "invalid_auth");
 }
 
 #[tokio::test]
@@ -199,15 +195,14 @@ async fn two_watches_are_independent() {
     assert_eq!(status[0]["last_sha"], serde_json::Value::Null);
     assert_eq!(status[1]["last_sha"], sha(1));
     assert_eq!(status[1]["last_error"], serde_json::Value::Null);
-    assert!(stderr(&out).contains("octo/gone@main"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "octo/gone@main");
 }
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_branch_with_a_slash() {
     let w = World::new(1, "").await;
-    w.github.set_head(REPO, "release/v2", &sha(3)).await;
-    w.write_config_with("first_run = \"start\"", &watch(REPO, "release/v2", &w.ids));
+    w.first_run_start_on("release/v2").await;
 
     w.once(0);
 
@@ -220,7 +215,7 @@ async fn a_branch_with_a_slash() {
     );
     let status = w.status();
     assert_eq!(status[0]["branch"], "release/v2");
-    assert_eq!(status[0]["last_sha"], sha(3));
+    assert_eq!(status[0]["last_sha"], sha(1));
 }
 
 #[tokio::test]
@@ -231,15 +226,15 @@ async fn terminated_and_unknown_instances_do_not_block_the_others() {
     w.ec2.terminate(&dead).await;
     let unknown = "i-0000000000000dead".to_owned();
     w.ids.insert(2, unknown.clone());
-    w.first_run_start().await;
+    w.first_run_start();
 
     w.once(0);
 
     assert_eq!(w.ec2.states(&good).await, ["running", "running"]);
     assert_eq!(w.status()[0]["last_sha"], sha(1), "the head is recorded");
     let text = &w.texts().await[0];
-    assert!(text.contains(&format!("{dead} (terminated)")), "{text}");
-    assert!(text.contains(&unknown), "{text}");
+    assert_contains(text, &format!("{dead} (terminated)"));
+    assert_contains(text, &unknown);
 }
 
 /// Makes `server` (an EC2) refuse everything, in EC2's own XML error shape.
@@ -266,11 +261,7 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
     let out = f.once(1);
     f.once(1);
 
-    assert!(
-        stderr(&out).contains("ec2:DescribeInstances is not allowed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "ec2:DescribeInstances is not allowed");
     let status = f.status();
     assert_eq!(
         status[0]["last_sha"],
@@ -298,8 +289,7 @@ async fn a_failed_start_leaves_the_head_unhandled_and_reports_once() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn dry_run_changes_nothing() {
-    let w = World::new(1, "").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(1, "").await;
     let state = w.setup.state_dir().join("state.json");
     let before = std::fs::read(&state).unwrap();
 
@@ -312,7 +302,7 @@ async fn dry_run_changes_nothing() {
         w.ids[0],
         sha(2)
     );
-    assert!(text.contains(&would), "{text}");
+    assert_contains(&text, &would);
     assert_eq!(w.states().await, ["stopped"]);
     assert!(w.texts().await.is_empty());
     assert_eq!(std::fs::read(&state).unwrap(), before);
@@ -322,8 +312,7 @@ async fn dry_run_changes_nothing() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn two_overlapping_passes_act_on_a_push_once() {
-    let w = World::new(2, "").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(2, "").await;
 
     let runs: Vec<_> = (0..2)
         .map(|_| w.setup.command(&["--once"]).spawn().unwrap())
@@ -349,8 +338,7 @@ async fn two_overlapping_passes_act_on_a_push_once() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn logs_fit_journald_and_log_shippers() {
-    let w = World::new(3, "").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(3, "").await;
 
     let out = w.once(0);
 

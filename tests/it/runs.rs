@@ -2,13 +2,12 @@
 //! whatever the machines are doing and whatever fails, through the binary on moto, with the
 //! faults moto cannot produce injected by the proxy in front of it.
 
-use crate::util::{self, World, sha, short};
+use crate::util::{self, World, assert_contains, sha, short};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
-    let w = World::new(3, "").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(3, "").await;
     w.once(0);
     w.push(3).await;
     w.once(0);
@@ -26,14 +25,10 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
     )));
 
     let table = util::stdout(&w.setup.run(&["status"]));
-    eprintln!("{table}");
-    assert!(
-        table.contains(&format!("run of {} (queued):", short(3))),
-        "{table}"
-    );
-    assert!(
-        table.contains(&format!("{}: waiting: busy with `{}`", w.ids[0], short(2))),
-        "{table}"
+    assert_contains(&table, &format!("run of {} (queued):", short(3)));
+    assert_contains(
+        &table,
+        &format!("{}: waiting: busy with `{}`", w.ids[0], short(2)),
     );
 
     // A third push takes the place of the second in the queue.
@@ -52,24 +47,15 @@ async fn a_push_while_busy_waits_and_the_newest_runs_when_the_machines_stop() {
     );
     let texts = w.texts().await;
     assert_eq!(texts.len(), 4, "started, waiting, replaced, started");
-    assert!(
-        texts[2].contains(&format!(
+    assert_contains(
+        &texts[2],
+        &format!(
             "1 queued push since `{}` never ran; running the newest",
             short(3)
-        )),
-        "{}",
-        texts[2]
+        ),
     );
-    assert!(
-        texts[3].contains(&format!("run of `{}`", short(4))),
-        "{}",
-        texts[3]
-    );
-    assert!(
-        texts[3].contains(&format!("Started: {}", util::sorted(&w.ids))),
-        "{}",
-        texts[3]
-    );
+    assert_contains(&texts[3], &format!("run of `{}`", short(4)));
+    assert_contains(&texts[3], &format!("Started: {}", util::sorted(&w.ids)));
     assert_eq!(w.setup.status()[0]["queued"], serde_json::Value::Null);
     // Quiet afterwards: no message per pass.
     w.once(0);
@@ -99,13 +85,10 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
     assert_eq!(w.proxy.calls("StopInstances").await, 1);
     let texts = w.texts().await;
     let last = texts.last().unwrap();
-    assert!(
-        last.contains(&format!("Superseded `{}`", short(2))),
-        "{last}"
-    );
-    assert!(
-        last.contains(&format!("{} (up, not started by pushwake)", by_hand[0])),
-        "{last}"
+    assert_contains(last, &format!("Superseded `{}`", short(2)));
+    assert_contains(
+        last,
+        &format!("{} (up, not started by pushwake)", by_hand[0]),
     );
     let status = w.setup.status();
     let open = status[0]["open_runs"].as_array().unwrap();
@@ -116,8 +99,7 @@ async fn supersede_stops_the_older_run_and_starts_the_new_commit_but_never_a_per
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn skip_leaves_busy_machines_out_and_says_so() {
-    let w = World::new(2, "on_busy = \"skip\"").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(2, "on_busy = \"skip\"").await;
     w.once(0);
     w.push(3).await;
     w.once(0);
@@ -129,10 +111,9 @@ async fn skip_leaves_busy_machines_out_and_says_so() {
     assert_eq!(w.setup.status()[0]["last_sha"], sha(3));
     let texts = w.texts().await;
     assert_eq!(texts.len(), 2);
-    assert!(
-        texts[1].contains(&format!("(busy with `{}`; on_busy = \"skip\")", short(2))),
-        "{}",
-        texts[1]
+    assert_contains(
+        &texts[1],
+        &format!("(busy with `{}`; on_busy = \"skip\")", short(2)),
     );
 }
 
@@ -152,11 +133,7 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
         .await;
     w.push_after_baseline(2).await;
     let out = w.once(1);
-    assert!(
-        util::stderr(&out).contains("InsufficientInstanceCapacity"),
-        "{}",
-        util::stderr(&out)
-    );
+    assert_contains(&util::stderr(&out), "InsufficientInstanceCapacity");
     assert_eq!(w.setup.status()[0]["last_sha"], sha(1), "not handled yet");
 
     // The first instance finishes its run and shuts down before the next pass.
@@ -174,19 +151,14 @@ async fn a_partial_capacity_failure_never_restarts_a_finished_instance() {
     assert_eq!(w.setup.status()[0]["last_sha"], sha(2));
     let texts = w.texts().await;
     assert_eq!(texts.len(), 2, "failing once, then started");
-    assert!(
-        texts[0].contains(&format!(
+    assert_contains(
+        &texts[0],
+        &format!(
             "Failed, will retry: {} (StartInstances failed: InsufficientInstanceCapacity",
             w.ids[2]
-        )),
-        "{}",
-        texts[0]
+        ),
     );
-    assert!(
-        texts[1].contains(&format!("Started: {}", util::sorted(&w.ids))),
-        "{}",
-        texts[1]
-    );
+    assert_contains(&texts[1], &format!("Started: {}", util::sorted(&w.ids)));
 }
 
 #[tokio::test]
@@ -211,13 +183,12 @@ async fn a_start_that_falls_back_to_stopped_is_reported_once_and_retried() {
     assert_eq!(w.starts(), [1, 2]);
     let texts = w.texts().await;
     assert_eq!(texts.len(), 2);
-    assert!(
-        texts[1].contains(&format!(
+    assert_contains(
+        &texts[1],
+        &format!(
             "{} fell back to stopped after the start: Server.InsufficientInstanceCapacity: Insufficient capacity.",
             w.ids[1]
-        )),
-        "{}",
-        texts[1]
+        ),
     );
 }
 
@@ -236,13 +207,9 @@ async fn a_batch_refused_for_one_instance_starts_the_others() {
     assert_eq!(w.states().await, ["running", "stopped", "running"]);
     let texts = w.texts().await;
     assert_eq!(texts.len(), 1, "one message while it keeps failing");
-    assert!(
-        texts[0].contains(&format!(
-            "{} (StartInstances failed: VcpuLimitExceeded",
-            w.ids[1]
-        )),
-        "{}",
-        texts[0]
+    assert_contains(
+        &texts[0],
+        &format!("{} (StartInstances failed: VcpuLimitExceeded", w.ids[1]),
     );
     let status = w.setup.status();
     assert!(
@@ -272,13 +239,9 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
     assert_eq!(w.ec2.tags(b).await["pushwake:commit"], sha(12));
     let texts = w.texts().await;
     let dev = texts.iter().find(|t| t.contains("`dev`")).unwrap();
-    assert!(
-        dev.contains(&format!(
-            "{shared} (busy with `{}` of {}@main)",
-            short(2),
-            util::REPO
-        )),
-        "{dev}"
+    assert_contains(
+        dev,
+        &format!("{shared} (busy with `{}` of {}@main)", short(2), util::REPO),
     );
 
     // main's run on the shared machine ends: dev's commit runs there.
@@ -293,8 +256,7 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_tag_and_start_starts_once() {
-    let w = World::new(2, "").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(2, "").await;
     // EC2 takes the tags, then the agent dies while StartInstances is on the wire.
     wiremock::Mock::given(wiremock::matchers::body_string_contains(
         "Action=StartInstances",

@@ -39,7 +39,7 @@ fn run_traced(b: &Base, args: &[&str]) -> std::process::Output {
 #[ignore = "needs moto: scripts/test"]
 async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
     let w = World::new(1, "").await;
-    w.first_run_start().await;
+    w.first_run_start();
     // A peer that quotes the credentials it was sent back in its error.
     w.github
         .answer(
@@ -83,7 +83,6 @@ async fn trace_logs_of_a_bot_trigger_and_peer_errors_hold_no_secret() {
 #[ignore = "needs moto: scripts/test"]
 async fn trace_logs_of_a_webhook_hold_no_url() {
     let mut w = World::new(1, "").await;
-    w.push(1).await;
     // The webhook fails and quotes its own URL.
     Mock::given(method("POST"))
         .and(path(WEBHOOK_PATH))

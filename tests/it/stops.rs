@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Duration as Span;
 
-use crate::util::{self, REPO, World, sha};
+use crate::util::{self, REPO, World, assert_contains, sha};
 
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_refused_stop_keeps_the_verdict_once_and_stops_when_allowed() {
-    let w = World::new(2, "results = { metrics = [\"accuracy\"] }").await;
-    w.push_after_baseline(2).await;
+    let w = World::pushed(2, "results = { metrics = [\"accuracy\"] }").await;
     w.once(0);
     w.once(0);
     // The operator left ec2:StopInstances out of the policy, for two passes.
@@ -102,11 +101,7 @@ async fn a_corrupt_state_file_still_applies_max_runtime() {
 
     let out = w.setup.run(&["--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        util::stderr(&out).contains("corrupt"),
-        "{}",
-        util::stderr(&out)
-    );
+    assert_contains(&util::stderr(&out), "corrupt");
     assert_eq!(w.states().await, ["stopped"]);
     w.setup.run(&["--once"]);
 
@@ -182,11 +177,9 @@ async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     );
     assert_eq!(w.states().await, ["running"; 3]);
     let table = util::stdout(&w.setup.run(&["status"]));
-    assert!(table.contains("no watch owns them any more"), "{table}");
-    assert!(
-        table.contains(dropped.as_str()) && table.contains(removed.as_str()),
-        "{table}"
-    );
+    assert_contains(&table, "no watch owns them any more");
+    assert_contains(&table, dropped);
+    assert_contains(&table, removed);
 
     w.write_config_with("max_runtime = \"1s\"", &main_only);
     w.passes_until(Duration::from_secs(10), || async {

@@ -466,12 +466,6 @@ impl Ec2 {
             .collect()
     }
 
-    /// EC2's launch time of one instance.
-    pub async fn launch_time(&self, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        let t = *self.describe_one(id).await.launch_time()?;
-        chrono::DateTime::from_timestamp(t.secs(), 0)
-    }
-
     pub async fn terminate(&self, id: &str) {
         self.client
             .terminate_instances()
@@ -905,6 +899,11 @@ impl MotoProxy {
         faults.accepted.get(id).copied().unwrap_or(0)
     }
 
+    /// When `id` was last started through the proxy, as its describe answers say.
+    pub fn launched(&self, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.faults.lock().unwrap().launched.get(id).copied()
+    }
+
     /// Makes EC2 refuse every `action` call that names `id` with `code`, the whole call
     /// failing as on EC2, `times` times (`None`: always).
     pub async fn refuse(&self, action: &str, id: &str, code: &str, times: Option<u64>) {
@@ -1140,6 +1139,8 @@ impl Base {
             extra: extra.to_owned(),
             ec2_url,
         };
+        // The repository has one commit to begin with.
+        base.push(1).await;
         base.write_config(&base.watch());
         base
     }
@@ -1177,11 +1178,17 @@ impl Base {
             .write_config(&format!("{top}\n{header}{}{watches}", self.slack.config()));
     }
 
-    /// Rewrites the config with `first_run = "start"` and moves `main` to commit 1: the
-    /// next pass starts the machines.
-    pub async fn first_run_start(&self) {
+    /// Rewrites the config with `first_run = "start"`: the next pass starts the machines
+    /// for the head.
+    pub fn first_run_start(&self) {
         self.write_config_with("first_run = \"start\"", &self.watch());
-        self.push(1).await;
+    }
+
+    /// Rewrites the config to watch `branch` of `octo/trainer`, whose head is commit 1,
+    /// with `first_run = "start"`.
+    pub async fn first_run_start_on(&self, branch: &str) {
+        self.github.set_head(REPO, branch, &sha(1)).await;
+        self.write_config_with("first_run = \"start\"", &watch(REPO, branch, &self.ids));
     }
 
     /// Moves `main` to commit `n`.
@@ -1244,6 +1251,12 @@ impl Base {
         eprintln!("slack: {texts:#?}");
         texts
     }
+}
+
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
 }
 
 /// How many of `texts` contain `needle`.
