@@ -406,7 +406,7 @@ impl Ec2 {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+                    .connect_timeout(crate::http::connect_timeout(policy.timeout))
                     .operation_attempt_timeout(policy.timeout)
                     .build(),
             )

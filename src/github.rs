@@ -114,7 +114,7 @@ impl GitHub {
         // HTTP for a local test server, redirects followed (a renamed repository answers
         // 301), the API root, and our headers. Attempts are timed by our retry policy.
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))));
+        http.set_connect_timeout(Some(crate::http::connect_timeout(policy.timeout)));
         http.enforce_http(false);
         let connector = HttpsConnectorBuilder::new()
             .with_native_roots()?
@@ -124,7 +124,7 @@ impl GitHub {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let mut headers = vec![(
             header::USER_AGENT,
-            HeaderValue::from_static(concat!("pushwake/", env!("CARGO_PKG_VERSION"))),
+            HeaderValue::from_static(crate::http::USER_AGENT),
         )];
         let mut redactor = Redactor::default();
         if let Some(token) = token {

@@ -20,6 +20,7 @@
 //! - [`status`]: `pushwake status`.
 //! - [`check`]: `pushwake check [--online]`.
 //! - [`retry`]: the one retry policy.
+//! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
 
 pub mod check;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod ec2;
 pub mod github;
+pub mod http;
 pub mod launch;
 pub mod pass;
 pub mod plan;
