@@ -19,9 +19,24 @@ use crate::tags;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
     pub id: String,
-    pub reason: String,
+    pub why: Why,
     /// How long it has run since pushwake started it.
     pub runtime: Duration,
+}
+
+/// The stop rule that stopped an instance; `report` says it in words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Why {
+    /// It reported every metric, under `stop_when_reported`.
+    Reported,
+    /// It ran for `max_runtime`, the duration given.
+    MaxRuntime(Duration),
+    /// Its `metric` stayed below `below` for the whole `window` (`idle_stop`).
+    Idle {
+        metric: String,
+        below: f64,
+        window: Duration,
+    },
 }
 
 /// What the stop rules found for a watch.
@@ -61,7 +76,7 @@ pub async fn due(
         if reported.contains(&instance.id) {
             judged.due.push(Due {
                 id,
-                reason: "reported every result".to_owned(),
+                why: Why::Reported,
                 runtime,
             });
             continue;
@@ -71,7 +86,7 @@ pub async fn due(
         {
             judged.due.push(Due {
                 id,
-                reason: format!("max_runtime {} reached", humantime::format_duration(max)),
+                why: Why::MaxRuntime(max),
                 runtime,
             });
             continue;
@@ -100,12 +115,11 @@ pub async fn due(
             if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
                 judged.due.push(Due {
                     id,
-                    reason: format!(
-                        "idle: {} below {} for {}",
-                        idle.metric,
-                        idle.below,
-                        humantime::format_duration(idle.window)
-                    ),
+                    why: Why::Idle {
+                        metric: idle.metric.clone(),
+                        below: idle.below,
+                        window: idle.window,
+                    },
                     runtime,
                 });
             }

@@ -1,22 +1,19 @@
-//! Results: gathering what each run reported, and judging a commit against the last.
+//! Results: gathering what each run reported, and the numbers a verdict and the rows of
+//! `pushwake results` are made of. Their words are in `report`.
 //!
 //! A run reports by tagging its own instance `pushwake:result:<metric>` with a number.
 //! pushwake reads those tags from the describe it already makes, counts a value only while
 //! the instance's `pushwake:commit` is still the run's commit, and keeps every value in its
 //! state, per watch and commit, so the history survives restarts and reused instances.
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Results, Settings, Watch};
+use crate::config::{Results, Settings};
 use crate::ec2::State;
 use crate::launch::Members;
-use crate::report::short;
-use crate::slack::escape;
 use crate::state::{Run, Store};
-use crate::stats::{self, Summary};
+use crate::stats::Summary;
 use crate::tags;
 
 /// What one look at the instances found.
@@ -82,7 +79,8 @@ pub fn harvest(
     harvest
 }
 
-fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
+/// Whether instance `id` reported every metric in `run`.
+pub fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
     results
         .metrics
         .iter()
@@ -90,64 +88,12 @@ fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
 }
 
 /// The completed run before `runs[index]` with another commit: what it is judged against.
-fn previous(runs: &[Run], index: usize) -> Option<&Run> {
+pub fn previous(runs: &[Run], index: usize) -> Option<&Run> {
     let commit = &runs[index].commit;
     runs[..index]
         .iter()
         .rev()
         .find(|r| r.completed_at.is_some() && r.superseded_by.is_none() && &r.commit != commit)
-}
-
-/// The Slack message for a completed run: per metric the spread, and against the previous
-/// commit the difference and a verdict.
-pub fn verdict(watch: &Watch, results: &Results, runs: &[Run], index: usize) -> String {
-    let run = &runs[index];
-    let before = previous(runs, index);
-    let mut text = format!(
-        ":bar_chart: *{}* `{}` results for `{}`",
-        escape(&watch.repo.to_string()),
-        escape(&watch.branch),
-        short(&run.commit)
-    );
-    if run.partial {
-        let started: Vec<&String> = run.started().collect();
-        let full = started
-            .iter()
-            .filter(|id| reported_all(run, results, id))
-            .count();
-        text.push_str(&format!(
-            " (partial: {full} of {} runs reported everything)",
-            started.len()
-        ));
-    }
-    for metric in &results.metrics {
-        let Some(now) = Summary::of(&run.values_of(metric)) else {
-            text.push_str(&format!("\n• {}: no values", escape(metric)));
-            continue;
-        };
-        text.push_str(&format!("\n• {}: {}", escape(metric), describe(&now)));
-        let Some((old, prev)) = before.and_then(|b| Some((Summary::of(&b.values_of(metric))?, b)))
-        else {
-            continue;
-        };
-        let diff = now.mean - old.mean;
-        text.push_str(&format!(
-            "; vs `{}` ({:.4}): {diff:+.4}",
-            short(&prev.commit),
-            old.mean
-        ));
-        if let Some((_, words)) = stats::verdict(&now, &old, results.better(metric)) {
-            text.push_str(&format!(", {words}"));
-        }
-    }
-    text
-}
-
-fn describe(s: &Summary) -> String {
-    format!(
-        "n={}, {:.4} ± {:.4} ({:.4}–{:.4})",
-        s.n, s.mean, s.std, s.min, s.max
-    )
 }
 
 /// One row of `pushwake results`: one metric of one run.
@@ -199,37 +145,4 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         }
     }
     Ok(rows)
-}
-
-/// A table for people.
-pub fn print_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  STATE",
-        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX"
-    )?;
-    for r in rows {
-        let (spread, range) = match (r.mean, r.std, r.min, r.max) {
-            (Some(m), Some(s), Some(lo), Some(hi)) => {
-                (format!("{m:.4} ± {s:.4}"), format!("{lo:.4}–{hi:.4}"))
-            }
-            _ => ("-".to_owned(), "-".to_owned()),
-        };
-        let state = match (r.complete, r.partial) {
-            (false, _) => "running",
-            (true, true) => "partial",
-            (true, false) => "complete",
-        };
-        writeln!(
-            out,
-            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state}",
-            format!("{}@{}", r.repo, r.branch),
-            short(&r.commit),
-            r.metric,
-            r.n,
-            spread,
-            range
-        )?;
-    }
-    Ok(())
 }

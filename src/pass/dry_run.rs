@@ -7,7 +7,7 @@ use crate::config::Watch;
 use crate::ec2::Action;
 use crate::launch;
 use crate::plan::{self, Step};
-use crate::report::short;
+use crate::report::{self, short};
 use crate::results;
 use crate::state::State;
 
@@ -48,7 +48,7 @@ impl Agent {
         if let Some(results) = &watch.results {
             let harvest = results::harvest(&mut entry.runs, &members, results, now);
             for &i in &harvest.completed {
-                let verdict = results::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, results, &entry.runs, i);
                 println!("{watch}: would post\n{verdict}");
             }
             if results.stop_when_reported {
@@ -58,7 +58,7 @@ impl Agent {
         match self.due(watch, &members, &reported, ec2.now()).await {
             Ok(judged) => {
                 for d in judged.due {
-                    println!("{watch}: would stop {} ({})", d.id, d.reason);
+                    println!("{watch}: would stop {} ({})", d.id, d.why);
                 }
                 for e in judged.errors {
                     println!("{watch}: {e}");

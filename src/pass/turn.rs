@@ -92,7 +92,7 @@ impl Agent {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
-                let verdict = results::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, results, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
                     entry.duties.push(Duty::Post { text: verdict });
@@ -105,7 +105,7 @@ impl Agent {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
                 entry.duties.push(Duty::Stop {
                     instance: d.id,
-                    reason: d.reason,
+                    reason: d.why.to_string(),
                     runtime: d.runtime.as_secs(),
                 });
             }
