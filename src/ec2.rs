@@ -23,7 +23,7 @@ use crate::retry::{self, Retryable};
 
 /// The lifecycle state of an instance, as far as starting it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub enum InstanceState {
     Pending,
     Running,
     Stopping,
@@ -33,30 +33,30 @@ pub enum State {
     Other(String),
 }
 
-impl From<&InstanceStateName> for State {
+impl From<&InstanceStateName> for InstanceState {
     fn from(s: &InstanceStateName) -> Self {
         match s {
-            InstanceStateName::Pending => State::Pending,
-            InstanceStateName::Running => State::Running,
-            InstanceStateName::Stopping => State::Stopping,
-            InstanceStateName::Stopped => State::Stopped,
-            InstanceStateName::ShuttingDown => State::ShuttingDown,
-            InstanceStateName::Terminated => State::Terminated,
-            other => State::Other(other.as_str().to_owned()),
+            InstanceStateName::Pending => InstanceState::Pending,
+            InstanceStateName::Running => InstanceState::Running,
+            InstanceStateName::Stopping => InstanceState::Stopping,
+            InstanceStateName::Stopped => InstanceState::Stopped,
+            InstanceStateName::ShuttingDown => InstanceState::ShuttingDown,
+            InstanceStateName::Terminated => InstanceState::Terminated,
+            other => InstanceState::Other(other.as_str().to_owned()),
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for InstanceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            State::Pending => "pending",
-            State::Running => "running",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::ShuttingDown => "shutting-down",
-            State::Terminated => "terminated",
-            State::Other(s) => s,
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Other(s) => s,
         })
     }
 }
@@ -65,7 +65,7 @@ impl fmt::Display for State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub id: String,
-    pub state: State,
+    pub state: InstanceState,
     pub tags: BTreeMap<String, String>,
     /// When it was last started (EC2 calls it the launch time).
     pub launch_time: Option<DateTime<Utc>>,
@@ -507,7 +507,7 @@ impl Ec2 {
                 });
                 out.push(Instance {
                     id: id.to_owned(),
-                    state: State::from(state),
+                    state: InstanceState::from(state),
                     tags,
                     launch_time,
                     state_reason,

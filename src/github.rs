@@ -30,8 +30,10 @@ use crate::retry::{self, Retryable};
 pub enum Head {
     /// The branch has not moved since the ETag that was sent.
     Unchanged,
-    /// The branch points at `sha`; `etag` makes the next poll conditional.
-    Changed { sha: String, etag: Option<String> },
+    /// The branch points at `sha`, which may be the SHA it pointed at before: a poll
+    /// without an ETag, or whose ETag GitHub no longer honours, is answered in full.
+    /// `etag` makes the next poll conditional.
+    At { sha: String, etag: Option<String> },
 }
 
 /// What a Slack message and a log line say about a commit.
@@ -180,7 +182,7 @@ impl GitHub {
                             .get(header::ETAG)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
-                        Ok(Head::Changed { sha, etag })
+                        Ok(Head::At { sha, etag })
                     }
                     // GitHub answers 422 "No commit found for SHA" for a ref that does not
                     // exist, and 404 for a repository it cannot see.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cloudwatch::{self, CloudWatch};
 use crate::config::Watch;
-use crate::ec2::State;
+use crate::ec2::InstanceState;
 use crate::launch::Members;
 use crate::tags;
 
@@ -65,7 +65,7 @@ pub async fn due(
     // it: the same repository and branch may be watched elsewhere, for other machines.
     for instance in &members.described {
         let ours = tags::is_for(instance, watch) && tags::owned_by(instance, owner, watch);
-        if instance.state != State::Running || !ours {
+        if instance.state != InstanceState::Running || !ours {
             continue;
         }
         let Some(started) = tags::pushwake_started(instance) else {

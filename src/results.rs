@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Results, Settings};
-use crate::ec2::State;
+use crate::ec2::InstanceState;
 use crate::launch::Members;
 use crate::state::{Run, Store};
 use crate::stats::Summary;
@@ -28,12 +28,7 @@ pub struct Harvest {
 /// Reads the result tags of every open run's started instances, and closes the runs that
 /// are done: every part settled, and every started instance reported every metric, or
 /// stopped (or was reused) without; or the timeout passed since the last start.
-pub fn harvest(
-    runs: &mut [Run],
-    members: &Members,
-    results: &Results,
-    now: DateTime<Utc>,
-) -> Harvest {
+pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
     for (index, run) in runs.iter_mut().enumerate() {
         if !run.is_open() {
@@ -47,7 +42,7 @@ pub fn harvest(
             };
             let same_commit = instance.tags.get(tags::COMMIT) == Some(&run.commit);
             if same_commit {
-                for metric in &results.metrics {
+                for metric in &spec.metrics {
                     if let Some(v) = tags::result(&instance.tags, metric) {
                         run.values
                             .entry(metric.clone())
@@ -56,11 +51,14 @@ pub fn harvest(
                     }
                 }
             }
-            let reported = reported_all(run, results, id);
-            if reported && same_commit && instance.state == State::Running {
+            let reported = reported_all(run, spec, id);
+            if reported && same_commit && instance.state == InstanceState::Running {
                 harvest.reported.push(id.clone());
             }
-            let up = matches!(instance.state, State::Pending | State::Running);
+            let up = matches!(
+                instance.state,
+                InstanceState::Pending | InstanceState::Running
+            );
             if !reported && same_commit && up {
                 all_done = false;
             }
@@ -69,10 +67,10 @@ pub fn harvest(
         let Some(last_start) = run.last_start() else {
             continue;
         };
-        let timed_out = (now - last_start).to_std().unwrap_or_default() >= results.timeout;
+        let timed_out = (now - last_start).to_std().unwrap_or_default() >= spec.timeout;
         if all_done || timed_out {
             run.completed_at = Some(now);
-            run.partial = !started.iter().all(|id| reported_all(run, results, id));
+            run.partial = !started.iter().all(|id| reported_all(run, spec, id));
             harvest.completed.push(index);
         }
     }
@@ -80,9 +78,8 @@ pub fn harvest(
 }
 
 /// Whether instance `id` reported every metric in `run`.
-pub fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
-    results
-        .metrics
+pub fn reported_all(run: &Run, spec: &Results, id: &str) -> bool {
+    spec.metrics
         .iter()
         .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(id)))
 }
@@ -119,11 +116,11 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let state = Store::new(&settings.state_dir, settings.first_run).load()?;
     let mut rows = Vec::new();
     for watch in &settings.watches {
-        let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) else {
+        let (Some(spec), Some(ws)) = (&watch.results, state.get(watch)) else {
             continue;
         };
         for run in ws.runs.iter().filter(|r| r.superseded_by.is_none()) {
-            for metric in &results.metrics {
+            for metric in &spec.metrics {
                 let values = run.values_of(metric);
                 let s = Summary::of(&values);
                 rows.push(Row {

@@ -121,12 +121,12 @@ pub fn is_for(instance: &Instance, watch: &Watch) -> bool {
 mod tests {
     use super::*;
     use crate::config::Repo;
-    use crate::ec2::State;
+    use crate::ec2::InstanceState;
 
     fn instance(tags: &[(&str, &str)]) -> Instance {
         Instance {
             id: "i-00000001".into(),
-            state: State::Running,
+            state: InstanceState::Running,
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -45,13 +45,13 @@ impl Agent {
         let now = chrono::Utc::now();
         let entry = state.entry(watch);
         let mut reported = Vec::new();
-        if let Some(results) = &watch.results {
-            let harvest = results::harvest(&mut entry.runs, &members, results, now);
+        if let Some(spec) = &watch.results {
+            let harvest = results::harvest(&mut entry.runs, &members, spec, now);
             for &i in &harvest.completed {
-                let verdict = report::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, i);
                 println!("{watch}: would post\n{verdict}");
             }
-            if results.stop_when_reported {
+            if spec.stop_when_reported {
                 reported = harvest.reported;
             }
         }

@@ -11,7 +11,7 @@ use super::Agent;
 use super::runs::Reconciled;
 use crate::cloudwatch::CloudWatch;
 use crate::config::Watch;
-use crate::ec2::{Ec2, State as Ec2State};
+use crate::ec2::{Ec2, InstanceState};
 use crate::github::Commit;
 use crate::launch::{self, Members};
 use crate::report::{self, short};
@@ -86,13 +86,13 @@ impl Agent {
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
-        if let Some(results) = &watch.results {
-            let harvest = results::harvest(&mut entry.runs, &members, results, now);
-            if results.stop_when_reported {
+        if let Some(spec) = &watch.results {
+            let harvest = results::harvest(&mut entry.runs, &members, spec, now);
+            if spec.stop_when_reported {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
-                let verdict = report::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
                     entry.duties.push(Duty::Post { text: verdict });
@@ -177,7 +177,7 @@ impl Agent {
         let up = |id: &str| {
             members
                 .get(id)
-                .is_some_and(|i| matches!(i.state, Ec2State::Pending | Ec2State::Running))
+                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
         };
         // Stopped by someone else, terminated, or gone: nothing is owed any more.
         entry.duties.retain(|d| d.stops().is_none_or(up));
@@ -220,7 +220,7 @@ impl Agent {
             .iter_mut()
             .filter(|i| stopped.contains(&i.id))
         {
-            i.state = Ec2State::Stopping;
+            i.state = InstanceState::Stopping;
         }
         // Forget them: a later start by hand must not look like one of ours.
         if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {
