@@ -387,6 +387,21 @@ impl Intercept for Clock {
     }
 }
 
+/// Sends one mutating request under the retry policy. `$request` is the SDK's builder with
+/// the request's parameters, built again for each attempt. With `$dry` the request is only
+/// a `DryRun` permission check; a real call leaves the flag out rather than sending it as
+/// false. What EC2 answers is dropped: the instances' new states are read from the next
+/// describe. A macro, because the SDK's builders share no trait a function could take.
+macro_rules! mutation {
+    ($ec2:expr, $action:literal, $dry:expr, $request:expr) => {
+        $ec2.call($action, || {
+            $request.set_dry_run($dry.then_some(true)).send()
+        })
+        .await
+        .map(drop)
+    };
+}
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -554,7 +569,7 @@ impl Ec2 {
     }
 
     // Each request is defined once, for the real call and for the `DryRun` check of
-    // `permitted`. The flag is left out of a real call rather than sent as false.
+    // `permitted`; `mutation!` adds the flag and sends it.
 
     async fn create_tags(
         &self,
@@ -566,54 +581,50 @@ impl Ec2 {
             .iter()
             .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
             .collect();
-        self.call("CreateTags", || {
+        mutation!(
+            self,
+            "CreateTags",
+            dry,
             self.client
                 .create_tags()
-                .set_dry_run(dry.then_some(true))
                 .set_resources(Some(ids.to_vec()))
                 .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn delete_tags(&self, ids: &[String], keys: &[String], dry: bool) -> Result<(), Error> {
         let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        self.call("DeleteTags", || {
+        mutation!(
+            self,
+            "DeleteTags",
+            dry,
             self.client
                 .delete_tags()
-                .set_dry_run(dry.then_some(true))
                 .set_resources(Some(ids.to_vec()))
                 .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        self.call("StopInstances", || {
+        mutation!(
+            self,
+            "StopInstances",
+            dry,
             self.client
                 .stop_instances()
-                .set_dry_run(dry.then_some(true))
                 .set_instance_ids(Some(ids.to_vec()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn start_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        self.call("StartInstances", || {
+        mutation!(
+            self,
+            "StartInstances",
+            dry,
             self.client
                 .start_instances()
-                .set_dry_run(dry.then_some(true))
                 .set_instance_ids(Some(ids.to_vec()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 }
 

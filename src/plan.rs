@@ -189,7 +189,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::Repo;
     use crate::ec2::StateReason;
 
     const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
@@ -201,11 +200,7 @@ mod tests {
     }
 
     fn watch(on_busy: OnBusy) -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        let mut w = Watch::new(repo, "main", vec!["i-00000001".into()]);
+        let mut w = Watch::example("main", &["i-00000001"]);
         w.on_busy = on_busy;
         w
     }

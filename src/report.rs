@@ -225,14 +225,9 @@ pub fn short(sha: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Repo;
 
     fn watch(branch: &str) -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        Watch::new(repo, branch, vec![])
+        Watch::example(branch, &[])
     }
 
     #[test]

@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
-use super::runs::Reconciled;
+use super::runs::Reconciler;
 use crate::cloudwatch::CloudWatch;
 use crate::config::Watch;
 use crate::ec2::{Ec2, InstanceState};
@@ -79,10 +79,9 @@ impl Agent {
             .map(|r| (r.commit.clone(), r.shape()))
             .collect();
 
-        let mut reconciled = Reconciled::default();
+        let mut reconciler = Reconciler::new(self, ec2, watch, now);
         let entry = state.entry(watch);
-        self.observe(ec2, watch, entry, &mut members, now, &mut reconciled)
-            .await;
+        reconciler.observe(entry, &mut members).await;
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
@@ -120,9 +119,8 @@ impl Agent {
                 .await,
         );
 
-        self.reconcile(ec2, watch, entry, &mut members, now, &mut reconciled)
-            .await;
-        turn.failed = reconciled.failed || !errors.is_empty();
+        reconciler.reconcile(entry, &mut members).await;
+        turn.failed = reconciler.failed || !errors.is_empty();
         if !errors.is_empty() {
             turn.error = Some(errors.join("; "));
         }
@@ -143,7 +141,7 @@ impl Agent {
 
         for run in entry.runs.iter().filter(|r| changed_now(r, now)) {
             let first = opened.as_ref().filter(|c| c.sha == run.commit);
-            let news = reconciled.news(&run.commit);
+            let news = reconciler.news(&run.commit);
             let old = before.iter().find(|(c, _)| *c == run.commit).map(|b| &b.1);
             if first.is_none() && news.is_empty() && old == Some(&run.shape()) {
                 continue;

@@ -69,7 +69,6 @@ fn spread(s: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Repo;
 
     fn spec() -> Results {
         Results {
@@ -97,14 +96,7 @@ mod tests {
 
     #[test]
     fn a_verdict_names_the_spread_and_the_difference_to_the_commit_before() {
-        let watch = Watch::new(
-            Repo {
-                owner: "octo".into(),
-                name: "trainer".into(),
-            },
-            "main",
-            vec![],
-        );
+        let watch = Watch::example("main", &[]);
         let runs = [
             completed("aaaaaaaaaa", &[("i-1", 0.5)]),
             completed("bbbbbbbbbb", &[("i-1", 0.75)]),
