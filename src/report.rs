@@ -93,6 +93,14 @@ pub fn parts(run: &Run) -> String {
     lines.join("\n")
 }
 
+/// The news line of a run that stopped the machines of the older run of `older`.
+pub fn superseded(older: &str) -> String {
+    format!(
+        "Superseded `{}`: its machines were stopped for this commit; no verdict",
+        short(older)
+    )
+}
+
 /// The instances of a run that failed and why, on one line.
 pub fn failures(run: &Run) -> String {
     run.instances

@@ -10,7 +10,7 @@ use crate::config::Watch;
 use crate::ec2::Ec2;
 use crate::launch::{self, Members, Outcome};
 use crate::plan::{self, Step};
-use crate::report::short;
+use crate::report;
 use crate::state::{Part, WatchState};
 use crate::tags;
 
@@ -87,10 +87,8 @@ impl<'a> Reconciler<'a> {
                 if run.commit != commit && calls.superseded.contains(&run.commit) {
                     run.completed_at = Some(now);
                     run.superseded_by = Some(commit.clone());
-                    self.news.entry(commit.clone()).or_default().push(format!(
-                        "Superseded `{}`: its machines were stopped for this commit; no verdict",
-                        short(&run.commit)
-                    ));
+                    let news = self.news.entry(commit.clone()).or_default();
+                    news.push(report::superseded(&run.commit));
                 }
             }
         }
