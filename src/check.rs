@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::cloudwatch::CloudWatch;
 use crate::config::{Settings, SlackSettings};
-use crate::ec2::{Action, Ec2, State};
+use crate::ec2::{Action, Ec2, InstanceState};
 use crate::github::GitHub;
 use crate::report::short;
 use crate::retry;
@@ -20,7 +20,7 @@ pub struct Item {
 }
 
 impl Item {
-    fn pass(text: impl Into<String>) -> Item {
+    fn ok(text: impl Into<String>) -> Item {
         Item {
             ok: true,
             text: text.into(),
@@ -67,7 +67,7 @@ pub async fn online(settings: &Settings, policy: retry::Policy) -> Vec<Item> {
         match Slack::new(target.clone(), policy) {
             Ok(slack) => match slack.check().await {
                 Ok(found) => items.extend(found.into_iter().map(|f| match f {
-                    Ok(what) => Item::pass(format!("Slack: {what}")),
+                    Ok(what) => Item::ok(format!("Slack: {what}")),
                     Err(problem) => Item::fail(format!("Slack: {problem}")),
                 })),
                 Err(e) => items.push(Item::fail(format!("Slack: {e}"))),
@@ -90,22 +90,22 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
         )));
     }
     match client.rate_limit().await {
-        Ok(Some((left, limit))) if gh.token.is_some() => items.push(Item::pass(format!(
+        Ok(Some((left, limit))) if gh.token.is_some() => items.push(Item::ok(format!(
             "GitHub token accepted ({left} of {limit} requests left this hour)"
         ))),
-        Ok(Some((left, limit))) => items.push(Item::pass(format!(
+        Ok(Some((left, limit))) => items.push(Item::ok(format!(
             "GitHub reachable without a token ({left} of {limit} requests left this hour)"
         ))),
         // The branches below show whether the token is accepted.
-        Ok(None) => items.push(Item::pass("GitHub reachable; rate limiting is off")),
+        Ok(None) => items.push(Item::ok("GitHub reachable; rate limiting is off")),
         Err(e) => items.push(Item::fail(e.to_string())),
     }
     for w in &settings.watches {
         items.push(match client.head(&w.repo, &w.branch, None).await {
-            Ok(crate::github::Head::Changed { sha, .. }) => {
-                Item::pass(format!("{w} readable (head {})", short(&sha)))
+            Ok(crate::github::Head::At { sha, .. }) => {
+                Item::ok(format!("{w} readable (head {})", short(&sha)))
             }
-            Ok(crate::github::Head::Unchanged) => Item::pass(format!("{w} readable")),
+            Ok(crate::github::Head::Unchanged) => Item::ok(format!("{w} readable")),
             Err(e) => Item::fail(format!("{w}: {e}")),
         });
     }
@@ -121,12 +121,17 @@ async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) 
     let mut existing = Vec::new();
     for id in &ids {
         items.push(match described.iter().find(|i| &i.id == id) {
-            Some(i) if matches!(i.state, State::Terminated | State::ShuttingDown) => {
+            Some(i)
+                if matches!(
+                    i.state,
+                    InstanceState::Terminated | InstanceState::ShuttingDown
+                ) =>
+            {
                 Item::fail(format!("instance {id} is {}", i.state))
             }
             Some(i) => {
                 existing.push(id.clone());
-                Item::pass(format!("instance {id} exists ({})", i.state))
+                Item::ok(format!("instance {id} exists ({})", i.state))
             }
             None => Item::fail(format!(
                 "instance {id} not found in this account and region"
@@ -139,7 +144,7 @@ async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) 
             continue;
         }
         items.push(match client.permitted(action, &existing).await {
-            Ok(()) => Item::pass(format!("ec2:{} allowed", action.name())),
+            Ok(()) => Item::ok(format!("ec2:{} allowed", action.name())),
             Err(e) => Item::fail(e.to_string()),
         });
     }
@@ -183,7 +188,7 @@ async fn cloudwatch(settings: &Settings, policy: retry::Policy, ec2: &Ec2, items
                 idle.metric,
                 humantime::format_duration(idle.window)
             )),
-            Ok(points) => Item::pass(format!(
+            Ok(points) => Item::ok(format!(
                 "{w}: cloudwatch:GetMetricStatistics allowed, {} datapoints for {} with {dims}",
                 points.len(),
                 idle.metric

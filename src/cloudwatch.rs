@@ -108,11 +108,7 @@ impl CloudWatch {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("https://monitoring.{region}.{}", dns_suffix(&region)),
         };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pushwake/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .timeout(policy.timeout)
-            .build()?;
+        let http = crate::http::client(&policy)?;
         Ok(CloudWatch {
             http,
             endpoint,

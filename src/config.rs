@@ -148,6 +148,19 @@ impl Watch {
     }
 }
 
+#[cfg(test)]
+impl Watch {
+    /// The watch of the unit tests: `octo/trainer` on `branch`, with `instances`.
+    pub fn example(branch: &str, instances: &[&str]) -> Watch {
+        let repo = Repo {
+            owner: "octo".into(),
+            name: "trainer".into(),
+        };
+        let instances = instances.iter().map(|id| id.to_string()).collect();
+        Watch::new(repo, branch, instances)
+    }
+}
+
 /// The marker that skips a push unless `skip_markers` says otherwise.
 pub const DEFAULT_SKIP_MARKER: &str = "[skip pushwake]";
 

@@ -23,7 +23,7 @@ use crate::retry::{self, Retryable};
 
 /// The lifecycle state of an instance, as far as starting it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub enum InstanceState {
     Pending,
     Running,
     Stopping,
@@ -33,30 +33,30 @@ pub enum State {
     Other(String),
 }
 
-impl From<&InstanceStateName> for State {
+impl From<&InstanceStateName> for InstanceState {
     fn from(s: &InstanceStateName) -> Self {
         match s {
-            InstanceStateName::Pending => State::Pending,
-            InstanceStateName::Running => State::Running,
-            InstanceStateName::Stopping => State::Stopping,
-            InstanceStateName::Stopped => State::Stopped,
-            InstanceStateName::ShuttingDown => State::ShuttingDown,
-            InstanceStateName::Terminated => State::Terminated,
-            other => State::Other(other.as_str().to_owned()),
+            InstanceStateName::Pending => InstanceState::Pending,
+            InstanceStateName::Running => InstanceState::Running,
+            InstanceStateName::Stopping => InstanceState::Stopping,
+            InstanceStateName::Stopped => InstanceState::Stopped,
+            InstanceStateName::ShuttingDown => InstanceState::ShuttingDown,
+            InstanceStateName::Terminated => InstanceState::Terminated,
+            other => InstanceState::Other(other.as_str().to_owned()),
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for InstanceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            State::Pending => "pending",
-            State::Running => "running",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::ShuttingDown => "shutting-down",
-            State::Terminated => "terminated",
-            State::Other(s) => s,
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Other(s) => s,
         })
     }
 }
@@ -65,7 +65,7 @@ impl fmt::Display for State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub id: String,
-    pub state: State,
+    pub state: InstanceState,
     pub tags: BTreeMap<String, String>,
     /// When it was last started (EC2 calls it the launch time).
     pub launch_time: Option<DateTime<Utc>>,
@@ -387,6 +387,21 @@ impl Intercept for Clock {
     }
 }
 
+/// Sends one mutating request under the retry policy. `$request` is the SDK's builder with
+/// the request's parameters, built again for each attempt. With `$dry` the request is only
+/// a `DryRun` permission check; a real call leaves the flag out rather than sending it as
+/// false. What EC2 answers is dropped: the instances' new states are read from the next
+/// describe. A macro, because the SDK's builders share no trait a function could take.
+macro_rules! mutation {
+    ($ec2:expr, $action:literal, $dry:expr, $request:expr) => {
+        $ec2.call($action, || {
+            $request.set_dry_run($dry.then_some(true)).send()
+        })
+        .await
+        .map(drop)
+    };
+}
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -406,7 +421,7 @@ impl Ec2 {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+                    .connect_timeout(crate::http::connect_timeout(policy.timeout))
                     .operation_attempt_timeout(policy.timeout)
                     .build(),
             )
@@ -507,7 +522,7 @@ impl Ec2 {
                 });
                 out.push(Instance {
                     id: id.to_owned(),
-                    state: State::from(state),
+                    state: InstanceState::from(state),
                     tags,
                     launch_time,
                     state_reason,
@@ -554,7 +569,7 @@ impl Ec2 {
     }
 
     // Each request is defined once, for the real call and for the `DryRun` check of
-    // `permitted`. The flag is left out of a real call rather than sent as false.
+    // `permitted`; `mutation!` adds the flag and sends it.
 
     async fn create_tags(
         &self,
@@ -566,54 +581,50 @@ impl Ec2 {
             .iter()
             .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
             .collect();
-        self.call("CreateTags", || {
+        mutation!(
+            self,
+            "CreateTags",
+            dry,
             self.client
                 .create_tags()
-                .set_dry_run(dry.then_some(true))
                 .set_resources(Some(ids.to_vec()))
                 .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn delete_tags(&self, ids: &[String], keys: &[String], dry: bool) -> Result<(), Error> {
         let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        self.call("DeleteTags", || {
+        mutation!(
+            self,
+            "DeleteTags",
+            dry,
             self.client
                 .delete_tags()
-                .set_dry_run(dry.then_some(true))
                 .set_resources(Some(ids.to_vec()))
                 .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        self.call("StopInstances", || {
+        mutation!(
+            self,
+            "StopInstances",
+            dry,
             self.client
                 .stop_instances()
-                .set_dry_run(dry.then_some(true))
                 .set_instance_ids(Some(ids.to_vec()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 
     async fn start_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        self.call("StartInstances", || {
+        mutation!(
+            self,
+            "StartInstances",
+            dry,
             self.client
                 .start_instances()
-                .set_dry_run(dry.then_some(true))
                 .set_instance_ids(Some(ids.to_vec()))
-                .send()
-        })
-        .await
-        .map(drop)
+        )
     }
 }
 

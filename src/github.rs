@@ -18,6 +18,7 @@ use octocrab::service::middleware::extra_headers::ExtraHeadersLayer;
 use octocrab::{AuthState, Octocrab, OctocrabBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tower_http::follow_redirect::FollowRedirectLayer;
 
 use crate::config::Repo;
@@ -29,8 +30,10 @@ use crate::retry::{self, Retryable};
 pub enum Head {
     /// The branch has not moved since the ETag that was sent.
     Unchanged,
-    /// The branch points at `sha`; `etag` makes the next poll conditional.
-    Changed { sha: String, etag: Option<String> },
+    /// The branch points at `sha`, which may be the SHA it pointed at before: a poll
+    /// without an ETag, or whose ETag GitHub no longer honours, is answered in full.
+    /// `etag` makes the next poll conditional.
+    At { sha: String, etag: Option<String> },
 }
 
 /// What a Slack message and a log line say about a commit.
@@ -113,7 +116,7 @@ impl GitHub {
         // HTTP for a local test server, redirects followed (a renamed repository answers
         // 301), the API root, and our headers. Attempts are timed by our retry policy.
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(10))));
+        http.set_connect_timeout(Some(crate::http::connect_timeout(policy.timeout)));
         http.enforce_http(false);
         let connector = HttpsConnectorBuilder::new()
             .with_native_roots()?
@@ -123,7 +126,7 @@ impl GitHub {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let mut headers = vec![(
             header::USER_AGENT,
-            HeaderValue::from_static(concat!("pushwake/", env!("CARGO_PKG_VERSION"))),
+            HeaderValue::from_static(crate::http::USER_AGENT),
         )];
         let mut redactor = Redactor::default();
         if let Some(token) = token {
@@ -179,7 +182,7 @@ impl GitHub {
                             .get(header::ETAG)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
-                        Ok(Head::Changed { sha, etag })
+                        Ok(Head::At { sha, etag })
                     }
                     // GitHub answers 422 "No commit found for SHA" for a ref that does not
                     // exist, and 404 for a repository it cannot see.
@@ -195,75 +198,51 @@ impl GitHub {
     /// The first line, author and web link of one commit.
     pub async fn commit(&self, repo: &Repo, sha: &str) -> Result<Commit, Error> {
         let path = format!("/repos/{repo}/commits/{sha}");
-        self.policy
-            .run("commit details", || async {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/vnd.github+json"),
-                );
-                let (status, headers, body) = self.get(&path, headers).await?;
-                if !status.is_success() {
-                    return Err(self.status_error(status, &headers, &body));
-                }
-                let raw: RawCommit =
-                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
-                Ok(Commit {
-                    sha: raw.sha,
-                    title: raw.commit.message.lines().next().unwrap_or("").to_owned(),
-                    message: raw.commit.message,
-                    author: raw
-                        .author
-                        .map(|a| a.login)
-                        .or(raw.commit.author.map(|a| a.name))
-                        .unwrap_or_else(|| "unknown".to_owned()),
-                    url: raw.html_url,
-                })
-            })
-            .await
+        let raw: RawCommit = self.get_json("commit details", &path, |_, _| None).await?;
+        Ok(Commit {
+            sha: raw.sha,
+            title: raw.commit.message.lines().next().unwrap_or("").to_owned(),
+            message: raw.commit.message,
+            author: raw
+                .author
+                .map(|a| a.login)
+                .or(raw.commit.author.map(|a| a.name))
+                .unwrap_or_else(|| "unknown".to_owned()),
+            url: raw.html_url,
+        })
     }
 
     /// The files changed between two commits, from `GET /repos/{o}/{r}/compare/{base}...{head}`.
     pub async fn compare(&self, repo: &Repo, base: &str, head: &str) -> Result<Compare, Error> {
         let path = format!("/repos/{repo}/compare/{base}...{head}");
-        self.policy
-            .run("compare", || async {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/vnd.github+json"),
-                );
-                let (status, headers, body) = self.get(&path, headers).await?;
-                if status == StatusCode::NOT_FOUND {
-                    // The base is gone from the repository: history was rewritten.
-                    return Ok(Compare {
-                        status: "unknown".into(),
-                        files: Vec::new(),
-                        complete: false,
-                    });
-                }
-                if !status.is_success() {
-                    return Err(self.status_error(status, &headers, &body));
-                }
-                let raw: RawCompare =
-                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
-                let complete = raw.files.len() < COMPARE_FILE_LIMIT
-                    && raw.commits.len() < COMPARE_COMMIT_LIMIT
-                    && raw
-                        .total_commits
-                        .is_none_or(|t| t < COMPARE_COMMIT_LIMIT as u64);
-                let files = raw
-                    .files
-                    .into_iter()
-                    .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
-                    .collect();
-                Ok(Compare {
-                    status: raw.status,
-                    files,
-                    complete,
-                })
+        // A 404 means the base is gone from the repository: history was rewritten.
+        let raw: Option<RawCompare> = self
+            .get_json("compare", &path, |status, _| {
+                (status == StatusCode::NOT_FOUND).then_some(None)
             })
-            .await
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(Compare {
+                status: "unknown".into(),
+                files: Vec::new(),
+                complete: false,
+            });
+        };
+        let complete = raw.files.len() < COMPARE_FILE_LIMIT
+            && raw.commits.len() < COMPARE_COMMIT_LIMIT
+            && raw
+                .total_commits
+                .is_none_or(|t| t < COMPARE_COMMIT_LIMIT as u64);
+        let files = raw
+            .files
+            .into_iter()
+            .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
+            .collect();
+        Ok(Compare {
+            status: raw.status,
+            files,
+            complete,
+        })
     }
 
     /// The core rate limit left to this token (or this address, without a token), as
@@ -271,24 +250,37 @@ impl GitHub {
     /// off, which answers 404 "Rate limiting is not enabled.". Asking costs nothing; a bad
     /// token is refused with 401.
     pub async fn rate_limit(&self) -> Result<Option<(u64, u64)>, Error> {
+        let raw: Option<RawRateLimit> = self
+            .get_json("rate limit", "/rate_limit", |status, body| {
+                (status == StatusCode::NOT_FOUND && body.contains("Rate limiting is not enabled"))
+                    .then_some(None)
+            })
+            .await?;
+        Ok(raw.map(|raw| (raw.rate.remaining, raw.rate.limit)))
+    }
+
+    /// `GET path` as `application/vnd.github+json`, retried by the policy and parsed into
+    /// `T`. Some error answers mean "nothing there" rather than a failure (a compare whose
+    /// base is gone, a server without rate limits): `instead` gives the value such an
+    /// answer stands for, and `None` for every answer that is an error.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        instead: impl Fn(StatusCode, &str) -> Option<T>,
+    ) -> Result<T, Error> {
         self.policy
-            .run("rate limit", || async {
+            .run(what, || async {
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     header::ACCEPT,
                     HeaderValue::from_static("application/vnd.github+json"),
                 );
-                let (status, headers, body) = self.get("/rate_limit", headers).await?;
-                if status == StatusCode::NOT_FOUND && body.contains("Rate limiting is not enabled")
-                {
-                    return Ok(None);
+                let (status, headers, body) = self.get(path, headers).await?;
+                if status.is_success() {
+                    return serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()));
                 }
-                if !status.is_success() {
-                    return Err(self.status_error(status, &headers, &body));
-                }
-                let raw: RawRateLimit =
-                    serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
-                Ok(Some((raw.rate.remaining, raw.rate.limit)))
+                instead(status, &body).ok_or_else(|| self.status_error(status, &headers, &body))
             })
             .await
     }

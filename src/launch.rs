@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::config::Watch;
-use crate::ec2::{self, Ec2, Instance, State};
+use crate::ec2::{self, Ec2, Instance, InstanceState};
 
 /// How long to wait for instances that are still stopping.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ pub enum Outcome {
     /// `StartInstances` accepted it.
     Started,
     /// Someone else started it while pushwake waited for it to stop.
-    Up(State),
+    Up(InstanceState),
     /// It is terminated or does not exist. Reported, but not worth another attempt.
     Gone(String),
     /// It could not be started this time; the next pass tries again.
@@ -128,12 +128,14 @@ async fn wait_and_start(
                 let mut ready = Vec::new();
                 waiting.retain(|id| {
                     let outcome = match now.iter().find(|i| &i.id == id).map(|i| &i.state) {
-                        Some(State::Stopping) => return true,
-                        Some(State::Stopped) => {
+                        Some(InstanceState::Stopping) => return true,
+                        Some(InstanceState::Stopped) => {
                             ready.push(id.clone());
                             return false;
                         }
-                        Some(s @ (State::Pending | State::Running)) => Outcome::Up(s.clone()),
+                        Some(s @ (InstanceState::Pending | InstanceState::Running)) => {
+                            Outcome::Up(s.clone())
+                        }
                         Some(s) => Outcome::Gone(s.to_string()),
                         None => Outcome::Gone("no longer exists".into()),
                     };

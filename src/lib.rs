@@ -11,15 +11,16 @@
 //! - [`launch`]: a watch's instances, and the EC2 calls that carry a plan out.
 //! - [`tags`]: the `pushwake:*` tags written on the instances.
 //! - [`reap`]: which instances the stop rules say to stop.
-//! - [`results`]: gathering each run's results, and the verdict on a commit.
+//! - [`results`]: gathering each run's results, and what a verdict compares.
 //! - [`stats`]: summaries and Welch's t-test.
 //! - [`plot`]: the SVG of `pushwake results --plot`.
 //! - [`pass`]: one pass over all watches; the only place that orders side effects.
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
-//! - [`report`]: the words of Slack messages and log lines.
-//! - [`status`]: `pushwake status`.
+//! - [`report`]: every word pushwake says: Slack messages, log lines, verdicts, tables.
+//! - [`status`]: the rows of `pushwake status`.
 //! - [`check`]: `pushwake check [--online]`.
 //! - [`retry`]: the one retry policy.
+//! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
 
 pub mod check;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod ec2;
 pub mod github;
+pub mod http;
 pub mod launch;
 pub mod pass;
 pub mod plan;

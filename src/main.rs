@@ -1,6 +1,6 @@
 //! The `pushwake` binary: arguments, logging, dispatch, exit status.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use pushwake::config::Settings;
 use pushwake::daemon::{self, Control};
 use pushwake::ec2::Ec2;
 use pushwake::pass::{Agent, PassOptions};
+use pushwake::report::table;
 use pushwake::retry::Policy;
 use pushwake::{check, results, status};
 
@@ -124,10 +125,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let rows = results::rows(&settings)?;
             let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
+                table::print_json(&mut out, &rows)?;
             } else {
-                results::print_table(&mut out, &rows)?;
+                table::print_results(&mut out, &rows)?;
             }
             if let Some(path) = plot {
                 pushwake::plot::svg(&rows, &path)?;
@@ -145,10 +145,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             let mut out = std::io::stdout().lock();
             if json {
-                status::print_json(&mut out, &rows)?;
+                table::print_json(&mut out, &rows)?;
             } else {
-                status::print_table(&mut out, &rows)?;
-                status::print_orphans(&mut out, &status::orphans(&settings)?)?;
+                table::print_status(&mut out, &rows)?;
+                table::print_orphans(&mut out, &status::orphans(&settings)?)?;
             }
             Ok(OK)
         }

@@ -232,11 +232,11 @@ impl Agent {
                     errors.insert(i, format!("cannot poll: {e:#}"));
                 }
                 Ok(Head::Unchanged) => tracing::debug!("{watch}: unchanged"),
-                Ok(Head::Changed { sha, etag }) if entry.last_sha.as_ref() == Some(&sha) => {
+                Ok(Head::At { sha, etag }) if entry.last_sha.as_ref() == Some(&sha) => {
                     tracing::debug!("{watch}: unchanged at {}", short(&sha));
                     entry.etag = etag;
                 }
-                Ok(Head::Changed { sha, etag })
+                Ok(Head::At { sha, etag })
                     if entry.last_sha.is_none()
                         && self.settings.first_run == FirstRun::Baseline =>
                 {
@@ -249,7 +249,7 @@ impl Agent {
                     }
                     entry.record(sha, etag);
                 }
-                Ok(Head::Changed { sha, etag }) => {
+                Ok(Head::At { sha, etag }) => {
                     heads.insert(i, (sha, etag));
                 }
             }

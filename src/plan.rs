@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::{OnBusy, Watch};
-use crate::ec2::{Instance, State};
+use crate::ec2::{Instance, InstanceState};
 use crate::launch::Members;
 use crate::report::short;
 use crate::state::{Part, Run};
@@ -100,7 +100,7 @@ pub fn decide(
     let Some(i) = instance else {
         return Step::Set(skipped("not found in this account and region"));
     };
-    let up = matches!(i.state, State::Pending | State::Running);
+    let up = matches!(i.state, InstanceState::Pending | InstanceState::Running);
     let tagged_for_commit = i.tags.get(tags::COMMIT).map(String::as_str) == Some(commit);
     let started_at = tags::started_at(&i.tags);
     if tagged_for_commit && up {
@@ -122,10 +122,10 @@ pub fn decide(
     if let Some(accepted @ Part::Accepted { at }) = part {
         match (&i.state, &i.state_reason) {
             // A job that finished before this pass looked, and shut its machine down.
-            (State::Stopped, Some(r)) if r.is_shutdown() && tagged_for_commit => {
+            (InstanceState::Stopped, Some(r)) if r.is_shutdown() && tagged_for_commit => {
                 return Step::Set(Part::Started { at: *at });
             }
-            (State::Stopped, reason) => {
+            (InstanceState::Stopped, reason) => {
                 let reason = reason
                     .as_ref()
                     .map_or_else(|| "EC2 gave no reason".to_owned(), ToString::to_string);
@@ -134,17 +134,19 @@ pub fn decide(
                 });
             }
             // Still on its way up or down: the next pass looks again.
-            (State::Stopping, _) => return Step::Set(accepted.clone()),
+            (InstanceState::Stopping, _) => return Step::Set(accepted.clone()),
             _ => {}
         }
     }
     match &i.state {
-        State::Terminated | State::ShuttingDown => Step::Set(skipped(&i.state.to_string())),
+        InstanceState::Terminated | InstanceState::ShuttingDown => {
+            Step::Set(skipped(&i.state.to_string()))
+        }
         _ if !cx.newest => Step::Set(skipped("a newer push took its place")),
-        State::Stopped => Step::Start,
-        State::Stopping => Step::StartWhenStopped,
-        State::Pending | State::Running => busy(i, cx),
-        State::Other(s) => Step::Set(Part::Waiting {
+        InstanceState::Stopped => Step::Start,
+        InstanceState::Stopping => Step::StartWhenStopped,
+        InstanceState::Pending | InstanceState::Running => busy(i, cx),
+        InstanceState::Other(s) => Step::Set(Part::Waiting {
             why: format!("in state {s}"),
         }),
     }
@@ -187,7 +189,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::Repo;
     use crate::ec2::StateReason;
 
     const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
@@ -199,16 +200,12 @@ mod tests {
     }
 
     fn watch(on_busy: OnBusy) -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        let mut w = Watch::new(repo, "main", vec!["i-00000001".into()]);
+        let mut w = Watch::example("main", &["i-00000001"]);
         w.on_busy = on_busy;
         w
     }
 
-    fn instance(state: State, tags: &[(&str, &str)]) -> Instance {
+    fn instance(state: InstanceState, tags: &[(&str, &str)]) -> Instance {
         Instance {
             id: "i-00000001".into(),
             state,
@@ -253,25 +250,32 @@ mod tests {
 
     #[test]
     fn a_stopped_instance_is_started() {
-        assert_eq!(decide_q(None, &instance(State::Stopped, &[])), Step::Start);
+        assert_eq!(
+            decide_q(None, &instance(InstanceState::Stopped, &[])),
+            Step::Start
+        );
     }
 
     #[test]
     fn a_stopped_instance_that_ran_an_older_commit_is_started() {
-        let i = instance(State::Stopped, &ours(OLD));
+        let i = instance(InstanceState::Stopped, &ours(OLD));
         assert_eq!(decide_q(None, &i), Step::Start);
     }
 
     #[test]
     fn a_stopping_instance_is_started_once_stopped() {
-        let i = instance(State::Stopping, &[]);
+        let i = instance(InstanceState::Stopping, &[]);
         assert_eq!(decide_q(None, &i), Step::StartWhenStopped);
     }
 
     #[test]
     fn a_started_part_is_never_started_again() {
         let started = Part::Started { at: at(1) };
-        for state in [State::Stopped, State::Stopping, State::Running] {
+        for state in [
+            InstanceState::Stopped,
+            InstanceState::Stopping,
+            InstanceState::Running,
+        ] {
             let i = instance(state, &[]);
             assert_eq!(decide_q(Some(&started), &i), Step::Set(started.clone()));
         }
@@ -285,13 +289,16 @@ mod tests {
     #[test]
     fn a_skipped_part_stays_skipped() {
         let skip = skipped("terminated");
-        let i = instance(State::Stopped, &[]);
+        let i = instance(InstanceState::Stopped, &[]);
         assert_eq!(decide_q(Some(&skip), &i), Step::Set(skip.clone()));
     }
 
     #[test]
     fn an_accepted_start_that_runs_is_confirmed_with_the_launch_time() {
-        let i = instance(State::Running, &[(tags::COMMIT, C), (tags::STARTED_AT, "")]);
+        let i = instance(
+            InstanceState::Running,
+            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
+        );
         let accepted = Part::Accepted { at: at(4) };
         assert_eq!(
             decide_q(Some(&accepted), &i),
@@ -307,7 +314,7 @@ mod tests {
         let mut tags = ours(C);
         tags.retain(|(k, _)| *k != tags::STARTED_AT);
         tags.push((tags::STARTED_AT, "2026-11-29T10:07:00Z"));
-        let i = instance(State::Pending, &tags);
+        let i = instance(InstanceState::Pending, &tags);
         assert_eq!(
             decide_q(None, &i),
             Step::Confirm {
@@ -320,7 +327,10 @@ mod tests {
     #[test]
     fn an_instance_up_for_the_commit_after_a_crash_is_not_started_again() {
         // Tagged and started, and the agent died before it saved the run.
-        let i = instance(State::Running, &[(tags::COMMIT, C), (tags::STARTED_AT, "")]);
+        let i = instance(
+            InstanceState::Running,
+            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
+        );
         assert!(matches!(
             decide_q(None, &i),
             Step::Confirm { tag: true, .. }
@@ -330,19 +340,25 @@ mod tests {
     #[test]
     fn an_instance_tagged_but_never_started_is_started() {
         // Tagged for the commit, and the agent died before StartInstances.
-        let i = instance(State::Stopped, &[(tags::COMMIT, C), (tags::STARTED_AT, "")]);
+        let i = instance(
+            InstanceState::Stopped,
+            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
+        );
         assert_eq!(decide_q(None, &i), Step::Start);
     }
 
     #[test]
     fn an_instance_that_ran_the_commit_and_stopped_is_done() {
-        let i = instance(State::Stopped, &ours(C));
+        let i = instance(InstanceState::Stopped, &ours(C));
         assert_eq!(decide_q(None, &i), Step::Set(Part::Started { at: at(5) }));
     }
 
     #[test]
     fn a_start_that_fell_back_to_stopped_fails_with_the_reason() {
-        let mut i = instance(State::Stopped, &[(tags::COMMIT, C), (tags::STARTED_AT, "")]);
+        let mut i = instance(
+            InstanceState::Stopped,
+            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
+        );
         i.state_reason = Some(StateReason {
             code: "Server.InsufficientInstanceCapacity".into(),
             message: "Server.InsufficientInstanceCapacity: Insufficient capacity.".into(),
@@ -357,7 +373,10 @@ mod tests {
 
     #[test]
     fn a_fast_job_that_shut_its_machine_down_counts_as_started() {
-        let mut i = instance(State::Stopped, &[(tags::COMMIT, C), (tags::STARTED_AT, "")]);
+        let mut i = instance(
+            InstanceState::Stopped,
+            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
+        );
         i.state_reason = Some(StateReason {
             code: "Client.InstanceInitiatedShutdown".into(),
             message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
@@ -368,7 +387,7 @@ mod tests {
 
     #[test]
     fn an_accepted_start_still_stopping_is_looked_at_again() {
-        let i = instance(State::Stopping, &[(tags::COMMIT, C)]);
+        let i = instance(InstanceState::Stopping, &[(tags::COMMIT, C)]);
         let accepted = Part::Accepted { at: at(4) };
         assert_eq!(decide_q(Some(&accepted), &i), Step::Set(accepted.clone()));
     }
@@ -378,20 +397,20 @@ mod tests {
         let failed = Part::Failed {
             why: "InsufficientInstanceCapacity".into(),
         };
-        let i = instance(State::Stopped, &[]);
+        let i = instance(InstanceState::Stopped, &[]);
         assert_eq!(decide_q(Some(&failed), &i), Step::Start);
     }
 
     #[test]
     fn a_waiting_part_starts_when_its_machine_stops() {
         let waiting = Part::Waiting { why: "busy".into() };
-        let i = instance(State::Stopped, &ours(OLD));
+        let i = instance(InstanceState::Stopped, &ours(OLD));
         assert_eq!(decide_q(Some(&waiting), &i), Step::Start);
     }
 
     #[test]
     fn gone_instances_are_skipped() {
-        for state in [State::Terminated, State::ShuttingDown] {
+        for state in [InstanceState::Terminated, InstanceState::ShuttingDown] {
             let i = instance(state, &[]);
             assert!(matches!(
                 decide_q(None, &i),
@@ -406,7 +425,7 @@ mod tests {
 
     #[test]
     fn busy_with_an_older_commit_queues_by_default() {
-        let i = instance(State::Running, &ours(OLD));
+        let i = instance(InstanceState::Running, &ours(OLD));
         assert_eq!(
             decide_q(None, &i),
             Step::Set(Part::Waiting {
@@ -417,7 +436,7 @@ mod tests {
 
     #[test]
     fn busy_with_an_older_commit_is_superseded() {
-        let i = instance(State::Running, &ours(OLD));
+        let i = instance(InstanceState::Running, &ours(OLD));
         assert_eq!(
             decide_with(OnBusy::Supersede, None, Some(&i)),
             Step::Supersede { commit: OLD.into() }
@@ -426,7 +445,7 @@ mod tests {
 
     #[test]
     fn busy_with_an_older_commit_is_skipped() {
-        let i = instance(State::Running, &ours(OLD));
+        let i = instance(InstanceState::Running, &ours(OLD));
         let Step::Set(Part::Skipped { why }) = decide_with(OnBusy::Skip, None, Some(&i)) else {
             panic!()
         };
@@ -439,7 +458,7 @@ mod tests {
     #[test]
     fn supersede_never_stops_a_machine_a_person_started() {
         // No pushwake tags at all.
-        let i = instance(State::Running, &[]);
+        let i = instance(InstanceState::Running, &[]);
         assert_eq!(
             decide_with(OnBusy::Supersede, None, Some(&i)),
             Step::Set(Part::Waiting {
@@ -447,7 +466,7 @@ mod tests {
             })
         );
         // Tagged by an earlier run, then started again by hand long after.
-        let mut i = instance(State::Running, &ours(OLD));
+        let mut i = instance(InstanceState::Running, &ours(OLD));
         i.launch_time = Some(at(40));
         assert!(matches!(
             decide_with(OnBusy::Supersede, None, Some(&i)),
@@ -458,7 +477,7 @@ mod tests {
     #[test]
     fn supersede_never_stops_another_watchs_machine() {
         let i = instance(
-            State::Running,
+            InstanceState::Running,
             &[
                 (tags::COMMIT, OLD),
                 (tags::REPO, "octo/other"),
@@ -479,7 +498,7 @@ mod tests {
         let mut tags = ours(OLD);
         tags.retain(|(k, _)| *k != tags::OWNER);
         tags.push((tags::OWNER, "other-team:/var/lib/pushwake"));
-        let i = instance(State::Running, &tags);
+        let i = instance(InstanceState::Running, &tags);
         assert!(matches!(
             decide_with(OnBusy::Supersede, None, Some(&i)),
             Step::Set(Part::Waiting { .. })
@@ -496,13 +515,13 @@ mod tests {
             owner: OWNER,
         };
         let waiting = Part::Waiting { why: "busy".into() };
-        let i = instance(State::Stopped, &[]);
+        let i = instance(InstanceState::Stopped, &[]);
         assert_eq!(
             decide(C, Some(&waiting), Some(&i), cx),
             Step::Set(skipped("a newer push took its place"))
         );
         // What it started stays started, and is still confirmed.
-        let i = instance(State::Running, &ours(C));
+        let i = instance(InstanceState::Running, &ours(C));
         assert!(matches!(
             decide(C, Some(&Part::Accepted { at: at(4) }), Some(&i), cx),
             Step::Confirm { tag: false, .. }
@@ -519,7 +538,7 @@ mod tests {
             .insert("i-0000000b".into(), Part::Accepted { at: at(4) });
         let members = Members {
             ids: vec!["i-00000001".into(), "i-00000002".into()],
-            described: vec![instance(State::Stopped, &[])],
+            described: vec![instance(InstanceState::Stopped, &[])],
         };
         let steps = plan(
             &run,

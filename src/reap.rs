@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cloudwatch::{self, CloudWatch};
 use crate::config::Watch;
-use crate::ec2::State;
+use crate::ec2::InstanceState;
 use crate::launch::Members;
 use crate::tags;
 
@@ -19,9 +19,24 @@ use crate::tags;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
     pub id: String,
-    pub reason: String,
+    pub why: Why,
     /// How long it has run since pushwake started it.
     pub runtime: Duration,
+}
+
+/// The stop rule that stopped an instance; `report` says it in words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Why {
+    /// It reported every metric, under `stop_when_reported`.
+    Reported,
+    /// It ran for `max_runtime`, the duration given.
+    MaxRuntime(Duration),
+    /// Its `metric` stayed below `below` for the whole `window` (`idle_stop`).
+    Idle {
+        metric: String,
+        below: f64,
+        window: Duration,
+    },
 }
 
 /// What the stop rules found for a watch.
@@ -50,7 +65,7 @@ pub async fn due(
     // it: the same repository and branch may be watched elsewhere, for other machines.
     for instance in &members.described {
         let ours = tags::is_for(instance, watch) && tags::owned_by(instance, owner, watch);
-        if instance.state != State::Running || !ours {
+        if instance.state != InstanceState::Running || !ours {
             continue;
         }
         let Some(started) = tags::pushwake_started(instance) else {
@@ -61,7 +76,7 @@ pub async fn due(
         if reported.contains(&instance.id) {
             judged.due.push(Due {
                 id,
-                reason: "reported every result".to_owned(),
+                why: Why::Reported,
                 runtime,
             });
             continue;
@@ -71,7 +86,7 @@ pub async fn due(
         {
             judged.due.push(Due {
                 id,
-                reason: format!("max_runtime {} reached", humantime::format_duration(max)),
+                why: Why::MaxRuntime(max),
                 runtime,
             });
             continue;
@@ -100,12 +115,11 @@ pub async fn due(
             if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
                 judged.due.push(Due {
                     id,
-                    reason: format!(
-                        "idle: {} below {} for {}",
-                        idle.metric,
-                        idle.below,
-                        humantime::format_duration(idle.window)
-                    ),
+                    why: Why::Idle {
+                        metric: idle.metric.clone(),
+                        below: idle.below,
+                        window: idle.window,
+                    },
                     runtime,
                 });
             }

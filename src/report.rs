@@ -1,14 +1,22 @@
-//! The words pushwake says: Slack messages and the matching log lines.
+//! The words pushwake says: Slack messages and the matching log lines, why an instance is
+//! stopped, the verdict on a run (`verdict.rs`), and the CLI tables (`table.rs`).
 //!
 //! Kept apart from the Slack client so that the dry run and the log can say exactly what a
-//! message would have said.
+//! message would have said, and apart from the decisions so that each says what it decides
+//! and only this module says how it is put to people.
 
 use std::fmt::Write;
 
 use crate::config::Watch;
 use crate::github::Commit;
+use crate::reap::Why;
 use crate::slack::escape;
 use crate::state::{Part, Run};
+
+pub mod table;
+mod verdict;
+
+pub use verdict::verdict;
 
 /// The message for a change of a run: which commit, what each instance does for it, and
 /// `news` (what else the pass did for it, one line each). `commit` is given when the run
@@ -85,6 +93,14 @@ pub fn parts(run: &Run) -> String {
     lines.join("\n")
 }
 
+/// The news line of a run that stopped the machines of the older run of `older`.
+pub fn superseded(older: &str) -> String {
+    format!(
+        "Superseded `{}`: its machines were stopped for this commit; no verdict",
+        short(older)
+    )
+}
+
 /// The instances of a run that failed and why, on one line.
 pub fn failures(run: &Run) -> String {
     run.instances
@@ -106,6 +122,31 @@ pub fn stopped(watch: &Watch, id: &str, reason: &str, runtime: std::time::Durati
         humantime::format_duration(runtime),
         escape(reason)
     )
+}
+
+/// Why a stop rule stops an instance, as the stop message, the log and `status` say it.
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Reported => f.write_str("reported every result"),
+            Why::MaxRuntime(max) => {
+                write!(
+                    f,
+                    "max_runtime {} reached",
+                    humantime::format_duration(*max)
+                )
+            }
+            Why::Idle {
+                metric,
+                below,
+                window,
+            } => write!(
+                f,
+                "idle: {metric} below {below} for {}",
+                humantime::format_duration(*window)
+            ),
+        }
+    }
 }
 
 /// Where an instance was started from, by its tags: "octo/trainer@main, `1a2b3c4`".
@@ -192,14 +233,9 @@ pub fn short(sha: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Repo;
 
     fn watch(branch: &str) -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        Watch::new(repo, branch, vec![])
+        Watch::example(branch, &[])
     }
 
     #[test]
@@ -238,6 +274,19 @@ mod tests {
             ":white_check_mark: *octo/trainer* `main` works again."
         );
         assert!(recovered(&[&a, &b]).ends_with("work again."));
+    }
+
+    #[test]
+    fn each_stop_rule_says_why_in_its_own_words() {
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(Why::Reported.to_string(), "reported every result");
+        assert_eq!(Why::MaxRuntime(hour).to_string(), "max_runtime 1h reached");
+        let idle = Why::Idle {
+            metric: "GPUUtilization".into(),
+            below: 5.0,
+            window: hour,
+        };
+        assert_eq!(idle.to_string(), "idle: GPUUtilization below 5 for 1h");
     }
 
     #[test]

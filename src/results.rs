@@ -1,22 +1,19 @@
-//! Results: gathering what each run reported, and judging a commit against the last.
+//! Results: gathering what each run reported, and the numbers a verdict and the rows of
+//! `pushwake results` are made of. Their words are in `report`.
 //!
 //! A run reports by tagging its own instance `pushwake:result:<metric>` with a number.
 //! pushwake reads those tags from the describe it already makes, counts a value only while
 //! the instance's `pushwake:commit` is still the run's commit, and keeps every value in its
 //! state, per watch and commit, so the history survives restarts and reused instances.
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Results, Settings, Watch};
-use crate::ec2::State;
+use crate::config::{Results, Settings};
+use crate::ec2::InstanceState;
 use crate::launch::Members;
-use crate::report::short;
-use crate::slack::escape;
 use crate::state::{Run, Store};
-use crate::stats::{self, Summary};
+use crate::stats::Summary;
 use crate::tags;
 
 /// What one look at the instances found.
@@ -31,12 +28,7 @@ pub struct Harvest {
 /// Reads the result tags of every open run's started instances, and closes the runs that
 /// are done: every part settled, and every started instance reported every metric, or
 /// stopped (or was reused) without; or the timeout passed since the last start.
-pub fn harvest(
-    runs: &mut [Run],
-    members: &Members,
-    results: &Results,
-    now: DateTime<Utc>,
-) -> Harvest {
+pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
     for (index, run) in runs.iter_mut().enumerate() {
         if !run.is_open() {
@@ -50,7 +42,7 @@ pub fn harvest(
             };
             let same_commit = instance.tags.get(tags::COMMIT) == Some(&run.commit);
             if same_commit {
-                for metric in &results.metrics {
+                for metric in &spec.metrics {
                     if let Some(v) = tags::result(&instance.tags, metric) {
                         run.values
                             .entry(metric.clone())
@@ -59,11 +51,14 @@ pub fn harvest(
                     }
                 }
             }
-            let reported = reported_all(run, results, id);
-            if reported && same_commit && instance.state == State::Running {
+            let reported = reported_all(run, spec, id);
+            if reported && same_commit && instance.state == InstanceState::Running {
                 harvest.reported.push(id.clone());
             }
-            let up = matches!(instance.state, State::Pending | State::Running);
+            let up = matches!(
+                instance.state,
+                InstanceState::Pending | InstanceState::Running
+            );
             if !reported && same_commit && up {
                 all_done = false;
             }
@@ -72,82 +67,30 @@ pub fn harvest(
         let Some(last_start) = run.last_start() else {
             continue;
         };
-        let timed_out = (now - last_start).to_std().unwrap_or_default() >= results.timeout;
+        let timed_out = (now - last_start).to_std().unwrap_or_default() >= spec.timeout;
         if all_done || timed_out {
             run.completed_at = Some(now);
-            run.partial = !started.iter().all(|id| reported_all(run, results, id));
+            run.partial = !started.iter().all(|id| reported_all(run, spec, id));
             harvest.completed.push(index);
         }
     }
     harvest
 }
 
-fn reported_all(run: &Run, results: &Results, id: &str) -> bool {
-    results
-        .metrics
+/// Whether instance `id` reported every metric in `run`.
+pub fn reported_all(run: &Run, spec: &Results, id: &str) -> bool {
+    spec.metrics
         .iter()
         .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(id)))
 }
 
 /// The completed run before `runs[index]` with another commit: what it is judged against.
-fn previous(runs: &[Run], index: usize) -> Option<&Run> {
+pub fn previous(runs: &[Run], index: usize) -> Option<&Run> {
     let commit = &runs[index].commit;
     runs[..index]
         .iter()
         .rev()
         .find(|r| r.completed_at.is_some() && r.superseded_by.is_none() && &r.commit != commit)
-}
-
-/// The Slack message for a completed run: per metric the spread, and against the previous
-/// commit the difference and a verdict.
-pub fn verdict(watch: &Watch, results: &Results, runs: &[Run], index: usize) -> String {
-    let run = &runs[index];
-    let before = previous(runs, index);
-    let mut text = format!(
-        ":bar_chart: *{}* `{}` results for `{}`",
-        escape(&watch.repo.to_string()),
-        escape(&watch.branch),
-        short(&run.commit)
-    );
-    if run.partial {
-        let started: Vec<&String> = run.started().collect();
-        let full = started
-            .iter()
-            .filter(|id| reported_all(run, results, id))
-            .count();
-        text.push_str(&format!(
-            " (partial: {full} of {} runs reported everything)",
-            started.len()
-        ));
-    }
-    for metric in &results.metrics {
-        let Some(now) = Summary::of(&run.values_of(metric)) else {
-            text.push_str(&format!("\n• {}: no values", escape(metric)));
-            continue;
-        };
-        text.push_str(&format!("\n• {}: {}", escape(metric), describe(&now)));
-        let Some((old, prev)) = before.and_then(|b| Some((Summary::of(&b.values_of(metric))?, b)))
-        else {
-            continue;
-        };
-        let diff = now.mean - old.mean;
-        text.push_str(&format!(
-            "; vs `{}` ({:.4}): {diff:+.4}",
-            short(&prev.commit),
-            old.mean
-        ));
-        if let Some((_, words)) = stats::verdict(&now, &old, results.better(metric)) {
-            text.push_str(&format!(", {words}"));
-        }
-    }
-    text
-}
-
-fn describe(s: &Summary) -> String {
-    format!(
-        "n={}, {:.4} ± {:.4} ({:.4}–{:.4})",
-        s.n, s.mean, s.std, s.min, s.max
-    )
 }
 
 /// One row of `pushwake results`: one metric of one run.
@@ -173,11 +116,11 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
     let state = Store::new(&settings.state_dir, settings.first_run).load()?;
     let mut rows = Vec::new();
     for watch in &settings.watches {
-        let (Some(results), Some(ws)) = (&watch.results, state.get(watch)) else {
+        let (Some(spec), Some(ws)) = (&watch.results, state.get(watch)) else {
             continue;
         };
         for run in ws.runs.iter().filter(|r| r.superseded_by.is_none()) {
-            for metric in &results.metrics {
+            for metric in &spec.metrics {
                 let values = run.values_of(metric);
                 let s = Summary::of(&values);
                 rows.push(Row {
@@ -199,37 +142,4 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         }
     }
     Ok(rows)
-}
-
-/// A table for people.
-pub fn print_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  STATE",
-        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX"
-    )?;
-    for r in rows {
-        let (spread, range) = match (r.mean, r.std, r.min, r.max) {
-            (Some(m), Some(s), Some(lo), Some(hi)) => {
-                (format!("{m:.4} ± {s:.4}"), format!("{lo:.4}–{hi:.4}"))
-            }
-            _ => ("-".to_owned(), "-".to_owned()),
-        };
-        let state = match (r.complete, r.partial) {
-            (false, _) => "running",
-            (true, true) => "partial",
-            (true, false) => "complete",
-        };
-        writeln!(
-            out,
-            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state}",
-            format!("{}@{}", r.repo, r.branch),
-            short(&r.commit),
-            r.metric,
-            r.n,
-            spread,
-            range
-        )?;
-    }
-    Ok(())
 }

@@ -93,11 +93,7 @@ pub struct Slack {
 
 impl Slack {
     pub fn new(target: SlackSettings, policy: retry::Policy) -> anyhow::Result<Slack> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pushwake/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .timeout(policy.timeout)
-            .build()?;
+        let http = crate::http::client(&policy)?;
         let mut redactor = Redactor::default();
         match &target {
             SlackSettings::Bot { token, .. } => redactor.add(token),

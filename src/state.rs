@@ -474,11 +474,7 @@ mod tests {
     use super::*;
 
     fn empty() -> WatchState {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        WatchState::new(&Watch::new(repo, "main", vec![]))
+        WatchState::new(&Watch::example("main", &[]))
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! `pushwake status`: what the state file says of each configured watch.
+//! `pushwake status`: what the state file says of each configured watch. The table for
+//! people is `report::table`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use serde::Serialize;
 
 use crate::config::Settings;
 use crate::ec2::Ec2;
-use crate::report::{self, short};
+use crate::report;
 use crate::state::{Duty, Kind, Part, Run, Store};
 
 /// One watch as `status --json` shows it. The field names are part of the contract.
@@ -125,88 +125,4 @@ pub async fn add_live(rows: &mut [WatchStatus], ec2: &Ec2) -> anyhow::Result<()>
         row.live = Some(live);
     }
     Ok(())
-}
-
-pub fn print_json(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, rows)?;
-    writeln!(out)?;
-    Ok(())
-}
-
-/// A table for people: one line per watch, the error (if any) on the line below.
-pub fn print_table(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {
-    let name = |r: &WatchStatus| format!("{}@{}", r.repo, r.branch);
-    let width = rows.iter().map(|r| name(r).len()).max().unwrap_or(0).max(5);
-    writeln!(
-        out,
-        "{:<width$}  {:<7}  {:<20}  INSTANCES",
-        "WATCH", "HEAD", "CHECKED"
-    )?;
-    for r in rows {
-        writeln!(
-            out,
-            "{:<width$}  {:<7}  {:<20}  {}",
-            name(r),
-            r.last_sha.as_deref().map(short).unwrap_or("-"),
-            r.last_checked.as_deref().unwrap_or("never"),
-            instances(r)
-        )?;
-        if let Some(e) = &r.last_error {
-            writeln!(out, "{:<width$}  error: {e}", "")?;
-        }
-        for duty in &r.duties {
-            let owed = match duty {
-                Duty::Stop {
-                    instance, reason, ..
-                } => format!("stop {instance} ({reason})"),
-                Duty::Post { text } => {
-                    format!("post {:?}", text.lines().next().unwrap_or_default())
-                }
-            };
-            writeln!(out, "{:<width$}  owed: {owed}", "")?;
-        }
-        for run in &r.open_runs {
-            let queued = if r.queued.as_ref() == Some(&run.commit) {
-                " (queued)"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "{:<width$}  run of {}{queued}:",
-                "",
-                short(&run.commit)
-            )?;
-            for (id, part) in &run.instances {
-                writeln!(out, "{:<width$}    {id}: {part}", "")?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The orphans, below the table; nothing when there are none.
-pub fn print_orphans(out: &mut impl Write, orphans: &[String]) -> anyhow::Result<()> {
-    if !orphans.is_empty() {
-        writeln!(
-            out,
-            "\nrunning, started by pushwake, and no watch owns them any more (the top-level \
-             max_runtime stops them): {}",
-            orphans.join(", ")
-        )?;
-    }
-    Ok(())
-}
-
-/// The instances column: ids, with their live state when known.
-fn instances(row: &WatchStatus) -> String {
-    match &row.live {
-        None => row.instances.join(","),
-        Some(live) => row
-            .instances
-            .iter()
-            .map(|id| format!("{id} ({})", live.get(id).map_or("?", String::as_str)))
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
 }

@@ -120,13 +120,12 @@ pub fn is_for(instance: &Instance, watch: &Watch) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Repo;
-    use crate::ec2::State;
+    use crate::ec2::InstanceState;
 
     fn instance(tags: &[(&str, &str)]) -> Instance {
         Instance {
             id: "i-00000001".into(),
-            state: State::Running,
+            state: InstanceState::Running,
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -137,11 +136,7 @@ mod tests {
     }
 
     fn watch(ids: &[&str]) -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        Watch::new(repo, "main", ids.iter().map(|s| s.to_string()).collect())
+        Watch::example("main", ids)
     }
 
     #[test]

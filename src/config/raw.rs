@@ -102,6 +102,14 @@ impl Ctx<'_> {
         })
     }
 
+    /// Refuses the secret `stem` (e.g. `github.token`) written in the file itself, and
+    /// names the two keys that say where to read it from instead.
+    fn refuse_inline_secret(&self, value: &Inline, stem: &str) -> Result<(), ConfigError> {
+        let instead =
+            format!("name an environment variable with {stem}_env, or a file with {stem}_file");
+        self.refuse_inline(value, stem, &instead)
+    }
+
     fn refuse_inline(&self, value: &Inline, key: &str, instead: &str) -> Result<(), ConfigError> {
         match value {
             Some(v) => self.invalid(
@@ -201,40 +209,37 @@ fn url(
     Ok(s.to_owned())
 }
 
+/// Where the secret `stem` (e.g. `github.token`) is read from: the variable named by
+/// `{stem}_env` or the file named by `{stem}_file`, at most one of them; and the span of
+/// whichever is set, for messages about the secret.
 fn secret_source(
     cx: &Ctx,
-    env_key: (&str, Option<Spanned<String>>),
-    file_key: (&str, Option<Spanned<PathBuf>>),
-) -> Result<Option<SecretSource>, ConfigError> {
-    match (env_key.1, file_key.1) {
-        (Some(_), Some(file)) => cx.invalid(
-            file.span(),
-            file_key.0,
-            format!("set either {} or {}, not both", env_key.0, file_key.0),
-        ),
-        (Some(var), None) => Ok(Some(SecretSource::Env(var.into_inner()))),
-        (None, Some(file)) => Ok(Some(SecretSource::File(super::secret::resolve_file(
+    stem: &str,
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<PathBuf>>,
+) -> Result<(Option<SecretSource>, std::ops::Range<usize>), ConfigError> {
+    let span = source_span(&env, &file);
+    let source = match (env, file) {
+        (Some(_), Some(file)) => {
+            let (env_key, file_key) = (format!("{stem}_env"), format!("{stem}_file"));
+            let why = format!("set either {env_key} or {file_key}, not both");
+            return cx.invalid(file.span(), &file_key, why);
+        }
+        (Some(var), None) => Some(SecretSource::Env(var.into_inner())),
+        (None, Some(file)) => Some(SecretSource::File(super::secret::resolve_file(
             cx.path,
             file.get_ref(),
             cx.env,
-        )))),
-        (None, None) => Ok(None),
-    }
+        ))),
+        (None, None) => None,
+    };
+    Ok((source, span))
 }
 
 fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
-    cx.refuse_inline(
-        &raw.token,
-        "github.token",
-        "name an environment variable with github.token_env, or a file with github.token_file",
-    )?;
+    cx.refuse_inline_secret(&raw.token, "github.token")?;
     let api_url = url(cx, raw.api_url, "github.api_url", DEFAULT_GITHUB_API)?;
-    let span = source_span(&raw.token_env, &raw.token_file);
-    let source = secret_source(
-        cx,
-        ("github.token_env", raw.token_env),
-        ("github.token_file", raw.token_file),
-    )?;
+    let (source, span) = secret_source(cx, "github.token", raw.token_env, raw.token_file)?;
     // The token is optional: public repositories can be polled without one. A named but
     // unset variable is allowed for the same reason, and reported by `check` and the log;
     // a named file that cannot be read is a mistake worth stopping for.
@@ -292,28 +297,14 @@ fn aws(cx: &Ctx, raw: RawAws) -> Result<AwsSettings, ConfigError> {
 }
 
 fn slack(cx: &Ctx, raw: RawSlack) -> Result<SlackSettings, ConfigError> {
-    cx.refuse_inline(
-        &raw.token,
-        "slack.token",
-        "name an environment variable with slack.token_env, or a file with slack.token_file",
-    )?;
-    cx.refuse_inline(
-        &raw.webhook_url,
+    cx.refuse_inline_secret(&raw.token, "slack.token")?;
+    cx.refuse_inline_secret(&raw.webhook_url, "slack.webhook_url")?;
+    let (token, token_span) = secret_source(cx, "slack.token", raw.token_env, raw.token_file)?;
+    let (hook, hook_span) = secret_source(
+        cx,
         "slack.webhook_url",
-        "name an environment variable with slack.webhook_url_env, or a file with \
-         slack.webhook_url_file",
-    )?;
-    let token_span = source_span(&raw.token_env, &raw.token_file);
-    let hook_span = source_span(&raw.webhook_url_env, &raw.webhook_url_file);
-    let token = secret_source(
-        cx,
-        ("slack.token_env", raw.token_env),
-        ("slack.token_file", raw.token_file),
-    )?;
-    let hook = secret_source(
-        cx,
-        ("slack.webhook_url_env", raw.webhook_url_env),
-        ("slack.webhook_url_file", raw.webhook_url_file),
+        raw.webhook_url_env,
+        raw.webhook_url_file,
     )?;
     match (token, hook) {
         (Some(token), None) => {
@@ -353,5 +344,52 @@ fn slack(cx: &Ctx, raw: RawSlack) -> Result<SlackSettings, ConfigError> {
                       for an incoming webhook; remove the [slack] section for no messages"
                 .into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spanned<T>(value: T) -> Option<Spanned<T>> {
+        Some(Spanned::new(0..0, value))
+    }
+
+    fn refusal<T: std::fmt::Debug>(result: Result<T, ConfigError>) -> String {
+        match result.unwrap_err() {
+            ConfigError::Invalid { key, message, .. } => format!("{key}: {message}"),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_read_from_one_of_its_two_keys_and_never_from_the_file() {
+        let env = Env::default();
+        let cx = Ctx {
+            path: Path::new("c.toml"),
+            text: "",
+            env: &env,
+        };
+        let (source, _) = secret_source(&cx, "slack.token", spanned("TOKEN".into()), None).unwrap();
+        assert!(matches!(source, Some(SecretSource::Env(v)) if v == "TOKEN"));
+        let both = secret_source(
+            &cx,
+            "slack.token",
+            spanned("TOKEN".into()),
+            spanned("token".into()),
+        );
+        assert_eq!(
+            refusal(both),
+            "slack.token_file: set either slack.token_env or slack.token_file, not both"
+        );
+        let inline = spanned(toml::Value::String("xoxb-1".into()));
+        let message = refusal(cx.refuse_inline_secret(&inline, "github.token"));
+        assert!(
+            message.starts_with(
+                "github.token: secrets are not read from the config file; name an environment \
+                 variable with github.token_env, or a file with github.token_file."
+            ),
+            "{message}"
+        );
     }
 }

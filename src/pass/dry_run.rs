@@ -7,7 +7,7 @@ use crate::config::Watch;
 use crate::ec2::Action;
 use crate::launch;
 use crate::plan::{self, Step};
-use crate::report::short;
+use crate::report::{self, short};
 use crate::results;
 use crate::state::State;
 
@@ -45,20 +45,20 @@ impl Agent {
         let now = chrono::Utc::now();
         let entry = state.entry(watch);
         let mut reported = Vec::new();
-        if let Some(results) = &watch.results {
-            let harvest = results::harvest(&mut entry.runs, &members, results, now);
+        if let Some(spec) = &watch.results {
+            let harvest = results::harvest(&mut entry.runs, &members, spec, now);
             for &i in &harvest.completed {
-                let verdict = results::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, i);
                 println!("{watch}: would post\n{verdict}");
             }
-            if results.stop_when_reported {
+            if spec.stop_when_reported {
                 reported = harvest.reported;
             }
         }
         match self.due(watch, &members, &reported, ec2.now()).await {
             Ok(judged) => {
                 for d in judged.due {
-                    println!("{watch}: would stop {} ({})", d.id, d.reason);
+                    println!("{watch}: would stop {} ({})", d.id, d.why);
                 }
                 for e in judged.errors {
                     println!("{watch}: {e}");

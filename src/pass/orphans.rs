@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Agent;
 use crate::config::Watch;
-use crate::ec2::{Instance, State};
+use crate::ec2::{Instance, InstanceState};
 use crate::{launch, report, tags};
 
 /// What looking for orphans found.
@@ -37,7 +37,7 @@ impl Agent {
         let now = ec2.now();
         let orphans: Vec<&Instance> = found
             .iter()
-            .filter(|i| i.state == State::Running && tags::pushwake_started(i).is_some())
+            .filter(|i| i.state == InstanceState::Running && tags::pushwake_started(i).is_some())
             .filter(|i| !self.settings.watches.iter().any(|w| owns(w, i)))
             .collect();
         let max = self.settings.max_runtime;

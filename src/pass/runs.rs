@@ -10,23 +10,23 @@ use crate::config::Watch;
 use crate::ec2::Ec2;
 use crate::launch::{self, Members, Outcome};
 use crate::plan::{self, Step};
-use crate::report::short;
+use crate::report;
 use crate::state::{Part, WatchState};
 use crate::tags;
 
-/// What reconciling a watch's runs did, beyond the parts it recorded.
-#[derive(Debug, Default)]
-pub(super) struct Reconciled {
+/// A watch's open runs through one turn: planned against what EC2 described, carried out
+/// with `ec2`, by EC2's clock at the describe. What that did beyond the parts it recorded
+/// is gathered as it goes, for the turn's messages.
+pub(super) struct Reconciler<'a> {
+    ec2: &'a Ec2,
+    watch: &'a Watch,
+    owner: &'a str,
+    launch: launch::Options,
+    now: DateTime<Utc>,
     /// Lines for the message of a run, by commit.
     news: HashMap<String, Vec<String>>,
     /// Some start failed, or a started instance could not be tagged as such.
     pub failed: bool,
-}
-
-impl Reconciled {
-    pub fn news(&self, commit: &str) -> &[String] {
-        self.news.get(commit).map_or(&[], Vec::as_slice)
-    }
 }
 
 /// The steps of a plan that need EC2, gathered over a watch's open runs.
@@ -40,102 +40,39 @@ struct Calls {
     superseded: BTreeSet<String>,
 }
 
-/// Plans every open run of the watch against `members` and records the parts that need no
-/// EC2 call; a start that fell back is news for its run. Returns the index of the newest
-/// open run and the calls still to make.
-fn apply(
-    watch: &Watch,
-    owner: &str,
-    entry: &mut WatchState,
-    members: &Members,
-    now: DateTime<Utc>,
-    out: &mut Reconciled,
-) -> Option<(usize, Calls)> {
-    let open: Vec<usize> = (0..entry.runs.len())
-        .filter(|&r| entry.runs[r].is_open())
-        .collect();
-    let &newest = open.last()?;
-    let mut calls = Calls::default();
-    for &r in &open {
-        let cx = plan::Context {
+impl<'a> Reconciler<'a> {
+    pub fn new(agent: &'a Agent, ec2: &'a Ec2, watch: &'a Watch, now: DateTime<Utc>) -> Self {
+        Reconciler {
+            ec2,
             watch,
-            newest: r == newest,
+            owner: &agent.owner,
+            launch: agent.options.launch,
             now,
-            owner,
-        };
-        for (id, step) in plan::plan(&entry.runs[r], members, cx) {
-            let run = &entry.runs[r];
-            let part = match step {
-                Step::Set(Part::Failed { why })
-                    if matches!(run.instances.get(&id), Some(Part::Accepted { .. })) =>
-                {
-                    let news = out.news.entry(run.commit.clone()).or_default();
-                    news.push(format!("{id} {why}"));
-                    Part::Failed { why }
-                }
-                Step::Set(part) => part,
-                Step::Confirm { at, tag } => {
-                    if tag {
-                        calls.confirm.entry(at).or_default().push((r, id.clone()));
-                    }
-                    Part::Started { at }
-                }
-                Step::Start => {
-                    calls.ready.push(id);
-                    continue;
-                }
-                Step::StartWhenStopped => {
-                    calls.stopping.push(id);
-                    continue;
-                }
-                Step::Supersede { commit } => {
-                    calls.superseded.insert(commit);
-                    calls.supersede.push(id);
-                    continue;
-                }
-            };
-            entry.runs[r].instances.insert(id, part);
+            news: HashMap::new(),
+            failed: false,
         }
     }
-    Some((newest, calls))
-}
 
-impl Agent {
+    /// The news lines for the run of `commit`.
+    pub fn news(&self, commit: &str) -> &[String] {
+        self.news.get(commit).map_or(&[], Vec::as_slice)
+    }
+
     /// Records what EC2's description proves of the open runs (starts confirmed or fallen
     /// back, instances gone or busy), and writes confirmed starts on their instances; starts
     /// and stops nothing. Done before the results are judged, so a run whose starts are
     /// confirmed in this pass can complete in it.
-    pub(super) async fn observe(
-        &self,
-        ec2: &Ec2,
-        watch: &Watch,
-        entry: &mut WatchState,
-        members: &mut Members,
-        now: DateTime<Utc>,
-        out: &mut Reconciled,
-    ) {
-        if let Some((_, calls)) = apply(watch, &self.owner, entry, members, now, out) {
-            out.failed |= confirm(ec2, watch, entry, members, calls.confirm).await;
-        }
+    pub async fn observe(&mut self, entry: &mut WatchState, members: &mut Members) {
+        self.apply(entry, members).await;
     }
 
     /// Plans every open run of the watch against `members`, carries the plans out, and
     /// closes the runs that are done. Only the newest open run starts anything.
-    pub(super) async fn reconcile(
-        &self,
-        ec2: &Ec2,
-        watch: &Watch,
-        entry: &mut WatchState,
-        members: &mut Members,
-        now: DateTime<Utc>,
-        out: &mut Reconciled,
-    ) {
-        let Some((newest, mut calls)) = apply(watch, &self.owner, entry, members, now, out) else {
+    pub async fn reconcile(&mut self, entry: &mut WatchState, members: &mut Members) {
+        let (ec2, watch, now) = (self.ec2, self.watch, self.now);
+        let Some((newest, mut calls)) = self.apply(entry, members).await else {
             return;
         };
-        let confirms = std::mem::take(&mut calls.confirm);
-        out.failed |= confirm(ec2, watch, entry, members, confirms).await;
-
         let commit = entry.runs[newest].commit.clone();
         if !calls.supersede.is_empty() {
             for (id, e) in launch::stop(ec2, &calls.supersede).await {
@@ -150,18 +87,15 @@ impl Agent {
                 if run.commit != commit && calls.superseded.contains(&run.commit) {
                     run.completed_at = Some(now);
                     run.superseded_by = Some(commit.clone());
-                    out.news.entry(commit.clone()).or_default().push(format!(
-                        "Superseded `{}`: its machines were stopped for this commit; no verdict",
-                        short(&run.commit)
-                    ));
+                    let news = self.news.entry(commit.clone()).or_default();
+                    news.push(report::superseded(&run.commit));
                 }
             }
         }
 
-        let stamp = tags::stamp(watch, &commit, &self.owner);
+        let stamp = tags::stamp(watch, &commit, self.owner);
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let opts = self.options.launch;
-        let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, opts).await;
+        let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, self.launch).await;
         for (id, outcome) in outcomes {
             let part = match outcome {
                 Outcome::Started => Part::Accepted { at: now },
@@ -175,12 +109,72 @@ impl Agent {
         }
 
         close_settled(watch, entry, newest, now);
-        out.failed |= entry
+        self.failed |= entry
             .runs
             .iter()
             .filter(|r| r.is_open())
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
+    }
+
+    /// Plans every open run of the watch against `members`, records the parts that need no
+    /// EC2 call (a start that fell back is news for its run), and writes the confirmed
+    /// starts on their instances. Returns the index of the newest open run and the calls
+    /// still to make.
+    async fn apply(
+        &mut self,
+        entry: &mut WatchState,
+        members: &mut Members,
+    ) -> Option<(usize, Calls)> {
+        let open: Vec<usize> = (0..entry.runs.len())
+            .filter(|&r| entry.runs[r].is_open())
+            .collect();
+        let &newest = open.last()?;
+        let mut calls = Calls::default();
+        for &r in &open {
+            let cx = plan::Context {
+                watch: self.watch,
+                newest: r == newest,
+                now: self.now,
+                owner: self.owner,
+            };
+            for (id, step) in plan::plan(&entry.runs[r], members, cx) {
+                let run = &entry.runs[r];
+                let part = match step {
+                    Step::Set(Part::Failed { why })
+                        if matches!(run.instances.get(&id), Some(Part::Accepted { .. })) =>
+                    {
+                        let news = self.news.entry(run.commit.clone()).or_default();
+                        news.push(format!("{id} {why}"));
+                        Part::Failed { why }
+                    }
+                    Step::Set(part) => part,
+                    Step::Confirm { at, tag } => {
+                        if tag {
+                            calls.confirm.entry(at).or_default().push((r, id.clone()));
+                        }
+                        Part::Started { at }
+                    }
+                    Step::Start => {
+                        calls.ready.push(id);
+                        continue;
+                    }
+                    Step::StartWhenStopped => {
+                        calls.stopping.push(id);
+                        continue;
+                    }
+                    Step::Supersede { commit } => {
+                        calls.superseded.insert(commit);
+                        calls.supersede.push(id);
+                        continue;
+                    }
+                };
+                entry.runs[r].instances.insert(id, part);
+            }
+        }
+        let confirms = std::mem::take(&mut calls.confirm);
+        self.failed |= confirm(self.ec2, self.watch, entry, members, confirms).await;
+        Some((newest, calls))
     }
 }
 
@@ -241,15 +235,11 @@ fn close_settled(watch: &Watch, entry: &mut WatchState, newest: usize, now: Date
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Repo, Results};
+    use crate::config::Results;
     use crate::state::Run;
 
     fn watch() -> Watch {
-        let repo = Repo {
-            owner: "octo".into(),
-            name: "trainer".into(),
-        };
-        Watch::new(repo, "main", vec![])
+        Watch::example("main", &[])
     }
 
     fn entry(runs: Vec<Run>) -> WatchState {

@@ -40,7 +40,7 @@ impl Agent {
                 .into_iter()
                 .map(|d| Duty::Stop {
                     instance: d.id,
-                    reason: d.reason,
+                    reason: d.why.to_string(),
                     runtime: d.runtime.as_secs(),
                 })
                 .collect();

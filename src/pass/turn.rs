@@ -8,10 +8,10 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
-use super::runs::Reconciled;
+use super::runs::Reconciler;
 use crate::cloudwatch::CloudWatch;
 use crate::config::Watch;
-use crate::ec2::{Ec2, State as Ec2State};
+use crate::ec2::{Ec2, InstanceState};
 use crate::github::Commit;
 use crate::launch::{self, Members};
 use crate::report::{self, short};
@@ -79,20 +79,19 @@ impl Agent {
             .map(|r| (r.commit.clone(), r.shape()))
             .collect();
 
-        let mut reconciled = Reconciled::default();
+        let mut reconciler = Reconciler::new(self, ec2, watch, now);
         let entry = state.entry(watch);
-        self.observe(ec2, watch, entry, &mut members, now, &mut reconciled)
-            .await;
+        reconciler.observe(entry, &mut members).await;
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
-        if let Some(results) = &watch.results {
-            let harvest = results::harvest(&mut entry.runs, &members, results, now);
-            if results.stop_when_reported {
+        if let Some(spec) = &watch.results {
+            let harvest = results::harvest(&mut entry.runs, &members, spec, now);
+            if spec.stop_when_reported {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
-                let verdict = results::verdict(watch, results, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
                     entry.duties.push(Duty::Post { text: verdict });
@@ -105,7 +104,7 @@ impl Agent {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
                 entry.duties.push(Duty::Stop {
                     instance: d.id,
-                    reason: d.reason,
+                    reason: d.why.to_string(),
                     runtime: d.runtime.as_secs(),
                 });
             }
@@ -120,9 +119,8 @@ impl Agent {
                 .await,
         );
 
-        self.reconcile(ec2, watch, entry, &mut members, now, &mut reconciled)
-            .await;
-        turn.failed = reconciled.failed || !errors.is_empty();
+        reconciler.reconcile(entry, &mut members).await;
+        turn.failed = reconciler.failed || !errors.is_empty();
         if !errors.is_empty() {
             turn.error = Some(errors.join("; "));
         }
@@ -143,7 +141,7 @@ impl Agent {
 
         for run in entry.runs.iter().filter(|r| changed_now(r, now)) {
             let first = opened.as_ref().filter(|c| c.sha == run.commit);
-            let news = reconciled.news(&run.commit);
+            let news = reconciler.news(&run.commit);
             let old = before.iter().find(|(c, _)| *c == run.commit).map(|b| &b.1);
             if first.is_none() && news.is_empty() && old == Some(&run.shape()) {
                 continue;
@@ -177,7 +175,7 @@ impl Agent {
         let up = |id: &str| {
             members
                 .get(id)
-                .is_some_and(|i| matches!(i.state, Ec2State::Pending | Ec2State::Running))
+                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
         };
         // Stopped by someone else, terminated, or gone: nothing is owed any more.
         entry.duties.retain(|d| d.stops().is_none_or(up));
@@ -220,7 +218,7 @@ impl Agent {
             .iter_mut()
             .filter(|i| stopped.contains(&i.id))
         {
-            i.state = Ec2State::Stopping;
+            i.state = InstanceState::Stopping;
         }
         // Forget them: a later start by hand must not look like one of ours.
         if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {

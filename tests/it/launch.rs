@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pushwake::ec2::{Ec2, State};
+use pushwake::ec2::{Ec2, InstanceState};
 use pushwake::launch::{self, Outcome};
 use pushwake::retry::Policy;
 use wiremock::matchers::{body_string_contains, method};
@@ -262,6 +262,6 @@ async fn throttling_is_retried_with_backoff() {
 
     let described = ec2.describe(&[A.to_owned()]).await.unwrap();
 
-    assert_eq!(described[0].state, State::Running);
+    assert_eq!(described[0].state, InstanceState::Running);
     assert_eq!(actions(&server).await.len(), 3);
 }

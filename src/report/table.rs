@@ -1,0 +1,129 @@
+//! The tables of `pushwake results` and `pushwake status`, for people; `--json` prints the
+//! rows themselves.
+
+use std::io::Write;
+
+use crate::results::Row;
+use crate::state::Duty;
+use crate::status::WatchStatus;
+
+use super::short;
+
+/// The rows of `results --json` or `status --json`, as the contract names their fields.
+pub fn print_json(out: &mut impl Write, rows: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, rows)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `pushwake results` for people: one line per metric of a run.
+pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  STATE",
+        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX"
+    )?;
+    for r in rows {
+        let (spread, range) = match (r.mean, r.std, r.min, r.max) {
+            (Some(m), Some(s), Some(lo), Some(hi)) => {
+                (format!("{m:.4} ± {s:.4}"), format!("{lo:.4}–{hi:.4}"))
+            }
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
+        let state = match (r.complete, r.partial) {
+            (false, _) => "running",
+            (true, true) => "partial",
+            (true, false) => "complete",
+        };
+        writeln!(
+            out,
+            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state}",
+            format!("{}@{}", r.repo, r.branch),
+            short(&r.commit),
+            r.metric,
+            r.n,
+            spread,
+            range
+        )?;
+    }
+    Ok(())
+}
+
+/// `pushwake status` for people: one line per watch; below it the error (if any), what is
+/// owed, and each open run's parts.
+pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {
+    let name = |r: &WatchStatus| format!("{}@{}", r.repo, r.branch);
+    let width = rows.iter().map(|r| name(r).len()).max().unwrap_or(0).max(5);
+    writeln!(
+        out,
+        "{:<width$}  {:<7}  {:<20}  INSTANCES",
+        "WATCH", "HEAD", "CHECKED"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<width$}  {:<7}  {:<20}  {}",
+            name(r),
+            r.last_sha.as_deref().map(short).unwrap_or("-"),
+            r.last_checked.as_deref().unwrap_or("never"),
+            instances(r)
+        )?;
+        if let Some(e) = &r.last_error {
+            writeln!(out, "{:<width$}  error: {e}", "")?;
+        }
+        for duty in &r.duties {
+            let owed = match duty {
+                Duty::Stop {
+                    instance, reason, ..
+                } => format!("stop {instance} ({reason})"),
+                Duty::Post { text } => {
+                    format!("post {:?}", text.lines().next().unwrap_or_default())
+                }
+            };
+            writeln!(out, "{:<width$}  owed: {owed}", "")?;
+        }
+        for run in &r.open_runs {
+            let queued = if r.queued.as_ref() == Some(&run.commit) {
+                " (queued)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{:<width$}  run of {}{queued}:",
+                "",
+                short(&run.commit)
+            )?;
+            for (id, part) in &run.instances {
+                writeln!(out, "{:<width$}    {id}: {part}", "")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The orphans, below the table; nothing when there are none.
+pub fn print_orphans(out: &mut impl Write, orphans: &[String]) -> anyhow::Result<()> {
+    if !orphans.is_empty() {
+        writeln!(
+            out,
+            "\nrunning, started by pushwake, and no watch owns them any more (the top-level \
+             max_runtime stops them): {}",
+            orphans.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// The instances column: ids, with their live state when known.
+fn instances(row: &WatchStatus) -> String {
+    match &row.live {
+        None => row.instances.join(","),
+        Some(live) => row
+            .instances
+            .iter()
+            .map(|id| format!("{id} ({})", live.get(id).map_or("?", String::as_str)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}

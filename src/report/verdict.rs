@@ -1,0 +1,110 @@
+//! The verdict on a completed run: per metric the spread, and against the previous commit
+//! the difference and whether it is beyond the noise.
+
+use std::fmt::Write;
+
+use crate::config::{Results, Watch};
+use crate::results::{previous, reported_all};
+use crate::slack::escape;
+use crate::state::Run;
+use crate::stats::{self, Summary};
+
+use super::short;
+
+/// The Slack message for the completed run `runs[index]`, judged by `spec` against the
+/// completed run of the commit before.
+pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> String {
+    let run = &runs[index];
+    let before = previous(runs, index);
+    let mut text = format!(
+        ":bar_chart: *{}* `{}` results for `{}`",
+        escape(&watch.repo.to_string()),
+        escape(&watch.branch),
+        short(&run.commit)
+    );
+    if run.partial {
+        let started: Vec<&String> = run.started().collect();
+        let full = started
+            .iter()
+            .filter(|id| reported_all(run, spec, id))
+            .count();
+        let _ = write!(
+            text,
+            " (partial: {full} of {} runs reported everything)",
+            started.len()
+        );
+    }
+    for metric in &spec.metrics {
+        let Some(now) = Summary::of(&run.values_of(metric)) else {
+            let _ = write!(text, "\n• {}: no values", escape(metric));
+            continue;
+        };
+        let _ = write!(text, "\n• {}: {}", escape(metric), spread(&now));
+        let Some((old, prev)) = before.and_then(|b| Some((Summary::of(&b.values_of(metric))?, b)))
+        else {
+            continue;
+        };
+        let diff = now.mean - old.mean;
+        let _ = write!(
+            text,
+            "; vs `{}` ({:.4}): {diff:+.4}",
+            short(&prev.commit),
+            old.mean
+        );
+        if let Some((_, words)) = stats::verdict(&now, &old, spec.better(metric)) {
+            let _ = write!(text, ", {words}");
+        }
+    }
+    text
+}
+
+/// A summary in one phrase: "n=3, 0.9100 ± 0.0100 (0.9000–0.9200)".
+fn spread(s: &Summary) -> String {
+    format!(
+        "n={}, {:.4} ± {:.4} ({:.4}–{:.4})",
+        s.n, s.mean, s.std, s.min, s.max
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Results {
+        Results {
+            metrics: vec!["accuracy".into()],
+            better: Default::default(),
+            timeout: std::time::Duration::from_secs(3600),
+            stop_when_reported: false,
+        }
+    }
+
+    fn completed(commit: &str, values: &[(&str, f64)]) -> Run {
+        let now = chrono::Utc::now();
+        let mut run = Run::open(commit, "", now);
+        for (id, v) in values {
+            run.instances
+                .insert((*id).into(), crate::state::Part::Started { at: now });
+            run.values
+                .entry("accuracy".into())
+                .or_default()
+                .insert((*id).into(), *v);
+        }
+        run.completed_at = Some(now);
+        run
+    }
+
+    #[test]
+    fn a_verdict_names_the_spread_and_the_difference_to_the_commit_before() {
+        let watch = Watch::example("main", &[]);
+        let runs = [
+            completed("aaaaaaaaaa", &[("i-1", 0.5)]),
+            completed("bbbbbbbbbb", &[("i-1", 0.75)]),
+        ];
+        assert_eq!(
+            verdict(&watch, &spec(), &runs, 1),
+            ":bar_chart: *octo/trainer* `main` results for `bbbbbbb`\n\
+             • accuracy: n=1, 0.7500 ± 0.0000 (0.7500–0.7500); vs `aaaaaaa` (0.5000): +0.2500"
+        );
+    }
+}
