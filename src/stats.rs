@@ -81,44 +81,41 @@ pub fn welch(a: &Summary, b: &Summary) -> Option<Welch> {
     Some(Welch { t, df, p })
 }
 
-/// The plain verdict on `new` against `old`, when there are enough values to say.
-pub fn verdict(new: &Summary, old: &Summary, better: Better) -> Option<(Welch, String)> {
-    let w = welch(new, old)?;
+/// What a comparison of two commits' runs found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Better,
+    Worse,
+    WithinNoise,
+}
+
+/// The verdict on `new` against `old`: the test and what it found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub welch: Welch,
+    pub outcome: Outcome,
+}
+
+/// The verdict on `new` against `old`, when there are enough values to say.
+pub fn verdict(new: &Summary, old: &Summary, better: Better) -> Option<Verdict> {
+    let welch = welch(new, old)?;
     let improved = match better {
         Better::Higher => new.mean > old.mean,
         Better::Lower => new.mean < old.mean,
     };
-    let text = if w.p >= ALPHA {
-        format!("within the noise ({})", format_p(w.p))
+    let outcome = if welch.p >= ALPHA {
+        Outcome::WithinNoise
     } else if improved {
-        format!("better beyond the noise ({})", format_p(w.p))
+        Outcome::Better
     } else {
-        format!("worse beyond the noise ({})", format_p(w.p))
+        Outcome::Worse
     };
-    Some((w, text))
-}
-
-/// "p = 0.01", with the precision a p-value deserves; "p < 0.001" below that.
-pub fn format_p(p: f64) -> String {
-    if p < 0.001 {
-        "p < 0.001".to_owned()
-    } else if p < 0.01 {
-        format!("p = {p:.3}")
-    } else {
-        format!("p = {p:.2}")
-    }
+    Some(Verdict { welch, outcome })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn p_values_are_shown_with_the_precision_they_deserve() {
-        assert_eq!(format_p(0.0004), "p < 0.001");
-        assert_eq!(format_p(0.0042), "p = 0.004");
-        assert_eq!(format_p(0.2134), "p = 0.21");
-    }
 
     #[test]
     fn one_value_has_no_spread_to_judge() {

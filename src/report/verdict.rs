@@ -7,7 +7,7 @@ use crate::config::{Results, Watch};
 use crate::results::{previous, reported_all};
 use crate::slack::escape;
 use crate::state::Run;
-use crate::stats::{self, Summary};
+use crate::stats::{self, Outcome, Summary, Verdict};
 
 use super::short;
 
@@ -51,11 +51,32 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
             short(&prev.commit),
             old.mean
         );
-        if let Some((_, words)) = stats::verdict(&now, &old, spec.better(metric)) {
-            let _ = write!(text, ", {words}");
+        if let Some(v) = stats::verdict(&now, &old, spec.better(metric)) {
+            let _ = write!(text, ", {}", words(&v));
         }
     }
     text
+}
+
+/// A verdict in words: "better beyond the noise (p = 0.004)".
+pub fn words(v: &Verdict) -> String {
+    let p = format_p(v.welch.p);
+    match v.outcome {
+        Outcome::Better => format!("better beyond the noise ({p})"),
+        Outcome::Worse => format!("worse beyond the noise ({p})"),
+        Outcome::WithinNoise => format!("within the noise ({p})"),
+    }
+}
+
+/// "p = 0.01", with the precision a p-value deserves; "p < 0.001" below that.
+fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".to_owned()
+    } else if p < 0.01 {
+        format!("p = {p:.3}")
+    } else {
+        format!("p = {p:.2}")
+    }
 }
 
 /// A summary in one phrase: "n=3, 0.9100 ± 0.0100 (0.9000–0.9200)".
@@ -68,6 +89,13 @@ fn spread(s: &Summary) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn p_values_are_shown_with_the_precision_they_deserve() {
+        assert_eq!(super::format_p(0.0004), "p < 0.001");
+        assert_eq!(super::format_p(0.0042), "p = 0.004");
+        assert_eq!(super::format_p(0.2134), "p = 0.21");
+    }
+
     use super::*;
 
     fn spec() -> Results {

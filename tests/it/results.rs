@@ -2,7 +2,7 @@
 //! instance, and judges the commit against the last one.
 
 use pushwake::config::Better;
-use pushwake::stats::{self, Summary};
+use pushwake::stats::{self, Outcome, Summary};
 
 use crate::util::{Base, REPO, World, sha, stderr, stdout};
 
@@ -44,16 +44,14 @@ fn summaries_and_verdicts() {
 
     let old = Summary::of(&[0.90, 0.91, 0.92]).unwrap();
     let new = Summary::of(&[0.95, 0.96, 0.97]).unwrap();
-    let (_, words) = stats::verdict(&new, &old, Better::Higher).unwrap();
-    assert!(
-        words.starts_with("better beyond the noise (p = 0.0"),
-        "{words}"
-    );
-    let (_, words) = stats::verdict(&new, &old, Better::Lower).unwrap();
-    assert!(words.starts_with("worse beyond the noise"), "{words}");
+    let v = stats::verdict(&new, &old, Better::Higher).unwrap();
+    assert_eq!(v.outcome, Outcome::Better);
+    assert!(v.welch.p < 0.01, "{v:?}");
+    let v = stats::verdict(&new, &old, Better::Lower).unwrap();
+    assert_eq!(v.outcome, Outcome::Worse);
     let same = Summary::of(&[0.92, 0.90, 0.91]).unwrap();
-    let (_, words) = stats::verdict(&same, &old, Better::Higher).unwrap();
-    assert_eq!(words, "within the noise (p = 1.00)");
+    let v = stats::verdict(&same, &old, Better::Higher).unwrap();
+    assert_eq!((v.outcome, v.welch.p), (Outcome::WithinNoise, 1.0));
     // One value on a side: numbers, but no verdict.
     assert!(stats::verdict(&Summary::of(&[0.99]).unwrap(), &old, Better::Higher).is_none());
 }
