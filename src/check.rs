@@ -4,13 +4,17 @@
 
 use std::io::Write;
 
-use crate::cloudwatch::CloudWatch;
-use crate::config::{Settings, SlackSettings};
-use crate::ec2::{Action, Ec2, InstanceState};
+use std::sync::Arc;
+
+use crate::aws::{Aws, Clients};
+use crate::config::{Settings, Shared, SlackSettings, Target, Watch};
+use crate::ec2::{Action, InstanceState};
 use crate::github::GitHub;
 use crate::report::short;
 use crate::retry;
+use crate::s3::{self, Expect, S3};
 use crate::slack::Slack;
+use crate::store::Store;
 
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +66,13 @@ pub fn summary(settings: &Settings, out: &mut impl Write) -> std::io::Result<()>
 pub async fn online(settings: &Settings, policy: retry::Policy) -> Vec<Item> {
     let mut items = Vec::new();
     github(settings, policy, &mut items).await;
-    ec2(settings, policy, &mut items).await;
+    let aws = std::sync::Arc::new(Aws::new(&settings.aws, policy));
+    if let Some(shared) = &settings.shared {
+        shared_state(settings, shared, &aws, &mut items).await;
+    }
+    for target in targets(settings) {
+        ec2(settings, &target, &aws, &mut items).await;
+    }
     if let Some(target) = &settings.slack {
         match Slack::new(target.clone(), policy) {
             Ok(slack) => match slack.check().await {
@@ -111,12 +121,96 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
     }
 }
 
-async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
-    let client = Ec2::from_sdk_config(&crate::ec2::sdk_config(&settings.aws).await, policy);
-    let ids = settings.instance_ids();
+/// Every region and account the watches reach, the default first.
+fn targets(settings: &Settings) -> Vec<Target> {
+    let mut targets = vec![Target::default()];
+    for w in &settings.watches {
+        if !targets.contains(&w.target) {
+            targets.push(w.target.clone());
+        }
+    }
+    targets
+}
+
+/// Reads the lease and writes a probe object beside it, as a pass would read and write
+/// the state, and says who leads.
+async fn shared_state(settings: &Settings, shared: &Shared, aws: &Arc<Aws>, items: &mut Vec<Item>) {
+    let store = Store::new(settings, aws.clone(), String::new());
+    match store.leader().await {
+        Ok(Some(seen)) => items.push(Item::ok(format!(
+            "{}: s3:GetObject allowed; {} leads",
+            shared.url,
+            seen.lease
+                .map_or_else(|| "an unknown agent".to_owned(), |l| l.holder)
+        ))),
+        Ok(None) => items.push(Item::ok(format!(
+            "{}: s3:GetObject allowed; no agent leads yet",
+            shared.url
+        ))),
+        Err(e) => return items.push(Item::fail(format!("{}: {e:#}", shared.url))),
+    }
+    let s3 = S3::new(aws.base().await, &shared.url, aws.policy());
+    let probe = shared.url.key("check.json");
+    // Written only if absent: S3 checks the permission before the condition, so "it
+    // exists" proves the permission as well as a write does.
+    let body = format!("{{\"checked\": \"{}\"}}\n", crate::rfc3339(s3.now()));
+    items.push(
+        match s3.put(&probe, body.as_bytes(), &Expect::Absent).await {
+            Ok(_) => Item::ok(format!("{}: s3:PutObject allowed", shared.url)),
+            Err(e) if e.kind == s3::Kind::Changed => {
+                Item::ok(format!("{}: s3:PutObject allowed", shared.url))
+            }
+            Err(e) => Item::fail(format!("{}: {e}", shared.url)),
+        },
+    );
+}
+
+async fn ec2(settings: &Settings, target: &Target, aws: &Aws, items: &mut Vec<Item>) {
+    let watches: Vec<&Watch> = settings
+        .watches
+        .iter()
+        .filter(|w| w.target == *target)
+        .collect();
+    if watches.is_empty() && *target != Target::default() {
+        return;
+    }
+    // Items about another region or account say which.
+    let at = if *target == Target::default() {
+        String::new()
+    } else {
+        format!(" ({target})")
+    };
+    let clients = match aws.clients(target).await {
+        Ok(c) => c,
+        Err(e) => return items.push(Item::fail(format!("EC2{at}: {e:#}"))),
+    };
+    if let Some(arn) = &target.role_arn {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = clients.config.credentials_provider();
+        match provider.map(|p| async move { p.provide_credentials().await }) {
+            Some(creds) => match creds.await {
+                Ok(_) => items.push(Item::ok(format!("sts:AssumeRole of {arn} allowed"))),
+                Err(e) => {
+                    return items.push(Item::fail(format!(
+                        "sts:AssumeRole of {arn} failed: {}",
+                        crate::error_chain(&e)
+                    )));
+                }
+            },
+            None => return items.push(Item::fail(format!("no credentials to assume {arn}"))),
+        }
+    }
+    let client = &clients.ec2;
+    let ids: Vec<String> = watches
+        .iter()
+        .flat_map(|w| &w.instances)
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let described = match client.describe(&ids).await {
         Ok(d) => d,
-        Err(e) => return items.push(Item::fail(format!("EC2: {e}"))),
+        Err(e) => return items.push(Item::fail(format!("EC2{at}: {e}"))),
     };
     let mut existing = Vec::new();
     for id in &ids {
@@ -134,7 +228,7 @@ async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) 
                 Item::ok(format!("instance {id} exists ({})", i.state))
             }
             None => Item::fail(format!(
-                "instance {id} not found in this account and region"
+                "instance {id} not found in this account and region{at}"
             )),
         });
     }
@@ -144,27 +238,26 @@ async fn ec2(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) 
             continue;
         }
         items.push(match client.permitted(action, &existing).await {
-            Ok(()) => Item::ok(format!("ec2:{} allowed", action.name())),
+            Ok(()) => Item::ok(format!("ec2:{} allowed{at}", action.name())),
             Err(e) => Item::fail(e.to_string()),
         });
     }
-    cloudwatch(settings, policy, &client, items).await;
+    cloudwatch(&watches, &clients, items).await;
 }
 
 /// Asks CloudWatch once per `idle_stop` watch, for its first instance, what `idle_stop`
 /// will ask: no datapoints is said plainly, since pushwake then never finds the machine
 /// idle.
-async fn cloudwatch(settings: &Settings, policy: retry::Policy, ec2: &Ec2, items: &mut Vec<Item>) {
-    let watches: Vec<_> = settings
-        .watches
+async fn cloudwatch(watches: &[&Watch], clients: &Clients, items: &mut Vec<Item>) {
+    let watches: Vec<_> = watches
         .iter()
         .filter_map(|w| Some((w, w.idle_stop.as_ref()?, w.instances.first()?)))
         .collect();
     if watches.is_empty() {
         return;
     }
-    let config = crate::ec2::sdk_config(&settings.aws).await;
-    let cw = match CloudWatch::new(&config, policy) {
+    let ec2 = &clients.ec2;
+    let cw = match clients.cloudwatch() {
         Ok(cw) => cw,
         Err(e) => return items.push(Item::fail(format!("CloudWatch: {e:#}"))),
     };

@@ -6,6 +6,7 @@
 
 mod raw;
 mod secret;
+mod shared;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use secret::SecretSource;
+pub use shared::{Shared, StateUrl};
 
 /// The name of the config file inside a config directory.
 pub const FILE_NAME: &str = "config.toml";
@@ -35,6 +37,8 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub slack: Option<SlackSettings>,
     pub watches: Vec<Watch>,
+    /// The state in S3, shared by several agents, one leading; `None`: in `state_dir`.
+    pub shared: Option<Shared>,
 }
 
 impl Settings {
@@ -68,6 +72,25 @@ pub struct GithubSettings {
     pub token: Option<SecretString>,
     /// The variable `token_env` named when it was not set; polling goes on without a token.
     pub token_unset: Option<String>,
+}
+
+/// Where a watch's instances live: a region, and a role to assume there (through STS, from
+/// the standard credential chain). `None`s take `[aws]`'s region and credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.region, &self.role_arn) {
+            (None, None) => f.write_str("the default AWS region and credentials"),
+            (Some(r), None) => write!(f, "region {r}"),
+            (None, Some(a)) => write!(f, "role {a}"),
+            (Some(r), Some(a)) => write!(f, "region {r} as role {a}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,6 +133,8 @@ pub struct Watch {
     pub results: Option<Results>,
     /// What a push does with an instance still busy with an older commit.
     pub on_busy: OnBusy,
+    /// Where its instances live.
+    pub target: Target,
 }
 
 /// What a new commit does with an instance that is up with something else.
@@ -139,6 +164,7 @@ impl Watch {
             idle_stop: None,
             results: None,
             on_busy: OnBusy::Queue,
+            target: Target::default(),
         }
     }
 

@@ -23,6 +23,7 @@
 //! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
 
+pub mod aws;
 pub mod check;
 pub mod cloudwatch;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod ec2;
 pub mod github;
 pub mod http;
 pub mod launch;
+pub mod lease;
 pub mod pass;
 pub mod plan;
 pub mod plot;
@@ -39,10 +41,12 @@ pub mod redact;
 pub mod report;
 pub mod results;
 pub mod retry;
+pub mod s3;
 pub mod slack;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod store;
 pub mod tags;
 
 /// Percent-encodes every byte of `s` but RFC 3986's unreserved characters and `keep`: the

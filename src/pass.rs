@@ -12,25 +12,23 @@
 //! - nothing Slack does changes what happens to instances or state: messages go out last.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use futures_util::{StreamExt, stream};
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::config::{FirstRun, Repo, Settings, Watch};
-use crate::state::Run;
-use aws_config::SdkConfig;
-
-use crate::cloudwatch::CloudWatch;
-use crate::ec2::{self, Ec2};
+use crate::aws::{Aws, Clients};
+use crate::config::{FirstRun, Repo, Settings, Target, Watch};
 use crate::github::{self, Commit, GitHub, Head};
 use crate::launch;
+use crate::lease::Standing;
 use crate::report::{self, short};
 use crate::retry;
 use crate::slack::Slack;
-use crate::state::{State, Store};
+use crate::state::{Run, State};
+use crate::store::Store;
 use crate::tags;
 
 mod dry_run;
@@ -53,6 +51,22 @@ const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 /// How long a pass waits for another process's pass to end: about as long as a pass takes
 /// when GitHub does not answer (every call has a deadline of a minute).
 const LOCK_WAIT: Duration = Duration::from_secs(75);
+
+/// What opening the state found.
+enum Opened {
+    /// This agent leads (always, with a local state): the pass lock, and the state.
+    Leads(Option<crate::state::PassLock>, State),
+    /// Another agent leads the shared state.
+    StandsBy,
+}
+
+/// Whether `error` is the shared state out of reach (S3 down or refusing), rather than a
+/// state that cannot be used.
+fn unreachable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|e| e.downcast_ref::<crate::s3::Error>().is_some())
+}
 
 /// Options a pass runs with, beyond the config.
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,11 +95,7 @@ pub struct Agent {
     store: Store,
     github: GitHub,
     slack: Option<Slack>,
-    // Built on first use: a pass with no change needs no AWS credentials, region lookup or
-    // instance-metadata probe.
-    aws: OnceCell<SdkConfig>,
-    ec2: OnceCell<Ec2>,
-    cloudwatch: std::sync::OnceLock<CloudWatch>,
+    aws: Arc<Aws>,
     // Watches GitHub asked us to leave alone until a time (a rate limit's reset). Kept in
     // memory only: a `--once` run reports the limit and exits 1 instead.
     paused: Mutex<HashMap<(Repo, String), Instant>>,
@@ -113,16 +123,22 @@ impl Agent {
         }
         let state_dir =
             std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
+        // This agent, as the lease names it; and the deployment, as its instances are
+        // tagged: every agent of a shared state is one deployment.
+        let me = tags::owner(&hostname(), &state_dir);
+        let owner = match &settings.shared {
+            Some(shared) => shared.url.to_string(),
+            None => me.clone(),
+        };
+        let aws = Arc::new(Aws::new(&settings.aws, policy));
         Ok(Agent {
-            owner: tags::owner(&hostname(), &state_dir),
-            store: Store::new(&settings.state_dir, settings.first_run),
+            owner,
+            store: Store::new(&settings, aws.clone(), me),
             settings,
             options,
             github,
             slack,
-            aws: OnceCell::new(),
-            ec2: OnceCell::new(),
-            cloudwatch: std::sync::OnceLock::new(),
+            aws,
             paused: Mutex::new(HashMap::new()),
         })
     }
@@ -159,23 +175,18 @@ impl Agent {
     /// Uses this AWS SDK config (region, credentials, endpoint) instead of one resolved
     /// from `[aws]` and the standard AWS chain.
     pub fn with_sdk_config(self, config: SdkConfig) -> Agent {
-        Agent {
-            aws: OnceCell::new_with(Some(config)),
-            ..self
-        }
+        let aws = Arc::new(Aws::with_base(
+            &self.settings.aws,
+            self.options.retry,
+            config,
+        ));
+        let store = Store::new(&self.settings, aws.clone(), self.store.me().to_owned());
+        Agent { aws, store, ..self }
     }
 
-    async fn aws(&self) -> &SdkConfig {
-        self.aws
-            .get_or_init(|| ec2::sdk_config(&self.settings.aws))
-            .await
-    }
-
-    async fn ec2(&self) -> &Ec2 {
-        let config = self.aws().await;
-        self.ec2
-            .get_or_init(|| async { Ec2::from_sdk_config(config, self.options.retry) })
-            .await
+    /// The AWS clients of `target`.
+    async fn clients(&self, target: &Target) -> anyhow::Result<Arc<Clients>> {
+        self.aws.clients(target).await
     }
 
     /// Runs one pass. An error means the pass could not run at all (lock, state); failures
@@ -183,10 +194,18 @@ impl Agent {
     pub async fn pass(&self) -> anyhow::Result<PassReport> {
         let watches = &self.settings.watches;
         let (_lock, mut state) = if self.options.dry_run {
-            (None, self.store.load()?)
+            (None, self.store.load().await?)
         } else {
             match self.open_state().await {
-                Ok(opened) => opened,
+                Ok(Opened::Leads(lock, state)) => (lock, state),
+                Ok(Opened::StandsBy) => {
+                    self.clear_notice();
+                    return Ok(PassReport {
+                        watches: watches.len(),
+                        ..PassReport::default()
+                    });
+                }
+                Err(e) if unreachable(&e) => return self.without_shared_state(e).await,
                 Err(e) => return self.without_state(e).await,
             }
         };
@@ -280,7 +299,7 @@ impl Agent {
         // Saved before any EC2 call: a run, once opened, is never lost. An unchanged pass
         // writes its state once, at the end.
         if !heads.is_empty() {
-            self.store.save(&state)?;
+            self.store.save(&state).await?;
         }
 
         let mut messages = Vec::new();
@@ -312,7 +331,7 @@ impl Agent {
                     errors.insert(i, format!("cannot tend its runs and instances: {e:#}"));
                 }
             }
-            self.store.save(&state)?;
+            self.store.save(&state).await?;
         }
 
         // A watch is failing while its poll or its turn fails, and works again when both
@@ -352,7 +371,7 @@ impl Agent {
             state.ownership = Some(ownership);
         }
         failing.extend(errors.keys().copied());
-        self.store.save(&state)?;
+        self.store.save(&state).await?;
         self.clear_notice();
         // Slack gets a few seconds in all: what it did not take by then is logged, and a
         // verdict stays owed for the next pass.
@@ -367,12 +386,34 @@ impl Agent {
         })
     }
 
-    /// Makes sure the state directory can be written, takes the pass lock, and reads the
-    /// state.
-    async fn open_state(&self) -> anyhow::Result<(Option<crate::state::PassLock>, State)> {
-        self.store.prepare()?;
-        let lock = self.store.lock(LOCK_WAIT).await?;
-        Ok((Some(lock), self.store.load()?))
+    /// Makes sure the state directory can be written, takes the pass lock, and, unless
+    /// another agent leads a shared state, reads the state.
+    async fn open_state(&self) -> anyhow::Result<Opened> {
+        let dir = self.store.dir();
+        dir.prepare()?;
+        let lock = dir.lock(LOCK_WAIT).await?;
+        match self.store.lead().await? {
+            Standing::Leads { generation, fresh } => {
+                if fresh && self.store.is_shared() {
+                    tracing::info!("leading the shared state (lease generation {generation})");
+                }
+                Ok(Opened::Leads(Some(lock), self.store.load().await?))
+            }
+            Standing::StandsBy {
+                holder,
+                since,
+                lapses,
+            } => {
+                let since = since.map(|t| format!(" since {}", crate::rfc3339(t)));
+                tracing::info!(
+                    "standing by: {holder} leads{}; taking over if its lease is not renewed \
+                     by {}",
+                    since.unwrap_or_default(),
+                    crate::rfc3339(lapses)
+                );
+                Ok(Opened::StandsBy)
+            }
+        }
     }
 
     /// Opens a run for a new head, unless it starts nothing: a skip marker, no watched path

@@ -201,6 +201,16 @@ pub fn stateless(error: &str) -> String {
     )
 }
 
+/// The message for a shared state out of reach.
+pub fn shared_unreachable(error: &str) -> String {
+    format!(
+        ":rotating_light: pushwake cannot reach its shared state: {}\nUntil it can, this agent \
+         acts on nothing; pushes are kept on GitHub and acted on once it can. No more \
+         messages until it recovers.",
+        escape(error)
+    )
+}
+
 /// The message for watches that started failing, for one cause.
 pub fn failing(watches: &[&Watch], error: &str) -> String {
     format!(

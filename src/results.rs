@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::{Results, Settings};
 use crate::ec2::InstanceState;
 use crate::launch::Members;
-use crate::state::{Run, Store};
+use crate::state::Run;
 use crate::stats::Summary;
 use crate::tags;
 
@@ -113,7 +113,7 @@ pub struct Row {
 
 /// Every run of every watch with results, oldest first within a watch.
 pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
-    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
+    let state = crate::store::read(settings)?.state;
     let mut rows = Vec::new();
     for watch in &settings.watches {
         let (Some(spec), Some(ws)) = (&watch.results, state.get(watch)) else {

@@ -323,17 +323,18 @@ impl State {
     }
 }
 
-/// The state directory: where the state file and the lock live.
+/// The state directory: where the state file (unless the state is shared) and the lock
+/// live.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Dir {
     dir: PathBuf,
     /// What a pass without state does, for the advice on a corrupt file.
     first_run: FirstRun,
 }
 
-impl Store {
-    pub fn new(dir: impl Into<PathBuf>, first_run: FirstRun) -> Store {
-        Store {
+impl Dir {
+    pub fn new(dir: impl Into<PathBuf>, first_run: FirstRun) -> Dir {
+        Dir {
             dir: dir.into(),
             first_run,
         }
@@ -349,32 +350,19 @@ impl Store {
         let path = self.path();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(State {
-                    version: VERSION,
-                    ..State::default()
-                });
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(empty()),
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot read state file {}", path.display()));
             }
         };
-        let afresh = match self.first_run {
-            FirstRun::Baseline => "the next pass then records each head as a baseline",
-            FirstRun::Start => {
-                "with first_run = \"start\" the next pass then treats each head as new and \
-                 starts every watch's stopped instances"
-            }
-        };
-        let state = parse(&bytes).with_context(|| {
-            format!(
-                "state file {} is corrupt; it was left as it is: repair it, or move it aside to \
-                 start afresh ({afresh})",
-                path.display()
+        parse(&bytes).with_context(|| {
+            corrupt(
+                &format!("state file {}", path.display()),
+                "move it aside",
+                self.first_run,
             )
-        })?;
-        Ok(state)
+        })
     }
 
     /// Replaces the state file atomically.
@@ -385,9 +373,7 @@ impl Store {
                 .prefix(".state.")
                 .suffix(".tmp")
                 .tempfile_in(&self.dir)?;
-            let mut json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-            json.push(b'\n');
-            tmp.write_all(&json)?;
+            tmp.write_all(&to_bytes(state))?;
             tmp.as_file().sync_all()?;
             tmp.persist(&path).map_err(|e| e.error)?;
             // The rename is only durable once the directory entry is.
@@ -441,6 +427,36 @@ impl Store {
             }
         }
     }
+}
+
+/// What to say of a state that cannot be parsed, at `place`, which `aside` would clear.
+pub fn corrupt(place: &str, aside: &str, first_run: FirstRun) -> String {
+    let afresh = match first_run {
+        FirstRun::Baseline => "the next pass then records each head as a baseline",
+        FirstRun::Start => {
+            "with first_run = \"start\" the next pass then treats each head as new and starts \
+             every watch's stopped instances"
+        }
+    };
+    format!(
+        "{place} is corrupt; it was left as it is: repair it, or {aside} to start afresh \
+         ({afresh})"
+    )
+}
+
+/// An empty state, as before the first pass.
+pub fn empty() -> State {
+    State {
+        version: VERSION,
+        ..State::default()
+    }
+}
+
+/// The state as written, to a file or to S3.
+pub fn to_bytes(state: &State) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(state).expect("the state serializes");
+    json.push(b'\n');
+    json
 }
 
 /// Held for the whole of a pass.

@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::ec2::Ec2;
+use crate::lease;
 use crate::report;
-use crate::state::{Duty, Kind, Part, Run, Store};
+use crate::state::{Duty, Kind, Part, Run};
 
 /// One watch as `status --json` shows it. The field names are part of the contract.
 #[derive(Debug, Serialize)]
@@ -29,6 +30,31 @@ pub struct WatchStatus {
     /// does not know it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<BTreeMap<String, String>>,
+    /// With a shared state: the agent that leads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Leader>,
+}
+
+/// The agent leading a shared state, as its lease says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leader {
+    pub holder: Option<String>,
+    pub since: Option<String>,
+    /// When it last renewed the lease: its last pass.
+    pub renewed: String,
+    pub generation: Option<u64>,
+}
+
+impl Leader {
+    fn of(seen: &lease::Seen) -> Leader {
+        let lease = seen.lease.as_ref();
+        Leader {
+            holder: lease.map(|l| l.holder.clone()),
+            since: lease.map(|l| crate::rfc3339(l.since)),
+            renewed: crate::rfc3339(seen.modified),
+            generation: lease.map(|l| l.generation),
+        }
+    }
 }
 
 /// An open run as `status` shows it.
@@ -58,7 +84,8 @@ impl RunStatus {
 
 /// The status of every configured watch, in config order. Watches never polled have nulls.
 pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
-    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
+    let snapshot = crate::store::read(settings)?;
+    let (state, leader) = (snapshot.state, snapshot.leader.as_ref().map(Leader::of));
     Ok(settings
         .watches
         .iter()
@@ -89,6 +116,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
                 queued,
                 duties: s.map(|s| s.duties.clone()).unwrap_or_default(),
                 live: None,
+                leader: leader.clone(),
             }
         })
         .collect())
@@ -97,7 +125,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
 /// Running instances this deployment started that no watch owns any more, as the last
 /// pass found them.
 pub fn orphans(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    let state = Store::new(&settings.state_dir, settings.first_run).load()?;
+    let state = crate::store::read(settings)?.state;
     Ok(state.orphans.into_iter().collect())
 }
 

@@ -26,6 +26,8 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     first_run: Option<FirstRun>,
     max_runtime: Option<Spanned<String>>,
+    state_url: Option<Spanned<String>>,
+    lease_ttl: Option<Spanned<String>>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -152,6 +154,20 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         None => None,
     };
 
+    let shared = match raw.state_url {
+        Some(url) => Some(super::shared::shared(&cx, url, raw.lease_ttl, interval)?),
+        None => match raw.lease_ttl {
+            Some(ttl) => {
+                return cx.invalid(
+                    ttl.span(),
+                    "lease_ttl",
+                    "needs state_url: only a shared state has a lease",
+                );
+            }
+            None => None,
+        },
+    };
+
     Ok(Settings {
         path: path.to_owned(),
         interval,
@@ -162,6 +178,7 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         aws: aws(&cx, raw.aws)?,
         slack: raw.slack.map(|s| slack(&cx, s)).transpose()?,
         watches: super::watch::watches(&cx, raw.watches, max_runtime)?,
+        shared,
     })
 }
 

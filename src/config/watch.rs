@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::raw::{Ctx, parse_duration};
 use super::{
-    Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Results, Watch,
+    Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Results, Target, Watch,
 };
 
 #[derive(Deserialize)]
@@ -24,6 +24,8 @@ pub(super) struct RawWatch {
     idle_stop: Option<Spanned<RawIdleStop>>,
     results: Option<Spanned<RawResults>>,
     on_busy: Option<OnBusy>,
+    region: Option<Spanned<String>>,
+    role_arn: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +156,21 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         Some(r) => Some(results(cx, r)?),
         None => None,
     };
+    let target = Target {
+        region: match w.region {
+            Some(r) if r.get_ref().trim().is_empty() => {
+                return cx.invalid(r.span(), "watch.region", "must not be empty");
+            }
+            r => r.map(Spanned::into_inner),
+        },
+        role_arn: match w.role_arn {
+            Some(arn) => match check_role_arn(arn.get_ref()) {
+                Ok(()) => Some(arn.into_inner()),
+                Err(why) => return cx.invalid(arn.span(), "watch.role_arn", why),
+            },
+            None => None,
+        },
+    };
     Ok(Watch {
         repo,
         branch: w.branch.into_inner(),
@@ -165,7 +182,30 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         idle_stop,
         results,
         on_busy: w.on_busy.unwrap_or_default(),
+        target,
     })
+}
+
+/// An IAM role's ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{arn:?} is not an IAM role ARN; write e.g. \"arn:aws:iam::123456789012:role/pushwake\""
+        ))
+    }
 }
 
 fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
@@ -386,6 +426,22 @@ mod tests {
         );
         assert!(!is_instance_id("i-0123456789abcdef"));
         assert!(!is_instance_id("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn role_arns_name_an_iam_role() {
+        assert!(check_role_arn("arn:aws:iam::123456789012:role/pushwake").is_ok());
+        assert!(check_role_arn("arn:aws-cn:iam::123456789012:role/ml/pushwake").is_ok());
+        for bad in [
+            "pushwake",
+            "arn:aws:iam::123456789012:user/pushwake",
+            "arn:aws:iam::1234:role/pushwake",
+            "arn:aws:sts::123456789012:role/pushwake",
+            "arn:aws:iam::123456789012:role/",
+        ] {
+            let why = check_role_arn(bad).unwrap_err();
+            assert!(why.contains("is not an IAM role ARN"), "{bad}: {why}");
+        }
     }
 
     #[test]

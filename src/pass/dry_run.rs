@@ -37,7 +37,11 @@ impl Agent {
     }
 
     async fn dry_turn(&self, state: &mut State, watch: &Watch) {
-        let ec2 = self.ec2().await;
+        let clients = match self.clients(&watch.target).await {
+            Ok(c) => c,
+            Err(e) => return println!("{watch}: {e:#}"),
+        };
+        let ec2 = &clients.ec2;
         let members = match launch::members(ec2, watch, &self.owner).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
@@ -55,7 +59,10 @@ impl Agent {
                 reported = harvest.reported;
             }
         }
-        match self.due(watch, &members, &reported, ec2.now()).await {
+        match self
+            .due(&clients, watch, &members, &reported, ec2.now())
+            .await
+        {
             Ok(judged) => {
                 for d in judged.due {
                     println!("{watch}: would stop {} ({})", d.id, d.why);

@@ -55,7 +55,7 @@ impl Agent {
             entry.duties = kept;
         }
         if changed {
-            self.store.save(state)?;
+            self.store.save(state).await?;
         }
         Ok(())
     }

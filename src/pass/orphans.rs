@@ -4,9 +4,11 @@
 //! `max_runtime`. Another deployment's instances carry another owner and are never seen.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::Agent;
-use crate::config::Watch;
+use crate::aws::Clients;
+use crate::config::{Target, Watch};
 use crate::ec2::{Instance, InstanceState};
 use crate::{launch, report, tags};
 
@@ -24,26 +26,44 @@ impl Agent {
     /// and stops those past the top-level `max_runtime`.
     pub(super) async fn orphans(&self, reported: Option<&mut BTreeSet<String>>) -> Orphans {
         let mut out = Orphans::default();
-        let ec2 = self.ec2().await;
         let mine = BTreeMap::from([(tags::OWNER.to_owned(), self.owner.clone())]);
-        let found = match ec2.describe_tagged(&mine).await {
-            Ok(found) => found,
-            Err(e) => {
-                out.errors
-                    .push(format!("cannot look for orphaned instances: {e}"));
-                return out;
+        // Every region and account the watches reach, and the default one.
+        let mut targets = vec![Target::default()];
+        for w in &self.settings.watches {
+            if !targets.contains(&w.target) {
+                targets.push(w.target.clone());
             }
-        };
-        let now = ec2.now();
-        let orphans: Vec<&Instance> = found
-            .iter()
-            .filter(|i| i.state == InstanceState::Running && tags::pushwake_started(i).is_some())
-            .filter(|i| !self.settings.watches.iter().any(|w| owns(w, i)))
-            .collect();
+        }
+        let mut orphans: Vec<(Arc<Clients>, Instance)> = Vec::new();
+        for target in &targets {
+            let found = match self.clients(target).await {
+                Ok(clients) => match clients.ec2.describe_tagged(&mine).await {
+                    Ok(found) => Ok(found
+                        .into_iter()
+                        .map(|i| (clients.clone(), i))
+                        .collect::<Vec<_>>()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(format!("{e:#}")),
+            };
+            match found {
+                Ok(found) => orphans.extend(found),
+                Err(e) => {
+                    out.errors
+                        .push(format!("cannot look for orphaned instances: {e}"));
+                    return out;
+                }
+            }
+        }
+        orphans.retain(|(_, i)| {
+            i.state == InstanceState::Running
+                && tags::pushwake_started(i).is_some()
+                && !self.settings.watches.iter().any(|w| owns(w, i))
+        });
         let max = self.settings.max_runtime;
         if let Some(seen) = reported {
-            seen.retain(|id| orphans.iter().any(|i| i.id == *id));
-            for i in &orphans {
+            seen.retain(|id| orphans.iter().any(|(_, i)| i.id == *id));
+            for (_, i) in &orphans {
                 if seen.insert(i.id.clone()) {
                     tracing::warn!("{}: no watch owns it any more", i.id);
                     out.messages.push(report::orphan(i, max));
@@ -53,28 +73,28 @@ impl Agent {
         let Some(max) = max else {
             return out;
         };
-        let runtime = |i: &Instance| {
-            let started = tags::pushwake_started(i).unwrap_or(now);
-            (now - started).to_std().unwrap_or_default()
-        };
-        let due: Vec<&Instance> = orphans.into_iter().filter(|i| runtime(i) >= max).collect();
-        let ids: Vec<String> = due.iter().map(|i| i.id.clone()).collect();
-        let refused = launch::stop(ec2, &ids).await;
-        let mut stopped = Vec::new();
-        for i in due {
-            if let Some((_, e)) = refused.iter().find(|(id, _)| *id == i.id) {
+        for (clients, i) in orphans {
+            let ec2 = &clients.ec2;
+            let now = ec2.now();
+            let started = tags::pushwake_started(&i).unwrap_or(now);
+            let runtime = (now - started).to_std().unwrap_or_default();
+            if runtime < max {
+                continue;
+            }
+            if let Some((_, e)) = launch::stop(ec2, std::slice::from_ref(&i.id)).await.first() {
                 tracing::error!("cannot stop orphaned {}: {e}", i.id);
                 out.errors
                     .push(format!("cannot stop orphaned {}: {e}", i.id));
                 continue;
             }
             tracing::info!("stopped orphaned {}: top-level max_runtime reached", i.id);
-            out.messages
-                .push(report::orphan_stopped(i, runtime(i), max));
-            stopped.push(i.id.clone());
-        }
-        if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {
-            tracing::warn!("cannot remove {}: {e}", tags::STARTED_AT);
+            out.messages.push(report::orphan_stopped(&i, runtime, max));
+            if let Err(e) = ec2
+                .untag(std::slice::from_ref(&i.id), &[tags::STARTED_AT.to_owned()])
+                .await
+            {
+                tracing::warn!("cannot remove {}: {e}", tags::STARTED_AT);
+            }
         }
         out
     }

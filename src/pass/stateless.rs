@@ -16,9 +16,16 @@ impl Agent {
     /// so the pass still fails.
     pub(super) async fn without_state(&self, error: anyhow::Error) -> anyhow::Result<PassReport> {
         tracing::error!("{error:#}; applying the stop rules only");
-        let ec2 = self.ec2().await;
         let mut messages = Vec::new();
         for watch in self.settings.watches.iter().filter(|w| w.stops()) {
+            let clients = match self.clients(&watch.target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("{watch}: {e:#}");
+                    continue;
+                }
+            };
+            let ec2 = &clients.ec2;
             let mut members = match launch::members(ec2, watch, &self.owner).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -26,7 +33,7 @@ impl Agent {
                     continue;
                 }
             };
-            let judged = match self.due(watch, &members, &[], ec2.now()).await {
+            let judged = match self.due(&clients, watch, &members, &[], ec2.now()).await {
                 Ok(judged) => judged,
                 Err(e) => {
                     tracing::error!("{watch}: cannot apply the stop rules: {e:#}");
@@ -55,6 +62,21 @@ impl Agent {
         }
         let budget = tokio::time::Instant::now() + super::notify::SLACK_BUDGET;
         self.post_all(messages, budget).await;
+        Err(error)
+    }
+
+    /// With the shared state out of reach, acts on nothing: another agent may lead, and
+    /// nothing this one did could be recorded. Says so on Slack once, and returns `error`.
+    pub(super) async fn without_shared_state(
+        &self,
+        error: anyhow::Error,
+    ) -> anyhow::Result<PassReport> {
+        tracing::error!("{error:#}; acting on nothing until the shared state can be reached");
+        if self.first_notice() {
+            let budget = tokio::time::Instant::now() + super::notify::SLACK_BUDGET;
+            let text = report::shared_unreachable(&format!("{error:#}"));
+            self.post_all(vec![text], budget).await;
+        }
         Err(error)
     }
 

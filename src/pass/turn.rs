@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
 use super::runs::Reconciler;
-use crate::cloudwatch::CloudWatch;
+use crate::aws::Clients;
 use crate::config::Watch;
 use crate::ec2::{Ec2, InstanceState};
 use crate::github::Commit;
@@ -32,24 +31,18 @@ pub(super) struct Turn {
 }
 
 impl Agent {
-    fn cloudwatch(&self, config: &SdkConfig) -> anyhow::Result<&CloudWatch> {
-        if let Some(cw) = self.cloudwatch.get() {
-            return Ok(cw);
-        }
-        let cw = CloudWatch::new(config, self.options.retry)?;
-        Ok(self.cloudwatch.get_or_init(|| cw))
-    }
-
-    /// What the stop rules say of the instances of `watch`; `reported` are those done.
+    /// What the stop rules say of the instances of `watch`, reached with `clients`;
+    /// `reported` are those done.
     pub(super) async fn due(
         &self,
+        clients: &Clients,
         watch: &Watch,
         members: &Members,
         reported: &[String],
         now: DateTime<Utc>,
     ) -> anyhow::Result<reap::Judged> {
         let cloudwatch = match &watch.idle_stop {
-            Some(_) => Some(self.cloudwatch(self.aws().await)?),
+            Some(_) => Some(clients.cloudwatch()?),
             None => None,
         };
         let judged = reap::due(members, cloudwatch, watch, &self.owner, reported, now);
@@ -65,7 +58,8 @@ impl Agent {
         head: Option<(String, Option<String>)>,
         opened: Option<Commit>,
     ) -> anyhow::Result<Turn> {
-        let ec2 = self.ec2().await;
+        let clients = self.clients(&watch.target).await?;
+        let ec2 = &clients.ec2;
         let mut members = launch::members(ec2, watch, &self.owner).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
         let now = ec2.now();
@@ -98,7 +92,7 @@ impl Agent {
                 }
             }
         }
-        let judged = self.due(watch, &members, &reported, now).await?;
+        let judged = self.due(&clients, watch, &members, &reported, now).await?;
         errors.extend(judged.errors);
         for d in judged.due {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
@@ -109,7 +103,7 @@ impl Agent {
                 });
             }
         }
-        self.store.save(state)?;
+        self.store.save(state).await?;
 
         // Stops come before starts, so that a push in the same pass finds its machines
         // stopping and starts them for the new commit.

@@ -54,6 +54,15 @@ pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> 
 pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {
     let name = |r: &WatchStatus| format!("{}@{}", r.repo, r.branch);
     let width = rows.iter().map(|r| name(r).len()).max().unwrap_or(0).max(5);
+    if let Some(l) = rows.first().and_then(|r| r.leader.as_ref()) {
+        writeln!(
+            out,
+            "leader: {} since {} (lease renewed {})",
+            l.holder.as_deref().unwrap_or("unknown"),
+            l.since.as_deref().unwrap_or("unknown"),
+            l.renewed
+        )?;
+    }
     writeln!(
         out,
         "{:<width$}  {:<7}  {:<20}  INSTANCES",

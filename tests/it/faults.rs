@@ -496,15 +496,15 @@ async fn sigterm_in_the_middle_of_a_pass_leaves_no_half_written_state() {
 #[tokio::test]
 async fn a_pass_gives_up_on_a_lock_held_too_long() {
     use pushwake::config::FirstRun;
-    use pushwake::state::Store;
+    use pushwake::state::Dir;
     let dir = tempfile::tempdir().unwrap();
-    let _held = Store::new(dir.path(), FirstRun::Baseline)
+    let _held = Dir::new(dir.path(), FirstRun::Baseline)
         .lock(Duration::from_secs(1))
         .await
         .unwrap();
 
     let start = std::time::Instant::now();
-    let err = Store::new(dir.path(), FirstRun::Baseline)
+    let err = Dir::new(dir.path(), FirstRun::Baseline)
         .lock(Duration::from_millis(300))
         .await
         .unwrap_err();

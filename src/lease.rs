@@ -1,0 +1,312 @@
+//! The lease that makes one of several agents the leader of a shared state.
+//!
+//! One small object beside the state says who leads, since when, and in which generation.
+//! It is created with `If-None-Match: *` and renewed with `If-Match` on every pass; an
+//! agent that finds it unrenewed for the TTL takes it over the same way. Whether it lapsed
+//! is judged on S3's clock alone (the object's `Last-Modified` against the `Date` of the
+//! answer), so agents whose clocks disagree still agree on who leads.
+//!
+//! The lease only keeps the others from polling and acting for nothing. It is not what
+//! keeps a push from being acted on twice: every state write is conditional on the ETag
+//! read, so a deposed leader's next write fails before it acts (see `store`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::s3::{self, Expect, S3};
+
+/// The lease object's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The leading agent: its host and state directory.
+    pub holder: String,
+    /// Counts the changes of holder, the first holder being 1.
+    pub generation: u64,
+    /// When this holder took the lease.
+    pub since: DateTime<Utc>,
+    /// When it last renewed it. Every renewal writes new bytes, so a new ETag.
+    pub renewed: DateTime<Utc>,
+}
+
+/// The lease as read.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// `None` when the body cannot be read: it is treated as held by nobody known.
+    pub lease: Option<Lease>,
+    pub etag: String,
+    /// When it was last written, on S3's clock.
+    pub modified: DateTime<Utc>,
+}
+
+/// What an agent does about the lease in a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Write `lease` if the object is as `expect`ed, and lead.
+    Take { lease: Lease, expect: Expect },
+    /// Another agent leads; stand by.
+    StandBy {
+        holder: String,
+        since: Option<DateTime<Utc>>,
+        /// When the lease lapses unless renewed.
+        lapses: DateTime<Utc>,
+    },
+}
+
+/// Decides, from the lease as `seen` (`None`: there is none) at S3's `now`, what `me`
+/// does: create it, renew it, take it over once it lapsed, or stand by.
+pub fn decide(me: &str, seen: Option<&Seen>, now: DateTime<Utc>, ttl: Duration) -> Step {
+    let fresh = |generation| Lease {
+        holder: me.to_owned(),
+        generation,
+        since: now,
+        renewed: now,
+    };
+    let Some(seen) = seen else {
+        return Step::Take {
+            lease: fresh(1),
+            expect: Expect::Absent,
+        };
+    };
+    let expect = Expect::Etag(seen.etag.clone());
+    let generation = seen.lease.as_ref().map_or(0, |l| l.generation);
+    if let Some(held) = seen.lease.as_ref().filter(|l| l.holder == me) {
+        let lease = Lease {
+            renewed: now,
+            ..held.clone()
+        };
+        return Step::Take { lease, expect };
+    }
+    let lapses = seen.modified + ttl;
+    if now >= lapses {
+        return Step::Take {
+            lease: fresh(generation + 1),
+            expect,
+        };
+    }
+    Step::StandBy {
+        holder: seen.lease.as_ref().map_or_else(
+            || "an agent whose lease cannot be read".to_owned(),
+            |l| l.holder.clone(),
+        ),
+        since: seen.lease.as_ref().map(|l| l.since),
+        lapses,
+    }
+}
+
+/// Where this agent stands after a pass's look at the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// It leads. `fresh`: it did not hold the lease a pass ago, so what it remembers of the
+    /// state may be stale.
+    Leads { generation: u64, fresh: bool },
+    /// Another agent leads.
+    StandsBy {
+        holder: String,
+        since: Option<DateTime<Utc>>,
+        lapses: DateTime<Utc>,
+    },
+}
+
+/// One agent's hold on the lease object at `key`.
+#[derive(Debug)]
+pub struct Holder {
+    s3: S3,
+    key: String,
+    me: String,
+    ttl: Duration,
+    /// The lease as this agent last wrote it, and its ETag: a leader renews it without
+    /// reading it first, so an unchanged pass costs one request.
+    held: Mutex<Option<(String, Lease)>>,
+}
+
+impl Holder {
+    pub fn new(s3: S3, key: String, me: String, ttl: Duration) -> Holder {
+        Holder {
+            s3,
+            key,
+            me,
+            ttl,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Renews the lease, takes it, or finds another agent leading.
+    pub async fn hold(&self) -> Result<Standing, s3::Error> {
+        let held = self.held.lock().expect("lease poisoned").take();
+        if let Some((etag, lease)) = held {
+            let lease = Lease {
+                renewed: self.s3.now(),
+                ..lease
+            };
+            match self.write(lease, Expect::Etag(etag)).await {
+                Ok(generation) => {
+                    return Ok(Standing::Leads {
+                        generation,
+                        fresh: false,
+                    });
+                }
+                // Another agent took it: look at who, below.
+                Err(e) if e.kind == s3::Kind::Changed => {
+                    tracing::warn!("the lease was taken by another agent");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let seen = self.read().await?;
+        match decide(&self.me, seen.as_ref(), self.s3.now(), self.ttl) {
+            Step::Take { lease, expect } => {
+                let taking = seen
+                    .as_ref()
+                    .and_then(|s| s.lease.as_ref())
+                    .filter(|l| l.holder != self.me);
+                if let Some(old) = taking {
+                    tracing::warn!(
+                        "taking over the lease from {}, not renewed for {}",
+                        old.holder,
+                        humantime::format_duration(self.ttl)
+                    );
+                }
+                match self.write(lease, expect).await {
+                    Ok(generation) => Ok(Standing::Leads {
+                        generation,
+                        fresh: true,
+                    }),
+                    // Another agent got there first.
+                    Err(e) if e.kind == s3::Kind::Changed => match self.read().await? {
+                        Some(Seen {
+                            lease: Some(l),
+                            modified,
+                            ..
+                        }) => Ok(Standing::StandsBy {
+                            holder: l.holder,
+                            since: Some(l.since),
+                            lapses: modified + self.ttl,
+                        }),
+                        _ => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            Step::StandBy {
+                holder,
+                since,
+                lapses,
+            } => Ok(Standing::StandsBy {
+                holder,
+                since,
+                lapses,
+            }),
+        }
+    }
+
+    /// Gives up what this agent remembers of the lease, as when its state write failed:
+    /// the next pass reads the lease afresh.
+    pub fn forget(&self) {
+        *self.held.lock().expect("lease poisoned") = None;
+    }
+
+    /// The lease as it is now, for `status`.
+    pub async fn read(&self) -> Result<Option<Seen>, s3::Error> {
+        Ok(self.s3.get(&self.key).await?.map(|o| Seen {
+            lease: serde_json::from_slice(&o.bytes).ok(),
+            etag: o.etag,
+            modified: o.modified,
+        }))
+    }
+
+    async fn write(&self, lease: Lease, expect: Expect) -> Result<u64, s3::Error> {
+        let body = serde_json::to_vec(&lease).expect("a lease serializes");
+        let etag = self.s3.put(&self.key, &body, &expect).await?;
+        let generation = lease.generation;
+        *self.held.lock().expect("lease poisoned") = Some((etag, lease));
+        Ok(generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(180);
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn seen(holder: &str, modified: i64) -> Seen {
+        Seen {
+            lease: Some(Lease {
+                holder: holder.into(),
+                generation: 4,
+                since: at(-1000),
+                renewed: at(modified),
+            }),
+            etag: "\"e1\"".into(),
+            modified: at(modified),
+        }
+    }
+
+    #[test]
+    fn the_first_agent_creates_the_lease() {
+        let Step::Take { lease, expect } = decide("a", None, at(0), TTL) else {
+            panic!("no lease to stand by for");
+        };
+        assert_eq!(expect, Expect::Absent);
+        assert_eq!((lease.holder.as_str(), lease.generation), ("a", 1));
+    }
+
+    #[test]
+    fn the_holder_renews_it_keeping_its_generation_and_since() {
+        let step = decide("a", Some(&seen("a", -5)), at(0), TTL);
+        let Step::Take { lease, expect } = step else {
+            panic!("the holder stood by");
+        };
+        assert_eq!(expect, Expect::Etag("\"e1\"".into()));
+        assert_eq!(
+            (lease.generation, lease.since, lease.renewed),
+            (4, at(-1000), at(0))
+        );
+    }
+
+    #[test]
+    fn another_agent_stands_by_until_it_lapses_then_takes_over() {
+        let step = decide("b", Some(&seen("a", -179)), at(0), TTL);
+        assert_eq!(
+            step,
+            Step::StandBy {
+                holder: "a".into(),
+                since: Some(at(-1000)),
+                lapses: at(1),
+            }
+        );
+        let Step::Take { lease, expect } = decide("b", Some(&seen("a", -180)), at(0), TTL) else {
+            panic!("a lapsed lease was not taken");
+        };
+        assert_eq!(expect, Expect::Etag("\"e1\"".into()));
+        assert_eq!(
+            (lease.holder.as_str(), lease.generation, lease.since),
+            ("b", 5, at(0))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_lease_is_waited_out_like_any_other() {
+        let mut unreadable = seen("a", -10);
+        unreadable.lease = None;
+        assert!(matches!(
+            decide("b", Some(&unreadable), at(0), TTL),
+            Step::StandBy { since: None, .. }
+        ));
+        unreadable.modified = at(-200);
+        assert!(matches!(
+            decide("b", Some(&unreadable), at(0), TTL),
+            Step::Take {
+                lease: Lease { generation: 1, .. },
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,289 @@
+//! S3, as far as the shared state needs it: read an object with its ETag, and write one
+//! only if it is still what was read (`If-Match`) or does not exist yet (`If-None-Match:
+//! *`). Those two conditions are all a lease and a fenced state need.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Utc};
+
+use crate::config::StateUrl;
+use crate::ec2::Clock;
+use crate::retry::{self, Retryable};
+
+/// An object as read: its bytes, its ETag, and when it was last written on S3's clock.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub etag: String,
+    pub modified: DateTime<Utc>,
+}
+
+/// What a write may replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: the object must not exist yet (`If-None-Match: *`).
+    Absent,
+    /// The object as read, by its ETag (`If-Match`).
+    Etag(String),
+}
+
+/// What kind of failure an S3 call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 412: the object is not what the write expected; another agent wrote it.
+    Changed,
+    /// 409 `ConditionalRequestConflict`: two conditional writes raced; worth retrying.
+    Conflict,
+    /// Throttling (503 `SlowDown`), a 5xx, a dropped connection: worth retrying.
+    Transient,
+    /// 403: the credentials may not do this to this key.
+    Refused,
+    /// Anything else: a missing bucket, no credentials or region.
+    Other,
+}
+
+/// An S3 call that failed.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: Kind,
+    /// `GetObject` or `PutObject`.
+    pub action: &'static str,
+    pub key: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S3 {} of {} failed: ", self.action, self.key)?;
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if self.kind == Kind::Refused {
+            write!(
+                f,
+                " (s3:{} on this key is not allowed for these AWS credentials; grant it in \
+                 their IAM policy or the bucket policy)",
+                self.action
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Retryable for Error {
+    fn retry(&self) -> retry::Retry {
+        match self.kind {
+            Kind::Conflict | Kind::Transient => retry::Retry::Backoff,
+            _ => retry::Retry::Never,
+        }
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Error {
+            kind: Kind::Transient,
+            action: "call",
+            key: String::new(),
+            code: None,
+            message: format!("no answer within {after:?}"),
+        }
+    }
+}
+
+/// A client of one bucket.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    policy: retry::Policy,
+    clock: Clock,
+}
+
+impl S3 {
+    /// A client of `url`'s bucket from an SDK config made elsewhere. With an endpoint of
+    /// its own (an emulator, a gateway) buckets are addressed by path, since
+    /// `bucket.127.0.0.1` has no DNS name. Checksums are left to TLS and the ETag, as S3
+    /// requires none for these calls and emulators differ on the newer ones.
+    pub fn new(config: &aws_config::SdkConfig, url: &StateUrl, policy: retry::Policy) -> S3 {
+        let clock = Clock::default();
+        let conf = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .interceptor(clock.clone())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+                    .operation_attempt_timeout(policy.timeout)
+                    .build(),
+            )
+            .build();
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: url.bucket.clone(),
+            policy,
+            clock,
+        }
+    }
+
+    /// S3's time now, from the `Date` of its answers (see [`Clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Reads `key`; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Object>, Error> {
+        let call = || async {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.code() == Some("NoSuchKey") => return Ok(None),
+                Err(e) => return Err(classify("GetObject", key, e)),
+            };
+            let etag = out.e_tag().unwrap_or_default().to_owned();
+            let modified = out
+                .last_modified()
+                .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                .unwrap_or_else(|| self.now());
+            let bytes = out.body.collect().await.map_err(|e| Error {
+                kind: Kind::Transient,
+                action: "GetObject",
+                key: key.to_owned(),
+                code: None,
+                message: crate::error_chain(&e),
+            })?;
+            Ok(Some(Object {
+                bytes: bytes.into_bytes().to_vec(),
+                etag,
+                modified,
+            }))
+        };
+        self.policy.run("S3 GetObject", call).await
+    }
+
+    /// Writes `bytes` to `key` if it is as `expect`ed; returns the new ETag. An object
+    /// that changed meanwhile is an error of kind [`Kind::Changed`].
+    pub async fn put(&self, key: &str, bytes: &[u8], expect: &Expect) -> Result<String, Error> {
+        let call = || async {
+            let request = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type("application/json")
+                .body(ByteStream::from(bytes.to_vec()));
+            let request = match expect {
+                Expect::Absent => request.if_none_match("*"),
+                Expect::Etag(etag) => request.if_match(etag),
+            };
+            match request.send().await {
+                Ok(out) => Ok(out.e_tag().unwrap_or_default().to_owned()),
+                Err(e) => Err(classify("PutObject", key, e)),
+            }
+        };
+        self.policy.run("S3 PutObject", call).await
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: &'static str,
+    key: &str,
+    err: SdkError<E>,
+) -> Error {
+    let code = err.code().map(str::to_owned);
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let kind = kind_of(code.as_deref(), status, &err);
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => crate::error_chain(&err),
+    };
+    Error {
+        kind,
+        action,
+        key: key.to_owned(),
+        code,
+        message,
+    }
+}
+
+fn kind_of<E>(code: Option<&str>, status: Option<u16>, err: &SdkError<E>) -> Kind {
+    match (code, status) {
+        (Some("PreconditionFailed"), _) | (_, Some(412)) => Kind::Changed,
+        (Some("ConditionalRequestConflict"), _) | (_, Some(409)) => Kind::Conflict,
+        (Some("AccessDenied" | "AllAccessDisabled"), _) | (_, Some(403)) => Kind::Refused,
+        (Some("SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout"), _) => {
+            Kind::Transient
+        }
+        (_, Some(s)) if s >= 500 => Kind::Transient,
+        (_, Some(_)) => Kind::Other,
+        (_, None) => match err {
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Kind::Transient,
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Kind::Transient,
+            _ => Kind::Other,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(kind: Kind, code: &str) -> Error {
+        Error {
+            kind,
+            action: "PutObject",
+            key: "pushwake/state.json".into(),
+            code: Some(code.into()),
+            message: "S3's own words.".into(),
+        }
+    }
+
+    #[test]
+    fn only_a_conflict_or_a_hiccup_is_retried() {
+        assert_eq!(
+            error(Kind::Conflict, "ConditionalRequestConflict").retry(),
+            retry::Retry::Backoff
+        );
+        assert_eq!(
+            error(Kind::Transient, "SlowDown").retry(),
+            retry::Retry::Backoff
+        );
+        assert_eq!(
+            error(Kind::Changed, "PreconditionFailed").retry(),
+            retry::Retry::Never
+        );
+        assert_eq!(
+            error(Kind::Refused, "AccessDenied").retry(),
+            retry::Retry::Never
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_the_permission() {
+        let text = error(Kind::Refused, "AccessDenied").to_string();
+        assert!(
+            text.starts_with("S3 PutObject of pushwake/state.json failed: AccessDenied"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3:PutObject on this key is not allowed"),
+            "{text}"
+        );
+        let text = error(Kind::Changed, "PreconditionFailed").to_string();
+        assert!(!text.contains("IAM"), "{text}");
+    }
+}

@@ -1,0 +1,270 @@
+//! Where the state is kept: a file in the state directory, or, with `state_url`, an object
+//! in S3 that several agents share, one of them leading.
+//!
+//! The backend is a choice made once from the settings, not a trait: the two differ in
+//! one place each (load, save, who leads), and the pass reads the same either way.
+//!
+//! The fencing invariant of the shared state: every write is conditional on the ETag of
+//! the state this agent read (or on there being none), and every pass writes what it is
+//! about to do before it does it. So two agents can never both act on one view of the
+//! state: the second write fails with 412, the pass stops before its EC2 call, and the
+//! next pass reads the state the other agent wrote.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::OnceCell;
+
+use crate::aws::Aws;
+use crate::config::{Settings, Shared};
+use crate::lease::{self, Holder, Standing};
+use crate::s3::{self, Expect, S3};
+use crate::state::{self, Dir, State};
+
+const STATE_OBJECT: &str = "state.json";
+const LEASE_OBJECT: &str = "lease.json";
+
+/// The state's home.
+#[derive(Debug)]
+pub struct Store {
+    dir: Dir,
+    me: String,
+    shared: Option<SharedState>,
+}
+
+impl Store {
+    /// The store of `settings`; `me` names this agent in the lease.
+    pub fn new(settings: &Settings, aws: Arc<Aws>, me: String) -> Store {
+        Store {
+            dir: Dir::new(&settings.state_dir, settings.first_run),
+            shared: settings.shared.clone().map(|config| SharedState {
+                config,
+                aws,
+                me: me.clone(),
+                first_run: settings.first_run,
+                clients: OnceCell::new(),
+                cache: Mutex::new(None),
+            }),
+            me,
+        }
+    }
+
+    /// This agent, as the lease names it.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The state directory: the pass lock, the notice markers, and the state file unless
+    /// the state is shared.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Renews or takes the lease; a local state always leads.
+    pub async fn lead(&self) -> anyhow::Result<Standing> {
+        match &self.shared {
+            None => Ok(Standing::Leads {
+                generation: 0,
+                fresh: false,
+            }),
+            Some(shared) => shared.lead().await,
+        }
+    }
+
+    pub async fn load(&self) -> anyhow::Result<State> {
+        match &self.shared {
+            None => self.dir.load(),
+            Some(shared) => shared.load().await,
+        }
+    }
+
+    /// Writes the state, unless it is what was last read or written.
+    pub async fn save(&self, state: &State) -> anyhow::Result<()> {
+        match &self.shared {
+            None => self.dir.save(state),
+            Some(shared) => shared.save(state).await,
+        }
+    }
+
+    /// The lease as it is now; `None` for a local state or no lease yet.
+    pub async fn leader(&self) -> anyhow::Result<Option<lease::Seen>> {
+        match &self.shared {
+            None => Ok(None),
+            Some(shared) => Ok(shared.clients().await.1.read().await?),
+        }
+    }
+}
+
+/// The state as the commands that only read it see it (`status`, `results`), and with a
+/// shared state, its lease.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub state: State,
+    pub leader: Option<lease::Seen>,
+}
+
+/// Reads the state once, from the state directory or from S3, and writes nothing.
+pub fn read(settings: &Settings) -> anyhow::Result<Snapshot> {
+    let Some(shared) = &settings.shared else {
+        let state = Dir::new(&settings.state_dir, settings.first_run).load()?;
+        return Ok(Snapshot {
+            state,
+            leader: None,
+        });
+    };
+    let aws = Arc::new(Aws::new(&settings.aws, crate::retry::Policy::default()));
+    let store = Store::new(settings, aws, String::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let leader = store
+            .leader()
+            .await
+            .with_context(|| format!("cannot read the lease of {}", shared.url))?;
+        Ok(Snapshot {
+            state: store.load().await?,
+            leader,
+        })
+    })
+}
+
+/// The state as this agent last read or wrote it: a leader that keeps the lease needs not
+/// read it again, and an unchanged state is not written.
+#[derive(Debug, Clone)]
+struct Cached {
+    /// `None`: there was no state object.
+    etag: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Whether `state` differs from `bytes` in nothing but when each watch was last checked:
+/// a pass that only polled writes nothing, so an unchanged pass on the leader costs one
+/// request, the lease's renewal (which tells when the leader last passed).
+fn unchanged(bytes: &[u8], state: &State) -> bool {
+    let Ok(mut before) = state::parse(bytes) else {
+        return false;
+    };
+    let mut now = state.clone();
+    for w in before.watches.iter_mut().chain(now.watches.iter_mut()) {
+        w.last_checked = None;
+    }
+    before == now
+}
+
+#[derive(Debug)]
+struct SharedState {
+    config: Shared,
+    aws: Arc<Aws>,
+    me: String,
+    first_run: crate::config::FirstRun,
+    clients: OnceCell<(S3, Holder)>,
+    cache: Mutex<Option<Cached>>,
+}
+
+impl SharedState {
+    async fn clients(&self) -> &(S3, Holder) {
+        self.clients
+            .get_or_init(|| async {
+                let s3 = S3::new(self.aws.base().await, &self.config.url, self.aws.policy());
+                let lease = Holder::new(
+                    s3.clone(),
+                    self.config.url.key(LEASE_OBJECT),
+                    self.me.clone(),
+                    self.config.lease_ttl,
+                );
+                (s3, lease)
+            })
+            .await
+    }
+
+    fn key(&self) -> String {
+        self.config.url.key(STATE_OBJECT)
+    }
+
+    fn place(&self) -> String {
+        format!(
+            "shared state s3://{}/{}",
+            self.config.url.bucket,
+            self.key()
+        )
+    }
+
+    async fn lead(&self) -> anyhow::Result<Standing> {
+        let standing = self.clients().await.1.hold().await?;
+        if !matches!(standing, Standing::Leads { fresh: false, .. }) {
+            // Another agent may have written the state since this one last saw it.
+            self.forget();
+        }
+        Ok(standing)
+    }
+
+    fn forget(&self) {
+        *self.cache.lock().expect("cache poisoned") = None;
+    }
+
+    async fn load(&self) -> anyhow::Result<State> {
+        let cached = self.cache.lock().expect("cache poisoned").clone();
+        let cached = match cached {
+            Some(c) => c,
+            None => {
+                let object = self.clients().await.0.get(&self.key()).await?;
+                let c = match object {
+                    Some(o) => Cached {
+                        etag: Some(o.etag),
+                        bytes: o.bytes,
+                    },
+                    None => Cached {
+                        etag: None,
+                        bytes: Vec::new(),
+                    },
+                };
+                *self.cache.lock().expect("cache poisoned") = Some(c.clone());
+                c
+            }
+        };
+        if cached.etag.is_none() {
+            return Ok(state::empty());
+        }
+        state::parse(&cached.bytes)
+            .with_context(|| state::corrupt(&self.place(), "delete the object", self.first_run))
+    }
+
+    async fn save(&self, state: &State) -> anyhow::Result<()> {
+        let bytes = state::to_bytes(state);
+        let cached = self.cache.lock().expect("cache poisoned").clone();
+        let expect = match &cached {
+            Some(c) if unchanged(&c.bytes, state) => return Ok(()),
+            Some(Cached { etag: Some(e), .. }) => Expect::Etag(e.clone()),
+            Some(Cached { etag: None, .. }) => Expect::Absent,
+            // Never read in this pass: nothing to be conditional on, so nothing is written.
+            None => anyhow::bail!("cannot write the {}: it was not read first", self.place()),
+        };
+        let (s3, lease) = self.clients().await;
+        match s3.put(&self.key(), &bytes, &expect).await {
+            Ok(etag) => {
+                *self.cache.lock().expect("cache poisoned") = Some(Cached {
+                    etag: Some(etag),
+                    bytes,
+                });
+                Ok(())
+            }
+            Err(e) if e.kind == s3::Kind::Changed => {
+                self.forget();
+                lease.forget();
+                Err(e).with_context(|| {
+                    format!(
+                        "another agent changed the {} since this one read it; this pass stops \
+                         before acting, and the next reads what the other agent wrote",
+                        self.place()
+                    )
+                })
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot write the {}", self.place())),
+        }
+    }
+}
