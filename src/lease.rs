@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::s3::{self, Expect, S3};
 
+/// How finely S3's `Last-Modified` tells time.
+const LAST_MODIFIED_GRAIN: Duration = Duration::from_secs(1);
+
 /// The lease object's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -79,7 +82,8 @@ pub fn decide(me: &str, seen: Option<&Seen>, now: DateTime<Utc>, ttl: Duration) 
         };
         return Step::Take { lease, expect };
     }
-    let lapses = seen.modified + ttl;
+    // `Last-Modified` is cut to the second: the lease may be up to a second younger.
+    let lapses = seen.modified + ttl + LAST_MODIFIED_GRAIN;
     if now >= lapses {
         return Step::Take {
             lease: fresh(generation + 1),
@@ -183,7 +187,7 @@ impl Holder {
                         }) => Ok(Standing::StandsBy {
                             holder: l.holder,
                             since: Some(l.since),
-                            lapses: modified + self.ttl,
+                            lapses: modified + self.ttl + LAST_MODIFIED_GRAIN,
                         }),
                         _ => Err(e),
                     },
@@ -273,16 +277,17 @@ mod tests {
 
     #[test]
     fn another_agent_stands_by_until_it_lapses_then_takes_over() {
-        let step = decide("b", Some(&seen("a", -179)), at(0), TTL);
+        let step = decide("b", Some(&seen("a", -180)), at(0), TTL);
         assert_eq!(
             step,
             Step::StandBy {
                 holder: "a".into(),
                 since: Some(at(-1000)),
                 lapses: at(1),
-            }
+            },
+            "Last-Modified is cut to the second: a second's grace"
         );
-        let Step::Take { lease, expect } = decide("b", Some(&seen("a", -180)), at(0), TTL) else {
+        let Step::Take { lease, expect } = decide("b", Some(&seen("a", -181)), at(0), TTL) else {
             panic!("a lapsed lease was not taken");
         };
         assert_eq!(expect, Expect::Etag("\"e1\"".into()));

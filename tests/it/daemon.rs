@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Base, Fake, REPO, World, sha, watch};
+use crate::util::{Base, Fake, REPO, World, sha, signal, watch};
 
 /// Waits, polling every 50 ms, until `cond` holds; panics after `limit`.
 async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F)
@@ -20,15 +20,6 @@ where
     if tokio::time::timeout(limit, polled).await.is_err() {
         panic!("timed out waiting for {what}");
     }
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{name} failed");
 }
 
 /// Starts the daemon on the world's config, its output discarded.

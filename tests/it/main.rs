@@ -14,6 +14,7 @@ mod results;
 mod retry;
 mod runs;
 mod secrets;
+mod shared;
 mod status;
 mod stops;
 mod util;

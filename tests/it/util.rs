@@ -366,14 +366,55 @@ pub fn moto_url() -> String {
 
 /// An AWS SDK config for an emulator at `url`, with static test credentials.
 pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    sdk_config_as(url, "testing").await
+}
+
+/// An AWS SDK config for an emulator at `url`, signing with the access key `key`.
+pub async fn sdk_config_as(url: &str, key: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "static",
+            key, "testing", None, None, "static",
         ))
         .endpoint_url(url)
         .load()
         .await
+}
+
+/// A new bucket on moto, its name unique to the test.
+pub async fn bucket(moto: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("pushwake-{}-{n}", std::process::id());
+    s3(moto)
+        .await
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}
+
+/// The text of `key` in `bucket` on moto, if it exists.
+pub async fn object(bucket: &str, key: &str) -> Option<String> {
+    let out = s3(&moto_url())
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    let bytes = out.body.collect().await.ok()?.into_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn s3(moto: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk_config(moto).await)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// A client of the moto server, to set up and inspect instances.
@@ -382,6 +423,27 @@ pub struct Ec2 {
 }
 
 impl Ec2 {
+    /// A client of `region` with the credentials of `role`, assumed through moto's STS:
+    /// moto keeps each account's and region's instances apart.
+    pub async fn assumed(url: &str, role: &str, region: &str) -> Ec2 {
+        let base = sdk_config(url).await;
+        use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+        let role = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("test")
+            .configure(&base)
+            .build()
+            .await;
+        let creds = role.provide_credentials().await.expect("assume role");
+        let config = base
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build();
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+
     pub async fn connect(url: &str) -> Ec2 {
         Ec2 {
             client: aws_sdk_ec2::Client::new(&sdk_config(url).await),
@@ -848,6 +910,8 @@ pub async fn ec2_actions(server: &MockServer) -> Vec<String> {
 pub struct MotoProxy {
     pub server: MockServer,
     faults: std::sync::Arc<Mutex<Faults>>,
+    /// While S3 is down: the status and code it answers.
+    outage: std::sync::Arc<Mutex<Option<(u16, String)>>>,
 }
 
 #[derive(Default)]
@@ -877,7 +941,51 @@ impl MotoProxy {
             .with_priority(u8::MAX)
             .mount(&server)
             .await;
-        MotoProxy { server, faults }
+        // S3 speaks REST: every other method, forwarded as it is.
+        let outage = std::sync::Arc::new(Mutex::new(None));
+        for verb in ["GET", "PUT", "HEAD", "DELETE"] {
+            Mock::given(method(verb))
+                .respond_with(ForwardRest {
+                    moto: moto.trim_start_matches("http://").to_owned(),
+                    outage: outage.clone(),
+                })
+                .with_priority(u8::MAX)
+                .mount(&server)
+                .await;
+        }
+        MotoProxy {
+            server,
+            faults,
+            outage,
+        }
+    }
+
+    /// Makes S3 answer every request with `status` and `code`, as S3 does, until
+    /// [`MotoProxy::heal_s3`].
+    pub fn break_s3(&self, status: u16, code: &str) {
+        *self.outage.lock().unwrap() = Some((status, code.to_owned()));
+    }
+
+    pub fn heal_s3(&self) {
+        *self.outage.lock().unwrap() = None;
+    }
+
+    /// The S3 requests (GET, PUT) made with the access key `key`.
+    pub async fn s3_requests(&self, key: &str) -> usize {
+        let credential = format!("Credential={key}/");
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method.as_str() == "GET" || r.method.as_str() == "PUT")
+            .filter(|r| {
+                r.headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains(&credential))
+            })
+            .count()
     }
 
     pub fn url(&self) -> String {
@@ -1064,6 +1172,74 @@ fn with_launch_time(xml: &str, id: &str, at: chrono::DateTime<chrono::Utc>) -> S
     let end = start + xml[start..].find("</launchTime>").expect("closed");
     let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     format!("{}{at}{}", &xml[..start], &xml[end..])
+}
+
+/// Forwards a REST request (S3) to moto as it is, and its answer with its headers.
+struct ForwardRest {
+    moto: String,
+    outage: std::sync::Arc<Mutex<Option<(u16, String)>>>,
+}
+
+impl wiremock::Respond for ForwardRest {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        use std::io::{Read, Write};
+        if let Some((status, code)) = self.outage.lock().unwrap().clone() {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                 <Message>{code}: injected by the test.</Message><RequestId>r</RequestId></Error>"
+            );
+            return ResponseTemplate::new(status).set_body_raw(body, "application/xml");
+        }
+        let target = match request.url.query() {
+            Some(q) => format!("{}?{q}", request.url.path()),
+            None => request.url.path().to_owned(),
+        };
+        let mut head = format!(
+            "{} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            request.method,
+            self.moto,
+            request.body.len()
+        );
+        for (name, value) in &request.headers {
+            if !matches!(
+                name.as_str(),
+                "host" | "connection" | "content-length" | "transfer-encoding"
+            ) {
+                head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or("")));
+            }
+        }
+        let mut stream = std::net::TcpStream::connect(&self.moto).expect("connect to moto");
+        stream.write_all(format!("{head}\r\n").as_bytes()).unwrap();
+        stream.write_all(&request.body).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read from moto");
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP answer");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let body = raw[split + 4..].to_vec();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .expect("a status");
+        let mut answer = ResponseTemplate::new(status);
+        let mut kind = "application/octet-stream".to_owned();
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            match name.as_str() {
+                "content-type" => kind = value.to_owned(),
+                "content-length" | "connection" | "transfer-encoding" | "server" => {}
+                _ => answer = answer.insert_header(name.as_str(), value),
+            }
+        }
+        answer.set_body_raw(body, &kind)
+    }
 }
 
 /// One HTTP/1.1 request to moto, answered and closed.
@@ -1257,6 +1433,16 @@ impl Base {
 #[track_caller]
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+}
+
+/// Sends the signal `name` (`TERM`, `KILL`, `STOP`, `CONT`) to `child`.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{name} failed");
 }
 
 /// How many of `texts` contain `needle`.
