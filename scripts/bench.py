@@ -115,7 +115,10 @@ class GitHub(Handler):
 
 
 class Ec2Proxy(Handler):
+    """moto behind a proxy: EC2 (and STS, CloudWatch) calls counted by action, S3 requests
+    counted by the access key that signed them."""
     counter = Counter()
+    s3 = {}
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -125,15 +128,34 @@ class Ec2Proxy(Handler):
         with c.lock:
             c.actions.append(action)
             c.times.setdefault(action, time.monotonic())
+        self.forward("POST", body)
+
+    def do_GET(self):
+        self.count_s3()
+        self.forward("GET", None)
+
+    def do_PUT(self):
+        self.count_s3()
+        self.forward("PUT", self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+    def count_s3(self):
+        auth = self.headers.get("Authorization", "")
+        key = auth.split("Credential=")[1].split("/")[0] if "Credential=" in auth else "?"
+        with self.counter.lock:
+            self.s3[key] = self.s3.get(key, 0) + 1
+
+    def forward(self, method, body):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        req = urllib.request.Request(MOTO + self.path, data=body, headers=headers, method="POST")
+        req = urllib.request.Request(MOTO + self.path, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req) as r:
-                status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "text/xml")
+                status, data, answer = r.status, r.read(), r.headers
         except urllib.error.HTTPError as e:
-            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "text/xml")
+            status, data, answer = e.code, e.read(), e.headers
         self.send_response(status)
-        self.send_header("Content-Type", ctype)
+        for name in ("Content-Type", "ETag", "Last-Modified"):
+            if answer.get(name):
+                self.send_header(name, answer.get(name))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -153,8 +175,8 @@ ec2 = boto3.client("ec2", endpoint_url=MOTO, region_name="us-east-1",
                    aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def config(dir, watches, interval="60s"):
-    text = f'interval = "{interval}"\nstate_dir = "{dir}/state"\n' \
+def config(dir, watches, interval="60s", top=""):
+    text = f'{top}interval = "{interval}"\nstate_dir = "{dir}/state"\n' \
            f'[github]\napi_url = "{GITHUB}"\ntoken_env = "GITHUB_TOKEN"\n' \
            f'[aws]\nregion = "us-east-1"\nendpoint_url = "{EC2}"\n'
     for repo, ids in watches:
@@ -311,7 +333,62 @@ def idle(seconds):
                  f"CPU {ticks / hz * 1000:.0f} ms in {seconds} s"))
 
 
+def shared():
+    """Two daemons on one shared state, a pass a second: S3 requests per unchanged pass per
+    agent, then how long the standby takes to take over a SIGKILLed leader."""
+    s3 = boto3.client("s3", endpoint_url=MOTO, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = f"bench-shared-{os.getpid()}"
+    s3.create_bucket(Bucket=bucket)
+    GitHub.heads["bench/shared"] = sha(1)
+    procs, dirs = [], []
+    for n in range(2):
+        dir = tempfile.mkdtemp()
+        path = config(dir, [("bench/shared", ["i-0123456789abcdef0"])], interval="1s",
+                      top=f'state_url = "s3://{bucket}/team"\n')
+        env = dict(ENV, AWS_ACCESS_KEY_ID=f"agent{n}")
+        procs.append(subprocess.Popen([BIN, "--config", path], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        dirs.append(dir)
+
+    def holder():
+        try:
+            lease = json.loads(s3.get_object(Bucket=bucket, Key="team/lease.json")["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            return None
+        return next((n for n, d in enumerate(dirs) if lease["holder"].endswith(f"{d}/state")), None)
+
+    deadline = time.monotonic() + 30
+    while holder() is None or time.monotonic() < deadline - 25:
+        time.sleep(0.1)
+    leader = holder()
+    before = dict(Ec2Proxy.s3)
+    seconds = 20
+    time.sleep(seconds)
+    for n in range(2):
+        made = Ec2Proxy.s3.get(f"agent{n}", 0) - before.get(f"agent{n}", 0)
+        role = "leader" if n == leader else "standby"
+        rows.append((f"shared state, unchanged, {role} (a pass a second, {seconds} s)",
+                     f"{made} S3 requests, {made / seconds:.2f} per pass"))
+    procs[leader].kill()
+    killed = time.monotonic()
+    while holder() == leader:
+        time.sleep(0.05)
+    took = time.monotonic() - killed
+    rows.append(("shared state, takeover after SIGKILL of the leader (interval 1 s, lease_ttl 3 s)",
+                 f"{took:.1f} s"))
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
 ONLY = os.environ.get("BENCH_ONLY")
+if ONLY == "shared":
+    shared()
+    print("| scenario | measured |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    sys.exit(0)
 for n in (1, 100, 1000):
     unchanged(n)
 if ONLY == "unchanged":
@@ -323,6 +400,7 @@ for m in (1, 20, 200):
     trigger(m)
 once_wall()
 hung_github()
+shared()
 idle(int(os.environ.get("BENCH_IDLE_SECONDS", "60")))
 
 print("| scenario | measured |")

@@ -42,7 +42,16 @@ impl Item {
 /// What the config says, for people: printed by `check` with or without `--online`.
 pub fn summary(settings: &Settings, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "{}: ok", settings.path.display())?;
-    writeln!(out, "state in {}", settings.state_dir.display())?;
+    match &settings.shared {
+        Some(shared) => writeln!(
+            out,
+            "state shared in {} (lease_ttl {}); lock in {}",
+            shared.url,
+            humantime::format_duration(shared.lease_ttl),
+            settings.state_dir.display()
+        )?,
+        None => writeln!(out, "state in {}", settings.state_dir.display())?,
+    }
     for w in &settings.watches {
         writeln!(out, "watch {w}: {} instance(s)", w.instances.len())?;
     }

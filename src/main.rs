@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pushwake::config::Settings;
 use pushwake::daemon::{self, Control};
-use pushwake::ec2::Ec2;
 use pushwake::pass::{Agent, PassOptions};
 use pushwake::report::table;
 use pushwake::retry::Policy;
@@ -137,11 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(Command::Status { json, live }) => {
             let mut rows = status::collect(&settings)?;
             if live {
-                runtime()?.block_on(async {
-                    let config = pushwake::ec2::sdk_config(&settings.aws).await;
-                    let ec2 = Ec2::from_sdk_config(&config, Policy::default());
-                    status::add_live(&mut rows, &ec2).await
-                })?;
+                runtime()?.block_on(status::add_live(&mut rows, &settings))?;
             }
             let mut out = std::io::stdout().lock();
             if json {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::ec2::Ec2;
+use crate::aws::Aws;
+use crate::config::{Settings, Target};
 use crate::lease;
 use crate::report;
 use crate::state::{Duty, Kind, Part, Run};
@@ -130,27 +130,40 @@ pub fn orphans(settings: &Settings) -> anyhow::Result<Vec<String>> {
 }
 
 /// Fills in `live` from one describe of every configured instance.
-pub async fn add_live(rows: &mut [WatchStatus], ec2: &Ec2) -> anyhow::Result<()> {
-    let ids: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.instances.iter().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let described = ec2.describe(&ids).await?;
-    for row in rows {
-        let live = row
-            .instances
-            .iter()
-            .map(|id| {
-                let state = described
-                    .iter()
-                    .find(|i| &i.id == id)
-                    .map_or_else(|| "missing".to_owned(), |i| i.state.to_string());
-                (id.clone(), state)
-            })
+pub async fn add_live(rows: &mut [WatchStatus], settings: &Settings) -> anyhow::Result<()> {
+    let aws = Aws::new(&settings.aws, crate::retry::Policy::default());
+    // One describe per region and account the watches reach.
+    let mut targets: Vec<&Target> = Vec::new();
+    for w in &settings.watches {
+        if !targets.contains(&&w.target) {
+            targets.push(&w.target);
+        }
+    }
+    for target in targets {
+        let mine: Vec<usize> = (0..rows.len())
+            .filter(|&i| settings.watches[i].target == *target)
             .collect();
-        row.live = Some(live);
+        let ids: Vec<String> = mine
+            .iter()
+            .flat_map(|&i| rows[i].instances.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let described = aws.clients(target).await?.ec2.describe(&ids).await?;
+        for i in mine {
+            let live = rows[i]
+                .instances
+                .iter()
+                .map(|id| {
+                    let state = described
+                        .iter()
+                        .find(|d| &d.id == id)
+                        .map_or_else(|| "missing".to_owned(), |d| d.state.to_string());
+                    (id.clone(), state)
+                })
+                .collect();
+            rows[i].live = Some(live);
+        }
     }
     Ok(())
 }

@@ -268,3 +268,24 @@ impl SharedState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Watch;
+
+    #[test]
+    fn a_pass_that_only_polled_changes_nothing_worth_writing() {
+        let watch = Watch::example("main", &["i-0123456789abcdef0"]);
+        let mut state = state::empty();
+        state.entry(&watch).record("a".repeat(40), None);
+        let bytes = state::to_bytes(&state);
+
+        state.entry(&watch).last_checked = Some(chrono::Utc::now());
+        assert!(unchanged(&bytes, &state), "a new last_checked alone");
+
+        state.entry(&watch).record("b".repeat(40), None);
+        assert!(!unchanged(&bytes, &state), "a new head");
+        assert!(!unchanged(b"", &state), "no state before");
+    }
+}
