@@ -99,7 +99,7 @@ pub async fn online(settings: &Settings, policy: retry::Policy) -> Vec<Item> {
 
 async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item>) {
     let gh = &settings.github;
-    let client = match GitHub::new(&gh.api_url, gh.token.as_ref(), policy) {
+    let client = match GitHub::new(gh, policy) {
         Ok(c) => c,
         Err(e) => return items.push(Item::fail(format!("GitHub client: {e:#}"))),
     };
@@ -107,6 +107,26 @@ async fn github(settings: &Settings, policy: retry::Policy, items: &mut Vec<Item
         items.push(Item::fail(format!(
             "GitHub token: {var} is not set (github.token_env)"
         )));
+    }
+    match client.app_check().await {
+        Ok(None) => {}
+        Ok(Some((slug, repos))) => {
+            items.push(Item::ok(format!(
+                "GitHub App {slug} accepted; its installation granted a token"
+            )));
+            for w in &settings.watches {
+                let name = w.repo.to_string();
+                items.push(if repos.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                    Item::ok(format!("the App's installation can see {name}"))
+                } else {
+                    Item::fail(format!(
+                        "the App's installation cannot see {name}: add it to the installation's \
+                         repositories"
+                    ))
+                });
+            }
+        }
+        Err(e) => items.push(Item::fail(format!("GitHub App: {e}"))),
     }
     match client.rate_limit().await {
         Ok(Some((left, limit))) if gh.token.is_some() => items.push(Item::ok(format!(

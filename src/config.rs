@@ -72,6 +72,20 @@ pub struct GithubSettings {
     pub token: Option<SecretString>,
     /// The variable `token_env` named when it was not set; polling goes on without a token.
     pub token_unset: Option<String>,
+    /// Show each run on its commit as a commit status.
+    pub commit_status: bool,
+    /// Sign in as a GitHub App installation instead of with a token.
+    pub app: Option<GithubApp>,
+}
+
+/// A GitHub App installation: pushwake signs a JWT with the App's key and trades it for
+/// installation tokens, which expire within the hour.
+#[derive(Debug, Clone)]
+pub struct GithubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    /// The App's private key, PEM.
+    pub key: SecretString,
 }
 
 /// Where a watch's instances live: a region, and a role to assume there (through STS, from

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_http::follow_redirect::FollowRedirectLayer;
 
-use crate::config::Repo;
+use crate::config::{GithubSettings, Repo};
 use crate::redact::Redactor;
 use crate::retry::{self, Retryable};
 
@@ -35,6 +35,28 @@ pub enum Head {
     /// `etag` makes the next poll conditional.
     At { sha: String, etag: Option<String> },
 }
+
+pub mod app;
+
+/// A `Bearer` header holding `token`, marked sensitive so that it is never logged.
+fn bearer(token: &SecretString) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// A commit status, as GitHub shows it beside the commit and on its pull requests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommitStatus {
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    /// At most [`DESCRIPTION_MAX`] characters.
+    pub description: String,
+    pub context: String,
+}
+
+/// The longest description GitHub takes.
+pub const DESCRIPTION_MAX: usize = 140;
 
 /// What a Slack message and a log line say about a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,15 +124,24 @@ pub struct GitHub {
     client: Octocrab,
     policy: retry::Policy,
     redactor: Redactor,
+    credential: Credential,
+}
+
+/// How requests are signed in.
+#[derive(Debug, Clone)]
+enum Credential {
+    None,
+    /// A token, as its `Authorization` header.
+    Token(HeaderValue),
+    /// A GitHub App installation, whose tokens are fetched and renewed.
+    App(Arc<app::App>),
 }
 
 impl GitHub {
-    /// `api_url` is the REST root, e.g. `https://api.github.com` or `https://HOST/api/v3`.
-    pub fn new(
-        api_url: &str,
-        token: Option<&SecretString>,
-        policy: retry::Policy,
-    ) -> anyhow::Result<GitHub> {
+    /// A client of the REST root `settings.api_url` (e.g. `https://api.github.com` or
+    /// `https://HOST/api/v3`), signed in with its token or App, if any.
+    pub fn new(settings: &GithubSettings, policy: retry::Policy) -> anyhow::Result<GitHub> {
+        let api_url = settings.api_url.as_str();
         // octocrab's default builder adds a `User-Agent: octocrab` of its own beside any
         // other, so its stack is assembled here: rustls with the system's roots, plain
         // HTTP for a local test server, redirects followed (a renamed repository answers
@@ -124,20 +155,24 @@ impl GitHub {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let mut headers = vec![(
+        let headers = vec![(
             header::USER_AGENT,
             HeaderValue::from_static(crate::http::USER_AGENT),
         )];
         let mut redactor = Redactor::default();
-        if let Some(token) = token {
-            let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| {
+        let credential = match (&settings.token, &settings.app) {
+            (_, Some(app)) => {
+                redactor.add(&app.key);
+                Credential::App(Arc::new(app::App::new(app)?))
+            }
+            (Some(token), None) => {
+                redactor.add(token);
+                Credential::Token(bearer(token).ok_or_else(|| {
                     anyhow::anyhow!("the GitHub token holds characters a header cannot")
-                })?;
-            bearer.set_sensitive(true);
-            headers.push((header::AUTHORIZATION, bearer));
-            redactor.add(token);
-        }
+                })?)
+            }
+            (None, None) => Credential::None,
+        };
         let client = OctocrabBuilder::new_empty()
             .with_service(client)
             .with_layer(&FollowRedirectLayer::new())
@@ -149,6 +184,7 @@ impl GitHub {
             client,
             policy,
             redactor,
+            credential,
         })
     }
 
@@ -259,6 +295,34 @@ impl GitHub {
         Ok(raw.map(|raw| (raw.rate.remaining, raw.rate.limit)))
     }
 
+    /// Sets `status` on commit `sha` (`POST /repos/{repo}/statuses/{sha}`): needs the
+    /// "Commit statuses: write" permission.
+    pub async fn set_status(
+        &self,
+        repo: &Repo,
+        sha: &str,
+        status: &CommitStatus,
+    ) -> Result<(), Error> {
+        let path = format!("/repos/{repo}/statuses/{sha}");
+        self.policy
+            .run("commit status", || async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::ACCEPT,
+                    HeaderValue::from_static("application/vnd.github+json"),
+                );
+                let (code, headers, body) = self
+                    .send(Method::POST, &path, headers, Some(status))
+                    .await?;
+                if code.is_success() {
+                    Ok(())
+                } else {
+                    Err(self.status_error(code, &headers, &body))
+                }
+            })
+            .await
+    }
+
     /// `GET path` as `application/vnd.github+json`, retried by the policy and parsed into
     /// `T`. Some error answers mean "nothing there" rather than a failure (a compare whose
     /// base is gone, a server without rate limits): `instead` gives the value such an
@@ -290,9 +354,52 @@ impl GitHub {
         path: &str,
         headers: HeaderMap,
     ) -> Result<(StatusCode, HeaderMap, String), Error> {
+        self.send(Method::GET, path, headers, None::<&()>).await
+    }
+
+    /// Sends one request signed in as the client is; an App's token that GitHub refuses
+    /// (401) is renewed and the request sent once more.
+    async fn send<B: serde::Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, HeaderMap, String), Error> {
+        let answer = self.send_once(&method, path, &headers, body).await?;
+        match &self.credential {
+            Credential::App(app) if answer.0 == StatusCode::UNAUTHORIZED => {
+                tracing::info!("GitHub refused the installation token; fetching a new one");
+                app.forget();
+                self.send_once(&method, path, &headers, body).await
+            }
+            _ => Ok(answer),
+        }
+    }
+
+    async fn send_once<B: serde::Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Option<&B>,
+    ) -> Result<(StatusCode, HeaderMap, String), Error> {
+        let mut request = http::request::Builder::new()
+            .method(method.clone())
+            .uri(path);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(auth) = self.authorization().await? {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = self
+            .client
+            .build_request(request, body)
+            .map_err(|e| self.transport_error(e))?;
         let response = self
             .client
-            ._get_with_headers(path, Some(headers))
+            .execute(request)
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
@@ -303,6 +410,149 @@ impl GitHub {
             .await
             .map_err(|e| self.transport_error(e))?;
         Ok((status, headers, body))
+    }
+
+    /// The `Authorization` header: the token, or an App installation's current token,
+    /// fetched when there is none or it is about to expire.
+    async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
+        let app = match &self.credential {
+            Credential::None => return Ok(None),
+            Credential::Token(header) => return Ok(Some(header.clone())),
+            Credential::App(app) => app,
+        };
+        let token = match app.token() {
+            Some(token) => token,
+            None => self.installation_token(app).await?,
+        };
+        bearer(&token)
+            .map(Some)
+            .ok_or_else(|| Error::Invalid("the installation token is not a header".into()))
+    }
+
+    /// With an App: its name (`GET /app`, signed with the JWT), and the repositories its
+    /// installation can see (`GET /installation/repositories`, with its token; the first
+    /// hundred). `None` without an App.
+    pub async fn app_check(&self) -> Result<Option<(String, Vec<String>)>, Error> {
+        let Credential::App(app) = &self.credential else {
+            return Ok(None);
+        };
+        let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        if let Some(auth) = bearer(&jwt) {
+            headers.insert(header::AUTHORIZATION, auth);
+        }
+        let request = http::request::Builder::new()
+            .method(Method::GET)
+            .uri("/app");
+        let mut request = request;
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let request = self
+            .client
+            .build_request(request, None::<&()>)
+            .map_err(|e| self.transport_error(e))?;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &headers, &body));
+        }
+        #[derive(Deserialize)]
+        struct RawApp {
+            slug: String,
+        }
+        #[derive(Deserialize)]
+        struct Repos {
+            repositories: Vec<RawRepo>,
+        }
+        #[derive(Deserialize)]
+        struct RawRepo {
+            full_name: String,
+        }
+        let found: RawApp =
+            serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let repos: Repos = self
+            .get_json(
+                "installation repositories",
+                "/installation/repositories?per_page=100",
+                |_, _| None,
+            )
+            .await?;
+        Ok(Some((
+            found.slug,
+            repos
+                .repositories
+                .into_iter()
+                .map(|r| r.full_name)
+                .collect(),
+        )))
+    }
+
+    /// Trades the App's JWT for an installation token
+    /// (`POST /app/installations/{id}/access_tokens`) and keeps it.
+    async fn installation_token(&self, app: &app::App) -> Result<SecretString, Error> {
+        let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
+        let mut request = http::request::Builder::new()
+            .method(Method::POST)
+            .uri(format!(
+                "/app/installations/{}/access_tokens",
+                app.installation_id
+            ))
+            .header(header::ACCEPT, "application/vnd.github+json");
+        if let Some(auth) = bearer(&jwt) {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = self
+            .client
+            .build_request(request, None::<&()>)
+            .map_err(|e| self.transport_error(e))?;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self
+            .client
+            .body_to_string(response)
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(match self.status_error(status, &headers, &body) {
+                Error::Unauthorized { message } => Error::Unauthorized {
+                    message: format!(
+                        "GitHub did not accept the App's JWT (app_id {}, installation_id {}): \
+                         {message}",
+                        app.app_id, app.installation_id
+                    ),
+                },
+                other => other,
+            });
+        }
+        #[derive(Deserialize)]
+        struct Granted {
+            token: String,
+            expires_at: String,
+        }
+        let granted: Granted =
+            serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let token = SecretString::from(granted.token);
+        app.keep(token.clone(), &granted.expires_at);
+        Ok(token)
     }
 
     /// Octocrab's transport errors can quote the request; only the cleaned chain is kept.

@@ -106,11 +106,7 @@ pub struct Agent {
 impl Agent {
     pub fn new(settings: Settings, options: PassOptions) -> anyhow::Result<Agent> {
         let policy = options.retry;
-        let github = GitHub::new(
-            &settings.github.api_url,
-            settings.github.token.as_ref(),
-            policy,
-        )?;
+        let github = GitHub::new(&settings.github, policy)?;
         let slack = match &settings.slack {
             Some(target) => Some(Slack::new(target.clone(), policy)?),
             None => None,

@@ -13,9 +13,11 @@ use crate::reap::Why;
 use crate::slack::escape;
 use crate::state::{Part, Run};
 
+mod status;
 pub mod table;
 mod verdict;
 
+pub use status::commit_status;
 pub use verdict::verdict;
 
 /// The message for a change of a run: which commit, what each instance does for it, and

@@ -72,6 +72,12 @@ pub enum Duty {
     },
     /// Post this message (a run's verdict) to Slack.
     Post { text: String },
+    /// Set this commit status on a run's commit.
+    Status {
+        commit: String,
+        #[serde(flatten)]
+        status: crate::github::CommitStatus,
+    },
 }
 
 impl Duty {
@@ -79,7 +85,7 @@ impl Duty {
     pub fn stops(&self) -> Option<&str> {
         match self {
             Duty::Stop { instance, .. } => Some(instance),
-            Duty::Post { .. } => None,
+            Duty::Post { .. } | Duty::Status { .. } => None,
         }
     }
 }
@@ -114,6 +120,9 @@ pub struct Run {
     /// place in the queue; such a run gets no verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// The commit status last asked for this run, `state: description`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// Where one instance stands in a run.
@@ -212,6 +221,7 @@ impl Run {
             completed_at: None,
             partial: false,
             superseded_by: None,
+            status: None,
         }
     }
 

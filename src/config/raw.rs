@@ -8,7 +8,9 @@ use toml::Spanned;
 
 use super::secret::SecretSource;
 use super::watch::RawWatch;
-use super::{AwsSettings, ConfigError, Env, FirstRun, GithubSettings, Settings, SlackSettings};
+use super::{
+    AwsSettings, ConfigError, Env, FirstRun, GithubApp, GithubSettings, Settings, SlackSettings,
+};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_GITHUB_API: &str = "https://api.github.com";
@@ -44,6 +46,10 @@ struct RawGithub {
     token_env: Option<Spanned<String>>,
     token_file: Option<Spanned<PathBuf>>,
     token: Inline,
+    commit_status: Option<bool>,
+    app_id: Option<Spanned<u64>>,
+    installation_id: Option<Spanned<u64>>,
+    private_key_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -253,9 +259,61 @@ fn secret_source(
     Ok((source, span))
 }
 
+/// The three keys of a GitHub App sign-in, all or none; the key is read and checked here.
+fn app(
+    cx: &Ctx,
+    app_id: Option<Spanned<u64>>,
+    installation_id: Option<Spanned<u64>>,
+    key_file: Option<Spanned<PathBuf>>,
+) -> Result<Option<GithubApp>, ConfigError> {
+    let (app_id, installation_id, key_file) = match (app_id, installation_id, key_file) {
+        (None, None, None) => return Ok(None),
+        (Some(a), Some(i), Some(k)) => (a, i, k),
+        (a, i, k) => {
+            let span = a
+                .as_ref()
+                .map(|s| s.span())
+                .or_else(|| i.as_ref().map(|s| s.span()))
+                .or_else(|| k.as_ref().map(|s| s.span()))
+                .unwrap_or(0..0);
+            let missing: Vec<&str> = [
+                (a.is_none(), "github.app_id"),
+                (i.is_none(), "github.installation_id"),
+                (k.is_none(), "github.private_key_file"),
+            ]
+            .into_iter()
+            .filter_map(|(m, key)| m.then_some(key))
+            .collect();
+            return cx.invalid(
+                span,
+                missing[0],
+                format!("a GitHub App sign-in also needs {}", missing.join(" and ")),
+            );
+        }
+    };
+    let path = super::secret::resolve_file(cx.path, key_file.get_ref(), cx.env);
+    let key = match SecretSource::File(path.clone()).read(cx.env) {
+        Ok(k) => k,
+        Err(e) => return cx.invalid(key_file.span(), "github.private_key_file", e),
+    };
+    if let Err(e) = crate::github::app::check_key(&key) {
+        return cx.invalid(
+            key_file.span(),
+            "github.private_key_file",
+            format!("{} is not an RSA private key in PEM: {e}", path.display()),
+        );
+    }
+    Ok(Some(GithubApp {
+        app_id: app_id.into_inner(),
+        installation_id: installation_id.into_inner(),
+        key,
+    }))
+}
+
 fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
     cx.refuse_inline_secret(&raw.token, "github.token")?;
     let api_url = url(cx, raw.api_url, "github.api_url", DEFAULT_GITHUB_API)?;
+    let has_token = raw.token_env.is_some() || raw.token_file.is_some();
     let (source, span) = secret_source(cx, "github.token", raw.token_env, raw.token_file)?;
     // The token is optional: public repositories can be polled without one. A named but
     // unset variable is allowed for the same reason, and reported by `check` and the log;
@@ -271,10 +329,21 @@ fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
             Err(e) => return cx.invalid(span, "github.token_file", e),
         },
     };
+    let app = app(cx, raw.app_id, raw.installation_id, raw.private_key_file)?;
+    if app.is_some() && has_token {
+        return cx.invalid(
+            span,
+            "github.token_env",
+            "set either a token or a GitHub App (app_id, installation_id, private_key_file), \
+             not both",
+        );
+    }
     Ok(GithubSettings {
         api_url,
         token,
         token_unset,
+        commit_status: raw.commit_status.unwrap_or(false),
+        app,
     })
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Agent;
+use crate::github::CommitStatus;
+use crate::report::short;
 use crate::state::{Duty, State, WatchState};
 
 /// How long a pass waits on Slack, all its messages together.
@@ -44,6 +46,10 @@ impl Agent {
                         let post = tokio::time::timeout_at(budget, self.post(text));
                         post.await.unwrap_or(false)
                     }
+                    Duty::Status { commit, status } => {
+                        let set = self.set_status(&entry.repo, commit, status);
+                        tokio::time::timeout_at(budget, set).await.unwrap_or(false)
+                    }
                     Duty::Stop { .. } => false,
                 };
                 if posted {
@@ -58,6 +64,26 @@ impl Agent {
             self.store.save(state).await?;
         }
         Ok(())
+    }
+
+    /// Sets a commit status on the repository `repo` names; returns whether GitHub took
+    /// it (or no watch names the repository any more).
+    async fn set_status(&self, repo: &str, commit: &str, status: &CommitStatus) -> bool {
+        let Some(watch) = self
+            .settings
+            .watches
+            .iter()
+            .find(|w| w.repo.to_string() == repo)
+        else {
+            return true;
+        };
+        match self.github.set_status(&watch.repo, commit, status).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("cannot set the commit status of {}: {e}", short(commit));
+                false
+            }
+        }
     }
 
     /// Posts to Slack, if configured; returns whether the message was delivered (or there

@@ -133,6 +133,11 @@ impl Agent {
             }
         }
 
+        if self.settings.github.commit_status {
+            let open_before: Vec<&String> = before.iter().map(|(c, _)| c).collect();
+            statuses(watch, entry, &open_before, &self.status_context(watch));
+        }
+
         for run in entry.runs.iter().filter(|r| changed_now(r, now)) {
             let first = opened.as_ref().filter(|c| c.sha == run.commit);
             let news = reconciler.news(&run.commit);
@@ -152,6 +157,20 @@ impl Agent {
             turn.messages.push(report::run(watch, run, first, news));
         }
         Ok(turn)
+    }
+
+    /// The commit status context of `watch`'s runs: `pushwake`, or `pushwake/<branch>`
+    /// when another watch shares its repository.
+    fn status_context(&self, watch: &Watch) -> String {
+        let shared = self
+            .settings
+            .watches
+            .iter()
+            .any(|w| w.repo == watch.repo && w.branch != watch.branch);
+        match shared {
+            true => format!("pushwake/{}", watch.branch),
+            false => "pushwake".to_owned(),
+        }
     }
 
     /// Carries out the watch's stop duties: stops the instances still up, forgets that
@@ -235,4 +254,26 @@ pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
         || state.get(watch).is_some_and(|s| {
             s.runs.iter().any(Run::is_open) || s.duties.iter().any(|d| d.stops().is_some())
         })
+}
+
+/// Owes a commit status for each run open now or at the start of the turn whose status
+/// changed: the newest replaces one still owed for the same commit.
+fn statuses(watch: &Watch, entry: &mut WatchState, open_before: &[&String], context: &str) {
+    for i in 0..entry.runs.len() {
+        let run = &entry.runs[i];
+        if !run.is_open() && !open_before.contains(&&run.commit) {
+            continue;
+        }
+        let status = report::commit_status(watch, &entry.runs, i, context);
+        let said = format!("{}: {}", status.state, status.description);
+        if entry.runs[i].status.as_deref() == Some(said.as_str()) {
+            continue;
+        }
+        let commit = entry.runs[i].commit.clone();
+        entry.runs[i].status = Some(said);
+        entry
+            .duties
+            .retain(|d| !matches!(d, Duty::Status { commit: c, .. } if *c == commit));
+        entry.duties.push(Duty::Status { commit, status });
+    }
 }

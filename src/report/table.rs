@@ -85,6 +85,9 @@ pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Resul
                 Duty::Stop {
                     instance, reason, ..
                 } => format!("stop {instance} ({reason})"),
+                Duty::Status { commit, status } => {
+                    format!("status {} of {}", status.state, short(commit))
+                }
                 Duty::Post { text } => {
                     format!("post {:?}", text.lines().next().unwrap_or_default())
                 }

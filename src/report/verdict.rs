@@ -64,7 +64,14 @@ pub fn words(v: &Verdict) -> String {
     match v.outcome {
         Outcome::Better => format!("better beyond the noise ({p})"),
         Outcome::Worse => format!("worse beyond the noise ({p})"),
-        Outcome::WithinNoise => format!("within the noise ({p})"),
+        Outcome::WithinNoise => match v.more_runs {
+            Some(more) => format!(
+                "within the noise ({p}); about {more} more run{} a side would tell a difference \
+                 this size",
+                if more == 1 { "" } else { "s" }
+            ),
+            None => format!("within the noise ({p})"),
+        },
     }
 }
 
@@ -89,14 +96,30 @@ fn spread(s: &Summary) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn p_values_are_shown_with_the_precision_they_deserve() {
-        assert_eq!(super::format_p(0.0004), "p < 0.001");
-        assert_eq!(super::format_p(0.0042), "p = 0.004");
-        assert_eq!(super::format_p(0.2134), "p = 0.21");
+        assert_eq!(format_p(0.0004), "p < 0.001");
+        assert_eq!(format_p(0.0042), "p = 0.004");
+        assert_eq!(format_p(0.2134), "p = 0.21");
     }
 
-    use super::*;
+    #[test]
+    fn within_the_noise_says_what_would_settle_it() {
+        let old = Summary::of(&[0.90, 0.91, 0.92]).unwrap();
+        let near = Summary::of(&[0.905, 0.915, 0.925]).unwrap();
+        let v = stats::verdict(&near, &old, crate::config::Better::Higher).unwrap();
+        let text = words(&v);
+        let more = v.more_runs.unwrap();
+        assert!(text.starts_with("within the noise (p = 0.5"), "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "; about {more} more runs a side would tell a difference this size"
+            )),
+            "{text}"
+        );
+    }
 
     fn spec() -> Results {
         Results {

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against fake GitHub and Slack servers and the moto
 //! EC2 emulator. One crate, so it is linked once.
 
+mod app;
 mod beyond;
 mod check;
 mod config;
@@ -8,6 +9,7 @@ mod cost;
 mod daemon;
 mod faults;
 mod launch;
+mod look;
 mod once;
 mod parse;
 mod results;

@@ -61,6 +61,56 @@ impl GitHub {
         self.server.uri()
     }
 
+    /// Takes commit statuses as GitHub does: `state` one of four, a description of at most
+    /// 140 characters, a context; 422 otherwise.
+    pub async fn take_statuses(&self) {
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path_regex(
+                "^/repos/[^/]+/[^/]+/statuses/[0-9a-f]{40}$",
+            ))
+            .respond_with(|r: &Request| {
+                let body: serde_json::Value = match serde_json::from_slice(&r.body) {
+                    Ok(b) => b,
+                    Err(_) => return error(400, "Problems parsing JSON"),
+                };
+                let state_ok = matches!(
+                    body["state"].as_str(),
+                    Some("error" | "failure" | "pending" | "success")
+                );
+                let description = body["description"].as_str().unwrap_or_default();
+                if !state_ok || body["context"].as_str().is_none() {
+                    return error(422, "Validation Failed");
+                }
+                if description.chars().count() > 140 {
+                    return error(422, "description is too long (maximum is 140 characters)");
+                }
+                github_headers(ResponseTemplate::new(201)).set_body_json(serde_json::json!({
+                    "id": 1, "state": body["state"], "description": description,
+                    "context": body["context"], "target_url": null,
+                    "created_at": "2026-11-29T08:00:00Z", "updated_at": "2026-11-29T08:00:00Z"
+                }))
+            })
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The commit statuses set, in order: `(sha, state, description, context)`.
+    pub async fn statuses(&self) -> Vec<(String, String, String, String)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method.as_str() == "POST" && r.url.path().contains("/statuses/"))
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                let field = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+                let sha = r.url.path().rsplit('/').next().unwrap().to_owned();
+                (sha, field("state"), field("description"), field("context"))
+            })
+            .collect()
+    }
+
     /// Points `branch` of `repo` at commit `sha`. As on GitHub, the head is served at
     /// `commits/heads/BRANCH` with the branch's slashes raw, and nowhere else: an escaped
     /// slash, or the branch without `heads/`, is answered 404.
@@ -222,6 +272,84 @@ fn github_headers(t: ResponseTemplate) -> ResponseTemplate {
         .insert_header("x-ratelimit-used", "1")
         .insert_header("x-ratelimit-resource", "core")
         .insert_header("x-github-request-id", "C0DE:1234:5678:9ABC:6750A1B2")
+}
+
+/// A GitHub App's key pair, made by `openssl` in `dir`: the private key (PKCS#1 PEM, as
+/// GitHub hands them out) in `app.pem`, and the public key's PEM.
+pub fn app_key(dir: &std::path::Path) -> (PathBuf, String) {
+    let private = dir.join("app.pem");
+    let made = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&private)
+        .arg("2048")
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let public = Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&private)
+        .output()
+        .expect("openssl");
+    assert!(public.status.success(), "{}", stderr(&public));
+    (private, stdout(&public))
+}
+
+/// GitHub's side of an App installation's sign-in, at `prefix` (`""`, or `/api/v3` for
+/// GitHub Enterprise Server): the token endpoint checks the JWT's signature with
+/// `public_key`, and its claims as GitHub does (issued by `app_id`, expiring at most ten
+/// minutes after it was issued, not in the future), then grants `tokens` in turn, each
+/// `(token, seconds until it expires)`.
+pub async fn app_sign_in(
+    server: &MockServer,
+    prefix: &str,
+    public_key: &str,
+    app_id: u64,
+    installation_id: u64,
+    tokens: Vec<(&'static str, i64)>,
+) {
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes()).unwrap();
+    let granted = std::sync::atomic::AtomicUsize::new(0);
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{prefix}/app/installations/{installation_id}/access_tokens"
+        )))
+        .respond_with(move |r: &Request| {
+            let jwt = r
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            let mut rules = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            rules.set_issuer(&[app_id.to_string()]);
+            rules.set_required_spec_claims(&["exp", "iat", "iss"]);
+            let claims = match jsonwebtoken::decode::<serde_json::Value>(jwt, &key, &rules) {
+                Ok(t) => t.claims,
+                Err(_) => return error(401, "A JSON web token could not be decoded"),
+            };
+            let (iat, exp) = (
+                claims["iat"].as_i64().unwrap(),
+                claims["exp"].as_i64().unwrap(),
+            );
+            let now = chrono::Utc::now().timestamp();
+            if exp - iat > 600 || iat > now {
+                return error(
+                    401,
+                    "'Expiration time' claim ('exp') is too far in the future",
+                );
+            }
+            let n = granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (token, life) = tokens[n.min(tokens.len() - 1)];
+            let expires = (chrono::Utc::now() + chrono::Duration::seconds(life))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            github_headers(ResponseTemplate::new(201)).set_body_json(serde_json::json!({
+                "token": token, "expires_at": expires,
+                "permissions": {"contents": "read", "statuses": "write"},
+                "repository_selection": "selected"
+            }))
+        })
+        .mount(server)
+        .await;
 }
 
 /// Slack: the Web API's `chat.postMessage` and an incoming webhook.

@@ -1,0 +1,214 @@
+//! A run as a commit status: what GitHub shows beside the commit and on its pull requests.
+
+use crate::config::Watch;
+use crate::github::{CommitStatus, DESCRIPTION_MAX};
+use crate::results::{previous, reported_all};
+use crate::state::{Kind, Run};
+use crate::stats::{self, Outcome, Summary};
+
+use super::short;
+
+/// The status of `runs[index]` under `context`: `pending` while it starts and reports,
+/// then `success` (better, or within the noise; or, without results, every machine
+/// started), `failure` (worse beyond the noise) or `error` (partial, superseded, nothing
+/// started).
+pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -> CommitStatus {
+    let run = &runs[index];
+    let machines = run
+        .instances
+        .values()
+        .filter(|p| p.kind() != Kind::Skipped)
+        .count();
+    let started = run.started().count();
+    let failed = run
+        .instances
+        .values()
+        .filter(|p| p.kind() == Kind::Failed)
+        .count();
+    let starting = || {
+        let mut text = format!("{started} of {machines} machines started");
+        if failed > 0 {
+            text.push_str(&format!("; {failed} failed, retrying"));
+        }
+        text
+    };
+    let (state, description) = match (&run.superseded_by, &watch.results) {
+        (Some(newer), _) => (
+            "error",
+            format!("superseded by {}; no verdict", short(newer)),
+        ),
+        (None, _) if run.completed_at.is_some() && started == 0 => {
+            ("error", "no machine started".to_owned())
+        }
+        (None, None) if started == machines && machines > 0 => ("success", starting()),
+        (None, None) => ("pending", starting()),
+        (None, Some(_)) if started < machines && run.completed_at.is_none() => {
+            ("pending", starting())
+        }
+        (None, Some(spec)) => {
+            let reported = run
+                .started()
+                .filter(|id| reported_all(run, spec, id))
+                .count();
+            let metric = &spec.metrics[0];
+            let now = Summary::of(&run.values_of(metric));
+            match (run.completed_at, now) {
+                (None, _) if reported == 0 => ("pending", starting()),
+                (None, _) => ("pending", format!("{reported} of {started} reported")),
+                (Some(_), None) => ("error", format!("no {metric} reported")),
+                (Some(_), Some(now)) => {
+                    let mean = format!("{metric} {:.4} ± {:.4}", now.mean, now.std);
+                    let before = previous(runs, index)
+                        .and_then(|b| Summary::of(&b.values_of(metric)))
+                        .and_then(|old| stats::verdict(&now, &old, spec.better(metric)));
+                    match before {
+                        _ if run.partial => (
+                            "error",
+                            format!("partial: {reported} of {started} reported; {mean}"),
+                        ),
+                        Some(v) => (
+                            match v.outcome {
+                                Outcome::Worse => "failure",
+                                Outcome::Better | Outcome::WithinNoise => "success",
+                            },
+                            format!("{mean}: {}", super::verdict::words(&v)),
+                        ),
+                        None => (
+                            "success",
+                            format!("{mean} (n={}), nothing to compare", now.n),
+                        ),
+                    }
+                }
+            }
+        }
+    };
+    CommitStatus {
+        state: state.to_owned(),
+        description: fit(&description, DESCRIPTION_MAX),
+        context: context.to_owned(),
+    }
+}
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Results;
+    use crate::state::Part;
+
+    fn watch(results: bool) -> Watch {
+        let mut w = Watch::example("main", &["i-1", "i-2"]);
+        if results {
+            w.results = Some(Results {
+                metrics: vec!["accuracy".into()],
+                better: Default::default(),
+                timeout: std::time::Duration::from_secs(3600),
+                stop_when_reported: true,
+            });
+        }
+        w
+    }
+
+    fn run(commit: &str, started: usize, values: &[f64]) -> Run {
+        let now = chrono::Utc::now();
+        let mut run = Run::open(commit, "", now);
+        for (n, id) in ["i-1", "i-2"].iter().enumerate() {
+            let part = if n < started {
+                Part::Started { at: now }
+            } else {
+                Part::Waiting { why: "busy".into() }
+            };
+            run.instances.insert((*id).into(), part);
+        }
+        for (id, v) in ["i-1", "i-2"].iter().zip(values) {
+            run.values
+                .entry("accuracy".into())
+                .or_default()
+                .insert((*id).into(), *v);
+        }
+        run
+    }
+
+    fn status(w: &Watch, runs: &[Run]) -> (String, String) {
+        let s = commit_status(w, runs, runs.len() - 1, "pushwake");
+        (s.state, s.description)
+    }
+
+    #[test]
+    fn a_run_is_pending_while_it_starts_and_reports() {
+        let w = watch(true);
+        let one = [run("a1", 1, &[])];
+        assert_eq!(
+            status(&w, &one),
+            ("pending".into(), "1 of 2 machines started".into())
+        );
+        let both = [run("a1", 2, &[0.9])];
+        assert_eq!(
+            status(&w, &both),
+            ("pending".into(), "1 of 2 reported".into())
+        );
+    }
+
+    #[test]
+    fn a_completed_run_says_its_verdict() {
+        let w = watch(true);
+        let mut old = run("a1", 2, &[0.90, 0.91]);
+        old.completed_at = Some(chrono::Utc::now());
+        let mut worse = run("b2", 2, &[0.80, 0.81]);
+        worse.completed_at = Some(chrono::Utc::now());
+        let (state, text) = status(&w, &[old.clone(), worse]);
+        assert_eq!(state, "failure");
+        assert!(
+            text.starts_with("accuracy 0.8050 ± 0.0071: worse beyond the noise"),
+            "{text}"
+        );
+        let mut same = run("c3", 2, &[0.91, 0.90]);
+        same.completed_at = Some(chrono::Utc::now());
+        let (state, text) = status(&w, &[old, same]);
+        assert_eq!(state, "success");
+        assert!(text.len() <= DESCRIPTION_MAX * 3 && text.chars().count() <= 140);
+        assert!(text.contains("within the noise"), "{text}");
+    }
+
+    #[test]
+    fn partial_superseded_and_unstarted_runs_are_errors() {
+        let w = watch(true);
+        let mut partial = run("a1", 2, &[0.9]);
+        partial.completed_at = Some(chrono::Utc::now());
+        partial.partial = true;
+        assert_eq!(status(&w, &[partial]).0, "error");
+        let mut superseded = run("a1", 1, &[]);
+        superseded.superseded_by = Some("b".repeat(40));
+        assert_eq!(
+            status(&w, &[superseded]),
+            ("error".into(), "superseded by bbbbbbb; no verdict".into())
+        );
+    }
+
+    #[test]
+    fn without_results_started_machines_are_a_success() {
+        let w = watch(false);
+        assert_eq!(
+            status(&w, &[run("a1", 2, &[])]),
+            ("success".into(), "2 of 2 machines started".into())
+        );
+        assert_eq!(status(&w, &[run("a1", 1, &[])]).0, "pending");
+    }
+
+    #[test]
+    fn long_descriptions_are_cut_to_what_github_takes() {
+        let long = "x".repeat(200);
+        let cut = fit(&long, DESCRIPTION_MAX);
+        assert_eq!(cut.chars().count(), DESCRIPTION_MAX);
+        assert!(cut.ends_with('…'));
+    }
+}
