@@ -38,7 +38,7 @@ mod runs;
 mod stateless;
 mod turn;
 
-use notify::{SLACK_BUDGET, fail, recover};
+use notify::{Message, SLACK_BUDGET, fail, recover};
 use turn::needs_turn;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
@@ -358,7 +358,7 @@ impl Agent {
         let mut orphan_errors = 0;
         if edited || self.settings.max_runtime.is_some() || watches.iter().any(Watch::stops) {
             let orphans = self.orphans(Some(&mut state.orphans)).await;
-            messages.extend(orphans.messages);
+            messages.extend(orphans.messages.into_iter().map(Message::plain));
             orphan_errors = usize::from(!orphans.errors.is_empty());
             if orphans.errors.is_empty() {
                 state.ownership = Some(ownership);
@@ -372,9 +372,10 @@ impl Agent {
         // Slack gets a few seconds in all: what it did not take by then is logged, and a
         // verdict stays owed for the next pass.
         let budget = tokio::time::Instant::now() + SLACK_BUDGET;
-        notices.extend(messages);
-        self.post_all(notices, budget).await;
-        self.post_duties(&mut state, budget).await?;
+        let mut all: Vec<Message> = notices.into_iter().map(Message::plain).collect();
+        all.extend(messages);
+        let threads = self.tell(Some(&mut state), all, budget).await;
+        self.post_duties(&mut state, budget, threads).await?;
         Ok(PassReport {
             watches: watches.len(),
             failed: failing.len() + orphan_errors,

@@ -20,6 +20,14 @@ mod verdict;
 pub use status::commit_status;
 pub use verdict::verdict;
 
+/// News of a run, one line each, as a reply in its thread.
+pub fn news(news: &[String]) -> String {
+    news.iter()
+        .map(|l| escape(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The message for a change of a run: which commit, what each instance does for it, and
 /// `news` (what else the pass did for it, one line each). `commit` is given when the run
 /// opened in this pass: the first message names its title, author and link.
@@ -64,6 +72,16 @@ pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -
     }
     text.push('\n');
     text.push_str(&parts(run));
+    if let Some(spec) = &watch.results {
+        let started: Vec<&String> = run.started().collect();
+        if !started.is_empty() {
+            let all = started
+                .iter()
+                .filter(|id| crate::results::reported_all(run, spec, id))
+                .count();
+            let _ = write!(text, "\nReported: {all} of {}", started.len());
+        }
+    }
     text
 }
 

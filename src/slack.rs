@@ -80,6 +80,25 @@ struct Metadata {
 struct ApiAnswer {
     ok: bool,
     error: Option<String>,
+    channel: Option<String>,
+    ts: Option<String>,
+}
+
+/// A message a bot posted: replies thread under it, and it can be updated in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Thread {
+    /// The channel's id, as Slack answered it (`chat.update` takes no name).
+    pub channel: String,
+    pub ts: String,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Place<'a> {
+    /// The channel.
+    Channel,
+    /// A reply in `thread`; with `broadcast`, also sent to the channel.
+    Reply { thread: &'a Thread, broadcast: bool },
 }
 
 /// Posts messages to one channel or webhook.
@@ -107,11 +126,42 @@ impl Slack {
         })
     }
 
-    /// Posts `text` (Slack mrkdwn).
+    /// Posts `text` (Slack mrkdwn) to the channel.
     pub async fn post(&self, text: &str) -> Result<(), Error> {
+        self.send(text, Place::Channel).await.map(|_| ())
+    }
+
+    /// Whether messages can be threaded and updated: a bot's can, a webhook's cannot.
+    pub fn threads(&self) -> bool {
+        matches!(self.target, SlackSettings::Bot { .. })
+    }
+
+    /// Posts `text` to `place`; a bot's message comes back as a [`Thread`].
+    pub async fn send(&self, text: &str, place: Place<'_>) -> Result<Option<Thread>, Error> {
         self.policy
             .run("Slack message", || async {
-                self.post_once(text).await.map_err(|e| self.clean(e))
+                self.post_once(text, place).await.map_err(|e| self.clean(e))
+            })
+            .await
+    }
+
+    /// Replaces the text of the bot's message `thread` (`chat.update`).
+    pub async fn update(&self, thread: &Thread, text: &str) -> Result<(), Error> {
+        let SlackSettings::Bot { api_url, token, .. } = &self.target else {
+            return Ok(());
+        };
+        let body = serde_json::json!({"channel": thread.channel, "ts": thread.ts, "text": text});
+        self.policy
+            .run("Slack update", || async {
+                let request = self
+                    .http
+                    .post(format!("{api_url}/chat.update"))
+                    .bearer_auth(token.expose_secret())
+                    .json(&body);
+                self.answer(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.clean(e))
             })
             .await
     }
@@ -259,63 +309,91 @@ impl Slack {
         result.map_err(|e| self.clean(e))
     }
 
-    async fn post_once(&self, text: &str) -> Result<(), Error> {
-        let request = match &self.target {
+    async fn post_once(&self, text: &str, place: Place<'_>) -> Result<Option<Thread>, Error> {
+        match &self.target {
             SlackSettings::Bot {
                 api_url,
                 token,
                 channel,
-            } => self
-                .http
-                .post(format!("{api_url}/chat.postMessage"))
-                .bearer_auth(token.expose_secret())
-                .json(&serde_json::json!({
+            } => {
+                let mut body = serde_json::json!({
                     "channel": channel,
                     "text": text,
                     "unfurl_links": false,
-                })),
-            SlackSettings::Webhook { url } => self
-                .http
-                .post(url.expose_secret())
-                .json(&serde_json::json!({ "text": text, "unfurl_links": false })),
-        };
-        // The webhook URL is a secret: errors must not carry it.
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok())
-                .map(Duration::from_secs);
-            return Err(Error::RateLimited(wait));
-        }
-        let body = response.text().await.map_err(transport)?;
-        match &self.target {
-            SlackSettings::Bot { .. } => {
-                if !status.is_success() {
-                    return Err(Error::Status(status));
+                });
+                if let Place::Reply { thread, broadcast } = place {
+                    body["channel"] = thread.channel.clone().into();
+                    body["thread_ts"] = thread.ts.clone().into();
+                    body["reply_broadcast"] = broadcast.into();
                 }
-                let answer: ApiAnswer = serde_json::from_str(&body)
-                    .map_err(|_| Error::Api("an answer that is not Slack's JSON".into()))?;
-                if answer.ok {
-                    Ok(())
-                } else {
-                    Err(Error::Api(
-                        answer.error.unwrap_or_else(|| "unknown error".into()),
-                    ))
+                let request = self
+                    .http
+                    .post(format!("{api_url}/chat.postMessage"))
+                    .bearer_auth(token.expose_secret())
+                    .json(&body);
+                let answer = self.answer(request).await?;
+                Ok(match (answer.channel, answer.ts) {
+                    (Some(channel), Some(ts)) => Some(Thread { channel, ts }),
+                    _ => None,
+                })
+            }
+            SlackSettings::Webhook { url } => {
+                let request = self
+                    .http
+                    .post(url.expose_secret())
+                    .json(&serde_json::json!({ "text": text, "unfurl_links": false }));
+                // The webhook URL is a secret: errors must not carry it.
+                let response = request.send().await.map_err(transport)?;
+                let status = response.status();
+                rate_limited(&response)?;
+                let body = response.text().await.map_err(transport)?;
+                // A webhook answers 200 "ok", or 4xx with a short reason such as
+                // "invalid_token" or "channel_is_archived" in the body.
+                match status {
+                    s if s.is_success() => Ok(None),
+                    s if s.is_client_error() => Err(Error::Api(format!("{s}: {}", body.trim()))),
+                    s => Err(Error::Status(s)),
                 }
             }
-            // A webhook answers 200 "ok", or 4xx with a short reason such as
-            // "invalid_token" or "channel_is_archived" in the body.
-            SlackSettings::Webhook { .. } if status.is_success() => Ok(()),
-            SlackSettings::Webhook { .. } if status.is_client_error() => {
-                Err(Error::Api(format!("{status}: {}", body.trim())))
-            }
-            SlackSettings::Webhook { .. } => Err(Error::Status(status)),
         }
     }
+
+    /// Sends a Web API call and reads Slack's answer, which says `ok` or why not.
+    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<ApiAnswer, Error> {
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        rate_limited(&response)?;
+        let body = response.text().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(Error::Status(status));
+        }
+        let answer: ApiAnswer = serde_json::from_str(&body)
+            .map_err(|_| Error::Api("an answer that is not Slack's JSON".into()))?;
+        if answer.ok {
+            Ok(answer)
+        } else {
+            Err(Error::Api(
+                answer
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "unknown error".into()),
+            ))
+        }
+    }
+}
+
+/// Slack's 429, with its `Retry-After`.
+fn rate_limited(response: &reqwest::Response) -> Result<(), Error> {
+    if response.status() != StatusCode::TOO_MANY_REQUESTS {
+        return Ok(());
+    }
+    let wait = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs);
+    Err(Error::RateLimited(wait))
 }
 
 /// reqwest's errors quote the URL, which for a webhook is the secret: it is dropped.

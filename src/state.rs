@@ -70,8 +70,13 @@ pub enum Duty {
         reason: String,
         runtime: u64,
     },
-    /// Post this message (a run's verdict) to Slack.
-    Post { text: String },
+    /// Post this message (a run's verdict) to Slack, in the thread of the run of `commit`
+    /// when it has one.
+    Post {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
     /// Set this commit status on a run's commit.
     Status {
         commit: String,
@@ -123,6 +128,10 @@ pub struct Run {
     /// The commit status last asked for this run, `state: description`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The run's Slack message, which its news and verdict reply to and which is updated
+    /// as it progresses (a bot's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<crate::slack::Thread>,
 }
 
 /// Where one instance stands in a run.
@@ -222,7 +231,13 @@ impl Run {
             partial: false,
             superseded_by: None,
             status: None,
+            thread: None,
         }
+    }
+
+    /// How many values the run's instances reported, all metrics together.
+    pub fn reported(&self) -> usize {
+        self.values.values().map(|v| v.len()).sum()
     }
 
     pub fn is_open(&self) -> bool {

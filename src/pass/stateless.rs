@@ -51,8 +51,10 @@ impl Agent {
                     runtime: d.runtime.as_secs(),
                 })
                 .collect();
-            self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut messages)
+            let mut told = Vec::new();
+            self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut told)
                 .await;
+            messages.extend(told.into_iter().map(|m| m.text));
         }
         if self.settings.max_runtime.is_some() {
             messages.extend(self.orphans(None).await.messages);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
+use super::notify::{Message, Role};
 use super::runs::Reconciler;
 use crate::aws::Clients;
 use crate::config::Watch;
@@ -16,6 +17,9 @@ use crate::launch::{self, Members};
 use crate::report::{self, short};
 use crate::state::{Duty, Kind, Part, Run, State, WatchState};
 use crate::{reap, results, tags};
+
+/// An open run as a turn first saw it: its shape, and how many values it had.
+type Seen = (Vec<(String, Kind)>, usize);
 
 /// What a watch's turn did.
 #[derive(Debug, Default)]
@@ -27,7 +31,7 @@ pub(super) struct Turn {
     /// What makes the watch failing this pass, reported once per streak.
     pub error: Option<String>,
     /// What to tell Slack, once the pass is done.
-    pub messages: Vec<String>,
+    pub messages: Vec<Message>,
 }
 
 impl Agent {
@@ -65,13 +69,17 @@ impl Agent {
         let now = ec2.now();
         let mut turn = Turn::default();
         let mut errors = Vec::new();
-        let before: Vec<(String, Vec<(String, Kind)>)> = state
+        // Each open run's shape and how many values it has, to tell what changed.
+        let before: Vec<(String, Seen)> = state
             .get(watch)
             .map(|s| s.runs.iter().filter(|r| r.is_open()))
             .into_iter()
             .flatten()
-            .map(|r| (r.commit.clone(), r.shape()))
+            .map(|r| (r.commit.clone(), (r.shape(), r.reported())))
             .collect();
+        // A bot's thread shows results arriving too; a webhook's channel hears only of
+        // starts and stops.
+        let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
         let mut reconciler = Reconciler::new(self, ec2, watch, now);
         let entry = state.entry(watch);
@@ -88,7 +96,11 @@ impl Agent {
                 let verdict = report::verdict(watch, spec, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
-                    entry.duties.push(Duty::Post { text: verdict });
+                    let commit = Some(entry.runs[i].commit.clone());
+                    entry.duties.push(Duty::Post {
+                        text: verdict,
+                        commit,
+                    });
                 }
             }
         }
@@ -142,7 +154,10 @@ impl Agent {
             let first = opened.as_ref().filter(|c| c.sha == run.commit);
             let news = reconciler.news(&run.commit);
             let old = before.iter().find(|(c, _)| *c == run.commit).map(|b| &b.1);
-            if first.is_none() && news.is_empty() && old == Some(&run.shape()) {
+            let same = old.is_some_and(|(shape, reported)| {
+                *shape == run.shape() && (!threads || *reported == run.reported())
+            });
+            if first.is_none() && news.is_empty() && same {
                 continue;
             }
             let parts = report::parts(run).replace('\n', "; ");
@@ -154,7 +169,21 @@ impl Agent {
                 ),
                 None => tracing::info!("{watch}: run of {}: {parts}", short(&run.commit)),
             }
-            turn.messages.push(report::run(watch, run, first, news));
+            let whole = report::run(watch, run, first, news);
+            // The first message of a run is its thread's parent; later ones update it in
+            // place, their news a reply.
+            let role = match &run.thread {
+                None => Role::Progress {
+                    parent: whole.clone(),
+                    news: None,
+                },
+                Some(_) => Role::Progress {
+                    parent: report::run(watch, run, first, &[]),
+                    news: (!news.is_empty()).then(|| report::news(news)),
+                },
+            };
+            turn.messages
+                .push(Message::about(watch, &run.commit, role, whole));
         }
         Ok(turn)
     }
@@ -183,7 +212,7 @@ impl Agent {
         watch: &Watch,
         entry: &mut WatchState,
         members: &mut Members,
-        messages: &mut Vec<String>,
+        messages: &mut Vec<Message>,
     ) -> Vec<String> {
         let up = |id: &str| {
             members
@@ -222,7 +251,17 @@ impl Agent {
                 "{watch}: stopped {instance} after {}: {reason}",
                 humantime::format_duration(runtime)
             );
-            messages.push(report::stopped(watch, instance, reason, runtime));
+            let text = report::stopped(watch, instance, reason, runtime);
+            // A reply in the thread of the run it was started for.
+            let run = entry.runs.iter().rev().find(|r| {
+                r.instances
+                    .get(instance.as_str())
+                    .is_some_and(|p| p.is_started())
+            });
+            messages.push(match run {
+                Some(r) => Message::about(watch, &r.commit, Role::Reply, text),
+                None => Message::plain(text),
+            });
             stopped.push(instance.clone());
             false
         });

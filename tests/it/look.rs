@@ -1,6 +1,7 @@
-//! Where people look (SPEC §9): each run as a commit status on its commit.
+//! Where people look (SPEC §9): each run as a commit status on its commit, and in one
+//! Slack thread.
 
-use crate::util::{World, sha};
+use crate::util::{self, PARENT_TS, World, sha};
 
 /// Each instance reports `accuracy`, as the training script would.
 async fn report(w: &World, accuracy: &[f64]) {
@@ -86,4 +87,172 @@ async fn without_commit_status_no_status_is_set() {
     w.once(0);
     w.once(0);
     assert!(w.github.statuses().await.is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_run_lives_in_one_slack_thread_across_restarts() {
+    let w = World::new(
+        2,
+        "results = { metrics = [\"accuracy\"], timeout = \"1h\" }",
+    )
+    .await;
+    // No capacity for the second machine at first: the batch and its own try.
+    w.proxy
+        .refuse(
+            "StartInstances",
+            &w.ids[1],
+            "InsufficientInstanceCapacity",
+            Some(2),
+        )
+        .await;
+    w.first_run_start();
+
+    // Every pass is a process of its own: the thread lives in the state.
+    w.once(1);
+    w.once(0);
+    report(&w, &[0.90, 0.92]).await;
+    w.once(0);
+
+    let calls = w.slack.calls().await;
+    let parents: Vec<_> = calls
+        .iter()
+        .filter(|c| c.0 == "chat.postMessage" && c.1.is_none())
+        .collect();
+    assert_eq!(parents.len(), 1, "one parent: {calls:#?}");
+    util::assert_contains(&parents[0].3, "Failed, will retry");
+    assert_eq!(calls[0].0, "chat.postMessage", "the parent comes first");
+    let updates: Vec<_> = calls.iter().filter(|c| c.0 == "chat.update").collect();
+    assert!(!updates.is_empty(), "{calls:#?}");
+    util::assert_contains(&updates[0].3, &format!("Started: {}", util::sorted(&w.ids)));
+    let replies: Vec<_> = calls
+        .iter()
+        .filter(|c| c.1.as_deref() == Some(PARENT_TS))
+        .collect();
+    let stops = replies
+        .iter()
+        .filter(|c| c.3.contains("stopped i-"))
+        .count();
+    assert_eq!(stops, 2, "each stop a reply: {calls:#?}");
+    let verdicts: Vec<_> = replies
+        .iter()
+        .filter(|c| c.3.contains("results for"))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{calls:#?}");
+    assert!(verdicts[0].2, "the verdict also goes to the channel");
+    let status = w.status();
+    assert!(status[0]["open_runs"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_webhook_keeps_plain_messages() {
+    let mut w = World::new(1, "").await;
+    w.first_run_start();
+    let url = w.slack.webhook_url();
+    w.setup.set_env("SLACK_WEBHOOK_URL", &url);
+    w.write_config_slack(
+        "first_run = \"start\"",
+        &util::webhook_config("SLACK_WEBHOOK_URL"),
+        &w.watch(),
+    );
+
+    w.once(0);
+
+    assert!(w.slack.calls().await.is_empty(), "no Web API call");
+    assert_eq!(w.texts().await.len(), 1);
+}
+
+/// What the fakes received since `seen`, one line per request, for the record.
+async fn since(w: &World, seen: &mut (usize, usize)) -> Vec<String> {
+    let gh = w.github.server.received_requests().await.unwrap();
+    let sl = w.slack.server.received_requests().await.unwrap();
+    let mut lines = Vec::new();
+    for r in &gh[seen.0..] {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let said = match body["state"].as_str() {
+            Some(state) => format!(" {state}: {}", body["description"].as_str().unwrap()),
+            None => String::new(),
+        };
+        lines.push(format!("GitHub {} {}{said}", r.method, r.url.path()));
+    }
+    for r in &sl[seen.1..] {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let first = body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or("");
+        let thread = match (
+            body["thread_ts"].as_str(),
+            body["reply_broadcast"].as_bool(),
+        ) {
+            (Some(ts), Some(true)) => format!(" (reply in {ts}, also to the channel)"),
+            (Some(ts), _) => format!(" (reply in {ts})"),
+            _ => String::new(),
+        };
+        lines.push(format!("Slack {}{thread}: {first}", r.url.path()));
+    }
+    *seen = (gh.len(), sl.len());
+    lines
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn one_push_on_two_machines_from_the_first_status_to_the_verdict() {
+    let w = World::new(
+        2,
+        "results = { metrics = [\"accuracy\"], timeout = \"1h\" }",
+    )
+    .await;
+    w.github.take_statuses().await;
+    let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
+    w.setup.write_config(&config.replace(
+        "token_env = \"GITHUB_TOKEN\"\n",
+        "token_env = \"GITHUB_TOKEN\"\ncommit_status = true\n",
+    ));
+    w.baseline().await;
+    let mut seen = (0, 0);
+    since(&w, &mut seen).await;
+
+    w.push(2).await;
+    let mut record = Vec::new();
+    for pass in 1..=4 {
+        match pass {
+            3 => report(&w, &[0.93]).await,
+            4 => report(&w, &[0.93, 0.95]).await,
+            _ => {}
+        }
+        w.once(0);
+        for line in since(&w, &mut seen).await {
+            record.push(format!("pass {pass}: {line}"));
+        }
+    }
+
+    eprintln!("{}", record.join("\n"));
+    let statuses: Vec<&String> = record.iter().filter(|l| l.contains("/statuses/")).collect();
+    assert_eq!(statuses.len(), 3, "{record:#?}");
+    assert!(statuses[0].contains("pending: 2 of 2 machines started"));
+    assert!(statuses[1].contains("pending: 1 of 2 reported"));
+    assert!(
+        statuses[2].contains("success: accuracy 0.9400"),
+        "{record:#?}"
+    );
+    let updates = record.iter().filter(|l| l.contains("chat.update")).count();
+    assert_eq!(updates, 2, "a result, then the last: {record:#?}");
+    let verdict = record
+        .iter()
+        .position(|l| l.contains("results for"))
+        .unwrap();
+    assert!(
+        record[verdict].contains("also to the channel"),
+        "{record:#?}"
+    );
+    let parent = record
+        .iter()
+        .position(|l| l.contains("chat.postMessage: *octo/trainer*"))
+        .unwrap();
+    assert!(parent < verdict);
+    assert_eq!(w.starts(), [1, 1]);
 }

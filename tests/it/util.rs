@@ -357,16 +357,42 @@ pub struct Slack {
     pub server: MockServer,
 }
 
+/// The `ts` Slack gives every message the bot posts.
+pub const PARENT_TS: &str = "1732790000.000100";
+
 pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
 
 impl Slack {
     pub async fn start() -> Slack {
         let server = MockServer::start().await;
         let posted = ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "ok": true, "channel": "C0123", "ts": "1732790000.000100",
+            "ok": true, "channel": "C0123", "ts": PARENT_TS,
             "message": {"type": "message", "text": "..."}
         }));
         Slack::method(&server, "chat.postMessage", posted).await;
+        // chat.update as Slack checks it: the channel's id and the message's ts.
+        let updated = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match (body["channel"].as_str(), body["ts"].as_str()) {
+                (Some("C0123"), Some(PARENT_TS)) if body["text"].is_string() => {
+                    serde_json::json!({"ok": true, "channel": "C0123", "ts": PARENT_TS})
+                }
+                (Some("C0123"), _) => {
+                    serde_json::json!({"ok": false, "error": "message_not_found"})
+                }
+                _ => serde_json::json!({"ok": false, "error": "channel_not_found"}),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .and(header(
+                "authorization",
+                format!("Bearer {SLACK_TOKEN}").as_str(),
+            ))
+            .respond_with(updated)
+            .mount(&server)
+            .await;
         Slack::method(
             &server,
             "auth.test",
@@ -467,6 +493,27 @@ impl Slack {
 
     pub fn webhook_url(&self) -> String {
         format!("{}{WEBHOOK_PATH}", self.server.uri())
+    }
+
+    /// The bot's calls in order: the method (`chat.postMessage`, `chat.update`), the
+    /// `thread_ts` of a reply, whether it was also sent to the channel, and the text.
+    pub async fn calls(&self) -> Vec<(String, Option<String>, bool, String)> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().starts_with("/api/chat."))
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                (
+                    r.url.path().trim_start_matches("/api/").to_owned(),
+                    body["thread_ts"].as_str().map(str::to_owned),
+                    body["reply_broadcast"].as_bool().unwrap_or(false),
+                    body["text"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// The texts of all messages posted, either way.
