@@ -10,6 +10,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::cloudwatch::CloudWatch;
@@ -120,5 +121,40 @@ impl Aws {
             .region()
             .with_context(|| format!("no AWS region for {target}: set [aws] region"))?;
         Ok(config)
+    }
+}
+
+/// What an AWS SDK error says, for the errors of our own clients.
+#[derive(Debug)]
+pub struct Failure {
+    /// The service's error code, e.g. `UnauthorizedOperation` or `PreconditionFailed`.
+    pub code: Option<String>,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// The service's own words, or else the error chain.
+    pub message: String,
+    /// A failure worth another attempt whatever its code: no answer in time, a dropped
+    /// connection, an answer that could not be read, or a 5xx.
+    pub transient: bool,
+}
+
+impl Failure {
+    pub fn of<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E>) -> Failure {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let transient = match err {
+            _ if status.is_some_and(|s| s >= 500) => true,
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+            SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+            _ => false,
+        };
+        Failure {
+            code: err.code().map(str::to_owned),
+            status,
+            message: match err.message() {
+                Some(m) => m.to_owned(),
+                None => crate::error_chain(err),
+            },
+            transient,
+        }
     }
 }

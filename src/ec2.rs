@@ -274,31 +274,17 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     err: SdkError<E>,
 ) -> Error {
-    let code = err.code().map(str::to_owned);
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let kind = match code.as_deref() {
-        Some(c) => kind_of(c),
-        None if status.is_some_and(|s| s >= 500) => Kind::Transient,
-        None => match &err {
-            SdkError::TimeoutError(_) => Kind::Transient,
-            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Kind::Transient,
-            SdkError::ResponseError(_) => Kind::Transient,
-            _ => Kind::Other,
-        },
-    };
-    let kind = match (kind, status) {
-        (Kind::Other, Some(s)) if s >= 500 => Kind::Transient,
-        (kind, _) => kind,
-    };
-    let message = match err.message() {
-        Some(m) => m.to_owned(),
-        None => crate::error_chain(&err),
+    let f = crate::aws::Failure::of(&err);
+    let kind = match f.code.as_deref().map(kind_of) {
+        Some(Kind::Other) | None if f.transient => Kind::Transient,
+        Some(kind) => kind,
+        None => Kind::Other,
     };
     Error {
         kind,
         action,
-        code,
-        message,
+        code: f.code,
+        message: f.message,
     }
 }
 

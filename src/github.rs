@@ -366,18 +366,30 @@ impl GitHub {
         headers: HeaderMap,
         body: Option<&B>,
     ) -> Result<(StatusCode, HeaderMap, String), Error> {
-        let answer = self.send_once(&method, path, &headers, body).await?;
+        let signed = self.signed(&headers).await?;
+        let answer = self.exchange(&method, path, &signed, body).await?;
         match &self.credential {
             Credential::App(app) if answer.0 == StatusCode::UNAUTHORIZED => {
                 tracing::info!("GitHub refused the installation token; fetching a new one");
                 app.forget();
-                self.send_once(&method, path, &headers, body).await
+                let signed = self.signed(&headers).await?;
+                self.exchange(&method, path, &signed, body).await
             }
             _ => Ok(answer),
         }
     }
 
-    async fn send_once<B: serde::Serialize + ?Sized>(
+    /// `headers` and the `Authorization` of the client's token or App installation.
+    async fn signed(&self, headers: &HeaderMap) -> Result<HeaderMap, Error> {
+        let mut headers = headers.clone();
+        if let Some(auth) = self.authorization().await? {
+            headers.insert(header::AUTHORIZATION, auth);
+        }
+        Ok(headers)
+    }
+
+    /// One request with exactly these headers, and its answer.
+    async fn exchange<B: serde::Serialize + ?Sized>(
         &self,
         method: &Method,
         path: &str,
@@ -389,9 +401,6 @@ impl GitHub {
             .uri(path);
         for (name, value) in headers {
             request = request.header(name, value);
-        }
-        if let Some(auth) = self.authorization().await? {
-            request = request.header(header::AUTHORIZATION, auth);
         }
         let request = self
             .client
@@ -436,37 +445,10 @@ impl GitHub {
         let Credential::App(app) = &self.credential else {
             return Ok(None);
         };
-        let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
-        if let Some(auth) = bearer(&jwt) {
-            headers.insert(header::AUTHORIZATION, auth);
-        }
-        let request = http::request::Builder::new()
-            .method(Method::GET)
-            .uri("/app");
-        let mut request = request;
-        for (name, value) in &headers {
-            request = request.header(name, value);
-        }
-        let request = self
-            .client
-            .build_request(request, None::<&()>)
-            .map_err(|e| self.transport_error(e))?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = self
-            .client
-            .body_to_string(response)
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let headers = self.as_app(app)?;
+        let (status, headers, body) = self
+            .exchange(&Method::GET, "/app", &headers, None::<&()>)
+            .await?;
         if !status.is_success() {
             return Err(self.status_error(status, &headers, &body));
         }
@@ -501,36 +483,28 @@ impl GitHub {
         )))
     }
 
+    /// The headers of a request as the App itself: its JWT.
+    fn as_app(&self, app: &app::App) -> Result<HeaderMap, Error> {
+        let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        if let Some(auth) = bearer(&jwt) {
+            headers.insert(header::AUTHORIZATION, auth);
+        }
+        Ok(headers)
+    }
+
     /// Trades the App's JWT for an installation token
     /// (`POST /app/installations/{id}/access_tokens`) and keeps it.
     async fn installation_token(&self, app: &app::App) -> Result<SecretString, Error> {
-        let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
-        let mut request = http::request::Builder::new()
-            .method(Method::POST)
-            .uri(format!(
-                "/app/installations/{}/access_tokens",
-                app.installation_id
-            ))
-            .header(header::ACCEPT, "application/vnd.github+json");
-        if let Some(auth) = bearer(&jwt) {
-            request = request.header(header::AUTHORIZATION, auth);
-        }
-        let request = self
-            .client
-            .build_request(request, None::<&()>)
-            .map_err(|e| self.transport_error(e))?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = self
-            .client
-            .body_to_string(response)
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let path = format!("/app/installations/{}/access_tokens", app.installation_id);
+        let headers = self.as_app(app)?;
+        let (status, headers, body) = self
+            .exchange(&Method::POST, &path, &headers, None::<&()>)
+            .await?;
         if !status.is_success() {
             return Err(match self.status_error(status, &headers, &body) {
                 Error::Unauthorized { message } => Error::Unauthorized {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::s3::{self, Expect, S3};
+use crate::s3::{self, Expect, S3, Version};
 
 /// How finely S3's `Last-Modified` tells time.
 const LAST_MODIFIED_GRAIN: Duration = Duration::from_secs(1);
@@ -39,9 +39,7 @@ pub struct Lease {
 pub struct Seen {
     /// `None` when the body cannot be read: it is treated as held by nobody known.
     pub lease: Option<Lease>,
-    pub etag: String,
-    /// When it was last written, on S3's clock.
-    pub modified: DateTime<Utc>,
+    pub version: Version,
 }
 
 /// What an agent does about the lease in a pass.
@@ -50,12 +48,16 @@ pub enum Step {
     /// Write `lease` if the object is as `expect`ed, and lead.
     Take { lease: Lease, expect: Expect },
     /// Another agent leads; stand by.
-    StandBy {
-        holder: String,
-        since: Option<DateTime<Utc>>,
-        /// When the lease lapses unless renewed.
-        lapses: DateTime<Utc>,
-    },
+    StandBy(Leader),
+}
+
+/// The agent that leads, as another sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub holder: String,
+    pub since: Option<DateTime<Utc>>,
+    /// When its lease lapses unless renewed.
+    pub lapses: DateTime<Utc>,
 }
 
 /// Decides, from the lease as `seen` (`None`: there is none) at S3's `now`, what `me`
@@ -73,7 +75,7 @@ pub fn decide(me: &str, seen: Option<&Seen>, now: DateTime<Utc>, ttl: Duration) 
             expect: Expect::Absent,
         };
     };
-    let expect = Expect::Etag(seen.etag.clone());
+    let expect = Expect::Etag(seen.version.etag.clone());
     let generation = seen.lease.as_ref().map_or(0, |l| l.generation);
     if let Some(held) = seen.lease.as_ref().filter(|l| l.holder == me) {
         let lease = Lease {
@@ -83,21 +85,21 @@ pub fn decide(me: &str, seen: Option<&Seen>, now: DateTime<Utc>, ttl: Duration) 
         return Step::Take { lease, expect };
     }
     // `Last-Modified` is cut to the second: the lease may be up to a second younger.
-    let lapses = seen.modified + ttl + LAST_MODIFIED_GRAIN;
+    let lapses = seen.version.modified + ttl + LAST_MODIFIED_GRAIN;
     if now >= lapses {
         return Step::Take {
             lease: fresh(generation + 1),
             expect,
         };
     }
-    Step::StandBy {
+    Step::StandBy(Leader {
         holder: seen.lease.as_ref().map_or_else(
             || "an agent whose lease cannot be read".to_owned(),
             |l| l.holder.clone(),
         ),
         since: seen.lease.as_ref().map(|l| l.since),
         lapses,
-    }
+    })
 }
 
 /// Where this agent stands after a pass's look at the lease.
@@ -107,11 +109,7 @@ pub enum Standing {
     /// state may be stale.
     Leads { generation: u64, fresh: bool },
     /// Another agent leads.
-    StandsBy {
-        holder: String,
-        since: Option<DateTime<Utc>>,
-        lapses: DateTime<Utc>,
-    },
+    StandsBy(Leader),
 }
 
 /// One agent's hold on the lease object at `key`.
@@ -182,27 +180,18 @@ impl Holder {
                     Err(e) if e.kind == s3::Kind::Changed => match self.read().await? {
                         Some(Seen {
                             lease: Some(l),
-                            modified,
-                            ..
-                        }) => Ok(Standing::StandsBy {
+                            version: Version { modified, .. },
+                        }) => Ok(Standing::StandsBy(Leader {
                             holder: l.holder,
                             since: Some(l.since),
                             lapses: modified + self.ttl + LAST_MODIFIED_GRAIN,
-                        }),
+                        })),
                         _ => Err(e),
                     },
                     Err(e) => Err(e),
                 }
             }
-            Step::StandBy {
-                holder,
-                since,
-                lapses,
-            } => Ok(Standing::StandsBy {
-                holder,
-                since,
-                lapses,
-            }),
+            Step::StandBy(leader) => Ok(Standing::StandsBy(leader)),
         }
     }
 
@@ -216,8 +205,7 @@ impl Holder {
     pub async fn read(&self) -> Result<Option<Seen>, s3::Error> {
         Ok(self.s3.get(&self.key).await?.map(|o| Seen {
             lease: serde_json::from_slice(&o.bytes).ok(),
-            etag: o.etag,
-            modified: o.modified,
+            version: o.version,
         }))
     }
 
@@ -248,8 +236,10 @@ mod tests {
                 since: at(-1000),
                 renewed: at(modified),
             }),
-            etag: "\"e1\"".into(),
-            modified: at(modified),
+            version: Version {
+                etag: "\"e1\"".into(),
+                modified: at(modified),
+            },
         }
     }
 
@@ -280,11 +270,11 @@ mod tests {
         let step = decide("b", Some(&seen("a", -180)), at(0), TTL);
         assert_eq!(
             step,
-            Step::StandBy {
+            Step::StandBy(Leader {
                 holder: "a".into(),
                 since: Some(at(-1000)),
                 lapses: at(1),
-            },
+            }),
             "Last-Modified is cut to the second: a second's grace"
         );
         let Step::Take { lease, expect } = decide("b", Some(&seen("a", -181)), at(0), TTL) else {
@@ -303,9 +293,9 @@ mod tests {
         unreadable.lease = None;
         assert!(matches!(
             decide("b", Some(&unreadable), at(0), TTL),
-            Step::StandBy { since: None, .. }
+            Step::StandBy(Leader { since: None, .. })
         ));
-        unreadable.modified = at(-200);
+        unreadable.version.modified = at(-200);
         assert!(matches!(
             decide("b", Some(&unreadable), at(0), TTL),
             Step::Take {

@@ -396,11 +396,11 @@ impl Agent {
                 }
                 Ok(Opened::Leads(Some(lock), self.store.load().await?))
             }
-            Standing::StandsBy {
+            Standing::StandsBy(crate::lease::Leader {
                 holder,
                 since,
                 lapses,
-            } => {
+            }) => {
                 let since = since.map(|t| format!(" since {}", crate::rfc3339(t)));
                 tracing::info!(
                     "standing by: {holder} leads{}; taking over if its lease is not renewed \

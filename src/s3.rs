@@ -10,14 +10,22 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 
+use crate::aws::Failure;
 use crate::config::StateUrl;
 use crate::ec2::Clock;
 use crate::retry::{self, Retryable};
 
-/// An object as read: its bytes, its ETag, and when it was last written on S3's clock.
+/// An object as read: its bytes, and which version of it they are.
 #[derive(Debug, Clone)]
 pub struct Object {
     pub bytes: Vec<u8>,
+    pub version: Version,
+}
+
+/// Which version of an object was read: its ETag, which a conditional write names, and
+/// when it was written, on S3's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
     pub etag: String,
     pub modified: DateTime<Utc>,
 }
@@ -168,8 +176,7 @@ impl S3 {
             })?;
             Ok(Some(Object {
                 bytes: bytes.into_bytes().to_vec(),
-                etag,
-                modified,
+                version: Version { etag, modified },
             }))
         };
         self.policy.run("S3 GetObject", call).await
@@ -204,37 +211,26 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     key: &str,
     err: SdkError<E>,
 ) -> Error {
-    let code = err.code().map(str::to_owned);
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let kind = kind_of(code.as_deref(), status, &err);
-    let message = match err.message() {
-        Some(m) => m.to_owned(),
-        None => crate::error_chain(&err),
-    };
+    let f = crate::aws::Failure::of(&err);
     Error {
-        kind,
+        kind: kind_of(&f),
         action,
         key: key.to_owned(),
-        code,
-        message,
+        code: f.code,
+        message: f.message,
     }
 }
 
-fn kind_of<E>(code: Option<&str>, status: Option<u16>, err: &SdkError<E>) -> Kind {
-    match (code, status) {
+fn kind_of(f: &Failure) -> Kind {
+    match (f.code.as_deref(), f.status) {
         (Some("PreconditionFailed"), _) | (_, Some(412)) => Kind::Changed,
         (Some("ConditionalRequestConflict"), _) | (_, Some(409)) => Kind::Conflict,
         (Some("AccessDenied" | "AllAccessDisabled"), _) | (_, Some(403)) => Kind::Refused,
         (Some("SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout"), _) => {
             Kind::Transient
         }
-        (_, Some(s)) if s >= 500 => Kind::Transient,
-        (_, Some(_)) => Kind::Other,
-        (_, None) => match err {
-            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => Kind::Transient,
-            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Kind::Transient,
-            _ => Kind::Other,
-        },
+        _ if f.transient => Kind::Transient,
+        _ => Kind::Other,
     }
 }
 
@@ -253,23 +249,25 @@ mod tests {
     }
 
     #[test]
-    fn only_a_conflict_or_a_hiccup_is_retried() {
-        assert_eq!(
-            error(Kind::Conflict, "ConditionalRequestConflict").retry(),
-            retry::Retry::Backoff
-        );
-        assert_eq!(
-            error(Kind::Transient, "SlowDown").retry(),
-            retry::Retry::Backoff
-        );
-        assert_eq!(
-            error(Kind::Changed, "PreconditionFailed").retry(),
-            retry::Retry::Never
-        );
-        assert_eq!(
-            error(Kind::Refused, "AccessDenied").retry(),
-            retry::Retry::Never
-        );
+    fn s3s_answers_are_sorted_by_what_to_do() {
+        for (code, status, kind, retried) in [
+            ("PreconditionFailed", 412, Kind::Changed, false),
+            ("ConditionalRequestConflict", 409, Kind::Conflict, true),
+            ("AccessDenied", 403, Kind::Refused, false),
+            ("SlowDown", 503, Kind::Transient, true),
+            ("InternalError", 500, Kind::Transient, true),
+            ("NoSuchBucket", 404, Kind::Other, false),
+        ] {
+            let failure = Failure {
+                code: Some(code.into()),
+                status: Some(status),
+                message: String::new(),
+                transient: status >= 500,
+            };
+            assert_eq!(kind_of(&failure), kind, "{code}");
+            let again = error(kind, code).retry() == retry::Retry::Backoff;
+            assert_eq!(again, retried, "{code}");
+        }
     }
 
     #[test]

@@ -147,17 +147,13 @@ impl Slack {
 
     /// Replaces the text of the bot's message `thread` (`chat.update`).
     pub async fn update(&self, thread: &Thread, text: &str) -> Result<(), Error> {
-        let SlackSettings::Bot { api_url, token, .. } = &self.target else {
-            return Ok(());
-        };
         let body = serde_json::json!({"channel": thread.channel, "ts": thread.ts, "text": text});
         self.policy
             .run("Slack update", || async {
-                let request = self
-                    .http
-                    .post(format!("{api_url}/chat.update"))
-                    .bearer_auth(token.expose_secret())
-                    .json(&body);
+                let Some(request) = self.call("chat.update") else {
+                    return Ok(());
+                };
+                let request = request.json(&body);
                 self.answer(request)
                     .await
                     .map(|_| ())
@@ -243,9 +239,8 @@ impl Slack {
                     channel,
                 } => {
                     let response = self
-                        .http
-                        .post(format!("{api_url}/auth.test"))
-                        .bearer_auth(token.expose_secret())
+                        .call("auth.test")
+                        .expect("a bot")
                         .send()
                         .await
                         .map_err(transport)?;
@@ -311,11 +306,7 @@ impl Slack {
 
     async fn post_once(&self, text: &str, place: Place<'_>) -> Result<Option<Thread>, Error> {
         match &self.target {
-            SlackSettings::Bot {
-                api_url,
-                token,
-                channel,
-            } => {
+            SlackSettings::Bot { channel, .. } => {
                 let mut body = serde_json::json!({
                     "channel": channel,
                     "text": text,
@@ -326,11 +317,7 @@ impl Slack {
                     body["thread_ts"] = thread.ts.clone().into();
                     body["reply_broadcast"] = broadcast.into();
                 }
-                let request = self
-                    .http
-                    .post(format!("{api_url}/chat.postMessage"))
-                    .bearer_auth(token.expose_secret())
-                    .json(&body);
+                let request = self.call("chat.postMessage").expect("a bot").json(&body);
                 let answer = self.answer(request).await?;
                 Ok(match (answer.channel, answer.ts) {
                     (Some(channel), Some(ts)) => Some(Thread { channel, ts }),
@@ -356,6 +343,15 @@ impl Slack {
                 }
             }
         }
+    }
+
+    /// A call of the Web API method `name` with the bot's token; `None` for a webhook.
+    fn call(&self, name: &str) -> Option<reqwest::RequestBuilder> {
+        let SlackSettings::Bot { api_url, token, .. } = &self.target else {
+            return None;
+        };
+        let request = self.http.post(format!("{api_url}/{name}"));
+        Some(request.bearer_auth(token.expose_secret()))
     }
 
     /// Sends a Web API call and reads Slack's answer, which says `ok` or why not.

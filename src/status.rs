@@ -51,7 +51,7 @@ impl Leader {
         Leader {
             holder: lease.map(|l| l.holder.clone()),
             since: lease.map(|l| crate::rfc3339(l.since)),
-            renewed: crate::rfc3339(seen.modified),
+            renewed: crate::rfc3339(seen.version.modified),
             generation: lease.map(|l| l.generation),
         }
     }

@@ -215,7 +215,7 @@ impl SharedState {
                 let object = self.clients().await.0.get(&self.key()).await?;
                 let c = match object {
                     Some(o) => Cached {
-                        etag: Some(o.etag),
+                        etag: Some(o.version.etag),
                         bytes: o.bytes,
                     },
                     None => Cached {

@@ -31,7 +31,35 @@ pub struct App {
     pub app_id: u64,
     pub installation_id: u64,
     key: EncodingKey,
-    token: Mutex<Option<(SecretString, Instant)>>,
+    token: Kept,
+}
+
+/// The installation token kept, and when (on tokio's clock) it expires.
+#[derive(Default)]
+struct Kept(Mutex<Option<(SecretString, Instant)>>);
+
+impl Kept {
+    fn get(&self) -> Option<SecretString> {
+        match &*self.0.lock().expect("token poisoned") {
+            Some((secret, expires)) if *expires > Instant::now() + RENEW_BEFORE => {
+                Some(secret.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn keep(&self, token: SecretString, expires_at: &str) {
+        let left = chrono::DateTime::parse_from_rfc3339(expires_at)
+            .map(|t| t.to_utc() - chrono::Utc::now())
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .unwrap_or_default();
+        *self.0.lock().expect("token poisoned") = Some((token, Instant::now() + left));
+    }
+
+    fn forget(&self) {
+        *self.0.lock().expect("token poisoned") = None;
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -58,7 +86,7 @@ impl App {
             app_id: settings.app_id,
             installation_id: settings.installation_id,
             key,
-            token: Mutex::new(None),
+            token: Kept::default(),
         })
     }
 
@@ -77,27 +105,46 @@ impl App {
 
     /// The installation token kept, unless it expires within [`RENEW_BEFORE`].
     pub fn token(&self) -> Option<SecretString> {
-        let token = self.token.lock().expect("token poisoned");
-        match &*token {
-            Some((secret, expires)) if *expires > Instant::now() + RENEW_BEFORE => {
-                Some(secret.clone())
-            }
-            _ => None,
-        }
+        self.token.get()
     }
 
     /// Keeps `token`, which expires at `expires_at` (GitHub's RFC 3339 time).
     pub fn keep(&self, token: SecretString, expires_at: &str) {
-        let left = chrono::DateTime::parse_from_rfc3339(expires_at)
-            .map(|t| t.to_utc() - chrono::Utc::now())
-            .ok()
-            .and_then(|d| d.to_std().ok())
-            .unwrap_or_default();
-        *self.token.lock().expect("token poisoned") = Some((token, Instant::now() + left));
+        self.token.keep(token, expires_at);
     }
 
     /// Forgets the token, as when GitHub refused it.
     pub fn forget(&self) {
-        *self.token.lock().expect("token poisoned") = None;
+        self.token.forget();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_minutes(m: i64) -> String {
+        (chrono::Utc::now() + chrono::Duration::minutes(m)).to_rfc3339()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_is_used_until_five_minutes_before_it_expires() {
+        let kept = Kept::default();
+        kept.keep(SecretString::from("ghs_a"), &in_minutes(60));
+        assert!(kept.get().is_some());
+        tokio::time::advance(Duration::from_secs(54 * 60)).await;
+        assert!(kept.get().is_some(), "six minutes left");
+        tokio::time::advance(Duration::from_secs(2 * 60)).await;
+        assert!(kept.get().is_none(), "four minutes left: renewed first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_or_unreadable_expiry_is_no_token() {
+        let kept = Kept::default();
+        kept.keep(SecretString::from("ghs_a"), &in_minutes(60));
+        kept.forget();
+        assert!(kept.get().is_none());
+        kept.keep(SecretString::from("ghs_b"), "soon");
+        assert!(kept.get().is_none());
     }
 }

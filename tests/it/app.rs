@@ -53,6 +53,11 @@ fn repo() -> Repo {
     }
 }
 
+/// The `[github]` keys of the App, its key in `file`.
+fn app_keys(file: &str) -> String {
+    format!("app_id = {APP}\ninstallation_id = {INSTALLATION}\nprivate_key_file = \"{file}\"")
+}
+
 async fn token_requests(server: &MockServer) -> usize {
     server
         .received_requests()
@@ -149,23 +154,27 @@ async fn the_binary_polls_as_the_app_and_prints_no_key_or_token() {
         vec![("ghs_installationtoken0123456789", 3600)],
     )
     .await;
-    let config = std::fs::read_to_string(f.setup.config_path()).unwrap();
-    f.setup.write_config(&config.replace(
-        "token_env = \"GITHUB_TOKEN\"\n",
-        &format!(
-            "app_id = {APP}\ninstallation_id = {INSTALLATION}\nprivate_key_file = \"{}\"\n",
-            key.file_name().unwrap().to_str().unwrap()
-        ),
-    ));
+    f.github.take_statuses().await;
+    f.first_run_start();
+    let file = key.file_name().unwrap().to_str().unwrap();
+    f.github_keys(&format!("{}\ncommit_status = true", app_keys(file)));
 
     let out = f.run(&["--once", "--log-format", "json"]);
 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(f.started().await);
+    let signed_in = |r: &wiremock::Request| {
+        r.headers.get("authorization").unwrap() == "Bearer ghs_installationtoken0123456789"
+    };
     let heads = f.github.head_requests(REPO, "main").await;
-    assert_eq!(
-        heads[0].headers.get("authorization").unwrap(),
-        "Bearer ghs_installationtoken0123456789"
-    );
+    assert!(signed_in(&heads[0]));
+    let all = f.github.server.received_requests().await.unwrap();
+    let statuses: Vec<_> = all
+        .iter()
+        .filter(|r| r.url.path().contains("/statuses/"))
+        .collect();
+    assert_eq!(statuses.len(), 1, "the run's status, as the App");
+    assert!(signed_in(statuses[0]));
     let printed = format!("{}{}", util::stdout(&out), stderr(&out));
     let pem = std::fs::read_to_string(&key).unwrap();
     let body = pem.lines().nth(1).unwrap();
@@ -205,14 +214,7 @@ async fn check_online_names_the_app_and_what_its_installation_can_see() {
         })))
         .mount(server)
         .await;
-    let config = std::fs::read_to_string(f.setup.config_path()).unwrap();
-    f.setup.write_config(&config.replace(
-        "token_env = \"GITHUB_TOKEN\"\n",
-        &format!(
-            "app_id = {APP}\ninstallation_id = {INSTALLATION}\nprivate_key_file = \"{}\"\n",
-            key.display()
-        ),
-    ));
+    f.github_keys(&app_keys(&key.display().to_string()));
 
     let out = f.run(&["check", "--online"]);
 

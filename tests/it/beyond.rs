@@ -181,7 +181,7 @@ async fn a_skip_marker_starts_nothing() {
     assert!(!f.started().await);
     assert_eq!(f.status()[0]["last_sha"], sha(2));
     assert_contains(&stderr(&out), "its message holds \"[skip pushwake]\"");
-    assert_eq!(f.github.compare_requests().await, 0);
+    assert_eq!(f.github.requests_to("/compare/").await, 0);
 }
 
 #[tokio::test]

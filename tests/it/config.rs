@@ -340,39 +340,38 @@ fn results_options_are_checked() {
 
 #[test]
 fn shared_state_and_app_keys_are_checked() {
-    refused(
-        &config("state_url = \"https://bucket/x\"\n", "", ""),
-        &["line 1", "state_url", "not an s3:// URL"],
-    );
-    refused(
-        &config(
-            "interval = \"1m\"\nstate_url = \"s3://ml-team/x\"\nlease_ttl = \"30s\"\n",
-            "",
-            "",
+    let app = |keys: &str| config("", keys, "");
+    let cases: [(String, &[&str]); 6] = [
+        (
+            config("state_url = \"https://bucket/x\"\n", "", ""),
+            &["line 1", "state_url", "not an s3:// URL"],
         ),
-        &["line 3", "lease_ttl", "must be longer than interval (1m)"],
-    );
-    refused(
-        &config("lease_ttl = \"3m\"\n", "", ""),
-        &["lease_ttl", "needs state_url"],
-    );
-    refused(
-        &watch_with("role_arn = \"arn:aws:iam::12:role/x\""),
-        &["watch.role_arn", "is not an IAM role ARN"],
-    );
-    refused(
-        &config("", "app_id = 1\n", ""),
-        &[
-            "github.installation_id",
-            "also needs github.installation_id and github.private_key_file",
-        ],
-    );
-    refused(
-        &config(
-            "",
-            "app_id = 1\ninstallation_id = 2\nprivate_key_file = \"/dev/null\"\n",
-            "",
+        (
+            config(
+                "interval = \"1m\"\nstate_url = \"s3://ml-team/x\"\nlease_ttl = \"30s\"\n",
+                "",
+                "",
+            ),
+            &["line 3", "lease_ttl", "must be longer than interval (1m)"],
         ),
-        &["github.private_key_file", "is empty"],
-    );
+        (
+            config("lease_ttl = \"3m\"\n", "", ""),
+            &["lease_ttl", "needs state_url"],
+        ),
+        (
+            watch_with("role_arn = \"arn:aws:iam::12:role/x\""),
+            &["watch.role_arn", "is not an IAM role ARN"],
+        ),
+        (
+            app("app_id = 1\n"),
+            &["github.installation_id", "and github.private_key_file"],
+        ),
+        (
+            app("app_id = 1\ninstallation_id = 2\nprivate_key_file = \"/dev/null\"\n"),
+            &["github.private_key_file", "is empty"],
+        ),
+    ];
+    for (config, needles) in cases {
+        refused(&config, needles);
+    }
 }

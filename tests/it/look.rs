@@ -1,7 +1,16 @@
 //! Where people look (SPEC §9): each run as a commit status on its commit, and in one
 //! Slack thread.
 
+use wiremock::Mock;
+use wiremock::matchers::{method, path_regex};
+
 use crate::util::{self, PARENT_TS, World, sha};
+
+/// A watch whose runs report `accuracy`.
+const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }";
+
+/// The `[github]` token, and commit statuses on.
+const STATUSES: &str = "token_env = \"GITHUB_TOKEN\"\ncommit_status = true";
 
 /// Each instance reports `accuracy`, as the training script would.
 async fn report(w: &World, accuracy: &[f64]) {
@@ -19,18 +28,10 @@ async fn report(w: &World, accuracy: &[f64]) {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_runs_whole_life_shows_on_its_commit() {
-    let mut w = World::new(
-        2,
-        "results = { metrics = [\"accuracy\"], timeout = \"1h\" }",
-    )
-    .await;
+    let mut w = World::new(2, RESULTS).await;
     w.github.take_statuses().await;
     w.first_run_start();
-    let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
-    w.setup.write_config(&config.replace(
-        "token_env = \"GITHUB_TOKEN\"\n",
-        "token_env = \"GITHUB_TOKEN\"\ncommit_status = true\n",
-    ));
+    w.github_keys(STATUSES);
     w.extra.clear();
 
     w.once(0); // commit 1 starts
@@ -92,11 +93,7 @@ async fn without_commit_status_no_status_is_set() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_run_lives_in_one_slack_thread_across_restarts() {
-    let w = World::new(
-        2,
-        "results = { metrics = [\"accuracy\"], timeout = \"1h\" }",
-    )
-    .await;
+    let w = World::new(2, RESULTS).await;
     // No capacity for the second machine at first: the batch and its own try.
     w.proxy
         .refuse(
@@ -144,25 +141,6 @@ async fn a_run_lives_in_one_slack_thread_across_restarts() {
     assert!(status[0]["open_runs"].as_array().unwrap().is_empty());
 }
 
-#[tokio::test]
-#[ignore = "needs moto: scripts/test"]
-async fn a_webhook_keeps_plain_messages() {
-    let mut w = World::new(1, "").await;
-    w.first_run_start();
-    let url = w.slack.webhook_url();
-    w.setup.set_env("SLACK_WEBHOOK_URL", &url);
-    w.write_config_slack(
-        "first_run = \"start\"",
-        &util::webhook_config("SLACK_WEBHOOK_URL"),
-        &w.watch(),
-    );
-
-    w.once(0);
-
-    assert!(w.slack.calls().await.is_empty(), "no Web API call");
-    assert_eq!(w.texts().await.len(), 1);
-}
-
 /// What the fakes received since `seen`, one line per request, for the record.
 async fn since(w: &World, seen: &mut (usize, usize)) -> Vec<String> {
     let gh = w.github.server.received_requests().await.unwrap();
@@ -201,17 +179,9 @@ async fn since(w: &World, seen: &mut (usize, usize)) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn one_push_on_two_machines_from_the_first_status_to_the_verdict() {
-    let w = World::new(
-        2,
-        "results = { metrics = [\"accuracy\"], timeout = \"1h\" }",
-    )
-    .await;
+    let w = World::new(2, RESULTS).await;
     w.github.take_statuses().await;
-    let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
-    w.setup.write_config(&config.replace(
-        "token_env = \"GITHUB_TOKEN\"\n",
-        "token_env = \"GITHUB_TOKEN\"\ncommit_status = true\n",
-    ));
+    w.github_keys(STATUSES);
     w.baseline().await;
     let mut seen = (0, 0);
     since(&w, &mut seen).await;
@@ -255,4 +225,35 @@ async fn one_push_on_two_machines_from_the_first_status_to_the_verdict() {
         .unwrap();
     assert!(parent < verdict);
     assert_eq!(w.starts(), [1, 1]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_status_github_refuses_is_owed_and_blocks_nothing() {
+    let w = World::new(1, "").await;
+    w.github.take_statuses().await;
+    // The first try is refused, as for a token without "Commit statuses: write".
+    Mock::given(method("POST"))
+        .and(path_regex("/statuses/"))
+        .respond_with(util::error(
+            403,
+            "Resource not accessible by personal access token",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&w.github.server)
+        .await;
+    w.first_run_start();
+    w.github_keys(STATUSES);
+
+    w.once(0);
+    assert_eq!(w.states().await, ["running"], "the start went ahead");
+    assert_eq!(w.status()[0]["duties"][0]["duty"], "status", "owed");
+    w.once(0);
+
+    let statuses = w.github.statuses().await;
+    assert_eq!(statuses.len(), 2, "refused, then retried: {statuses:#?}");
+    assert_eq!(statuses[1].1, "success");
+    assert_eq!(statuses[1].2, "1 of 1 machines started");
+    assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
 }

@@ -131,12 +131,7 @@ async fn an_unchanged_branch_is_asked_conditionally_across_processes() {
 async fn a_webhook_gets_the_message() {
     let mut w = World::new(1, "").await;
     w.first_run_start();
-    let url = w.slack.webhook_url();
-    w.setup.set_env("SLACK_WEBHOOK_URL", &url);
-    let config = std::fs::read_to_string(w.setup.config_path()).unwrap();
-    let webhook = "[slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n";
-    w.setup
-        .write_config(&config.replace(&w.slack.config()[1..], webhook));
+    w.use_webhook();
 
     w.once(0);
 

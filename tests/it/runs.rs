@@ -232,7 +232,6 @@ async fn an_instance_shared_by_two_watches_is_busy_for_the_other() {
     let w = World::new(3, "").await;
     let (shared, a, b) = (&w.ids[0], &w.ids[1], &w.ids[2]);
     w.write_watches(&[("main", &[shared, a]), ("dev", &[shared, b])]);
-    w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
     w.once(0);
     w.push(2).await;

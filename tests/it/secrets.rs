@@ -93,13 +93,8 @@ async fn trace_logs_of_a_webhook_hold_no_url() {
         .with_priority(1)
         .mount(&w.slack.server)
         .await;
-    let hook = w.slack.webhook_url();
-    w.setup.set_env("SLACK_WEBHOOK_URL", &hook);
-    w.write_config_slack(
-        "first_run = \"start\"",
-        &util::webhook_config("SLACK_WEBHOOK_URL"),
-        &w.watch(),
-    );
+    w.first_run_start();
+    w.use_webhook();
 
     let out = run_traced(&w, &["--once"]);
 

@@ -145,9 +145,8 @@ async fn a_master_clock_15_minutes_slow_still_stops_on_time() {
 async fn orphans_are_reported_once_and_stopped_by_the_top_level_max_runtime() {
     let w = World::new(3, "").await;
     let (kept, dropped, removed) = (&w.ids[0], &w.ids[1], &w.ids[2]);
-    w.write_watches(&[("main", &[kept, dropped]), ("dev", &[removed])]);
-    w.push(1).await;
     w.github.set_head(util::REPO, "dev", &sha(11)).await;
+    w.write_watches(&[("main", &[kept, dropped]), ("dev", &[removed])]);
     w.once(0);
     w.push(2).await;
     w.github.set_head(util::REPO, "dev", &sha(12)).await;

@@ -212,14 +212,12 @@ impl GitHub {
             .await;
     }
 
-    /// The requests made for comparisons.
-    pub async fn compare_requests(&self) -> usize {
-        self.server
-            .received_requests()
-            .await
-            .unwrap_or_default()
+    /// How many requests were made to a path containing `part`.
+    pub async fn requests_to(&self, part: &str) -> usize {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests
             .iter()
-            .filter(|r| r.url.path().contains("/compare/"))
+            .filter(|r| r.url.path().contains(part))
             .count()
     }
 
@@ -1108,26 +1106,19 @@ impl MotoProxy {
     pub async fn start(moto: &str) -> MotoProxy {
         let server = MockServer::start().await;
         let faults = std::sync::Arc::new(Mutex::new(Faults::default()));
-        Mock::given(method("POST"))
+        let outage = std::sync::Arc::new(Mutex::new(None));
+        Mock::given(wiremock::matchers::any())
             .respond_with(Forward {
                 moto: moto.trim_start_matches("http://").to_owned(),
                 faults: faults.clone(),
+                rest: ForwardRest {
+                    moto: moto.trim_start_matches("http://").to_owned(),
+                    outage: outage.clone(),
+                },
             })
             .with_priority(u8::MAX)
             .mount(&server)
             .await;
-        // S3 speaks REST: every other method, forwarded as it is.
-        let outage = std::sync::Arc::new(Mutex::new(None));
-        for verb in ["GET", "PUT", "HEAD", "DELETE"] {
-            Mock::given(method(verb))
-                .respond_with(ForwardRest {
-                    moto: moto.trim_start_matches("http://").to_owned(),
-                    outage: outage.clone(),
-                })
-                .with_priority(u8::MAX)
-                .mount(&server)
-                .await;
-        }
         MotoProxy {
             server,
             faults,
@@ -1148,19 +1139,17 @@ impl MotoProxy {
     /// The S3 requests (GET, PUT) made with the access key `key`.
     pub async fn s3_requests(&self, key: &str) -> usize {
         let credential = format!("Credential={key}/");
-        self.server
-            .received_requests()
-            .await
-            .unwrap_or_default()
+        let signed = |r: &&Request| {
+            r.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(&credential))
+        };
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        let s3 = requests
             .iter()
-            .filter(|r| r.method.as_str() == "GET" || r.method.as_str() == "PUT")
-            .filter(|r| {
-                r.headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.contains(&credential))
-            })
-            .count()
+            .filter(|r| matches!(r.method.as_str(), "GET" | "PUT"));
+        s3.filter(signed).count()
     }
 
     pub fn url(&self) -> String {
@@ -1229,10 +1218,15 @@ impl MotoProxy {
 struct Forward {
     moto: String,
     faults: std::sync::Arc<Mutex<Faults>>,
+    /// S3 speaks REST: every method but POST is forwarded as it is.
+    rest: ForwardRest,
 }
 
 impl wiremock::Respond for Forward {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.method.as_str() != "POST" {
+            return self.rest.respond(request);
+        }
         let body = String::from_utf8_lossy(&request.body).into_owned();
         if let Some(refused) = filter_limit(&body).or_else(|| tag_key_refused(&body)) {
             return refused;
@@ -1527,6 +1521,25 @@ impl Base {
         }
         self.setup
             .write_config(&format!("{top}\n{header}{}{watches}", self.slack.config()));
+    }
+
+    /// Rewrites the config's `[github]` token line as `keys`: other keys, or an App.
+    pub fn github_keys(&self, keys: &str) {
+        let config = std::fs::read_to_string(self.setup.config_path()).unwrap();
+        let token = "token_env = \"GITHUB_TOKEN\"\n";
+        assert!(config.contains(token), "no token line in {config}");
+        self.setup
+            .write_config(&config.replace(token, &format!("{keys}\n")));
+    }
+
+    /// Rewrites the config to post to Slack through an incoming webhook.
+    pub fn use_webhook(&mut self) {
+        let url = self.slack.webhook_url();
+        self.setup.set_env("SLACK_WEBHOOK_URL", &url);
+        let config = std::fs::read_to_string(self.setup.config_path()).unwrap();
+        let hook = webhook_config("SLACK_WEBHOOK_URL");
+        self.setup
+            .write_config(&config.replace(&self.slack.config(), &hook));
     }
 
     /// Rewrites the config with `first_run = "start"`: the next pass starts the machines
