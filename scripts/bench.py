@@ -356,7 +356,7 @@ def shared():
             lease = json.loads(s3.get_object(Bucket=bucket, Key="team/lease.json")["Body"].read())
         except s3.exceptions.NoSuchKey:
             return None
-        return next((n for n, d in enumerate(dirs) if lease["holder"].endswith(f"{d}/state")), None)
+        return next((n for n, d in enumerate(dirs) if f"{d}/state#" in lease["holder"]), None)
 
     deadline = time.monotonic() + 30
     while holder() is None or time.monotonic() < deadline - 25:

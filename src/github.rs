@@ -98,6 +98,18 @@ fn wait_text(d: Option<Duration>) -> String {
     }
 }
 
+impl Error {
+    /// Whether asking again, later, cannot help: the thing is not there, the credentials
+    /// are refused, or GitHub rejected the request itself (a 4xx other than a rate limit).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::NotFound { .. } | Error::Unauthorized { .. } => true,
+            Error::Status { status, .. } => status.is_client_error(),
+            _ => false,
+        }
+    }
+}
+
 impl Retryable for Error {
     fn retry(&self) -> retry::Retry {
         match self {
@@ -431,7 +443,13 @@ impl GitHub {
         };
         let token = match app.token() {
             Some(token) => token,
-            None => self.installation_token(app).await?,
+            None => {
+                let _fetching = app.fetching.lock().await;
+                match app.token() {
+                    Some(token) => token,
+                    None => self.installation_token(app).await?,
+                }
+            }
         };
         bearer(&token)
             .map(Some)

@@ -178,6 +178,13 @@ impl Holder {
                     }),
                     // Another agent got there first.
                     Err(e) if e.kind == s3::Kind::Changed => match self.read().await? {
+                        // A retried write that had gone through: it is ours.
+                        Some(Seen { lease: Some(l), .. }) if l.holder == self.me => {
+                            Ok(Standing::Leads {
+                                generation: l.generation,
+                                fresh: true,
+                            })
+                        }
                         Some(Seen {
                             lease: Some(l),
                             version: Version { modified, .. },

@@ -60,14 +60,6 @@ enum Opened {
     StandsBy,
 }
 
-/// Whether `error` is the shared state out of reach (S3 down or refusing), rather than a
-/// state that cannot be used.
-fn unreachable(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|e| e.downcast_ref::<crate::s3::Error>().is_some())
-}
-
 /// Options a pass runs with, beyond the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
@@ -119,12 +111,16 @@ impl Agent {
         }
         let state_dir =
             std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
-        // This agent, as the lease names it; and the deployment, as its instances are
-        // tagged: every agent of a shared state is one deployment.
-        let me = tags::owner(&hostname(), &state_dir);
-        let owner = match &settings.shared {
-            Some(shared) => shared.url.to_string(),
-            None => me.clone(),
+        // The deployment, as its instances are tagged: every agent of a shared state is
+        // one deployment. And this agent, as the lease names it: its host and state
+        // directory, and an id kept there, since two machines may share both names.
+        let here = tags::owner(&hostname(), &state_dir);
+        let (owner, me) = match &settings.shared {
+            Some(shared) => (
+                shared.url.to_string(),
+                format!("{here}#{}", agent_id(&state_dir)),
+            ),
+            None => (here.clone(), here),
         };
         let aws = Arc::new(Aws::new(&settings.aws, policy));
         Ok(Agent {
@@ -201,7 +197,8 @@ impl Agent {
                         ..PassReport::default()
                     });
                 }
-                Err(e) if unreachable(&e) => return self.without_shared_state(e).await,
+                // With a shared state another agent may lead: this one acts on nothing.
+                Err(e) if self.store.is_shared() => return self.without_shared_state(e).await,
                 Err(e) => return self.without_state(e).await,
             }
         };
@@ -498,6 +495,20 @@ impl Agent {
 }
 
 /// This machine's name, for the owner tag.
+/// This agent's id, kept in its state directory so that a `--once` from cron keeps its
+/// lease from one run to the next; a fresh one each run when it cannot be kept.
+fn agent_id(state_dir: &std::path::Path) -> String {
+    let path = state_dir.join("agent-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_owned();
+    }
+    let id = format!("{:016x}", fastrand::u64(..));
+    let _ = std::fs::create_dir_all(state_dir).and_then(|_| std::fs::write(&path, &id));
+    id
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())

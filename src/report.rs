@@ -224,7 +224,7 @@ pub fn stateless(error: &str) -> String {
 /// The message for a shared state out of reach.
 pub fn shared_unreachable(error: &str) -> String {
     format!(
-        ":rotating_light: pushwake cannot reach its shared state: {}\nUntil it can, this agent \
+        ":rotating_light: pushwake cannot use its shared state: {}\nUntil it can, this agent \
          acts on nothing; pushes are kept on GitHub and acted on once it can. No more \
          messages until it recovers.",
         escape(error)

@@ -90,6 +90,28 @@ impl Store {
         }
     }
 
+    /// Makes sure this agent still leads, right before it changes anything on EC2: the
+    /// lease is renewed, conditionally on the ETag this agent last wrote it with. An agent
+    /// that was paused past its lease, or whose pass outlasted it, finds the lease taken
+    /// (412) and stops before the call; its view of the state is dropped. A local state
+    /// always leads.
+    pub async fn fence(&self) -> anyhow::Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        match shared.lead().await? {
+            Standing::Leads { fresh: false, .. } => Ok(()),
+            Standing::Leads { fresh: true, .. } => anyhow::bail!(
+                "the lease lapsed during this pass; it stops before acting, and the next \
+                 pass reads the shared state afresh"
+            ),
+            Standing::StandsBy(leader) => anyhow::bail!(
+                "{} leads the shared state now; this pass stops before acting",
+                leader.holder
+            ),
+        }
+    }
+
     /// The lease as it is now; `None` for a local state or no lease yet.
     pub async fn leader(&self) -> anyhow::Result<Option<lease::Seen>> {
         match &self.shared {
@@ -241,8 +263,13 @@ impl SharedState {
             Some(c) if unchanged(&c.bytes, state) => return Ok(()),
             Some(Cached { etag: Some(e), .. }) => Expect::Etag(e.clone()),
             Some(Cached { etag: None, .. }) => Expect::Absent,
-            // Never read in this pass: nothing to be conditional on, so nothing is written.
-            None => anyhow::bail!("cannot write the {}: it was not read first", self.place()),
+            // Dropped when the lease was lost during the pass: nothing to be conditional on,
+            // so nothing is written.
+            None => anyhow::bail!(
+                "cannot write the {}: this agent lost the lease during the pass; nothing was \
+                 written",
+                self.place()
+            ),
         };
         let (s3, lease) = self.clients().await;
         match s3.put(&self.key(), &bytes, &expect).await {

@@ -32,6 +32,8 @@ pub struct App {
     pub installation_id: u64,
     key: EncodingKey,
     token: Kept,
+    /// Held while a token is fetched, so that concurrent polls fetch one between them.
+    pub(super) fetching: tokio::sync::Mutex<()>,
 }
 
 /// The installation token kept, and when (on tokio's clock) it expires.
@@ -87,6 +89,7 @@ impl App {
             installation_id: settings.installation_id,
             key,
             token: Kept::default(),
+            fetching: tokio::sync::Mutex::new(()),
         })
     }
 

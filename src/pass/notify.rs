@@ -197,7 +197,14 @@ impl Agent {
                     }
                     Duty::Status { commit, status } => {
                         let set = self.set_status(&entry.repo, commit, status);
-                        tokio::time::timeout_at(budget, set).await.unwrap_or(false)
+                        let done = tokio::time::timeout_at(budget, set).await;
+                        if done.is_err() {
+                            tracing::warn!(
+                                "no time left for the commit status of {}",
+                                short(commit)
+                            );
+                        }
+                        done.unwrap_or(false)
                     }
                     Duty::Stop { .. } => false,
                 };
@@ -246,6 +253,14 @@ impl Agent {
         };
         match self.github.set_status(&watch.repo, commit, status).await {
             Ok(()) => true,
+            // Owed no longer: asking again would be refused the same way.
+            Err(e) if e.is_permanent() => {
+                tracing::error!(
+                    "cannot set the commit status of {}, and will not try again: {e}",
+                    short(commit)
+                );
+                true
+            }
             Err(e) => {
                 tracing::warn!("cannot set the commit status of {}: {e}", short(commit));
                 false

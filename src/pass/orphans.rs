@@ -55,6 +55,9 @@ impl Agent {
                 }
             }
         }
+        // A watch may name the default region or account explicitly: one instance, once.
+        let mut seen = BTreeSet::new();
+        orphans.retain(|(_, i)| seen.insert(i.id.clone()));
         orphans.retain(|(_, i)| {
             i.state == InstanceState::Running
                 && tags::pushwake_started(i).is_some()
@@ -73,6 +76,7 @@ impl Agent {
         let Some(max) = max else {
             return out;
         };
+        let mut fenced = false;
         for (clients, i) in orphans {
             let ec2 = &clients.ec2;
             let now = ec2.now();
@@ -80,6 +84,13 @@ impl Agent {
             let runtime = (now - started).to_std().unwrap_or_default();
             if runtime < max {
                 continue;
+            }
+            if !fenced {
+                if let Err(e) = self.store.fence().await {
+                    out.errors.push(format!("{e:#}"));
+                    return out;
+                }
+                fenced = true;
             }
             if let Some((_, e)) = launch::stop(ec2, std::slice::from_ref(&i.id)).await.first() {
                 tracing::error!("cannot stop orphaned {}: {e}", i.id);

@@ -12,6 +12,7 @@ use crate::launch::{self, Members, Outcome};
 use crate::plan::{self, Step};
 use crate::report;
 use crate::state::{Part, WatchState};
+use crate::store::Store;
 use crate::tags;
 
 /// A watch's open runs through one turn: planned against what EC2 described, carried out
@@ -21,6 +22,8 @@ pub(super) struct Reconciler<'a> {
     ec2: &'a Ec2,
     watch: &'a Watch,
     owner: &'a str,
+    /// Where the state is kept: fenced before any start or stop.
+    store: &'a Store,
     launch: launch::Options,
     now: DateTime<Utc>,
     /// Lines for the message of a run, by commit.
@@ -46,6 +49,7 @@ impl<'a> Reconciler<'a> {
             ec2,
             watch,
             owner: &agent.owner,
+            store: &agent.store,
             launch: agent.options.launch,
             now,
             news: HashMap::new(),
@@ -68,11 +72,18 @@ impl<'a> Reconciler<'a> {
 
     /// Plans every open run of the watch against `members`, carries the plans out, and
     /// closes the runs that are done. Only the newest open run starts anything.
-    pub async fn reconcile(&mut self, entry: &mut WatchState, members: &mut Members) {
+    pub async fn reconcile(
+        &mut self,
+        entry: &mut WatchState,
+        members: &mut Members,
+    ) -> anyhow::Result<()> {
         let (ec2, watch, now) = (self.ec2, self.watch, self.now);
         let Some((newest, mut calls)) = self.apply(entry, members).await else {
-            return;
+            return Ok(());
         };
+        if !(calls.supersede.is_empty() && calls.ready.is_empty() && calls.stopping.is_empty()) {
+            self.store.fence().await?;
+        }
         let commit = entry.runs[newest].commit.clone();
         if !calls.supersede.is_empty() {
             for (id, e) in launch::stop(ec2, &calls.supersede).await {
@@ -115,6 +126,7 @@ impl<'a> Reconciler<'a> {
             .filter(|r| r.is_open())
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
+        Ok(())
     }
 
     /// Plans every open run of the watch against `members`, records the parts that need no

@@ -67,13 +67,15 @@ impl Agent {
         Err(error)
     }
 
-    /// With the shared state out of reach, acts on nothing: another agent may lead, and
-    /// nothing this one did could be recorded. Says so on Slack once, and returns `error`.
+    /// With the shared state out of reach or unusable (S3 down or refusing, the state
+    /// corrupt, the local directory unwritable), acts on nothing: another agent may lead,
+    /// and nothing this one did could be recorded. Says so on Slack once, and returns
+    /// `error`.
     pub(super) async fn without_shared_state(
         &self,
         error: anyhow::Error,
     ) -> anyhow::Result<PassReport> {
-        tracing::error!("{error:#}; acting on nothing until the shared state can be reached");
+        tracing::error!("{error:#}; acting on nothing until the shared state can be used");
         if self.first_notice() {
             let budget = tokio::time::Instant::now() + super::notify::SLACK_BUDGET;
             let text = report::shared_unreachable(&format!("{error:#}"));

@@ -120,12 +120,15 @@ impl Agent {
         // Stops come before starts, so that a push in the same pass finds its machines
         // stopping and starts them for the new commit.
         let entry = state.entry(watch);
+        if entry.duties.iter().any(|d| d.stops().is_some()) {
+            self.store.fence().await?;
+        }
         errors.extend(
             self.stop_duties(ec2, watch, entry, &mut members, &mut turn.messages)
                 .await,
         );
 
-        reconciler.reconcile(entry, &mut members).await;
+        reconciler.reconcile(entry, &mut members).await?;
         turn.failed = reconciler.failed || !errors.is_empty();
         if !errors.is_empty() {
             turn.error = Some(errors.join("; "));

@@ -1,8 +1,8 @@
 //! Where people look (SPEC §9): each run as a commit status on its commit, and in one
 //! Slack thread.
 
-use wiremock::Mock;
 use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::util::{self, PARENT_TS, World, sha};
 
@@ -227,24 +227,31 @@ async fn one_push_on_two_machines_from_the_first_status_to_the_verdict() {
     assert_eq!(w.starts(), [1, 1]);
 }
 
-#[tokio::test]
-#[ignore = "needs moto: scripts/test"]
-async fn a_status_github_refuses_is_owed_and_blocks_nothing() {
+/// A world of one instance whose first pass starts it, with commit statuses on, and
+/// GitHub answering the first status with `refusal`.
+async fn refused_once(refusal: ResponseTemplate) -> World {
     let w = World::new(1, "").await;
     w.github.take_statuses().await;
-    // The first try is refused, as for a token without "Commit statuses: write".
     Mock::given(method("POST"))
         .and(path_regex("/statuses/"))
-        .respond_with(util::error(
-            403,
-            "Resource not accessible by personal access token",
-        ))
+        .respond_with(refusal)
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&w.github.server)
         .await;
     w.first_run_start();
     w.github_keys(STATUSES);
+    w
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_status_github_cannot_take_yet_is_owed_and_blocks_nothing() {
+    // A rate limit that asks for two minutes: more than a pass waits.
+    let w = refused_once(
+        util::error(429, "API rate limit exceeded").insert_header("retry-after", "120"),
+    )
+    .await;
 
     w.once(0);
     assert_eq!(w.states().await, ["running"], "the start went ahead");
@@ -255,5 +262,23 @@ async fn a_status_github_refuses_is_owed_and_blocks_nothing() {
     assert_eq!(statuses.len(), 2, "refused, then retried: {statuses:#?}");
     assert_eq!(statuses[1].1, "success");
     assert_eq!(statuses[1].2, "1 of 1 machines started");
+    assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_status_github_refuses_for_good_is_dropped_and_said() {
+    let w = refused_once(util::error(
+        403,
+        "Resource not accessible by personal access token",
+    ))
+    .await;
+
+    let out = w.once(0);
+    w.once(0);
+
+    assert_eq!(w.states().await, ["running"]);
+    assert_eq!(w.github.statuses().await.len(), 1, "not asked again");
+    util::assert_contains(&util::stderr(&out), "will not try again");
     assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
 }

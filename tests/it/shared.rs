@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pushwake::config::{Env, Settings};
 use pushwake::pass::{Agent, PassOptions};
+use wiremock::ResponseTemplate;
 
 use crate::util::{
     self, Ec2, GitHub, MotoProxy, REPO, Setup, Slack, assert_contains, count, sha, signal, stderr,
@@ -114,7 +115,7 @@ impl Team {
         let dirs: Vec<String> = self
             .agents
             .iter()
-            .map(|a| format!("{}\"", a.state_dir().display()))
+            .map(|a| format!("{}#", a.state_dir().display()))
             .collect();
         dirs.iter().position(|d| lease.contains(d.as_str()))
     }
@@ -307,7 +308,7 @@ async fn with_s3_refusing_no_agent_acts_and_the_push_is_acted_on_once_it_is_back
     assert_eq!(team.starts(), [0], "nothing acted while S3 was down");
     let texts = team.slack.texts().await;
     assert_eq!(
-        count(&texts, "cannot reach its shared state"),
+        count(&texts, "cannot use its shared state"),
         2,
         "one message per agent, however many passes"
     );
@@ -366,4 +367,35 @@ async fn an_unchanged_pass_costs_the_leader_one_request_and_a_standby_one() {
     );
     assert_eq!(after.1 - before.1, 5, "a standby: one read of the lease");
     assert_eq!(team.leader().await, Some(0));
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_leader_that_loses_the_lease_during_a_pass_stops_before_its_start() {
+    let team = Team::new(1, 1).await;
+    let agent = team.agent(0).await;
+    agent.pass().await.unwrap();
+    // The next poll is slow; while it is on the wire another agent takes the lease.
+    let head = ResponseTemplate::new(200)
+        .set_body_string(sha(2))
+        .insert_header("etag", format!("\"{}\"", sha(2)).as_str())
+        .set_delay(Duration::from_millis(800));
+    team.push(2).await;
+    team.github
+        .answer(&format!("/repos/{REPO}/commits/heads/main"), head, Some(1))
+        .await;
+    let taken = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let lease = serde_json::json!({
+            "holder": "elsewhere:/var/lib/pushwake#0", "generation": 9,
+            "since": "2026-11-29T00:00:00Z", "renewed": "2026-11-29T00:00:00Z"
+        });
+        util::put_object(&team.bucket, "team-a/lease.json", &lease.to_string()).await;
+    };
+
+    let (report, ()) = tokio::join!(agent.pass(), taken);
+
+    let err = format!("{:#}", report.unwrap_err());
+    assert_contains(&err, "this agent lost the lease during the pass");
+    assert_eq!(team.starts(), [0], "no start without the lease");
 }

@@ -569,6 +569,19 @@ pub async fn bucket(moto: &str) -> String {
     name
 }
 
+/// Writes `text` to `key` in `bucket` on moto, whatever is there.
+pub async fn put_object(bucket: &str, key: &str, text: &str) {
+    s3(&moto_url())
+        .await
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(text.as_bytes().to_vec().into())
+        .send()
+        .await
+        .expect("put object");
+}
+
 /// The text of `key` in `bucket` on moto, if it exists.
 pub async fn object(bucket: &str, key: &str) -> Option<String> {
     let out = s3(&moto_url())
