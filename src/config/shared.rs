@@ -102,15 +102,16 @@ pub(super) fn shared(
         Some(s) => parse_duration(cx, s, "lease_ttl")?,
         None => interval * TTL_INTERVALS,
     };
+    // A pass waits up to 1.1 intervals (the jitter) and takes a while itself.
     if let Some(s) = &ttl
-        && lease_ttl <= interval
+        && lease_ttl < interval * 2
     {
         return cx.invalid(
             s.span(),
             "lease_ttl",
             format!(
-                "must be longer than interval ({}), or the leader's lease lapses between its \
-                 passes",
+                "must be at least twice interval ({}), or the leader's lease lapses between \
+                 its passes",
                 humantime::format_duration(interval)
             ),
         );
