@@ -352,7 +352,11 @@ fn shared_state_and_app_keys_are_checked() {
                 "",
                 "",
             ),
-            &["line 3", "lease_ttl", "must be at least twice interval (1m)"],
+            &[
+                "line 3",
+                "lease_ttl",
+                "must be at least twice interval (1m)",
+            ],
         ),
         (
             config("lease_ttl = \"3m\"\n", "", ""),

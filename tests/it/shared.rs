@@ -302,9 +302,8 @@ async fn with_s3_refusing_no_agent_acts_and_the_push_is_acted_on_once_it_is_back
         assert_eq!(status.status.code(), Some(1), "agent {n}");
         assert_contains(&stderr(&status), "cannot read the lease of s3://");
     }
-    for agent in &team.agents {
-        agent.once(1);
-    }
+    // Another pass of one of them: still nothing done, and nothing said again.
+    team.agents[0].once(1);
     assert_eq!(team.starts(), [0], "nothing acted while S3 was down");
     let texts = team.slack.texts().await;
     assert_eq!(
