@@ -6,9 +6,9 @@
 //! is judged on S3's clock alone (the object's `Last-Modified` against the `Date` of the
 //! answer), so agents whose clocks disagree still agree on who leads.
 //!
-//! The lease only keeps the others from polling and acting for nothing. It is not what
-//! keeps a push from being acted on twice: every state write is conditional on the ETag
-//! read, so a deposed leader's next write fails before it acts (see `store`).
+//! The lease keeps the others from polling and acting for nothing, and fences the leader:
+//! right before any start or stop it renews the lease conditionally, so an agent that lost
+//! it stops before the call (see `store`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -176,25 +176,22 @@ impl Holder {
                         generation,
                         fresh: true,
                     }),
-                    // Another agent got there first.
-                    Err(e) if e.kind == s3::Kind::Changed => match self.read().await? {
-                        // A retried write that had gone through: it is ours.
-                        Some(Seen { lease: Some(l), .. }) if l.holder == self.me => {
-                            Ok(Standing::Leads {
+                    // Another agent got there first, or a retried write of ours had gone
+                    // through: look again.
+                    Err(e) if e.kind == s3::Kind::Changed => {
+                        let seen = self.read().await?;
+                        let lease = seen.as_ref().and_then(|s| s.lease.as_ref());
+                        if let Some(l) = lease.filter(|l| l.holder == self.me) {
+                            return Ok(Standing::Leads {
                                 generation: l.generation,
                                 fresh: true,
-                            })
+                            });
                         }
-                        Some(Seen {
-                            lease: Some(l),
-                            version: Version { modified, .. },
-                        }) => Ok(Standing::StandsBy(Leader {
-                            holder: l.holder,
-                            since: Some(l.since),
-                            lapses: modified + self.ttl + LAST_MODIFIED_GRAIN,
-                        })),
-                        _ => Err(e),
-                    },
+                        match decide(&self.me, seen.as_ref(), self.s3.now(), self.ttl) {
+                            Step::StandBy(leader) => Ok(Standing::StandsBy(leader)),
+                            Step::Take { .. } => Err(e),
+                        }
+                    }
                     Err(e) => Err(e),
                 }
             }

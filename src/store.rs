@@ -4,11 +4,11 @@
 //! The backend is a choice made once from the settings, not a trait: the two differ in
 //! one place each (load, save, who leads), and the pass reads the same either way.
 //!
-//! The fencing invariant of the shared state: every write is conditional on the ETag of
-//! the state this agent read (or on there being none), and every pass writes what it is
-//! about to do before it does it. So two agents can never both act on one view of the
-//! state: the second write fails with 412, the pass stops before its EC2 call, and the
-//! next pass reads the state the other agent wrote.
+//! The fencing of the shared state: right before any start or stop the leader renews its
+//! lease conditionally on the ETag it last wrote it with ([`Store::fence`]), so an agent
+//! that lost the lease stops before the call; and every write of the state is conditional
+//! on the ETag read (or on there being none), so a deposed agent never overwrites what the
+//! leader recorded, and after a 412 the state is read afresh.
 
 use std::sync::{Arc, Mutex};
 
@@ -161,21 +161,21 @@ pub fn read(settings: &Settings) -> anyhow::Result<Snapshot> {
 struct Cached {
     /// `None`: there was no state object.
     etag: Option<String>,
-    bytes: Vec<u8>,
+    state: State,
 }
 
-/// Whether `state` differs from `bytes` in nothing but when each watch was last checked:
+/// Whether `now` differs from `before` in nothing but when each watch was last checked:
 /// a pass that only polled writes nothing, so an unchanged pass on the leader costs one
 /// request, the lease's renewal (which tells when the leader last passed).
-fn unchanged(bytes: &[u8], state: &State) -> bool {
-    let Ok(mut before) = state::parse(bytes) else {
-        return false;
+fn unchanged(before: &State, now: &State) -> bool {
+    let quiet = |s: &State| {
+        let mut s = s.clone();
+        for w in &mut s.watches {
+            w.last_checked = None;
+        }
+        s
     };
-    let mut now = state.clone();
-    for w in before.watches.iter_mut().chain(now.watches.iter_mut()) {
-        w.last_checked = None;
-    }
-    before == now
+    quiet(before) == quiet(now)
 }
 
 #[derive(Debug)]
@@ -230,39 +230,30 @@ impl SharedState {
     }
 
     async fn load(&self) -> anyhow::Result<State> {
-        let cached = self.cache.lock().expect("cache poisoned").clone();
-        let cached = match cached {
-            Some(c) => c,
-            None => {
-                let object = self.clients().await.0.get(&self.key()).await?;
-                let c = match object {
-                    Some(o) => Cached {
-                        etag: Some(o.version.etag),
-                        bytes: o.bytes,
-                    },
-                    None => Cached {
-                        etag: None,
-                        bytes: Vec::new(),
-                    },
-                };
-                *self.cache.lock().expect("cache poisoned") = Some(c.clone());
-                c
-            }
-        };
-        if cached.etag.is_none() {
-            return Ok(state::empty());
+        if let Some(c) = &*self.cache.lock().expect("cache poisoned") {
+            return Ok(c.state.clone());
         }
-        state::parse(&cached.bytes)
-            .with_context(|| state::corrupt(&self.place(), "delete the object", self.first_run))
+        let cached = match self.clients().await.0.get(&self.key()).await? {
+            Some(o) => Cached {
+                state: state::parse(&o.bytes).with_context(|| {
+                    state::corrupt(&self.place(), "delete the object", self.first_run)
+                })?,
+                etag: Some(o.version.etag),
+            },
+            None => Cached {
+                etag: None,
+                state: state::empty(),
+            },
+        };
+        let state = cached.state.clone();
+        *self.cache.lock().expect("cache poisoned") = Some(cached);
+        Ok(state)
     }
 
     async fn save(&self, state: &State) -> anyhow::Result<()> {
-        let bytes = state::to_bytes(state);
-        let cached = self.cache.lock().expect("cache poisoned").clone();
-        let expect = match &cached {
-            Some(c) if unchanged(&c.bytes, state) => return Ok(()),
-            Some(Cached { etag: Some(e), .. }) => Expect::Etag(e.clone()),
-            Some(Cached { etag: None, .. }) => Expect::Absent,
+        let etag = match &*self.cache.lock().expect("cache poisoned") {
+            Some(c) if unchanged(&c.state, state) => return Ok(()),
+            Some(c) => c.etag.clone(),
             // Dropped when the lease was lost during the pass: nothing to be conditional on,
             // so nothing is written.
             None => anyhow::bail!(
@@ -271,12 +262,16 @@ impl SharedState {
                 self.place()
             ),
         };
+        let expect = match etag {
+            Some(e) => Expect::Etag(e),
+            None => Expect::Absent,
+        };
         let (s3, lease) = self.clients().await;
-        match s3.put(&self.key(), &bytes, &expect).await {
+        match s3.put(&self.key(), &state::to_bytes(state), &expect).await {
             Ok(etag) => {
                 *self.cache.lock().expect("cache poisoned") = Some(Cached {
                     etag: Some(etag),
-                    bytes,
+                    state: state.clone(),
                 });
                 Ok(())
             }
@@ -306,13 +301,13 @@ mod tests {
         let watch = Watch::example("main", &["i-0123456789abcdef0"]);
         let mut state = state::empty();
         state.entry(&watch).record("a".repeat(40), None);
-        let bytes = state::to_bytes(&state);
+        let before = state.clone();
 
         state.entry(&watch).last_checked = Some(chrono::Utc::now());
-        assert!(unchanged(&bytes, &state), "a new last_checked alone");
+        assert!(unchanged(&before, &state), "a new last_checked alone");
 
         state.entry(&watch).record("b".repeat(40), None);
-        assert!(!unchanged(&bytes, &state), "a new head");
-        assert!(!unchanged(b"", &state), "no state before");
+        assert!(!unchanged(&before, &state), "a new head");
+        assert!(!unchanged(&state::empty(), &state), "no state before");
     }
 }
