@@ -28,6 +28,9 @@ pub struct Settings {
     /// Where the config was read from; reloads read it again.
     pub path: PathBuf,
     pub interval: Duration,
+    /// This deployment's name, as its machines carry it in `pushwake:owner`; `None`: an id
+    /// made once and kept beside the state.
+    pub deployment: Option<String>,
     pub state_dir: PathBuf,
     pub first_run: FirstRun,
     /// The default `max_runtime` of every watch; it also bounds instances this deployment
@@ -90,9 +93,12 @@ pub struct GithubApp {
 
 /// Where a watch's instances live: a region, and a role to assume there (through STS, from
 /// the standard credential chain). `None`s take `[aws]`'s region and credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
 }
 

@@ -30,6 +30,7 @@ struct RawConfig {
     max_runtime: Option<Spanned<String>>,
     state_url: Option<Spanned<String>>,
     lease_ttl: Option<Spanned<String>>,
+    deployment: Option<Spanned<String>>,
     #[serde(default)]
     github: RawGithub,
     #[serde(default)]
@@ -174,9 +175,15 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         },
     };
 
+    let deployment = match raw.deployment {
+        Some(name) => Some(deployment(&cx, name)?),
+        None => None,
+    };
+
     Ok(Settings {
         path: path.to_owned(),
         interval,
+        deployment,
         state_dir,
         first_run: raw.first_run.unwrap_or(FirstRun::Baseline),
         max_runtime,
@@ -205,6 +212,32 @@ pub(super) fn parse_duration(
             ),
         ),
     }
+}
+
+/// The most characters a deployment's name may have: it is a tag value (EC2 takes 256),
+/// and shows in every message about a machine.
+const DEPLOYMENT_MAX: usize = 128;
+
+/// A deployment's name, as its machines carry it in `pushwake:owner`: what EC2 allows in a
+/// tag value that instance metadata also shows.
+fn deployment(cx: &Ctx, name: Spanned<String>) -> Result<String, ConfigError> {
+    let text = name.get_ref();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c);
+    if text.trim().is_empty() || text.chars().count() > DEPLOYMENT_MAX {
+        return cx.invalid(
+            name.span(),
+            "deployment",
+            format!("must have 1 to {DEPLOYMENT_MAX} characters"),
+        );
+    }
+    if !text.chars().all(allowed) {
+        return cx.invalid(
+            name.span(),
+            "deployment",
+            "may hold only letters, digits, spaces and _ . : / = + - @ (what an EC2 tag value takes)",
+        );
+    }
+    Ok(text.clone())
 }
 
 /// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`, possibly a colon-separated
