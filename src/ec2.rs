@@ -470,6 +470,24 @@ impl Ec2 {
         self.describe_where(filters).await
     }
 
+    /// Describes every instance (not terminated) whose tag `key` holds one of `values`.
+    pub async fn describe_tag_in(
+        &self,
+        key: &str,
+        values: &[String],
+    ) -> Result<Vec<Instance>, Error> {
+        let filters = vec![
+            filter(&format!("tag:{key}"), values.to_vec()),
+            filter(
+                "instance-state-name",
+                ["pending", "running", "stopping", "stopped"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ];
+        self.describe_where(filters).await
+    }
+
     /// One `DescribeInstances` (and its further pages) with these filters.
     async fn describe_where(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, Error> {
         let mut out = Vec::new();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::config::Watch;
 use crate::ec2::{self, Ec2, Instance, InstanceState};
+use crate::tags;
 
 /// How long to wait for instances that are still stopping.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +45,11 @@ impl Members {
     }
 }
 
-/// Describes the watch's instances: one call for its ids, one for its tags. An instance
-/// its tags select that another deployment (another `owner`) tagged as its own is left
-/// out: it is never reported, started or stopped here.
-pub async fn members(ec2: &Ec2, watch: &Watch, owner: &str) -> Result<Members, ec2::Error> {
+/// Describes the watch's instances: one call for its ids, one for its tags. Whoever
+/// started an instance last, it is the watch's: a stopped one is free to start, one that
+/// is up for another deployment or a person is busy (the plan decides; ownership bounds
+/// only what is stopped).
+pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
     let mut members = Members {
         ids: watch.instances.clone(),
         described: ec2.describe(&watch.instances).await?,
@@ -56,11 +58,7 @@ pub async fn members(ec2: &Ec2, watch: &Watch, owner: &str) -> Result<Members, e
         let mut tagged = ec2.describe_tagged(&watch.instance_tags).await?;
         tagged.sort_by(|a, b| a.id.cmp(&b.id));
         for instance in tagged {
-            let theirs = instance
-                .tags
-                .get(crate::tags::OWNER)
-                .is_some_and(|o| o != owner);
-            if !theirs && !members.ids.contains(&instance.id) {
+            if !members.ids.contains(&instance.id) {
                 members.ids.push(instance.id.clone());
                 members.described.push(instance);
             }
@@ -170,6 +168,23 @@ async fn tag_and_start(
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut tagged = Vec::new();
+    // The start is dated at its request, on EC2's clock: a wait for stopping machines may
+    // have taken minutes since the stamp was made.
+    let at = crate::rfc3339(ec2.now());
+    let stamp: Vec<(&str, &str)> = stamp
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == tags::STARTED_AT {
+                    at.as_str()
+                } else {
+                    v
+                },
+            )
+        })
+        .collect();
+    let stamp = stamp.as_slice();
     for (id, result) in each(ids, |ids| async move { ec2.tag(&ids, stamp).await }).await {
         match result {
             Ok(()) => tagged.push(id),

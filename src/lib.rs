@@ -9,7 +9,8 @@
 //! - [`github`], [`ec2`], [`cloudwatch`], [`slack`]: one module per external system.
 //! - [`plan`]: what to do for a run, decided from what EC2 describes (pure).
 //! - [`launch`]: a watch's instances, and the EC2 calls that carry a plan out.
-//! - [`tags`]: the `pushwake:*` tags written on the instances.
+//! - [`tags`]: the `pushwake:*` tags written on the instances, and what they prove.
+//! - [`deployment`]: who owns the machines pushwake starts, and where it started them.
 //! - [`reap`]: which instances the stop rules say to stop.
 //! - [`results`]: gathering each run's results, and what a verdict compares.
 //! - [`stats`]: summaries and Welch's t-test.
@@ -28,6 +29,7 @@ pub mod check;
 pub mod cloudwatch;
 pub mod config;
 pub mod daemon;
+pub mod deployment;
 pub mod ec2;
 pub mod github;
 pub mod http;

@@ -36,6 +36,10 @@ pub struct State {
     /// last looked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ownership: Option<String>,
+    /// Every place (region, account) this deployment started machines in: orphans are
+    /// looked for there, whatever the watches say now.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub places: std::collections::BTreeSet<crate::config::Target>,
 }
 
 /// What is known of one watched branch.
@@ -69,6 +73,9 @@ pub enum Duty {
         instance: String,
         reason: String,
         runtime: u64,
+        /// Its launch time when the rule judged it: carried out only on that same start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        launched: Option<DateTime<Utc>>,
     },
     /// Post this message (a run's verdict) to Slack, in the thread of the run of `commit`
     /// when it has one.
@@ -77,6 +84,10 @@ pub enum Duty {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
     },
+    /// Watch this instance, started for the run of `commit`, which closed before it
+    /// reported: a result it reports late still stops it (`stop_when_reported`). Dropped
+    /// once it is down or runs another commit.
+    Late { instance: String, commit: String },
     /// Set this commit status on a run's commit.
     Status {
         commit: String,
@@ -86,11 +97,16 @@ pub enum Duty {
 }
 
 impl Duty {
+    /// Whether a pass must look at the watch's instances for this duty.
+    pub fn needs_ec2(&self) -> bool {
+        matches!(self, Duty::Stop { .. } | Duty::Late { .. })
+    }
+
     /// The instance a stop duty is for.
     pub fn stops(&self) -> Option<&str> {
         match self {
             Duty::Stop { instance, .. } => Some(instance),
-            Duty::Post { .. } | Duty::Status { .. } => None,
+            Duty::Post { .. } | Duty::Status { .. } | Duty::Late { .. } => None,
         }
     }
 }

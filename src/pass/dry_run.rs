@@ -42,7 +42,11 @@ impl Agent {
             Err(e) => return println!("{watch}: {e:#}"),
         };
         let ec2 = &clients.ec2;
-        let members = match launch::members(ec2, watch, &self.owner).await {
+        let owners = match self.deployment().await {
+            Ok(d) => d.owners(),
+            Err(e) => return println!("{watch}: {e:#}"),
+        };
+        let members = match launch::members(ec2, watch).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };
@@ -85,7 +89,7 @@ impl Agent {
                 watch,
                 newest: n + 1 == open.len(),
                 now,
-                owner: &self.owner,
+                owners,
             };
             for (id, step) in plan::plan(run, &members, cx) {
                 if step.starts() {

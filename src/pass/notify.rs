@@ -206,7 +206,7 @@ impl Agent {
                         }
                         done.unwrap_or(false)
                     }
-                    Duty::Stop { .. } => false,
+                    Duty::Stop { .. } | Duty::Late { .. } => false,
                 };
                 if posted {
                     changed = true;

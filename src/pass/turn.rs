@@ -49,7 +49,8 @@ impl Agent {
             Some(_) => Some(clients.cloudwatch()?),
             None => None,
         };
-        let judged = reap::due(members, cloudwatch, watch, &self.owner, reported, now);
+        let owners = self.deployment().await?.owners();
+        let judged = reap::due(members, cloudwatch, watch, owners, reported, now);
         Ok(judged.await)
     }
 
@@ -64,7 +65,11 @@ impl Agent {
     ) -> anyhow::Result<Turn> {
         let clients = self.clients(&watch.target).await?;
         let ec2 = &clients.ec2;
-        let mut members = launch::members(ec2, watch, &self.owner).await?;
+        // Every place this deployment may start machines in is remembered before it does,
+        // in its own record and in the state, so orphans are looked for there for good.
+        self.deployment().await?.remember(&watch.target).await?;
+        state.places.insert(watch.target.clone());
+        let mut members = launch::members(ec2, watch).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
         let now = ec2.now();
         let mut turn = Turn::default();
@@ -81,8 +86,17 @@ impl Agent {
         // starts and stops.
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
-        let mut reconciler = Reconciler::new(self, ec2, watch, now);
+        let owners = self.deployment().await?.owners();
+        let mut reconciler = Reconciler::new(self, owners, ec2, watch, now);
         let entry = state.entry(watch);
+        // A late reporter is watched while it runs its run's commit.
+        entry.duties.retain(|d| match d {
+            Duty::Late { instance, commit } => members.get(instance).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && i.tags.get(tags::COMMIT) == Some(commit)
+            }),
+            _ => true,
+        });
         reconciler.observe(entry, &mut members).await;
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
@@ -93,6 +107,9 @@ impl Agent {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
+                if spec.stop_when_reported {
+                    entry.duties.extend(late(&entry.runs[i], spec, &members));
+                }
                 let verdict = report::verdict(watch, spec, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
@@ -108,14 +125,10 @@ impl Agent {
         errors.extend(judged.errors);
         for d in judged.due {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
-                entry.duties.push(Duty::Stop {
-                    instance: d.id,
-                    reason: d.why.to_string(),
-                    runtime: d.runtime.as_secs(),
-                });
+                entry.duties.push(stop_duty(d));
             }
         }
-        self.store.save(state).await?;
+        self.save(state).await?;
 
         // Stops come before starts, so that a push in the same pass finds its machines
         // stopping and starts them for the new commit.
@@ -217,13 +230,21 @@ impl Agent {
         members: &mut Members,
         messages: &mut Vec<Message>,
     ) -> Vec<String> {
-        let up = |id: &str| {
-            members
-                .get(id)
-                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+        // Still up for the start the rule judged (the same launch time), or nothing is owed
+        // any more: stopped by someone else, terminated, gone, or started again since.
+        let still = |d: &Duty| {
+            let Duty::Stop {
+                instance, launched, ..
+            } = d
+            else {
+                return true;
+            };
+            members.get(instance).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && launched.is_none_or(|t| i.launch_time == Some(t))
+            })
         };
-        // Stopped by someone else, terminated, or gone: nothing is owed any more.
-        entry.duties.retain(|d| d.stops().is_none_or(up));
+        entry.duties.retain(still);
         let ids: Vec<String> = entry
             .duties
             .iter()
@@ -240,6 +261,7 @@ impl Agent {
                 instance,
                 reason,
                 runtime,
+                ..
             } = d
             else {
                 return true;
@@ -275,11 +297,50 @@ impl Agent {
         {
             i.state = InstanceState::Stopping;
         }
-        // Forget them: a later start by hand must not look like one of ours.
-        if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {
-            tracing::warn!("{watch}: cannot remove {}: {e}", tags::STARTED_AT);
-        }
+        close_starts(ec2, watch, &stopped).await;
         errors
+    }
+}
+
+/// Marks pushwake's starts of `stopped` as over (`stopped-at`, EC2's clock): their tags
+/// stay EC2's record of what they ran, and a start by hand from now on is never taken for
+/// one of pushwake's. A failure is only logged: it leaves a few minutes' doubt at most.
+pub(super) async fn close_starts(ec2: &Ec2, watch: &dyn std::fmt::Display, stopped: &[String]) {
+    let at = crate::rfc3339(ec2.now());
+    if let Err(e) = ec2.tag(stopped, &[(tags::STOPPED_AT, &at)]).await {
+        tracing::warn!(
+            "{watch}: cannot tag {} with {}: {e}",
+            stopped.join(", "),
+            tags::STOPPED_AT
+        );
+    }
+}
+
+/// The started instances of `run`, which just closed, that are still up without every
+/// result: watched for a late one.
+fn late(run: &Run, spec: &crate::config::Results, members: &Members) -> Vec<Duty> {
+    run.started()
+        .filter(|id| !results::reported_all(run, spec, id))
+        .filter(|id| {
+            members.get(id).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && i.tags.get(tags::COMMIT) == Some(&run.commit)
+            })
+        })
+        .map(|id| Duty::Late {
+            instance: id.clone(),
+            commit: run.commit.clone(),
+        })
+        .collect()
+}
+
+/// The stop a rule asked for, owed until done.
+pub(super) fn stop_duty(due: reap::Due) -> Duty {
+    Duty::Stop {
+        instance: due.id,
+        reason: due.why.to_string(),
+        runtime: due.runtime.as_secs(),
+        launched: due.launched,
     }
 }
 
@@ -294,7 +355,7 @@ fn changed_now(run: &Run, now: DateTime<Utc>) -> bool {
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
     watch.stops()
         || state.get(watch).is_some_and(|s| {
-            s.runs.iter().any(Run::is_open) || s.duties.iter().any(|d| d.stops().is_some())
+            s.runs.iter().any(Run::is_open) || s.duties.iter().any(Duty::needs_ec2)
         })
 }
 

@@ -91,6 +91,9 @@ pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Resul
                 Duty::Post { text, .. } => {
                     format!("post {:?}", text.lines().next().unwrap_or_default())
                 }
+                Duty::Late { instance, commit } => {
+                    format!("stop {instance} once it reports for {}", short(commit))
+                }
             };
             writeln!(out, "{:<width$}  owed: {owed}", "")?;
         }

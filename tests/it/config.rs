@@ -330,7 +330,7 @@ fn results_options_are_checked() {
     let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\"")).collect();
     refused(
         &watch_with(&format!("results = {{ metrics = [{}] }}", many.join(", "))),
-        &["watch.results.metrics", "40 metrics", "at most 39"],
+        &["watch.results.metrics", "40 metrics", "at most 38"],
     );
     refused(
         &watch_with("results = { metrics = [\"acc\"], timeout = \"never\" }"),

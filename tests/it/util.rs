@@ -898,6 +898,7 @@ pub async fn ec2_ok(ids: &[&str]) -> MockServer {
             ids: ids.iter().map(|s| s.to_string()).collect(),
             running: Default::default(),
             tags: Default::default(),
+            launched: Default::default(),
         })
         .mount(&server)
         .await;
@@ -908,6 +909,8 @@ struct Ec2Fake {
     ids: Vec<String>,
     running: Mutex<std::collections::BTreeSet<String>>,
     tags: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// When each instance was last started: EC2 moves the launch time on every start.
+    launched: Mutex<HashMap<String, String>>,
 }
 
 /// Decodes a form-encoded value.
@@ -1003,6 +1006,7 @@ impl wiremock::Respond for Ec2Fake {
         }
         let mut running = self.running.lock().unwrap();
         let mut tags = self.tags.lock().unwrap();
+        let mut launched = self.launched.lock().unwrap();
         let param = |name: &str| {
             body.split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -1024,9 +1028,13 @@ impl wiremock::Respond for Ec2Fake {
                             .flatten()
                             .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
                             .collect();
+                        let launch = launched
+                            .get(id)
+                            .map(|t| format!("<launchTime>{t}</launchTime>"))
+                            .unwrap_or_default();
                         format!(
                             "<item><instanceId>{id}</instanceId><instanceState><code>{code}</code>\
-                             <name>{name}</name></instanceState><tagSet>{tag_set}</tagSet></item>"
+                             <name>{name}</name></instanceState>{launch}<tagSet>{tag_set}</tagSet></item>"
                         )
                     })
                     .collect();
@@ -1039,6 +1047,9 @@ impl wiremock::Respond for Ec2Fake {
             "StartInstances" | "StopInstances" => {
                 for id in named {
                     if action == "StartInstances" {
+                        let now =
+                            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                        launched.insert(id.clone(), now);
                         running.insert(id);
                     } else {
                         running.remove(&id);
@@ -1113,6 +1124,8 @@ struct Faults {
     /// When each instance was last started through the proxy: EC2 moves the launch time
     /// on every start, moto keeps the first.
     launched: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Actions whose next answer is held back this long, after moto carried them out.
+    delay_next: HashMap<String, Duration>,
 }
 
 impl MotoProxy {
@@ -1210,6 +1223,25 @@ impl MotoProxy {
         .await;
     }
 
+    /// Makes EC2 carry out the next `action` (moto does it at once) and hold its answer
+    /// back for `by`, as when the agent dies while the answer is on the wire.
+    pub fn delay_next_answer(&self, action: &str, by: Duration) {
+        self.faults
+            .lock()
+            .unwrap()
+            .delay_next
+            .insert(action.to_owned(), by);
+    }
+
+    /// Makes EC2 describe `id` as launched at `at`, as when it was started then.
+    pub fn set_launched(&self, id: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.faults
+            .lock()
+            .unwrap()
+            .launched
+            .insert(id.to_owned(), at);
+    }
+
     /// Makes EC2's clock run `by` ahead of this machine's, as when the master's clock is
     /// slow: its `Date` headers and its instances' launch times.
     pub fn skew(&self, by: chrono::Duration) {
@@ -1302,6 +1334,10 @@ impl wiremock::Respond for Forward {
             .collect::<Vec<_>>()
             .join("&");
         let (status, mut answer) = post(&self.moto, request, &body);
+        let delay = match dry {
+            true => None,
+            false => faults.delay_next.remove(&action),
+        };
         if action == "DescribeInstances" {
             for (id, (code, message)) in &faults.fallen {
                 answer = with_state_reason(&answer, id, code, message);
@@ -1317,6 +1353,7 @@ impl wiremock::Respond for Forward {
         ResponseTemplate::new(status)
             .insert_header("date", date.as_str())
             .set_body_raw(answer, "text/xml")
+            .set_delay(delay.unwrap_or_default())
     }
 }
 
@@ -1711,8 +1748,14 @@ impl World {
         let moto = moto_url();
         let ec2 = Ec2::connect(&moto).await;
         let mut ids = ec2.stopped(stopped).await;
-        ids.extend(ec2.running(running).await);
         let proxy = MotoProxy::start(&moto).await;
+        // Stopped machines were last started a while ago (moto dates them to their
+        // creation, a moment ago): a start pushwake tags now is told from that one.
+        let last_used = chrono::Utc::now() - chrono::Duration::hours(1);
+        for id in &ids {
+            proxy.set_launched(id, last_used);
+        }
+        ids.extend(ec2.running(running).await);
         World {
             base: Base::new(proxy.url(), ids, extra).await,
             ec2,
@@ -1720,9 +1763,15 @@ impl World {
         }
     }
 
-    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago`.
+    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago` (EC2's
+    /// launch time then too). They carry no owner, as versions before owners tagged them.
     pub async fn started_ago(&self, ids: &[String], ago: chrono::Duration) {
-        let at = (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let when =
+            chrono::DateTime::from_timestamp((chrono::Utc::now() - ago).timestamp(), 0).unwrap();
+        for id in ids {
+            self.proxy.set_launched(id, when);
+        }
+        let at = when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let commit = sha(1);
         let tags = [
             ("pushwake:commit", commit.as_str()),
@@ -1833,5 +1882,72 @@ impl World {
         w.baseline().await;
         w.push(2).await;
         w
+    }
+}
+
+impl Ec2 {
+    /// A client of `region` with the test's own credentials: moto keeps regions apart.
+    pub async fn in_region(url: &str, region: &str) -> Ec2 {
+        let config = sdk_config(url)
+            .await
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+}
+
+impl Setup {
+    /// The binary with `args`, run by `sh -c script` under `unshare` with `flags` (new
+    /// namespaces: `--uts` for a hostname of its own, `--mount` for mounts of its own). The
+    /// script ends with `exec "$@"`, which runs the binary. Needs root, as CI has.
+    pub fn command_in(&self, flags: &[&str], script: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(flags)
+            .args([
+                "sh",
+                "-c",
+                script,
+                "sh",
+                env!("CARGO_BIN_EXE_pushwake"),
+                "--config",
+            ])
+            .arg(self.config_path())
+            .args(args);
+        cmd
+    }
+
+    /// `--once` on a machine named `host`, with the exit status asserted.
+    pub fn once_as(&self, host: &str, code: i32) -> Output {
+        let script = format!("hostname {host} && exec \"$@\"");
+        let out = self
+            .command_in(&["--uts"], &script, &["--once"])
+            .output()
+            .expect("run pushwake under unshare");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+}
+
+impl World {
+    /// `n` more stopped instances, not in the watch, last started an hour ago.
+    pub async fn stopped(&self, n: i32) -> Vec<String> {
+        let ids = self.ec2.stopped(n).await;
+        let last_used = chrono::Utc::now() - chrono::Duration::hours(1);
+        for id in &ids {
+            self.proxy.set_launched(id, last_used);
+        }
+        ids
     }
 }
