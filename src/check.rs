@@ -266,10 +266,15 @@ async fn ec2(settings: &Settings, target: &Target, aws: &Aws, items: &mut Vec<It
         if existing.is_empty() && action != Action::DescribeInstances {
             continue;
         }
-        items.push(match client.permitted(action, &existing).await {
-            Ok(()) => Item::ok(format!("ec2:{} allowed{at}", action.name())),
-            Err(e) => Item::fail(e.to_string()),
-        });
+        items.push(
+            match client
+                .permitted(action, &existing, crate::tags::STARTED_AT)
+                .await
+            {
+                Ok(()) => Item::ok(format!("ec2:{} allowed{at}", action.name())),
+                Err(e) => Item::fail(e.to_string()),
+            },
+        );
     }
     cloudwatch(&watches, &clients, items).await;
 }

@@ -7,6 +7,7 @@
 mod raw;
 mod secret;
 mod shared;
+mod toml_error;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,11 @@ use secrecy::SecretString;
 
 pub use secret::SecretSource;
 pub use shared::{Shared, StateUrl};
+
+/// How many tags pushwake keeps on an instance beside the result tags (`tags::stamp`
+/// writes them, and a unit test there holds the two together). With EC2's 50 tags per
+/// instance, it bounds how many metrics a watch may report.
+pub const OWN_TAGS: usize = 5;
 
 /// The name of the config file inside a config directory.
 pub const FILE_NAME: &str = "config.toml";
@@ -93,8 +99,18 @@ pub struct GithubApp {
 
 /// Where a watch's instances live: a region, and a role to assume there (through STS, from
 /// the standard credential chain). `None`s take `[aws]`'s region and credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -309,6 +325,12 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}, line {line}: {message}")]
+    AtLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("invalid config file {path}, line {line}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -392,5 +414,45 @@ impl FromIterator<(String, String)> for Env {
         Env {
             vars: iter.into_iter().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// The modules of this crate that each of `files` names through the crate's root path.
+    fn crate_modules(files: &[PathBuf]) -> Vec<(String, String)> {
+        // Built, so that this file's own text does not hold the needle.
+        let needle = ["crate", "::"].concat();
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (at, _) in text.match_indices(&needle) {
+                let name: String = text[at + needle.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                found.push((file.display().to_string(), name));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn config_depends_on_nothing_above_it() {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join("config.rs")];
+        for entry in std::fs::read_dir(src.join("config")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert!(files.len() > 4, "{files:?}");
+        // The helpers of lib.rs, which depend on nothing themselves.
+        let allowed = ["fnv1a", "percent_encode", "rfc3339", "error_chain"];
+        let above: Vec<_> = crate_modules(&files)
+            .into_iter()
+            .filter(|(_, name)| !allowed.contains(&name.as_str()))
+            .collect();
+        assert!(above.is_empty(), "config uses modules above it: {above:?}");
     }
 }

@@ -25,8 +25,9 @@ pub const STARTED_AT: &str = "pushwake:started-at";
 /// teams' pushwakes in one AWS account never touch each other's machines.
 pub const OWNER: &str = "pushwake:owner";
 
-/// How many tags pushwake keeps on an instance beside the result tags.
-pub const OWN_TAGS: usize = 5;
+/// How many tags pushwake keeps on an instance beside the result tags: the config owns
+/// the count (it bounds how many metrics fit), [`stamp`] is held to it by a unit test.
+pub use crate::config::OWN_TAGS;
 
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
