@@ -1,8 +1,13 @@
 //! The config file: raw serde structs, then validation into [`Settings`].
 //!
 //! Parsing and validation are two steps so that every error can name the key and the line
-//! it came from. Secrets are resolved here, from environment variables or files, and never
-//! read from the config file itself, so the file can be committed.
+//! it came from. No error quotes a value written in the file (`toml_error` tells toml's and
+//! serde's, the validators never echo one): a secret pasted under the wrong key is never
+//! printed. Secrets are resolved here, from environment variables or files, and never read
+//! from the config file itself, so the file can be committed.
+//!
+//! This module depends on nothing above it in the crate (a unit test holds it to that):
+//! the clients and the pass take what they need from it, never the other way round.
 
 mod raw;
 mod secret;
@@ -314,7 +319,7 @@ impl fmt::Display for Repo {
 }
 
 /// A config that could not be loaded. The message names the file, the line when known,
-/// and the key.
+/// and the key (its dotted path, `watch[0].results.timeout`), never a value from the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]

@@ -221,6 +221,9 @@ fn consider(span: &Range<usize>, path: &str, at: usize, best: &mut Option<(usize
 /// the index of an array of tables), and the key written on `at`'s line, when it reads as
 /// one.
 fn path_by_lines(text: &str, at: usize) -> Option<String> {
+    if !text.is_char_boundary(at) {
+        return None;
+    }
     let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
     let mut table: Option<String> = None;
