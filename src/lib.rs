@@ -23,6 +23,7 @@
 //! - [`retry`]: the one retry policy.
 //! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
+//! - [`sdk`]: reading AWS SDK failures, for the EC2 and S3 clients.
 
 pub mod aws;
 pub mod check;
@@ -44,6 +45,7 @@ pub mod report;
 pub mod results;
 pub mod retry;
 pub mod s3;
+pub mod sdk;
 pub mod slack;
 pub mod state;
 pub mod stats;

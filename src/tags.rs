@@ -32,8 +32,9 @@ pub const STOPPED_AT: &str = "pushwake:stopped-at";
 /// account never stop each other's machines.
 pub const OWNER: &str = "pushwake:owner";
 
-/// How many tags pushwake keeps on an instance beside the result tags.
-pub const OWN_TAGS: usize = 6;
+/// How many tags pushwake keeps on an instance beside the result tags: the config owns
+/// the count (it bounds how many metrics fit), [`stamp`] is held to it by a unit test.
+pub use crate::config::OWN_TAGS;
 
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
