@@ -476,3 +476,34 @@ async fn a_deleted_parent_gets_a_new_one_and_later_news_goes_there() {
     );
     assert_eq!(w.status()[0]["duties"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_save_failing_after_a_watch_s_turn_keeps_the_messages_it_saved() {
+    let w = World::new(2, "").await;
+    let bucket = util::bucket(&util::moto_url()).await;
+    w.github.set_head(util::REPO, "dev", &sha(1)).await;
+    let watches = [("main", &w.ids[0]), ("dev", &w.ids[1])]
+        .map(|(branch, id)| util::watch(util::REPO, branch, std::slice::from_ref(id)))
+        .concat();
+    w.write_config_with(&format!("state_url = \"s3://{bucket}/look\""), &watches);
+    w.once(0); // baselines
+    w.push(2).await;
+    w.github.set_head(util::REPO, "dev", &sha(3)).await;
+    // Both runs open and are saved; `main`'s turn is saved with its message; `dev`'s is
+    // refused.
+    w.proxy.refuse_state_put(3).await;
+
+    w.once(1);
+    assert_eq!(w.starts(), [1, 1]);
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, 0).await;
+    assert_eq!(said.len(), 2, "one first message a run, once");
+    for (branch, n) in [("main", 2), ("dev", 3)] {
+        let first = format!("post: *octo/trainer* `{branch}` moved to");
+        let line = said.iter().find(|l| l.starts_with(&first)).unwrap();
+        util::assert_contains(line, &format!("`{}`", util::short(n)));
+    }
+}
