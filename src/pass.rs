@@ -40,7 +40,7 @@ mod runs;
 mod stateless;
 mod turn;
 
-use notify::{Message, SLACK_BUDGET, fail, recover};
+use notify::{SLACK_BUDGET, fail, recover};
 use turn::needs_turn;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
@@ -357,10 +357,9 @@ impl Agent {
                     if let Some(e) = turn.error {
                         errors.insert(i, e);
                     }
-                    if !turn.messages.is_empty() {
+                    if turn.spoke {
                         spoke.insert(i);
                     }
-                    messages.extend(turn.messages);
                 }
                 Err(e) => {
                     tracing::error!("{watch}: cannot tend its runs and instances: {e:#}");
@@ -399,7 +398,7 @@ impl Agent {
         if edited || self.settings.max_runtime.is_some() || watches.iter().any(Watch::stops) {
             let places = state.places.clone();
             let orphans = self.orphans(Some(&mut state.orphans), &places).await;
-            messages.extend(orphans.messages.into_iter().map(Message::plain));
+            messages.extend(orphans.messages);
             orphan_errors = usize::from(!orphans.errors.is_empty());
             if orphans.errors.is_empty() {
                 state.ownership = Some(ownership);
@@ -410,13 +409,12 @@ impl Agent {
         failing.extend(errors.keys().copied());
         self.save(&state).await?;
         self.clear_notice();
-        // Slack gets a few seconds in all: what it did not take by then is logged, and a
-        // verdict stays owed for the next pass.
+        // Slack gets a few seconds in all: a notice it did not take by then is logged, and
+        // the runs' messages and verdicts stay owed for the next pass.
         let budget = tokio::time::Instant::now() + SLACK_BUDGET;
-        let mut all: Vec<Message> = notices.into_iter().map(Message::plain).collect();
-        all.extend(messages);
-        let threads = self.tell(Some(&mut state), all, budget).await;
-        self.post_duties(&mut state, budget, threads).await?;
+        notices.extend(messages);
+        self.post_all(notices, budget).await;
+        self.post_duties(&mut state, budget).await?;
         Ok(PassReport {
             watches: watches.len(),
             failed: failing.len() + orphan_errors,

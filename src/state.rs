@@ -94,6 +94,32 @@ pub enum Duty {
         #[serde(flatten)]
         status: crate::github::CommitStatus,
     },
+    /// Tell Slack this message about the watch, or about its run of `commit`: owed from the
+    /// save that recorded what it tells of until Slack took it, so that neither a failed
+    /// later save nor a crash loses it, and posted in the order the messages arose.
+    Say {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default)]
+        voice: Voice,
+    },
+}
+
+/// What an owed message is to its run's Slack thread (a bot's; a webhook posts `text`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Voice {
+    /// A message of its own: a reply in the run's thread, or in the channel without one.
+    #[default]
+    Reply,
+    /// Where the run stands: the whole `text` starts the run's thread when it has none;
+    /// else the thread's parent is updated in place to `parent`, and `news` is a reply.
+    Progress {
+        parent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        news: Option<String>,
+    },
 }
 
 impl Duty {
@@ -106,7 +132,7 @@ impl Duty {
     pub fn stops(&self) -> Option<&str> {
         match self {
             Duty::Stop { instance, .. } => Some(instance),
-            Duty::Post { .. } | Duty::Status { .. } | Duty::Late { .. } => None,
+            Duty::Post { .. } | Duty::Status { .. } | Duty::Say { .. } | Duty::Late { .. } => None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
-use super::notify::{Message, Role};
+use super::notify::Message;
 use super::runs::Reconciler;
 use crate::aws::Clients;
 use crate::config::Watch;
@@ -15,7 +15,7 @@ use crate::ec2::{Ec2, InstanceState};
 use crate::github::Commit;
 use crate::launch::{self, Members};
 use crate::report::{self, short};
-use crate::state::{Duty, Kind, Part, Run, State, WatchState};
+use crate::state::{Duty, Kind, Part, Run, State, Voice, WatchState};
 use crate::{reap, results, tags};
 
 /// An open run as a turn first saw it: its shape, and how many values it had.
@@ -30,8 +30,8 @@ pub(super) struct Turn {
     pub failed: bool,
     /// What makes the watch failing this pass, reported once per streak.
     pub error: Option<String>,
-    /// What to tell Slack, once the pass is done.
-    pub messages: Vec<Message>,
+    /// It owed Slack a message about its runs or stops.
+    pub spoke: bool,
 }
 
 impl Agent {
@@ -136,10 +136,14 @@ impl Agent {
         if entry.duties.iter().any(|d| d.stops().is_some()) {
             self.store.fence().await?;
         }
+        let mut told = Vec::new();
         errors.extend(
-            self.stop_duties(ec2, watch, entry, &mut members, &mut turn.messages)
+            self.stop_duties(ec2, watch, entry, &mut members, &mut told)
                 .await,
         );
+        // Owed with the stops they tell of, whatever the rest of the turn does.
+        turn.spoke |= !told.is_empty();
+        self.owe(watch, entry, told);
 
         reconciler.reconcile(entry, &mut members).await?;
         turn.failed = reconciler.failed || !errors.is_empty();
@@ -166,10 +170,21 @@ impl Agent {
             statuses(watch, entry, &open_before, &self.status_context(watch));
         }
 
+        let mut messages = Vec::new();
         for run in entry.runs.iter().filter(|r| changed_now(r, now)) {
-            let first = opened.as_ref().filter(|c| c.sha == run.commit);
-            let news = reconciler.news(&run.commit);
             let old = before.iter().find(|(c, _)| *c == run.commit).map(|b| &b.1);
+            let fetched;
+            let first = match opened.as_ref().filter(|c| c.sha == run.commit) {
+                Some(c) => Some(c),
+                // Opened in a pass that never recorded its first turn (a failed save, a
+                // crash, EC2 down): its first message is still to be said.
+                None if never_told(run, old) => {
+                    fetched = self.commit(watch, &run.commit).await;
+                    Some(&fetched)
+                }
+                None => None,
+            };
+            let news = reconciler.news(&run.commit);
             let same = old.is_some_and(|(shape, reported)| {
                 *shape == run.shape() && (!threads || *reported == run.reported())
             });
@@ -185,22 +200,19 @@ impl Agent {
                 ),
                 None => tracing::info!("{watch}: run of {}: {parts}", short(&run.commit)),
             }
-            let whole = report::run(watch, run, first, news);
-            // The first message of a run is its thread's parent; later ones update it in
-            // place, their news a reply.
-            let role = match &run.thread {
-                None => Role::Progress {
-                    parent: whole.clone(),
-                    news: None,
-                },
-                Some(_) => Role::Progress {
-                    parent: report::run(watch, run, first, &[]),
-                    news: (!news.is_empty()).then(|| report::news(news)),
-                },
+            // The whole message starts the run's thread; once it has one, the thread's
+            // parent is updated in place and the news is a reply. Which of the two is
+            // decided when Slack takes it.
+            let role = Voice::Progress {
+                parent: report::run(watch, run, first, &[]),
+                news: (!news.is_empty()).then(|| report::news(news)),
             };
-            turn.messages
-                .push(Message::about(watch, &run.commit, role, whole));
+            let whole = report::run(watch, run, first, news);
+            messages.push(Message::about(&run.commit, role, whole));
         }
+        // Owed in the state with the change they tell of, saved by the same save.
+        turn.spoke |= !messages.is_empty();
+        self.owe(watch, entry, messages);
         Ok(turn)
     }
 
@@ -284,7 +296,7 @@ impl Agent {
                     .is_some_and(|p| p.is_started())
             });
             messages.push(match run {
-                Some(r) => Message::about(watch, &r.commit, Role::Reply, text),
+                Some(r) => Message::about(&r.commit, Voice::Reply, text),
                 None => Message::plain(text),
             });
             stopped.push(instance.clone());
@@ -348,6 +360,13 @@ pub(super) fn stop_duty(due: reap::Due) -> Duty {
 /// replaced, which the newer run's message tells).
 fn changed_now(run: &Run, now: DateTime<Utc>) -> bool {
     run.is_open() || (run.completed_at == Some(now) && run.superseded_by.is_none())
+}
+
+/// Whether `run`, which the turn first saw as `seen`, was never told of: it had no part
+/// and no thread, and has parts now or closed.
+fn never_told(run: &Run, seen: Option<&Seen>) -> bool {
+    let empty = seen.is_some_and(|(shape, _)| shape.is_empty());
+    empty && run.thread.is_none() && (!run.instances.is_empty() || !run.is_open())
 }
 
 /// Whether a pass must describe the watch's instances even with no push: for the stop

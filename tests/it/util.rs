@@ -363,10 +363,20 @@ pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
 impl Slack {
     pub async fn start() -> Slack {
         let server = MockServer::start().await;
-        let posted = ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "ok": true, "channel": "C0123", "ts": PARENT_TS,
-            "message": {"type": "message", "text": "..."}
-        }));
+        // chat.postMessage as Slack answers it: a reply names a thread Slack knows.
+        let posted = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match body["thread_ts"].as_str() {
+                Some(ts) if ts != PARENT_TS => {
+                    serde_json::json!({"ok": false, "error": "thread_not_found"})
+                }
+                _ => serde_json::json!({
+                    "ok": true, "channel": "C0123", "ts": PARENT_TS,
+                    "message": {"type": "message", "text": "..."}
+                }),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
         Slack::method(&server, "chat.postMessage", posted).await;
         // chat.update as Slack checks it: the channel's id and the message's ts.
         let updated = |r: &Request| {
@@ -416,7 +426,7 @@ impl Slack {
 
     /// Web API method `name`, answering `answer` to the bot token and, as Slack does,
     /// HTTP 200 with `invalid_auth` to any other.
-    pub async fn method(server: &MockServer, name: &str, answer: ResponseTemplate) {
+    pub async fn method(server: &MockServer, name: &str, answer: impl wiremock::Respond + 'static) {
         let route = format!("/api/{name}");
         Mock::given(method("POST"))
             .and(path(route.as_str()))
@@ -1949,5 +1959,136 @@ impl World {
             self.proxy.set_launched(id, last_used);
         }
         ids
+    }
+}
+
+/// The `ts` Slack gives the next message in the channel once the first parent is deleted.
+pub const NEW_PARENT_TS: &str = "1732790000.000900";
+
+impl Slack {
+    /// Deletes the bot's first message (`PARENT_TS`), as a person in the channel would: from
+    /// now on Slack answers `chat.update` of it `message_not_found` and a reply in it
+    /// `thread_not_found` (HTTP 200, `ok: false`), and the next message in the channel gets
+    /// [`NEW_PARENT_TS`], which it then updates and threads under.
+    pub async fn delete_parent(&self) {
+        let posted = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match body["thread_ts"].as_str() {
+                Some(NEW_PARENT_TS) => {
+                    serde_json::json!({"ok": true, "channel": "C0123", "ts": "1732790000.001000"})
+                }
+                Some(_) => serde_json::json!({"ok": false, "error": "thread_not_found"}),
+                None => serde_json::json!({"ok": true, "channel": "C0123", "ts": NEW_PARENT_TS}),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        let updated = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match (body["channel"].as_str(), body["ts"].as_str()) {
+                (Some("C0123"), Some(NEW_PARENT_TS)) => {
+                    serde_json::json!({"ok": true, "channel": "C0123", "ts": NEW_PARENT_TS})
+                }
+                _ => serde_json::json!({"ok": false, "error": "message_not_found"}),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(posted)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .respond_with(updated)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Makes Slack refuse every `chat.update` with `code` (HTTP 200, `ok: false`), as it
+    /// does past the workspace's edit window (`edit_window_closed`) or for a message the
+    /// bot may not edit (`cant_update_message`).
+    pub async fn refuse_updates(&self, code: &str) {
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": false, "error": code})),
+            )
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Takes Slack's Web API down: every `chat.*` call is answered 503 while the flag
+    /// returned is set; clear it to bring Slack back.
+    pub async fn take_down(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = down.clone();
+        Mock::given(method("POST"))
+            .and(move |r: &Request| {
+                r.url.path().starts_with("/api/chat.")
+                    && flag.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+        down
+    }
+
+    /// The bot's `chat.*` requests in order: the method and its JSON body.
+    pub async fn chat_bodies(&self) -> Vec<(String, serde_json::Value)> {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .filter(|r| r.url.path().starts_with("/api/chat."))
+            .map(|r| {
+                let method = r.url.path().trim_start_matches("/api/").to_owned();
+                (method, serde_json::from_slice(&r.body).unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+impl MotoProxy {
+    /// Makes S3 refuse the `nth` `PutObject` of a shared state's `state.json` from now
+    /// (1: the next one) with 403 `AccessDenied`, once, as S3 answers a write the
+    /// credentials may not make (not retried); every other request reaches moto.
+    pub async fn refuse_state_put(&self, nth: usize) {
+        Mock::given(method("PUT"))
+            .and(wiremock::matchers::path_regex(r"/state\.json$"))
+            .respond_with(RefuseNthPut {
+                nth,
+                seen: std::sync::atomic::AtomicUsize::new(0),
+                rest: ForwardRest {
+                    moto: moto_url().trim_start_matches("http://").to_owned(),
+                    outage: self.outage.clone(),
+                },
+            })
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+}
+
+/// Forwards requests to moto but the `nth`, which it refuses as S3 refuses a forbidden
+/// write.
+struct RefuseNthPut {
+    nth: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    rest: ForwardRest,
+}
+
+impl wiremock::Respond for RefuseNthPut {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n != self.nth {
+            return self.rest.respond(request);
+        }
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                    <Message>Access Denied</Message><RequestId>r</RequestId></Error>";
+        ResponseTemplate::new(403).set_body_raw(body, "application/xml")
     }
 }
