@@ -312,8 +312,9 @@ async fn a_failed_save_keeps_the_run_s_first_message() {
     w.write_config_with(&format!("state_url = \"s3://{bucket}/look\""), &w.watch());
     w.baseline().await;
     w.push(2).await;
-    // The run opens and is saved; the save after its start is refused.
-    w.proxy.refuse_state_put(2).await;
+    // The run opens and is saved, the watch's turn saves the place it starts machines in,
+    // and the save after its start is refused.
+    w.proxy.refuse_state_put(3).await;
 
     let out = w.once(1);
     util::assert_contains(&util::stderr(&out), "cannot write the shared state");
@@ -490,9 +491,9 @@ async fn a_save_failing_after_a_watch_s_turn_keeps_the_messages_it_saved() {
     w.once(0); // baselines
     w.push(2).await;
     w.github.set_head(util::REPO, "dev", &sha(3)).await;
-    // Both runs open and are saved; `main`'s turn is saved with its message; `dev`'s is
-    // refused.
-    w.proxy.refuse_state_put(3).await;
+    // Both runs open and are saved; `main`'s turn saves the place, then its message; `dev`'s
+    // is refused.
+    w.proxy.refuse_state_put(4).await;
 
     w.once(1);
     assert_eq!(w.starts(), [1, 1]);
