@@ -35,6 +35,9 @@ pub struct Record {
     /// Every place this deployment started machines in, the default one included.
     #[serde(default)]
     pub places: BTreeSet<Target>,
+    /// The `deployment` name last configured: when it changes, the old one is adopted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Record {
@@ -45,7 +48,22 @@ impl Record {
             id: format!("pushwake-{:016x}", fastrand::u64(..)),
             adopts: vec![legacy],
             places: BTreeSet::new(),
+            name: None,
         }
+    }
+
+    /// The record once `name` is the configured name: a different name it had before is
+    /// adopted. `None` when nothing changes.
+    fn renamed(&self, name: Option<&str>) -> Option<Record> {
+        let name = name?;
+        if self.name.as_deref() == Some(name) {
+            return None;
+        }
+        let mut record = self.clone();
+        if let Some(old) = record.name.replace(name.to_owned()) {
+            record.adopts.push(old);
+        }
+        Some(record)
     }
 
     /// Who this deployment is on EC2: `name` when configured (the id's machines then
@@ -118,6 +136,14 @@ impl Deployment {
                 }
             }
         };
+        let kept = match kept.record.renamed(name) {
+            Some(record) if !dry_run => {
+                let expect = kept.etag.clone().map_or(Expect::Absent, Expect::Etag);
+                let etag = write(&home, &record, &expect).await?;
+                Kept { record, etag }
+            }
+            _ => kept,
+        };
         Ok(Deployment {
             owners: kept.record.owners(name),
             home,
@@ -148,6 +174,14 @@ impl Deployment {
         let mut kept = self.kept.lock().await;
         if kept.record.places.contains(target) || self.dry_run {
             return Ok(());
+        }
+        // Another process (a `--once` beside the daemon) may have added places since: a
+        // file is read again first; S3's ETag tells below.
+        if let (Home::Dir(_), Some(fresh)) = (&self.home, read(&self.home).await?) {
+            *kept = fresh;
+            if kept.record.places.contains(target) {
+                return Ok(());
+            }
         }
         let mut record = kept.record.clone();
         record.places.insert(target.clone());
@@ -265,6 +299,18 @@ mod tests {
         assert_eq!(again.owners(), first.owners());
         assert!(again.owners().is("a:/x") && !again.owners().is("b:/x"));
         assert_eq!(again.places().await, BTreeSet::from([target]));
+    }
+
+    #[test]
+    fn a_new_name_adopts_the_one_before() {
+        let record = Record::fresh("master:/x".into());
+        assert_eq!(record.renamed(None), None);
+        let a = record.renamed(Some("team-a")).unwrap();
+        assert_eq!(a.renamed(Some("team-a")), None, "unchanged");
+        let b = a.renamed(Some("team-b")).unwrap();
+        let owners = b.owners(Some("team-b"));
+        assert!(owners.is("team-a") && owners.is(&record.id) && owners.is("master:/x"));
+        assert_eq!(owners.current, "team-b");
     }
 
     #[tokio::test]

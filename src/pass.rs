@@ -32,6 +32,7 @@ use crate::slack::Slack;
 use crate::state::{Run, State};
 use crate::store::Store;
 use crate::tags;
+use crate::tags::Owners;
 
 mod dry_run;
 mod notify;
@@ -185,20 +186,51 @@ impl Agent {
         self.deployment
             .get_or_try_init(|| async {
                 let name = self.settings.deployment.as_deref();
-                let (home, legacy) = match &self.settings.shared {
+                let home = match &self.settings.shared {
                     Some(shared) => {
                         let s3 = S3::new(self.aws.base().await, &shared.url, self.aws.policy());
                         let key = shared.url.key(crate::deployment::FILE);
-                        (Home::S3 { s3, key }, shared.url.to_string())
+                        Home::S3 { s3, key }
                     }
-                    None => (
-                        Home::Dir(self.settings.state_dir.clone()),
-                        self.here.clone(),
-                    ),
+                    None => Home::Dir(self.settings.state_dir.clone()),
                 };
-                Deployment::open(name, home, legacy, self.options.dry_run).await
+                Deployment::open(name, home, self.legacy_owner(), self.options.dry_run).await
             })
             .await
+    }
+
+    /// The owner versions before `deployment` tagged this state's machines with: the
+    /// `state_url` of a shared state, else this host and state directory.
+    fn legacy_owner(&self) -> String {
+        match &self.settings.shared {
+            Some(shared) => shared.url.to_string(),
+            None => self.here.clone(),
+        }
+    }
+
+    /// Who this deployment is on EC2. When its record can be neither read nor made (a
+    /// corrupt `deployment.json`, a full disk on upgrade), the configured name and the
+    /// older owner stand in, so the stop rules still hold; nothing is started then.
+    async fn owners(&self) -> Owners {
+        match self.deployment().await {
+            Ok(d) => d.owners().clone(),
+            Err(e) => {
+                tracing::error!(
+                    "{e:#}; judging ownership by the configured deployment and the older owner"
+                );
+                let legacy = self.legacy_owner();
+                let mut owners =
+                    Owners::new(self.settings.deployment.clone().unwrap_or(legacy.clone()));
+                owners.adopted.push(legacy);
+                owners
+            }
+        }
+    }
+
+    /// Remembers `target` as a place this deployment starts machines in (see
+    /// [`Deployment::remember`]).
+    async fn remember(&self, target: &Target) -> anyhow::Result<()> {
+        self.deployment().await?.remember(target).await
     }
 
     /// The AWS clients of `target`.

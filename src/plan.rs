@@ -23,8 +23,8 @@ use crate::tags;
 pub enum Step {
     /// Nothing on EC2; record this part.
     Set(Part),
-    /// It runs the commit: record it as started at `at`, and write `pushwake:started-at`
-    /// when `tag` (the tag is missing).
+    /// It runs the commit: record it as started at `at` (EC2's launch time), and correct
+    /// `pushwake:started-at` to it when `tag` (it holds the request's time).
     Confirm { at: DateTime<Utc>, tag: bool },
     /// It is stopped: tag it with the commit, then start it.
     Start,
@@ -107,13 +107,14 @@ pub fn decide(
     // EC2's record of a start of pushwake's for this commit: the commit, and a launch time
     // that falls in its `started-at`.
     let started = tags::started_for(i, cx.owners, cx.watch).filter(|s| s.commit == commit);
-    if tagged_for_commit && up {
-        // Started for this commit, by this pass's predecessor or before a crash. The next
-        // look corrects `started-at` to EC2's launch time.
-        let accepted = match part {
-            Some(Part::Accepted { at }) => Some(*at),
-            _ => None,
-        };
+    let accepted = match part {
+        Some(Part::Accepted { at }) => Some(*at),
+        _ => None,
+    };
+    if tagged_for_commit && up && (started.is_some() || accepted.is_some()) {
+        // Started for this commit, by this pass's predecessor or before a crash (a person's
+        // later start of a machine tagged for it is not: it is busy). The next look corrects
+        // `started-at` to EC2's launch time.
         let at = i
             .launch_time
             .map(whole_seconds)
@@ -125,8 +126,10 @@ pub fn decide(
             tag: tags::started_at(&i.tags) != Some(at),
         };
     }
-    if let Some(start) = started {
-        // It ran for the commit and has stopped since, whether or not the run remembers.
+    // It ran for the commit and has stopped since, whether or not the run remembers; not a
+    // start that fell back (EC2 gives a reason other than a shutdown), which is retried.
+    let ran = i.state_reason.as_ref().is_none_or(|r| r.is_shutdown());
+    if let (Some(start), true) = (started, ran || up) {
         return Step::Set(Part::Started { at: start.at });
     }
     if let Some(accepted @ Part::Accepted { at }) = part {
@@ -396,13 +399,27 @@ mod tests {
     #[test]
     fn an_instance_up_for_the_commit_after_a_crash_is_not_started_again() {
         // Tagged and started, and the agent died before it saved the run.
-        let i = instance(
-            InstanceState::Running,
-            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
-        );
+        let mut tags = ours(C);
+        tags.retain(|(k, _)| *k != tags::STARTED_AT);
+        tags.push((tags::STARTED_AT, "2026-11-29T10:04:59Z"));
+        let i = instance(InstanceState::Running, &tags);
         assert!(matches!(
             decide_q(None, &i),
             Step::Confirm { tag: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_person_starting_a_machine_tagged_for_the_commit_does_not_start_it_for_the_run() {
+        // Tagged for C at 10:05, its start refused; a person starts it by hand at 10:40.
+        let mut i = instance(InstanceState::Running, &ours(C));
+        i.launch_time = Some(at(40));
+        let failed = Part::Failed {
+            why: "no capacity".into(),
+        };
+        assert!(matches!(
+            decide_q(Some(&failed), &i),
+            Step::Set(Part::Waiting { .. })
         ));
     }
 
@@ -424,10 +441,9 @@ mod tests {
 
     #[test]
     fn a_start_that_fell_back_to_stopped_fails_with_the_reason() {
-        let mut i = instance(
-            InstanceState::Stopped,
-            &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
-        );
+        // Tagged at 10:05 and launched then (EC2 moves the launch time as it tries), but
+        // back to stopped for want of capacity.
+        let mut i = instance(InstanceState::Stopped, &ours(C));
         i.state_reason = Some(StateReason {
             code: "Server.InsufficientInstanceCapacity".into(),
             message: "Server.InsufficientInstanceCapacity: Insufficient capacity.".into(),

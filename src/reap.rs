@@ -82,7 +82,7 @@ pub async fn due(
             runtime,
             launched,
         };
-        if reported.contains(&instance.id) || reported_all(watch, instance) {
+        if reported.contains(&instance.id) || carries_every_result(watch, instance) {
             judged.due.push(due(Why::Reported));
             continue;
         }
@@ -128,7 +128,7 @@ pub async fn due(
 /// Whether `instance` carries a result for every metric of its watch, which wants it
 /// stopped then: the result tags are emptied before every start, so what they hold is its
 /// commit's. This holds after its run closed too (a result after the timeout).
-fn reported_all(watch: &Watch, instance: &crate::ec2::Instance) -> bool {
+fn carries_every_result(watch: &Watch, instance: &crate::ec2::Instance) -> bool {
     watch.results.as_ref().is_some_and(|r| {
         r.stop_when_reported
             && r.metrics

@@ -93,6 +93,12 @@ fn time(tags: &BTreeMap<String, String>, key: &str) -> Option<DateTime<Utc>> {
 /// start by someone else (EC2 moves the launch time on every start).
 const START_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 
+/// How much later than the launch a `started-at` may read: it comes from pushwake's
+/// estimate of EC2's clock (its `Date`, cut to the second, plus half a second), which may
+/// run up to a second ahead. A tag whose start never happened shows a launch minutes or
+/// hours before it: a stopped machine was stopped since.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(2);
+
 /// A start of pushwake's, as EC2's record shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Start<'a> {
@@ -149,10 +155,8 @@ fn started_unowned(instance: &Instance) -> Option<Start<'_>> {
     let commit = instance.tags.get(COMMIT).filter(|c| !c.is_empty())?;
     let at = started_at(&instance.tags)?;
     let launched = instance.launch_time?;
-    // `started-at` comes from EC2's `Date` before the start was asked for, so EC2 launched
-    // it no earlier; both are cut to the second the same way.
     let stopped = time(&instance.tags, STOPPED_AT);
-    let within = launched >= at
+    let within = launched + CLOCK_SLACK >= at
         && launched <= at + START_WINDOW
         && stopped.is_none_or(|stopped| launched < stopped);
     within.then_some(Start { commit, at })
@@ -273,11 +277,11 @@ mod tests {
                 "{launched}"
             );
         }
-        // A second before the request is before it: that launch was someone else's.
+        // pushwake's clock may run a second ahead of EC2's: a launch just before counts.
         let mut i = tagged("team-a", Some(at(0, 0)));
         i.tags
             .insert(STARTED_AT.into(), "2026-11-29T10:00:01Z".into());
-        assert!(started(&i, &me()).is_none());
+        assert!(started(&i, &me()).is_some());
     }
 
     #[test]

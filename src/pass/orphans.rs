@@ -33,19 +33,13 @@ impl Agent {
         places: &BTreeSet<Target>,
     ) -> Orphans {
         let mut out = Orphans::default();
-        let deployment = match self.deployment().await {
-            Ok(d) => d,
-            Err(e) => {
-                out.errors
-                    .push(format!("cannot look for orphaned instances: {e:#}"));
-                return out;
-            }
-        };
-        let owners = deployment.owners();
+        let owners = &self.owners().await;
         let mut targets: BTreeSet<Target> = BTreeSet::from([Target::default()]);
         targets.extend(self.settings.watches.iter().map(|w| w.target.clone()));
         targets.extend(places.iter().cloned());
-        targets.extend(deployment.places().await);
+        if let Ok(deployment) = self.deployment().await {
+            targets.extend(deployment.places().await);
+        }
         let mut orphans: Vec<(Arc<Clients>, Instance)> = Vec::new();
         for target in &targets {
             let found = match self.clients(target).await {

@@ -1,7 +1,8 @@
 //! A pass without its state: when the state file cannot be read or written (a full disk,
 //! a corrupt file, a root-owned file left by `sudo pushwake --once`), the stop rules still
 //! apply, because they need only the instances' tags. Nothing else is done: no poll, no
-//! start, no run is touched.
+//! start, no run is touched (when a save failed during a pass, what that pass did before
+//! stays done, and is not recorded).
 
 use std::path::PathBuf;
 

@@ -49,8 +49,8 @@ impl Agent {
             Some(_) => Some(clients.cloudwatch()?),
             None => None,
         };
-        let owners = self.deployment().await?.owners();
-        let judged = reap::due(members, cloudwatch, watch, owners, reported, now);
+        let owners = self.owners().await;
+        let judged = reap::due(members, cloudwatch, watch, &owners, reported, now);
         Ok(judged.await)
     }
 
@@ -65,9 +65,6 @@ impl Agent {
     ) -> anyhow::Result<Turn> {
         let clients = self.clients(&watch.target).await?;
         let ec2 = &clients.ec2;
-        // Every place this deployment may start machines in is remembered before it does,
-        // in its own record and in the state, so orphans are looked for there for good.
-        self.deployment().await?.remember(&watch.target).await?;
         state.places.insert(watch.target.clone());
         let mut members = launch::members(ec2, watch).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
@@ -86,15 +83,12 @@ impl Agent {
         // starts and stops.
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
-        let owners = self.deployment().await?.owners();
-        let mut reconciler = Reconciler::new(self, owners, ec2, watch, now);
+        let owners = self.owners().await;
+        let mut reconciler = Reconciler::new(self, &owners, ec2, watch, now);
         let entry = state.entry(watch);
         // A late reporter is watched while it runs its run's commit.
         entry.duties.retain(|d| match d {
-            Duty::Late { instance, commit } => members.get(instance).is_some_and(|i| {
-                matches!(i.state, InstanceState::Pending | InstanceState::Running)
-                    && i.tags.get(tags::COMMIT) == Some(commit)
-            }),
+            Duty::Late { instance, commit } => up_for(&members, instance, commit),
             _ => true,
         });
         reconciler.observe(entry, &mut members).await;
@@ -145,7 +139,16 @@ impl Agent {
         turn.spoke |= !told.is_empty();
         self.owe(watch, entry, told);
 
-        reconciler.reconcile(entry, &mut members).await?;
+        // Every place this deployment starts machines in is remembered before it does, in
+        // its own record (and in the state, above), so orphans are looked for there for
+        // good. Without that record nothing is started; the stops above are done.
+        match self.remember(&watch.target).await {
+            Ok(()) => reconciler.reconcile(entry, &mut members).await?,
+            Err(e) => {
+                tracing::error!("{watch}: {e:#}; starts nothing");
+                errors.push(format!("{e:#}; starts nothing"));
+            }
+        }
         turn.failed = reconciler.failed || !errors.is_empty();
         if !errors.is_empty() {
             turn.error = Some(errors.join("; "));
@@ -178,7 +181,7 @@ impl Agent {
                 Some(c) => Some(c),
                 // Opened in a pass that never recorded its first turn (a failed save, a
                 // crash, EC2 down): its first message is still to be said.
-                None if never_told(run, old) => {
+                None if self.slack.is_some() && never_told(run, old) => {
                     fetched = self.commit(watch, &run.commit).await;
                     Some(&fetched)
                 }
@@ -332,18 +335,20 @@ pub(super) async fn close_starts(ec2: &Ec2, watch: &dyn std::fmt::Display, stopp
 /// result: watched for a late one.
 fn late(run: &Run, spec: &crate::config::Results, members: &Members) -> Vec<Duty> {
     run.started()
-        .filter(|id| !results::reported_all(run, spec, id))
-        .filter(|id| {
-            members.get(id).is_some_and(|i| {
-                matches!(i.state, InstanceState::Pending | InstanceState::Running)
-                    && i.tags.get(tags::COMMIT) == Some(&run.commit)
-            })
-        })
+        .filter(|id| !results::reported_all(run, spec, id) && up_for(members, id, &run.commit))
         .map(|id| Duty::Late {
             instance: id.clone(),
             commit: run.commit.clone(),
         })
         .collect()
+}
+
+/// Whether instance `id` is up, running `commit`.
+fn up_for(members: &Members, id: &str, commit: &str) -> bool {
+    members.get(id).is_some_and(|i| {
+        matches!(i.state, InstanceState::Pending | InstanceState::Running)
+            && i.tags.get(tags::COMMIT).map(String::as_str) == Some(commit)
+    })
 }
 
 /// The stop a rule asked for, owed until done.

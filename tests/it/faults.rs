@@ -416,15 +416,25 @@ async fn an_unwritable_state_dir_is_found_before_any_ec2_call() {
 #[ignore = "needs moto: scripts/test"]
 async fn a_crash_between_start_and_record_does_not_start_twice() {
     let w = World::pushed(2, "").await;
-    // The instances were tagged and started for commit 2, and the agent died before it
-    // could save anything.
+    // The instances were tagged (with the time of the request) and started for commit 2,
+    // and the agent died before it could save anything.
+    let now = chrono::Utc::now();
+    let asked = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     w.ec2
         .tag(
             &w.ids,
-            &[("pushwake:commit", &sha(2)), ("pushwake:started-at", "")],
+            &[
+                ("pushwake:commit", &sha(2)),
+                ("pushwake:repo", util::REPO),
+                ("pushwake:branch", "main"),
+                ("pushwake:started-at", &asked),
+            ],
         )
         .await;
     w.ec2.start(&w.ids).await;
+    for id in &w.ids {
+        w.proxy.set_launched(id, now);
+    }
 
     w.once(0);
 
