@@ -14,9 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::aws::Aws;
 use crate::config::{Settings, Shared};
+use crate::launch::Fence;
 use crate::lease::{self, Holder, Standing};
 use crate::s3::{self, Expect, S3};
 use crate::state::{self, Dir, State};
@@ -112,11 +114,40 @@ impl Store {
         }
     }
 
+    /// When an EC2 call made now must have ended under the lease, if enough of it is left
+    /// for one; `None` for a local state, which has no deadline.
+    fn call_end(&self, shared: &SharedState) -> Option<Instant> {
+        let holder = &shared.clients.get()?.1;
+        lease::call_end(holder.until()?, Instant::now())
+    }
+
     /// The lease as it is now; `None` for a local state or no lease yet.
     pub async fn leader(&self) -> anyhow::Result<Option<lease::Seen>> {
         match &self.shared {
             None => Ok(None),
             Some(shared) => Ok(shared.clients().await.1.read().await?),
+        }
+    }
+}
+
+/// Each EC2 mutation of a leader is fenced by its lease's deadline: made only with
+/// [`lease::CALL_MIN`] left (renewing the lease first otherwise, conditionally as in
+/// [`Store::fence`]), and cut to end [`lease::CALL_MARGIN`] before the lease does.
+impl Fence for Store {
+    async fn hold(&self) -> anyhow::Result<Option<Instant>> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        if let Some(end) = self.call_end(shared) {
+            return Ok(Some(end));
+        }
+        self.fence().await?;
+        match self.call_end(shared) {
+            Some(end) => Ok(Some(end)),
+            None => anyhow::bail!(
+                "renewing the lease took too long to leave an EC2 call its time; this pass \
+                 stops before acting"
+            ),
         }
     }
 }
@@ -275,6 +306,9 @@ impl SharedState {
                 });
                 Ok(())
             }
+            // Deleted under this leader (by hand, a lifecycle rule): written again, from the
+            // state it holds, if it still leads.
+            Err(e) if e.kind == s3::Kind::Missing => self.recreate(state, e).await,
             Err(e) if e.kind == s3::Kind::Changed => {
                 self.forget();
                 lease.forget();
@@ -287,6 +321,39 @@ impl SharedState {
                 })
             }
             Err(e) => Err(e).with_context(|| format!("cannot write the {}", self.place())),
+        }
+    }
+}
+
+impl SharedState {
+    /// Writes `state` again after its object was found deleted (`deleted`), with
+    /// `If-None-Match: *`, once the lease is renewed: a deposed agent writes nothing, and
+    /// an agent that created it first wins.
+    async fn recreate(&self, state: &State, deleted: s3::Error) -> anyhow::Result<()> {
+        tracing::warn!("the {} was deleted; writing it again", self.place());
+        self.forget();
+        let standing = self.clients().await.1.hold().await?;
+        if !matches!(standing, Standing::Leads { fresh: false, .. }) {
+            return Err(deleted).with_context(|| {
+                format!(
+                    "cannot write the {} again: this agent lost the lease; nothing was written",
+                    self.place()
+                )
+            });
+        }
+        let (s3, lease) = self.clients().await;
+        match s3.put(&self.key(), &state::to_bytes(state), &Expect::Absent).await {
+            Ok(etag) => {
+                *self.cache.lock().expect("cache poisoned") = Some(Cached {
+                    etag: Some(etag),
+                    state: state.clone(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                lease.forget();
+                Err(e).with_context(|| format!("cannot write the {} again", self.place()))
+            }
         }
     }
 }

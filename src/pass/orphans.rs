@@ -92,7 +92,8 @@ impl Agent {
                 }
                 fenced = true;
             }
-            if let Some((_, e)) = launch::stop(ec2, std::slice::from_ref(&i.id)).await.first() {
+            let one = std::slice::from_ref(&i.id);
+            if let Some((_, e)) = launch::stop(ec2, &self.store, one).await.first() {
                 tracing::error!("cannot stop orphaned {}: {e}", i.id);
                 out.errors
                     .push(format!("cannot stop orphaned {}: {e}", i.id));
@@ -100,10 +101,8 @@ impl Agent {
             }
             tracing::info!("stopped orphaned {}: top-level max_runtime reached", i.id);
             out.messages.push(report::orphan_stopped(&i, runtime, max));
-            if let Err(e) = ec2
-                .untag(std::slice::from_ref(&i.id), &[tags::STARTED_AT.to_owned()])
-                .await
-            {
+            let started_at = [tags::STARTED_AT.to_owned()];
+            if let Err(e) = launch::untag(ec2, &self.store, one, &started_at).await {
                 tracing::warn!("cannot remove {}: {e}", tags::STARTED_AT);
             }
         }

@@ -86,7 +86,7 @@ impl<'a> Reconciler<'a> {
         }
         let commit = entry.runs[newest].commit.clone();
         if !calls.supersede.is_empty() {
-            for (id, e) in launch::stop(ec2, &calls.supersede).await {
+            for (id, e) in launch::stop(ec2, self.store, &calls.supersede).await {
                 calls.supersede.retain(|s| *s != id);
                 let why = format!("cannot stop it to supersede its older run: {e}");
                 entry.runs[newest]
@@ -106,7 +106,8 @@ impl<'a> Reconciler<'a> {
 
         let stamp = tags::stamp(watch, &commit, self.owner);
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, self.launch).await;
+        let (ready, stopping) = (&calls.ready, &calls.stopping);
+        let outcomes = launch::start(ec2, self.store, ready, stopping, &stamp, self.launch).await;
         for (id, outcome) in outcomes {
             let part = match outcome {
                 Outcome::Started => Part::Accepted { at: now },

@@ -232,7 +232,7 @@ impl Agent {
         if ids.is_empty() {
             return Vec::new();
         }
-        let refused = launch::stop(ec2, &ids).await;
+        let refused = launch::stop(ec2, &self.store, &ids).await;
         let mut errors = Vec::new();
         let mut stopped = Vec::new();
         entry.duties.retain(|d| {
@@ -276,7 +276,8 @@ impl Agent {
             i.state = InstanceState::Stopping;
         }
         // Forget them: a later start by hand must not look like one of ours.
-        if let Err(e) = ec2.untag(&stopped, &[tags::STARTED_AT.to_owned()]).await {
+        let started_at = [tags::STARTED_AT.to_owned()];
+        if let Err(e) = launch::untag(ec2, &self.store, &stopped, &started_at).await {
             tracing::warn!("{watch}: cannot remove {}: {e}", tags::STARTED_AT);
         }
         errors
