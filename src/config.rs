@@ -93,8 +93,18 @@ pub struct GithubApp {
 
 /// Where a watch's instances live: a region, and a role to assume there (through STS, from
 /// the standard credential chain). `None`s take `[aws]`'s region and credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,

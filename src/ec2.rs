@@ -429,6 +429,11 @@ impl Ec2 {
         self.clock.now()
     }
 
+    /// The retry policy its calls run under.
+    pub fn policy(&self) -> retry::Policy {
+        self.policy
+    }
+
     /// This client with its calls cut to end by `end`, retries included (see
     /// [`retry::Policy::until`]); `None` when no time is left. A fenced mutation runs so,
     /// never outlasting the lease it was fenced with.

@@ -165,11 +165,16 @@ pub async fn start(
 
 /// Stops the instances; returns the ones that were not stopped, each with why.
 pub async fn stop(ec2: &Ec2, fence: &impl Fence, ids: &[String]) -> Vec<(String, Refusal)> {
-    each(fence, ec2, ids, |ec2, ids| async move { ec2.stop(&ids).await })
-        .await
-        .into_iter()
-        .filter_map(|(id, r)| r.err().map(|e| (id, e)))
-        .collect()
+    each(
+        fence,
+        ec2,
+        ids,
+        |ec2, ids| async move { ec2.stop(&ids).await },
+    )
+    .await
+    .into_iter()
+    .filter_map(|(id, r)| r.err().map(|e| (id, e)))
+    .collect()
 }
 
 /// Removes `keys` from the instances, fenced like any mutation; says why not on failure.
@@ -357,4 +362,131 @@ where
         }
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A lease that grants `grants` holds, each for `lasts`, then refuses.
+    struct Lease {
+        grants: Mutex<usize>,
+        held: Mutex<usize>,
+        lasts: Duration,
+    }
+
+    impl Lease {
+        fn new(grants: usize, lasts: Duration) -> Lease {
+            Lease {
+                grants: Mutex::new(grants),
+                held: Mutex::new(0),
+                lasts,
+            }
+        }
+
+        fn held(&self) -> usize {
+            *self.held.lock().unwrap()
+        }
+    }
+
+    impl Fence for Lease {
+        async fn hold(&self) -> anyhow::Result<Option<Instant>> {
+            *self.held.lock().unwrap() += 1;
+            let mut grants = self.grants.lock().unwrap();
+            anyhow::ensure!(*grants > 0, "another agent leads");
+            *grants -= 1;
+            Ok(Some(Instant::now() + self.lasts))
+        }
+    }
+
+    fn client() -> Ec2 {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Ec2::from_sdk_config(&config, crate::retry::Policy::default())
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("i-{i:017x}")).collect()
+    }
+
+    fn capacity() -> ec2::Error {
+        ec2::Error {
+            kind: ec2::Kind::Capacity,
+            action: "StartInstances",
+            code: Some("InsufficientInstanceCapacity".into()),
+            message: "EC2's own words.".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_ec2s_limit_is_split_and_one_that_fits_is_one_call() {
+        for (n, calls) in [(1000, vec![1000]), (2001, vec![1000, 1000, 1]), (0, vec![])] {
+            let sizes = Mutex::new(Vec::new());
+            let call = |_: Ec2, ids: Vec<String>| {
+                sizes.lock().unwrap().push(ids.len());
+                async move {
+                    match ids.len() <= ec2::MAX_IDS {
+                        true => Ok(()),
+                        false => Err(capacity()),
+                    }
+                }
+            };
+            let results = each(&Unfenced, &client(), &ids(n), call).await;
+            assert_eq!(*sizes.lock().unwrap(), calls, "{n} ids");
+            assert_eq!(results.len(), n);
+            assert!(results.iter().all(|(_, r)| r.is_ok()));
+        }
+    }
+
+    #[tokio::test]
+    async fn once_the_fence_refuses_no_further_call_is_made() {
+        // The batch is fenced and refused for one instance; the fence then refuses the
+        // first one-by-one call, and the others are not even fenced.
+        let lease = Lease::new(1, Duration::from_secs(10));
+        let calls = Mutex::new(0);
+        let call = |_: Ec2, _: Vec<String>| {
+            *calls.lock().unwrap() += 1;
+            async { Err(capacity()) }
+        };
+        let results = each(&lease, &client(), &ids(3), call).await;
+        assert_eq!(*calls.lock().unwrap(), 1, "the batch only");
+        assert_eq!(lease.held(), 2, "the batch's hold, and the refused one");
+        let why: Vec<String> = results
+            .iter()
+            .map(|(_, r)| r.clone().unwrap_err().to_string())
+            .collect();
+        assert_eq!(why, ["not asked of EC2: another agent leads"; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_cut_to_the_lease() {
+        let lease = Lease::new(1, Duration::from_millis(1500));
+        let policies = Mutex::new(Vec::new());
+        let call = |ec2: Ec2, _: Vec<String>| {
+            policies.lock().unwrap().push(ec2.policy().deadline);
+            async { Ok(()) }
+        };
+        each(&lease, &client(), &ids(2), call).await;
+        let deadlines = policies.lock().unwrap().clone();
+        assert_eq!(deadlines.len(), 1);
+        assert!(deadlines[0] <= Duration::from_millis(1500), "{deadlines:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_holds_the_fence_before_half_of_each_grant_has_passed() {
+        let lease = Lease::new(100, Duration::from_secs(2));
+        let start = Instant::now();
+        pause(&lease, start + Duration::from_secs(5)).await.unwrap();
+        assert_eq!(Instant::now(), start + Duration::from_secs(5));
+        // Held at 0, 1, 2, 3 and 4 s: never more than a second after a grant of two.
+        assert_eq!(lease.held(), 5);
+
+        let deposed = Lease::new(2, Duration::from_secs(2));
+        let err = pause(&deposed, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(err.unwrap_err(), "another agent leads");
+        assert_eq!(deposed.held(), 3, "the wait ends at the first refusal");
+    }
 }

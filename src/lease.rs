@@ -275,8 +275,7 @@ impl Holder {
                                 fresh: true,
                             });
                         }
-                        match decide(&self.me, seen.as_ref(), self.s3.now(), self.ttl, &alive)
-                        {
+                        match decide(&self.me, seen.as_ref(), self.s3.now(), self.ttl, &alive) {
                             Step::StandBy(leader) => Ok(Standing::StandsBy(leader)),
                             Step::Take { .. } => Err(e),
                         }
@@ -297,7 +296,11 @@ impl Holder {
     /// Until when the lease this agent last wrote holds, on this machine's monotonic
     /// clock; `None` when it holds none.
     pub fn until(&self) -> Option<Instant> {
-        self.held.lock().expect("lease poisoned").as_ref().map(|h| h.until)
+        self.held
+            .lock()
+            .expect("lease poisoned")
+            .as_ref()
+            .map(|h| h.until)
     }
 
     /// The lease as it is now, for `status`.
@@ -385,7 +388,8 @@ mod tests {
             }),
             "Last-Modified is cut to the second: a second's grace"
         );
-        let Step::Take { lease, expect } = decide("b", Some(&seen("a", -181)), at(0), TTL, &ALIVE) else {
+        let Step::Take { lease, expect } = decide("b", Some(&seen("a", -181)), at(0), TTL, &ALIVE)
+        else {
             panic!("a lapsed lease was not taken");
         };
         assert_eq!(expect, Expect::Etag("\"e1\"".into()));
@@ -430,7 +434,11 @@ mod tests {
         assert_eq!(expect, Expect::Etag("\"e1\"".into()));
         assert_eq!((lease.holder.as_str(), lease.generation), (timer, 5));
         // Another agent's, or another machine's, exited process is waited out as ever.
-        for other in ["h:/var/lib/pushwake#43/100", "g:/var/lib/pushwake#42/100", "old-name"] {
+        for other in [
+            "h:/var/lib/pushwake#43/100",
+            "g:/var/lib/pushwake#42/100",
+            "old-name",
+        ] {
             assert!(
                 matches!(
                     decide(timer, Some(&seen(other, -5)), at(0), TTL, &|_| false),
@@ -458,7 +466,11 @@ mod tests {
         tokio::time::advance(Duration::from_millis(700)).await;
         assert_eq!(call_end(until, Instant::now()), Some(end), "1.05 s left");
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert_eq!(call_end(until, Instant::now()), None, "0.95 s left: renew first");
+        assert_eq!(
+            call_end(until, Instant::now()),
+            None,
+            "0.95 s left: renew first"
+        );
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(call_end(until, Instant::now()), None, "long lapsed");
     }

@@ -151,11 +151,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_policy_cut_to_an_end_never_outlasts_it() {
         let policy = Policy::default();
-        let cut = policy.until(Instant::now() + Duration::from_secs(3)).unwrap();
-        assert_eq!((cut.deadline, cut.timeout), (Duration::from_secs(3), Duration::from_secs(3)));
+        let cut = policy
+            .until(Instant::now() + Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(
+            (cut.deadline, cut.timeout),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
         assert_eq!(cut.attempts, policy.attempts);
-        let far = policy.until(Instant::now() + Duration::from_secs(600)).unwrap();
-        assert_eq!((far.deadline, far.timeout), (policy.deadline, policy.timeout));
+        let far = policy
+            .until(Instant::now() + Duration::from_secs(600))
+            .unwrap();
+        assert_eq!(
+            (far.deadline, far.timeout),
+            (policy.deadline, policy.timeout)
+        );
         assert!(policy.until(Instant::now()).is_none(), "no time left");
     }
 }

@@ -350,7 +350,10 @@ mod tests {
             "a retry after an answer lost: our own bytes"
         );
         let theirs = object(b"{\"holder\":\"b\"}");
-        assert_eq!(judge_412(&renew, &mine.bytes, Some(&theirs)), After412::Changed);
+        assert_eq!(
+            judge_412(&renew, &mine.bytes, Some(&theirs)),
+            After412::Changed
+        );
         assert_eq!(judge_412(&renew, &mine.bytes, None), After412::Deleted);
         assert_eq!(
             judge_412(&Expect::Absent, &mine.bytes, None),

@@ -342,7 +342,10 @@ impl SharedState {
             });
         }
         let (s3, lease) = self.clients().await;
-        match s3.put(&self.key(), &state::to_bytes(state), &Expect::Absent).await {
+        match s3
+            .put(&self.key(), &state::to_bytes(state), &Expect::Absent)
+            .await
+        {
             Ok(etag) => {
                 *self.cache.lock().expect("cache poisoned") = Some(Cached {
                     etag: Some(etag),
