@@ -136,7 +136,15 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
         stopping_poll: Duration::from_millis(20),
     };
 
-    let outcomes = launch::start(&client(&server).await, &Unfenced, &[], &ids(&[A]), STAMP, opts).await;
+    let outcomes = launch::start(
+        &client(&server).await,
+        &Unfenced,
+        &[],
+        &ids(&[A]),
+        STAMP,
+        opts,
+    )
+    .await;
 
     assert!(matches!(&outcomes[0].1, Outcome::Failed(why) if why.contains("still stopping")));
     assert!(
@@ -166,7 +174,15 @@ async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
 
 /// Starts A and B, both stopped, through `server`.
 async fn start_both(server: &MockServer) -> Vec<(String, Outcome)> {
-    launch::start(&client(server).await, &Unfenced, &ids(&[A, B]), &[], STAMP, quick()).await
+    launch::start(
+        &client(server).await,
+        &Unfenced,
+        &ids(&[A, B]),
+        &[],
+        STAMP,
+        quick(),
+    )
+    .await
 }
 
 #[tokio::test]
