@@ -438,8 +438,11 @@ async fn a_leader_held_past_its_lease_while_waiting_for_a_machine_to_stop_acts_n
     signal(&agents[leader], "CONT");
     until(
         Duration::from_secs(15),
-        "the woken agent to stand by",
-        || async { team.log(leader)[woken..].contains("standing by") },
+        "the woken agent to act or stand by",
+        || async {
+            team.log(leader)[woken..].contains("standing by")
+                || team.proxy.mutations_by(&key(leader)).await > before
+        },
     )
     .await;
     let after = team.proxy.mutations_by(&key(leader)).await;
