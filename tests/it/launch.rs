@@ -281,3 +281,23 @@ async fn throttling_is_retried_with_backoff() {
     assert_eq!(described[0].state, InstanceState::Running);
     assert_eq!(actions(&server).await.len(), 3);
 }
+
+#[tokio::test]
+async fn a_start_of_1001_instances_is_split_at_ec2s_1000_ids_per_call() {
+    let ids: Vec<String> = (0..1001).map(|i| format!("i-{i:017x}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // The fake refuses a call naming more than 1,000 ids, as EC2 does.
+    let f = crate::util::Fake::with(&refs, "").await;
+    f.first_run_start();
+
+    f.once(0);
+
+    let calls = f.actions().await;
+    let count = |a: &str| calls.iter().filter(|c| *c == a).count();
+    assert_eq!(
+        (count("CreateTags"), count("StartInstances")),
+        (2, 2),
+        "1,000 and 1 each, no one-by-one"
+    );
+    assert_eq!(count("DescribeInstances"), 6, "200 filter values each");
+}
