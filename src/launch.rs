@@ -177,6 +177,20 @@ pub async fn stop(ec2: &Ec2, fence: &impl Fence, ids: &[String]) -> Vec<(String,
     .collect()
 }
 
+/// Sets `tags` on the instances, fenced like any mutation; says why not on failure.
+pub async fn tag(
+    ec2: &Ec2,
+    fence: &impl Fence,
+    ids: &[String],
+    tags: &[(&str, &str)],
+) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ec2 = fenced(fence, ec2).await?;
+    ec2.tag(ids, tags).await.map_err(|e| e.to_string())
+}
+
 /// Removes `keys` from the instances, fenced like any mutation; says why not on failure.
 pub async fn untag(
     ec2: &Ec2,

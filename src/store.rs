@@ -4,11 +4,15 @@
 //! The backend is a choice made once from the settings, not a trait: the two differ in
 //! one place each (load, save, who leads), and the pass reads the same either way.
 //!
-//! The fencing of the shared state: right before any start or stop the leader renews its
-//! lease conditionally on the ETag it last wrote it with ([`Store::fence`]), so an agent
-//! that lost the lease stops before the call; and every write of the state is conditional
-//! on the ETag read (or on there being none), so a deposed agent never overwrites what the
-//! leader recorded, and after a 412 the state is read afresh.
+//! The fencing of the shared state: right before a batch of starts or stops the leader
+//! renews its lease conditionally on the ETag it last wrote it with ([`Store::fence`]), so
+//! an agent that lost the lease stops before the call; each EC2 mutation then runs only
+//! with time left under the lease, renewing it when too little is, and is cut to end
+//! before it (the `Fence` of `launch`); and every write of the state is conditional on the
+//! ETag read (or on there being none), so a deposed agent never overwrites what the leader
+//! recorded, and after a lost race the state is read afresh. A state object deleted under
+//! the leader is written again from the state it holds; a 412 to a write of our own that
+//! had gone through is no race (see `s3`).
 
 use std::sync::{Arc, Mutex};
 

@@ -186,7 +186,8 @@ impl<'a> Reconciler<'a> {
             }
         }
         let confirms = std::mem::take(&mut calls.confirm);
-        self.failed |= confirm(self.ec2, self.watch, entry, members, confirms).await;
+        let (ec2, store) = (self.ec2, self.store);
+        self.failed |= confirm(ec2, store, self.watch, entry, members, confirms).await;
         Some((newest, calls))
     }
 }
@@ -196,6 +197,7 @@ impl<'a> Reconciler<'a> {
 /// written stays unconfirmed, for the next pass. Returns whether one could not.
 async fn confirm(
     ec2: &Ec2,
+    store: &Store,
     watch: &Watch,
     entry: &mut WatchState,
     members: &mut Members,
@@ -205,7 +207,7 @@ async fn confirm(
     for (at, parts) in confirm {
         let ids: Vec<String> = parts.iter().map(|(_, id)| id.clone()).collect();
         let time = crate::rfc3339(at);
-        if let Err(e) = ec2.tag(&ids, &[(tags::STARTED_AT, &time)]).await {
+        if let Err(e) = launch::tag(ec2, store, &ids, &[(tags::STARTED_AT, &time)]).await {
             tracing::warn!("{watch}: cannot tag {}: {e}", ids.join(", "));
             failed = true;
             for (r, id) in parts {
