@@ -55,11 +55,13 @@ pub fn holder(agent: &str, pid: u32) -> String {
     format!("{agent}/{pid}")
 }
 
-/// When a mutation must end under a lease held `until`, if it may start `now`: with at
-/// least [`CALL_MIN`] left before the margin; `None`: renew first.
-pub fn call_end(until: Instant, now: Instant) -> Option<Instant> {
+/// When a mutation must end under a lease of `ttl` held `until`, if it may start `now`:
+/// with at least half the TTL (and [`CALL_MIN`]) left before the margin, so that a lease
+/// is renewed well before it could lapse, and a long lease never cuts a call short;
+/// `None`: renew first.
+pub fn call_end(until: Instant, now: Instant, ttl: Duration) -> Option<Instant> {
     let end = until.checked_sub(CALL_MARGIN)?;
-    (end.saturating_duration_since(now) >= CALL_MIN).then_some(end)
+    (end.saturating_duration_since(now) >= CALL_MIN.max(ttl / 2)).then_some(end)
 }
 
 /// Whether process `pid` of this machine is alive, by `/proc`.
@@ -293,14 +295,11 @@ impl Holder {
         *self.held.lock().expect("lease poisoned") = None;
     }
 
-    /// Until when the lease this agent last wrote holds, on this machine's monotonic
-    /// clock; `None` when it holds none.
-    pub fn until(&self) -> Option<Instant> {
-        self.held
-            .lock()
-            .expect("lease poisoned")
-            .as_ref()
-            .map(|h| h.until)
+    /// When an EC2 call made now must have ended under the lease this agent last wrote,
+    /// if enough of it is left (see [`call_end`]); `None`: renew first.
+    pub fn call_end(&self) -> Option<Instant> {
+        let until = self.held.lock().expect("lease poisoned").as_ref()?.until;
+        call_end(until, Instant::now(), self.ttl)
     }
 
     /// The lease as it is now, for `status`.
@@ -461,17 +460,29 @@ mod tests {
     async fn a_call_is_made_only_with_a_second_left_and_ends_a_margin_before_the_lease() {
         let ttl = MIN_TTL;
         let until = Instant::now() + ttl;
-        let end = call_end(until, Instant::now()).expect("a fresh lease");
+        let end = call_end(until, Instant::now(), ttl).expect("a fresh lease");
         assert_eq!(end, until - CALL_MARGIN);
         tokio::time::advance(Duration::from_millis(700)).await;
-        assert_eq!(call_end(until, Instant::now()), Some(end), "1.05 s left");
-        tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(
-            call_end(until, Instant::now()),
-            None,
-            "0.95 s left: renew first"
+            call_end(until, Instant::now(), ttl),
+            Some(end),
+            "1.05 s left"
         );
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let now = Instant::now();
+        assert_eq!(call_end(until, now, ttl), None, "0.95 s left: renew first");
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert_eq!(call_end(until, Instant::now()), None, "long lapsed");
+        assert_eq!(call_end(until, Instant::now(), ttl), None, "long lapsed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_lease_is_renewed_at_half_its_time_and_never_cuts_a_call_short() {
+        let ttl = Duration::from_secs(180);
+        let until = Instant::now() + ttl;
+        tokio::time::advance(Duration::from_secs(89)).await;
+        let end = call_end(until, Instant::now(), ttl).expect("90.75 s left");
+        assert!(end - Instant::now() > crate::retry::Policy::default().deadline);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(call_end(until, Instant::now(), ttl), None, "89.75 s left");
     }
 }

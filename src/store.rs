@@ -121,8 +121,7 @@ impl Store {
     /// When an EC2 call made now must have ended under the lease, if enough of it is left
     /// for one; `None` for a local state, which has no deadline.
     fn call_end(&self, shared: &SharedState) -> Option<Instant> {
-        let holder = &shared.clients.get()?.1;
-        lease::call_end(holder.until()?, Instant::now())
+        shared.clients.get()?.1.call_end()
     }
 
     /// The lease as it is now; `None` for a local state or no lease yet.
@@ -134,9 +133,10 @@ impl Store {
     }
 }
 
-/// Each EC2 mutation of a leader is fenced by its lease's deadline: made only with
-/// [`lease::CALL_MIN`] left (renewing the lease first otherwise, conditionally as in
-/// [`Store::fence`]), and cut to end [`lease::CALL_MARGIN`] before the lease does.
+/// Each EC2 mutation of a leader is fenced by its lease's deadline: made only with half
+/// the TTL, and at least [`lease::CALL_MIN`], left (renewing the lease first otherwise,
+/// conditionally as in [`Store::fence`]), and cut to end [`lease::CALL_MARGIN`] before the
+/// lease does.
 impl Fence for Store {
     async fn hold(&self) -> anyhow::Result<Option<Instant>> {
         let Some(shared) = &self.shared else {
