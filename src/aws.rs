@@ -7,15 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::cloudwatch::CloudWatch;
 use crate::config::{AwsSettings, Target};
-use crate::ec2::{self, Ec2};
+use crate::ec2::Ec2;
 use crate::retry;
 
 /// The clients of one target.
@@ -81,9 +80,7 @@ impl Aws {
 
     /// The SDK config of `[aws]`.
     pub async fn base(&self) -> &SdkConfig {
-        self.base
-            .get_or_init(|| ec2::sdk_config(&self.settings))
-            .await
+        self.base.get_or_init(|| sdk_config(&self.settings)).await
     }
 
     /// The clients of `target`: its region, and credentials from assuming its role with
@@ -124,37 +121,18 @@ impl Aws {
     }
 }
 
-/// What an AWS SDK error says, for the errors of our own clients.
-#[derive(Debug)]
-pub struct Failure {
-    /// The service's error code, e.g. `UnauthorizedOperation` or `PreconditionFailed`.
-    pub code: Option<String>,
-    /// The HTTP status, when an answer came.
-    pub status: Option<u16>,
-    /// The service's own words, or else the error chain.
-    pub message: String,
-    /// A failure worth another attempt whatever its code: no answer in time, a dropped
-    /// connection, an answer that could not be read, or a 5xx.
-    pub transient: bool,
-}
-
-impl Failure {
-    pub fn of<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E>) -> Failure {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        let transient = match err {
-            _ if status.is_some_and(|s| s >= 500) => true,
-            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-            SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
-            _ => false,
-        };
-        Failure {
-            code: err.code().map(str::to_owned),
-            status,
-            message: match err.message() {
-                Some(m) => m.to_owned(),
-                None => crate::error_chain(err),
-            },
-            transient,
-        }
+/// Resolves region and credentials through the standard AWS chain, as the AWS CLI does.
+/// Credentials are looked up lazily, on the first call that needs them.
+async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
     }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }

@@ -1,12 +1,18 @@
 //! The config file: raw serde structs, then validation into [`Settings`].
 //!
 //! Parsing and validation are two steps so that every error can name the key and the line
-//! it came from. Secrets are resolved here, from environment variables or files, and never
-//! read from the config file itself, so the file can be committed.
+//! it came from. No error quotes a value written in the file (`toml_error` tells toml's and
+//! serde's, the validators never echo one): a secret pasted under the wrong key is never
+//! printed. Secrets are resolved here, from environment variables or files, and never read
+//! from the config file itself, so the file can be committed.
+//!
+//! This module depends on nothing above it in the crate (a unit test holds it to that):
+//! the clients and the pass take what they need from it, never the other way round.
 
 mod raw;
 mod secret;
 mod shared;
+mod toml_error;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -18,6 +24,11 @@ use secrecy::SecretString;
 
 pub use secret::SecretSource;
 pub use shared::{Shared, StateUrl};
+
+/// How many tags pushwake keeps on an instance beside the result tags (`tags::stamp`
+/// writes them, and a unit test there holds the two together). With EC2's 50 tags per
+/// instance, it bounds how many metrics a watch may report.
+pub const OWN_TAGS: usize = 6;
 
 /// The name of the config file inside a config directory.
 pub const FILE_NAME: &str = "config.toml";
@@ -308,7 +319,7 @@ impl fmt::Display for Repo {
 }
 
 /// A config that could not be loaded. The message names the file, the line when known,
-/// and the key.
+/// and the key (its dotted path, `watch[0].results.timeout`), never a value from the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
@@ -319,6 +330,12 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}, line {line}: {message}")]
+    AtLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("invalid config file {path}, line {line}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -402,5 +419,45 @@ impl FromIterator<(String, String)> for Env {
         Env {
             vars: iter.into_iter().collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// The modules of this crate that each of `files` names through the crate's root path.
+    fn crate_modules(files: &[PathBuf]) -> Vec<(String, String)> {
+        // Built, so that this file's own text does not hold the needle.
+        let needle = ["crate", "::"].concat();
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (at, _) in text.match_indices(&needle) {
+                let name: String = text[at + needle.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                found.push((file.display().to_string(), name));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn config_depends_on_nothing_above_it() {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join("config.rs")];
+        for entry in std::fs::read_dir(src.join("config")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert!(files.len() > 4, "{files:?}");
+        // The helpers of lib.rs, which depend on nothing themselves.
+        let allowed = ["fnv1a", "percent_encode", "rfc3339", "error_chain"];
+        let above: Vec<_> = crate_modules(&files)
+            .into_iter()
+            .filter(|(_, name)| !allowed.contains(&name.as_str()))
+            .collect();
+        assert!(above.is_empty(), "config uses modules above it: {above:?}");
     }
 }

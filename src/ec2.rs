@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
@@ -18,7 +17,6 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, InstanceStateName, Tag};
 use chrono::{DateTime, Utc};
 
-use crate::config::AwsSettings;
 use crate::retry::{self, Retryable};
 
 /// The lifecycle state of an instance, as far as starting it goes.
@@ -279,7 +277,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     err: SdkError<E>,
 ) -> Error {
-    let f = crate::aws::Failure::of(&err);
+    let f = crate::sdk::Failure::of(&err);
     let kind = match f.code.as_deref().map(kind_of) {
         Some(Kind::Other) | None if f.transient => Kind::Transient,
         Some(kind) => kind,
@@ -310,22 +308,6 @@ fn kind_of(code: &str) -> Kind {
         "AuthFailure" => Kind::Credentials,
         _ => Kind::Other,
     }
-}
-
-/// Resolves region and credentials through the standard AWS chain, as the AWS CLI does.
-/// Credentials are looked up lazily, on the first call that needs them.
-pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(url) = &settings.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
 }
 
 /// EC2's own clock, read from the `Date` header of its answers. How long an instance has
@@ -487,6 +469,24 @@ impl Ec2 {
                 .map(String::from)
                 .to_vec(),
         ));
+        self.describe_where(filters).await
+    }
+
+    /// Describes every instance (not terminated) whose tag `key` holds one of `values`.
+    pub async fn describe_tag_in(
+        &self,
+        key: &str,
+        values: &[String],
+    ) -> Result<Vec<Instance>, Error> {
+        let filters = vec![
+            filter(&format!("tag:{key}"), values.to_vec()),
+            filter(
+                "instance-state-name",
+                ["pending", "running", "stopping", "stopped"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ];
         self.describe_where(filters).await
     }
 
@@ -683,7 +683,13 @@ impl Action {
 impl Ec2 {
     /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
     /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
-    pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
+    /// `tag_key` is the tag `DeleteTags` is asked about (a policy may allow some keys only).
+    pub async fn permitted(
+        &self,
+        action: Action,
+        ids: &[String],
+        tag_key: &str,
+    ) -> Result<(), Error> {
         let result = match action {
             Action::DescribeInstances => self
                 .call(action.name(), || {
@@ -698,7 +704,7 @@ impl Ec2 {
                     .await
             }
             Action::DeleteTags => {
-                let keys = [crate::tags::STARTED_AT.to_owned()];
+                let keys = [tag_key.to_owned()];
                 self.delete_tags(ids, &keys, true).await
             }
         };

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::config::Watch;
 use crate::ec2::{self, Ec2, Instance, InstanceState};
+use crate::tags;
 
 /// What lets this agent change EC2: with a shared state, its lease.
 pub trait Fence {
@@ -108,10 +109,11 @@ impl Members {
     }
 }
 
-/// Describes the watch's instances: one call for its ids, one for its tags. An instance
-/// its tags select that another deployment (another `owner`) tagged as its own is left
-/// out: it is never reported, started or stopped here.
-pub async fn members(ec2: &Ec2, watch: &Watch, owner: &str) -> Result<Members, ec2::Error> {
+/// Describes the watch's instances: one call for its ids, one for its tags. Whoever
+/// started an instance last, it is the watch's: a stopped one is free to start, one that
+/// is up for another deployment or a person is busy (the plan decides; ownership bounds
+/// only what is stopped).
+pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
     let mut members = Members {
         ids: watch.instances.clone(),
         described: ec2.describe(&watch.instances).await?,
@@ -120,11 +122,7 @@ pub async fn members(ec2: &Ec2, watch: &Watch, owner: &str) -> Result<Members, e
         let mut tagged = ec2.describe_tagged(&watch.instance_tags).await?;
         tagged.sort_by(|a, b| a.id.cmp(&b.id));
         for instance in tagged {
-            let theirs = instance
-                .tags
-                .get(crate::tags::OWNER)
-                .is_some_and(|o| o != owner);
-            if !theirs && !members.ids.contains(&instance.id) {
+            if !members.ids.contains(&instance.id) {
                 members.ids.push(instance.id.clone());
                 members.described.push(instance);
             }
@@ -189,20 +187,6 @@ pub async fn tag(
     }
     let ec2 = fenced(fence, ec2).await?;
     ec2.tag(ids, tags).await.map_err(|e| e.to_string())
-}
-
-/// Removes `keys` from the instances, fenced like any mutation; says why not on failure.
-pub async fn untag(
-    ec2: &Ec2,
-    fence: &impl Fence,
-    ids: &[String],
-    keys: &[String],
-) -> Result<(), String> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let ec2 = fenced(fence, ec2).await?;
-    ec2.untag(ids, keys).await.map_err(|e| e.to_string())
 }
 
 /// Waits, bounded, for stopping instances to reach `stopped`, and starts them. Each round
@@ -302,6 +286,23 @@ async fn tag_and_start(
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut tagged = Vec::new();
+    // The start is dated at its request, on EC2's clock: a wait for stopping machines may
+    // have taken minutes since the stamp was made.
+    let at = crate::rfc3339(ec2.now());
+    let stamp: Vec<(&str, &str)> = stamp
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == tags::STARTED_AT {
+                    at.as_str()
+                } else {
+                    v
+                },
+            )
+        })
+        .collect();
+    let stamp = stamp.as_slice();
     let tag = |ec2: Ec2, ids: Vec<String>| async move { ec2.tag(&ids, stamp).await };
     for (id, result) in each(fence, ec2, ids, tag).await {
         match result {

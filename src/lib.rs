@@ -9,7 +9,8 @@
 //! - [`github`], [`ec2`], [`cloudwatch`], [`slack`]: one module per external system.
 //! - [`plan`]: what to do for a run, decided from what EC2 describes (pure).
 //! - [`launch`]: a watch's instances, and the EC2 calls that carry a plan out.
-//! - [`tags`]: the `pushwake:*` tags written on the instances.
+//! - [`tags`]: the `pushwake:*` tags written on the instances, and what they prove.
+//! - [`deployment`]: who owns the machines pushwake starts, and where it started them.
 //! - [`reap`]: which instances the stop rules say to stop.
 //! - [`results`]: gathering each run's results, and what a verdict compares.
 //! - [`stats`]: summaries and Welch's t-test.
@@ -22,12 +23,14 @@
 //! - [`retry`]: the one retry policy.
 //! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
+//! - [`sdk`]: reading AWS SDK failures, for the EC2 and S3 clients.
 
 pub mod aws;
 pub mod check;
 pub mod cloudwatch;
 pub mod config;
 pub mod daemon;
+pub mod deployment;
 pub mod ec2;
 pub mod github;
 pub mod http;
@@ -42,6 +45,7 @@ pub mod report;
 pub mod results;
 pub mod retry;
 pub mod s3;
+pub mod sdk;
 pub mod slack;
 pub mod state;
 pub mod stats;

@@ -21,11 +21,13 @@ use tokio::time::Instant;
 
 use crate::aws::{Aws, Clients};
 use crate::config::{FirstRun, Repo, Settings, Target, Watch};
+use crate::deployment::{Deployment, Home};
 use crate::github::{self, Commit, GitHub, Head};
 use crate::launch;
 use crate::lease::Standing;
 use crate::report::{self, short};
 use crate::retry;
+use crate::s3::S3;
 use crate::slack::Slack;
 use crate::state::{Run, State};
 use crate::store::Store;
@@ -38,7 +40,7 @@ mod runs;
 mod stateless;
 mod turn;
 
-use notify::{Message, SLACK_BUDGET, fail, recover};
+use notify::{SLACK_BUDGET, fail, recover};
 use turn::needs_turn;
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
@@ -91,8 +93,12 @@ pub struct Agent {
     // Watches GitHub asked us to leave alone until a time (a rate limit's reset). Kept in
     // memory only: a `--once` run reports the limit and exits 1 instead.
     paused: Mutex<HashMap<(Repo, String), Instant>>,
-    /// This deployment, as its instances are tagged (`pushwake:owner`).
-    owner: String,
+    /// This deployment: who owns its machines, where it started them. Read (or made) by
+    /// the first pass that needs it.
+    deployment: tokio::sync::OnceCell<Deployment>,
+    /// This agent's host and state directory, `host:/var/lib/pushwake`: the owner earlier
+    /// versions tagged machines with, adopted by a new deployment record.
+    here: String,
 }
 
 impl Agent {
@@ -115,20 +121,18 @@ impl Agent {
         // one deployment. And this agent, as the lease names it: its host and state
         // directory, an id kept there, since two machines may share both names, and its
         // process, since two processes may share all three.
-        let here = tags::owner(&hostname(), &state_dir);
-        let (owner, me) = match &settings.shared {
-            Some(shared) => (
-                shared.url.to_string(),
-                crate::lease::holder(
-                    &format!("{here}#{}", agent_id(&state_dir)),
-                    std::process::id(),
-                ),
+        let here = tags::legacy_owner(&hostname(), &state_dir);
+        let me = match &settings.shared {
+            Some(_) => crate::lease::holder(
+                &format!("{here}#{}", agent_id(&state_dir)),
+                std::process::id(),
             ),
-            None => (here.clone(), here),
+            None => here.clone(),
         };
         let aws = Arc::new(Aws::new(&settings.aws, policy));
         Ok(Agent {
-            owner,
+            deployment: tokio::sync::OnceCell::new(),
+            here,
             store: Store::new(&settings, aws.clone(), me),
             settings,
             options,
@@ -180,6 +184,27 @@ impl Agent {
         Agent { aws, store, ..self }
     }
 
+    /// This deployment, its record read or made on first use (see [`crate::deployment`]).
+    async fn deployment(&self) -> anyhow::Result<&Deployment> {
+        self.deployment
+            .get_or_try_init(|| async {
+                let name = self.settings.deployment.as_deref();
+                let (home, legacy) = match &self.settings.shared {
+                    Some(shared) => {
+                        let s3 = S3::new(self.aws.base().await, &shared.url, self.aws.policy());
+                        let key = shared.url.key(crate::deployment::FILE);
+                        (Home::S3 { s3, key }, shared.url.to_string())
+                    }
+                    None => (
+                        Home::Dir(self.settings.state_dir.clone()),
+                        self.here.clone(),
+                    ),
+                };
+                Deployment::open(name, home, legacy, self.options.dry_run).await
+            })
+            .await
+    }
+
     /// The AWS clients of `target`.
     async fn clients(&self, target: &Target) -> anyhow::Result<Arc<Clients>> {
         self.aws.clients(target).await
@@ -189,7 +214,7 @@ impl Agent {
     /// of single watches are counted in the report instead.
     pub async fn pass(&self) -> anyhow::Result<PassReport> {
         let watches = &self.settings.watches;
-        let (_lock, mut state) = if self.options.dry_run {
+        let (_lock, state) = if self.options.dry_run {
             (None, self.store.load().await?)
         } else {
             match self.open_state().await {
@@ -206,7 +231,25 @@ impl Agent {
                 Err(e) => return self.without_state(e).await,
             }
         };
+        match self.pass_with(state).await {
+            // A local state that could be read but not written (a full disk): the stop rules
+            // still hold, in this same pass.
+            Err(e) if e.is::<Unsaved>() && !self.store.is_shared() => self.without_state(e).await,
+            done => done,
+        }
+    }
 
+    /// Writes the state; a failure is [`Unsaved`].
+    async fn save(&self, state: &State) -> anyhow::Result<()> {
+        self.store
+            .save(state)
+            .await
+            .map_err(|e| anyhow::Error::new(Unsaved(e)))
+    }
+
+    /// The pass, once its state is open: poll, open runs, turns, orphans, messages.
+    async fn pass_with(&self, mut state: State) -> anyhow::Result<PassReport> {
+        let watches = &self.settings.watches;
         let polls: Vec<_> = stream::iter(watches)
             .map(|w| {
                 let etag = state.get(w).and_then(|s| s.etag.clone());
@@ -296,7 +339,7 @@ impl Agent {
         // Saved before any EC2 call: a run, once opened, is never lost. An unchanged pass
         // writes its state once, at the end.
         if !heads.is_empty() {
-            self.store.save(&state).await?;
+            self.save(&state).await?;
         }
 
         let mut messages = Vec::new();
@@ -318,17 +361,16 @@ impl Agent {
                     if let Some(e) = turn.error {
                         errors.insert(i, e);
                     }
-                    if !turn.messages.is_empty() {
+                    if turn.spoke {
                         spoke.insert(i);
                     }
-                    messages.extend(turn.messages);
                 }
                 Err(e) => {
                     tracing::error!("{watch}: cannot tend its runs and instances: {e:#}");
                     errors.insert(i, format!("cannot tend its runs and instances: {e:#}"));
                 }
             }
-            self.store.save(&state).await?;
+            self.save(&state).await?;
         }
 
         // A watch is failing while its poll or its turn fails, and works again when both
@@ -358,8 +400,9 @@ impl Agent {
         let edited = state.ownership.as_ref().is_some_and(|o| *o != ownership);
         let mut orphan_errors = 0;
         if edited || self.settings.max_runtime.is_some() || watches.iter().any(Watch::stops) {
-            let orphans = self.orphans(Some(&mut state.orphans)).await;
-            messages.extend(orphans.messages.into_iter().map(Message::plain));
+            let places = state.places.clone();
+            let orphans = self.orphans(Some(&mut state.orphans), &places).await;
+            messages.extend(orphans.messages);
             orphan_errors = usize::from(!orphans.errors.is_empty());
             if orphans.errors.is_empty() {
                 state.ownership = Some(ownership);
@@ -368,15 +411,14 @@ impl Agent {
             state.ownership = Some(ownership);
         }
         failing.extend(errors.keys().copied());
-        self.store.save(&state).await?;
+        self.save(&state).await?;
         self.clear_notice();
-        // Slack gets a few seconds in all: what it did not take by then is logged, and a
-        // verdict stays owed for the next pass.
+        // Slack gets a few seconds in all: a notice it did not take by then is logged, and
+        // the runs' messages and verdicts stay owed for the next pass.
         let budget = tokio::time::Instant::now() + SLACK_BUDGET;
-        let mut all: Vec<Message> = notices.into_iter().map(Message::plain).collect();
-        all.extend(messages);
-        let threads = self.tell(Some(&mut state), all, budget).await;
-        self.post_duties(&mut state, budget, threads).await?;
+        notices.extend(messages);
+        self.post_all(notices, budget).await;
+        self.post_duties(&mut state, budget).await?;
         Ok(PassReport {
             watches: watches.len(),
             failed: failing.len() + orphan_errors,
@@ -521,6 +563,18 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }
+
+/// A save of the state that failed during a pass.
+#[derive(Debug)]
+struct Unsaved(anyhow::Error);
+
+impl std::fmt::Display for Unsaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Unsaved {}
 
 /// What a new head amounts to.
 enum Opening {

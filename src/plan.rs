@@ -54,8 +54,9 @@ pub struct Context<'a> {
     pub newest: bool,
     /// The time of the pass, for a start EC2 gives no time for.
     pub now: DateTime<Utc>,
-    /// This deployment (see [`tags::owner`]): only its machines are ever superseded.
-    pub owner: &'a str,
+    /// This deployment (see [`tags::Owners`]): only its machines are ever superseded, and
+    /// only its starts count for a run.
+    pub owners: &'a tags::Owners,
 }
 
 /// One step per instance of the run: the watch's instances in order, then any instance
@@ -101,23 +102,32 @@ pub fn decide(
         return Step::Set(skipped("not found in this account and region"));
     };
     let up = matches!(i.state, InstanceState::Pending | InstanceState::Running);
-    let tagged_for_commit = i.tags.get(tags::COMMIT).map(String::as_str) == Some(commit);
-    let started_at = tags::started_at(&i.tags);
+    let tagged_for_commit = i.tags.get(tags::COMMIT).map(String::as_str) == Some(commit)
+        && tags::owned_by(i, cx.owners, cx.watch);
+    // EC2's record of a start of pushwake's for this commit: the commit, and a launch time
+    // that falls in its `started-at`.
+    let started = tags::started_for(i, cx.owners, cx.watch).filter(|s| s.commit == commit);
     if tagged_for_commit && up {
-        // Started for this commit, by this pass's predecessor or before a crash.
+        // Started for this commit, by this pass's predecessor or before a crash. The next
+        // look corrects `started-at` to EC2's launch time.
         let accepted = match part {
             Some(Part::Accepted { at }) => Some(*at),
             _ => None,
         };
-        let at = started_at.or(i.launch_time).or(accepted);
+        let at = i
+            .launch_time
+            .map(whole_seconds)
+            .or(tags::started_at(&i.tags))
+            .or(accepted)
+            .unwrap_or(cx.now);
         return Step::Confirm {
-            at: at.unwrap_or(cx.now),
-            tag: started_at.is_none(),
+            at,
+            tag: tags::started_at(&i.tags) != Some(at),
         };
     }
-    if let (true, Some(at)) = (tagged_for_commit, started_at) {
-        // It ran for the commit and has stopped since.
-        return Step::Set(Part::Started { at });
+    if let Some(start) = started {
+        // It ran for the commit and has stopped since, whether or not the run remembers.
+        return Step::Set(Part::Started { at: start.at });
     }
     if let Some(accepted @ Part::Accepted { at }) = part {
         match (&i.state, &i.state_reason) {
@@ -158,8 +168,8 @@ fn busy(i: &Instance, cx: Context<'_>) -> Step {
     let older = i
         .tags
         .get(tags::COMMIT)
-        .filter(|_| tags::is_for(i, watch) && tags::owned_by(i, cx.owner, watch));
-    let ours = older.filter(|_| tags::pushwake_started(i).is_some());
+        .filter(|_| tags::is_for(i, watch) && tags::owned_by(i, cx.owners, watch));
+    let ours = older.filter(|_| tags::started_for(i, cx.owners, watch).is_some());
     let why = match (older, i.tags.get(tags::COMMIT)) {
         (Some(c), _) => format!("busy with `{}`", short(c)),
         (None, Some(c)) => match (i.tags.get(tags::REPO), i.tags.get(tags::BRANCH)) {
@@ -178,6 +188,11 @@ fn busy(i: &Instance, cx: Context<'_>) -> Step {
     }
 }
 
+/// A time as tags keep it: EC2 gives launch times to the millisecond, tags hold seconds.
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 fn skipped(why: &str) -> Part {
     Part::Skipped {
         why: why.to_owned(),
@@ -193,7 +208,11 @@ mod tests {
 
     const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
     const OLD: &str = "0000000000000000000000000000000000000000";
-    const OWNER: &str = "master:/var/lib/pushwake";
+    const OWNER: &str = "team-a";
+
+    fn owners() -> tags::Owners {
+        tags::Owners::new(OWNER)
+    }
 
     fn at(minute: u32) -> DateTime<Utc> {
         format!("2026-11-29T10:{minute:02}:00Z").parse().unwrap()
@@ -239,7 +258,7 @@ mod tests {
                 watch: &w,
                 newest: true,
                 now: at(30),
-                owner: OWNER,
+                owners: &owners(),
             },
         )
     }
@@ -311,17 +330,67 @@ mod tests {
 
     #[test]
     fn a_confirmed_start_needs_no_tag() {
-        let mut tags = ours(C);
-        tags.retain(|(k, _)| *k != tags::STARTED_AT);
-        tags.push((tags::STARTED_AT, "2026-11-29T10:07:00Z"));
-        let i = instance(InstanceState::Pending, &tags);
+        let i = instance(InstanceState::Pending, &ours(C));
         assert_eq!(
             decide_q(None, &i),
             Step::Confirm {
-                at: at(7),
+                at: at(5),
                 tag: false
             }
         );
+    }
+
+    #[test]
+    fn the_first_look_corrects_started_at_to_the_launch_time() {
+        // Asked at 10:04 (the tag), launched by EC2 at 10:05:00.250.
+        let mut tags = ours(C);
+        tags.retain(|(k, _)| *k != tags::STARTED_AT);
+        tags.push((tags::STARTED_AT, "2026-11-29T10:04:00Z"));
+        let mut i = instance(InstanceState::Running, &tags);
+        i.launch_time = Some(at(5) + chrono::Duration::milliseconds(250));
+        assert_eq!(
+            decide_q(Some(&Part::Accepted { at: at(4) }), &i),
+            Step::Confirm {
+                at: at(5),
+                tag: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_tag_whose_start_never_happened_is_started() {
+        // Tagged for the commit at 10:06; the machine last launched at 10:05, before it.
+        let mut tags = ours(C);
+        tags.retain(|(k, _)| *k != tags::STARTED_AT);
+        tags.push((tags::STARTED_AT, "2026-11-29T10:06:00Z"));
+        let i = instance(InstanceState::Stopped, &tags);
+        assert_eq!(decide_q(None, &i), Step::Start);
+    }
+
+    #[test]
+    fn a_finished_job_whose_start_the_run_lost_is_not_started_again() {
+        // The start was made (launched in its window) and the job shut its machine down
+        // before any pass looked; the run never recorded the start.
+        let mut i = instance(InstanceState::Stopped, &ours(C));
+        i.state_reason = Some(StateReason {
+            code: "Client.InstanceInitiatedShutdown".into(),
+            message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
+        });
+        for part in [None, Some(Part::Failed { why: "x".into() })] {
+            assert_eq!(
+                decide_q(part.as_ref(), &i),
+                Step::Set(Part::Started { at: at(5) })
+            );
+        }
+    }
+
+    #[test]
+    fn another_deployments_start_of_the_commit_is_not_this_runs() {
+        let mut tags = ours(C);
+        tags.retain(|(k, _)| *k != tags::OWNER);
+        tags.push((tags::OWNER, "team-b"));
+        let i = instance(InstanceState::Stopped, &tags);
+        assert_eq!(decide_q(None, &i), Step::Start);
     }
 
     #[test]
@@ -512,7 +581,7 @@ mod tests {
             watch: &w,
             newest: false,
             now: at(30),
-            owner: OWNER,
+            owners: &owners(),
         };
         let waiting = Part::Waiting { why: "busy".into() };
         let i = instance(InstanceState::Stopped, &[]);
@@ -547,7 +616,7 @@ mod tests {
                 watch: &w,
                 newest: true,
                 now: at(30),
-                owner: OWNER,
+                owners: &owners(),
             },
         );
         assert_eq!(

@@ -22,6 +22,8 @@ pub struct Due {
     pub why: Why,
     /// How long it has run since pushwake started it.
     pub runtime: Duration,
+    /// Its launch time on EC2, which tells this start from a later one.
+    pub launched: Option<DateTime<Utc>>,
 }
 
 /// The stop rule that stopped an instance; `report` says it in words.
@@ -47,48 +49,47 @@ pub struct Judged {
     pub errors: Vec<String>,
 }
 
-/// The instances of `watch` (as `members` describes them) that the deployment `owner`
+/// The instances of `watch` (as `members` describes them) that this deployment (`owners`)
 /// started and that should stop at `now` (EC2's clock): past `max_runtime`, idle through
-/// `idle_stop`, or in `reported` (done, for `stop_when_reported`). Each instance is judged
-/// on its own: a CloudWatch error for one holds up only that one. The CloudWatch client is
-/// needed only for `idle_stop`.
+/// `idle_stop`, or done (in `reported`, or carrying a result for every metric, also after
+/// its run closed) under `stop_when_reported`. Each instance is judged on its own: a
+/// CloudWatch error for one holds up only that one. The CloudWatch client is needed only
+/// for `idle_stop`.
 pub async fn due(
     members: &Members,
     cloudwatch: Option<&CloudWatch>,
     watch: &Watch,
-    owner: &str,
+    owners: &tags::Owners,
     reported: &[String],
     now: DateTime<Utc>,
 ) -> Judged {
     let mut judged = Judged::default();
     // Only the watch's own instances, and of those only what this deployment started for
-    // it: the same repository and branch may be watched elsewhere, for other machines.
+    // it, by EC2's record: the same repository and branch may be watched elsewhere, for
+    // other machines, and a person may have started one since.
     for instance in &members.described {
-        let ours = tags::is_for(instance, watch) && tags::owned_by(instance, owner, watch);
-        if instance.state != InstanceState::Running || !ours {
+        if instance.state != InstanceState::Running {
             continue;
         }
-        let Some(started) = tags::pushwake_started(instance) else {
+        let Some(started) = tags::started_for(instance, owners, watch) else {
             continue;
         };
-        let runtime = (now - started).to_std().unwrap_or_default();
-        let id = instance.id.clone();
-        if reported.contains(&instance.id) {
-            judged.due.push(Due {
-                id,
-                why: Why::Reported,
-                runtime,
-            });
+        let runtime = (now - started.at).to_std().unwrap_or_default();
+        let (id, launched) = (instance.id.clone(), instance.launch_time);
+        let due = |why| Due {
+            id: id.clone(),
+            why,
+            runtime,
+            launched,
+        };
+        if reported.contains(&instance.id) || reported_all(watch, instance) {
+            judged.due.push(due(Why::Reported));
             continue;
         }
         if let Some(max) = watch.max_runtime
             && runtime >= max
         {
-            judged.due.push(Due {
-                id,
-                why: Why::MaxRuntime(max),
-                runtime,
-            });
+            judged.due.push(due(Why::MaxRuntime(max)));
             continue;
         }
         if let (Some(idle), Some(cw)) = (&watch.idle_stop, cloudwatch)
@@ -113,17 +114,25 @@ pub async fn due(
             };
             // No data is not idleness: the agent may not report yet.
             if !points.is_empty() && points.iter().all(|v| *v < idle.below) {
-                judged.due.push(Due {
-                    id,
-                    why: Why::Idle {
-                        metric: idle.metric.clone(),
-                        below: idle.below,
-                        window: idle.window,
-                    },
-                    runtime,
-                });
+                judged.due.push(due(Why::Idle {
+                    metric: idle.metric.clone(),
+                    below: idle.below,
+                    window: idle.window,
+                }));
             }
         }
     }
     judged
+}
+
+/// Whether `instance` carries a result for every metric of its watch, which wants it
+/// stopped then: the result tags are emptied before every start, so what they hold is its
+/// commit's. This holds after its run closed too (a result after the timeout).
+fn reported_all(watch: &Watch, instance: &crate::ec2::Instance) -> bool {
+    watch.results.as_ref().is_some_and(|r| {
+        r.stop_when_reported
+            && r.metrics
+                .iter()
+                .all(|m| tags::result(&instance.tags, m).is_some())
+    })
 }

@@ -10,10 +10,10 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 
-use crate::aws::Failure;
 use crate::config::StateUrl;
 use crate::ec2::Clock;
 use crate::retry::{self, Retryable};
+use crate::sdk::Failure;
 
 /// An object as read: its bytes, and which version of it they are.
 #[derive(Debug, Clone)]
@@ -257,7 +257,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     key: &str,
     err: SdkError<E>,
 ) -> Error {
-    let f = crate::aws::Failure::of(&err);
+    let f = Failure::of(&err);
     Error {
         kind: kind_of(&f),
         action,

@@ -28,6 +28,27 @@ pub enum Error {
     Transport(String),
 }
 
+impl Error {
+    /// Whether the thread a reply or an update was for is gone: its parent deleted
+    /// (`thread_not_found`, `message_not_found`) or its channel (`channel_not_found`), as
+    /// Slack answers `chat.postMessage` with a `thread_ts` and `chat.update`.
+    pub fn thread_gone(&self) -> bool {
+        matches!(self, Error::Api(code) if matches!(
+            code.as_str(),
+            "thread_not_found" | "message_not_found" | "channel_not_found"
+        ))
+    }
+
+    /// Whether Slack refuses the message itself (too long, empty, too many attachments), so
+    /// that asking again would be refused the same way.
+    pub fn refuses_message(&self) -> bool {
+        matches!(self, Error::Api(code) if matches!(
+            code.as_str(),
+            "msg_too_long" | "no_text" | "too_many_attachments"
+        ))
+    }
+}
+
 impl Retryable for Error {
     fn retry(&self) -> retry::Retry {
         match self {
@@ -145,7 +166,9 @@ impl Slack {
             .await
     }
 
-    /// Replaces the text of the bot's message `thread` (`chat.update`).
+    /// Replaces the text of the bot's message `thread` (`chat.update`). Slack refuses it with
+    /// `message_not_found` (deleted), `cant_update_message`, `edit_window_closed` (the
+    /// workspace's edit window) or `channel_not_found`: the caller falls back to a reply.
     pub async fn update(&self, thread: &Thread, text: &str) -> Result<(), Error> {
         let body = serde_json::json!({"channel": thread.channel, "ts": thread.ts, "text": text});
         self.policy
@@ -402,4 +425,27 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_s_codes_say_whether_the_thread_or_the_message_is_at_fault() {
+        for gone in ["thread_not_found", "message_not_found", "channel_not_found"] {
+            assert!(Error::Api(gone.into()).thread_gone(), "{gone}");
+        }
+        for other in [
+            "cant_update_message",
+            "edit_window_closed",
+            "not_in_channel",
+        ] {
+            let e = Error::Api(other.into());
+            assert!(!e.thread_gone() && !e.refuses_message(), "{other}");
+        }
+        assert!(Error::Api("msg_too_long".into()).refuses_message());
+        assert!(!Error::Status(StatusCode::SERVICE_UNAVAILABLE).thread_gone());
+        assert!(!Error::Transport("refused".into()).refuses_message());
+    }
 }

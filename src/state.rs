@@ -36,6 +36,10 @@ pub struct State {
     /// last looked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ownership: Option<String>,
+    /// Every place (region, account) this deployment started machines in: orphans are
+    /// looked for there, whatever the watches say now.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub places: std::collections::BTreeSet<crate::config::Target>,
 }
 
 /// What is known of one watched branch.
@@ -69,6 +73,9 @@ pub enum Duty {
         instance: String,
         reason: String,
         runtime: u64,
+        /// Its launch time when the rule judged it: carried out only on that same start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        launched: Option<DateTime<Utc>>,
     },
     /// Post this message (a run's verdict) to Slack, in the thread of the run of `commit`
     /// when it has one.
@@ -77,20 +84,55 @@ pub enum Duty {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
     },
+    /// Watch this instance, started for the run of `commit`, which closed before it
+    /// reported: a result it reports late still stops it (`stop_when_reported`). Dropped
+    /// once it is down or runs another commit.
+    Late { instance: String, commit: String },
     /// Set this commit status on a run's commit.
     Status {
         commit: String,
         #[serde(flatten)]
         status: crate::github::CommitStatus,
     },
+    /// Tell Slack this message about the watch, or about its run of `commit`: owed from the
+    /// save that recorded what it tells of until Slack took it, so that neither a failed
+    /// later save nor a crash loses it, and posted in the order the messages arose.
+    Say {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(default)]
+        voice: Voice,
+    },
+}
+
+/// What an owed message is to its run's Slack thread (a bot's; a webhook posts `text`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Voice {
+    /// A message of its own: a reply in the run's thread, or in the channel without one.
+    #[default]
+    Reply,
+    /// Where the run stands: the whole `text` starts the run's thread when it has none;
+    /// else the thread's parent is updated in place to `parent`, and `news` is a reply.
+    Progress {
+        parent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        news: Option<String>,
+    },
 }
 
 impl Duty {
+    /// Whether a pass must look at the watch's instances for this duty.
+    pub fn needs_ec2(&self) -> bool {
+        matches!(self, Duty::Stop { .. } | Duty::Late { .. })
+    }
+
     /// The instance a stop duty is for.
     pub fn stops(&self) -> Option<&str> {
         match self {
             Duty::Stop { instance, .. } => Some(instance),
-            Duty::Post { .. } | Duty::Status { .. } => None,
+            Duty::Post { .. } | Duty::Status { .. } | Duty::Say { .. } | Duty::Late { .. } => None,
         }
     }
 }

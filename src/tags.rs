@@ -15,18 +15,26 @@ pub const COMMIT: &str = "pushwake:commit";
 pub const REPO: &str = "pushwake:repo";
 /// The branch.
 pub const BRANCH: &str = "pushwake:branch";
-/// When the instance started for the commit, RFC 3339, from EC2's own launch time: written
-/// by the pass that confirms the start, emptied before every start and removed when
-/// pushwake stops it, so a start that failed, or a later start by hand, is never taken
-/// for one of pushwake's.
+/// When pushwake asked EC2 to start the instance for the commit, RFC 3339, on EC2's clock:
+/// written in the same `CreateTags` as the commit, before the start, and corrected to EC2's
+/// launch time by the next look. With the launch time EC2 keeps, it tells a start of
+/// pushwake's (launched from then to a few minutes after) from a tag whose start never
+/// happened (launched before) and from a later start by hand (launched long after); see
+/// [`started`].
 pub const STARTED_AT: &str = "pushwake:started-at";
 
-/// The deployment that started it: where its state lives, as [`owner`] makes it. Two
-/// teams' pushwakes in one AWS account never touch each other's machines.
+/// When pushwake stopped the instance, on EC2's clock: it closes the window of
+/// [`STARTED_AT`], so a start by hand after pushwake stopped it is never taken for
+/// pushwake's, however soon. Emptied before every start.
+pub const STOPPED_AT: &str = "pushwake:stopped-at";
+
+/// The deployment that started it (see [`Owners`]). Two teams' pushwakes in one AWS
+/// account never stop each other's machines.
 pub const OWNER: &str = "pushwake:owner";
 
-/// How many tags pushwake keeps on an instance beside the result tags.
-pub const OWN_TAGS: usize = 5;
+/// How many tags pushwake keeps on an instance beside the result tags: the config owns
+/// the count (it bounds how many metrics fit), [`stamp`] is held to it by a unit test.
+pub use crate::config::OWN_TAGS;
 
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
@@ -36,15 +44,16 @@ pub fn result_key(metric: &str) -> String {
 }
 
 /// The tags written before an instance is started for `sha` of `watch` by the deployment
-/// `owner`. `started-at` and the result tags are set empty in the same call: a time or a
-/// number left from an earlier run must never count for this commit.
-pub fn stamp(watch: &Watch, sha: &str, owner: &str) -> Vec<(String, String)> {
+/// `owner`, at `at` (EC2's clock at the request). The result tags are set empty in the same
+/// call: a number left from an earlier run must never count for this commit.
+pub fn stamp(watch: &Watch, sha: &str, owner: &str, at: DateTime<Utc>) -> Vec<(String, String)> {
     let mut tags = vec![
         (COMMIT.to_owned(), sha.to_owned()),
         (REPO.to_owned(), watch.repo.to_string()),
         (BRANCH.to_owned(), watch.branch.clone()),
         (OWNER.to_owned(), owner.to_owned()),
-        (STARTED_AT.to_owned(), String::new()),
+        (STARTED_AT.to_owned(), crate::rfc3339(at)),
+        (STOPPED_AT.to_owned(), String::new()),
     ];
     if let Some(results) = &watch.results {
         tags.extend(
@@ -68,31 +77,105 @@ pub fn result(tags: &BTreeMap<String, String>, metric: &str) -> Option<f64> {
 
 /// When pushwake started an instance, from its tags.
 pub fn started_at(tags: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-    let text = tags.get(STARTED_AT)?;
-    DateTime::parse_from_rfc3339(text)
+    time(tags, STARTED_AT)
+}
+
+/// The time in the tag `key`, if it holds one.
+fn time(tags: &BTreeMap<String, String>, key: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(tags.get(key)?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// An instance started again this long after pushwake's `started-at` was started by
-/// someone else (EC2 moves the launch time on every start).
-const RESTARTED_SLACK: chrono::Duration = chrono::Duration::minutes(10);
+/// How long after its `started-at` a machine pushwake asked EC2 to start may show as
+/// launched: the tag and the start are two calls, each with retries (a minute at most),
+/// and EC2 records the launch when it acts on the start. A launch later than this is a
+/// start by someone else (EC2 moves the launch time on every start).
+const START_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 
-/// When pushwake started this instance for the commit it is tagged with, if it did and has
-/// not been started again since (by a person, after pushwake or the job stopped it).
-pub fn pushwake_started(instance: &Instance) -> Option<DateTime<Utc>> {
-    let started = started_at(&instance.tags)?;
-    let restarted = instance
-        .launch_time
-        .is_some_and(|t| t > started + RESTARTED_SLACK);
-    (!restarted).then_some(started)
+/// A start of pushwake's, as EC2's record shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start<'a> {
+    /// The commit it was started for.
+    pub commit: &'a str,
+    /// When, by its `started-at` tag.
+    pub at: DateTime<Utc>,
 }
 
-/// The owner of a deployment whose state lives in `state_dir` on the host `host`:
-/// `host:/var/lib/pushwake`. It is the same after a lost or corrupt state file, and differs
-/// between two deployments on one host. EC2 takes tag values of up to 256 characters; a
-/// longer one is shortened with a hash of the whole.
-pub fn owner(host: &str, state_dir: &std::path::Path) -> String {
+/// Who this deployment is on EC2: the owner it tags its machines with, and the older
+/// owners of the same state whose machines it adopts (the `host:dir` owner of earlier
+/// versions, a generated id once a name was set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    pub current: String,
+    pub adopted: Vec<String>,
+}
+
+impl Owners {
+    pub fn new(current: impl Into<String>) -> Owners {
+        Owners {
+            current: current.into(),
+            adopted: Vec::new(),
+        }
+    }
+
+    /// Whether `owner`, a `pushwake:owner` tag, is this deployment.
+    pub fn is(&self, owner: &str) -> bool {
+        self.current == owner || self.adopted.iter().any(|a| a == owner)
+    }
+
+    /// Every owner this deployment answers to, its own first.
+    pub fn all(&self) -> Vec<String> {
+        let mut all = vec![self.current.clone()];
+        all.extend(self.adopted.iter().filter(|a| **a != self.current).cloned());
+        all
+    }
+}
+
+/// What EC2's record alone says pushwake started: the machine carries one of `owners`, a
+/// commit, and a `started-at` that its launch time falls in (no earlier, at most
+/// [`START_WINDOW`] later, and before any `stopped-at`). So a lost or stale state neither hides one of pushwake's
+/// machines nor takes a person's start, or a tag whose start never happened, for one.
+pub fn started<'a>(instance: &'a Instance, owners: &Owners) -> Option<Start<'a>> {
+    let owner = instance.tags.get(OWNER)?;
+    if !owners.is(owner) {
+        return None;
+    }
+    started_unowned(instance)
+}
+
+/// [`started`] without the owner: the commit, `started-at` and the launch time agree.
+fn started_unowned(instance: &Instance) -> Option<Start<'_>> {
+    let commit = instance.tags.get(COMMIT).filter(|c| !c.is_empty())?;
+    let at = started_at(&instance.tags)?;
+    let launched = instance.launch_time?;
+    // `started-at` comes from EC2's `Date` before the start was asked for, so EC2 launched
+    // it no earlier; both are cut to the second the same way.
+    let stopped = time(&instance.tags, STOPPED_AT);
+    let within = launched >= at
+        && launched <= at + START_WINDOW
+        && stopped.is_none_or(|stopped| launched < stopped);
+    within.then_some(Start { commit, at })
+}
+
+/// [`started`] for a machine of `watch`: also one that carries no owner at all but is
+/// listed by id in the watch (started before owners were tagged).
+pub fn started_for<'a>(
+    instance: &'a Instance,
+    owners: &Owners,
+    watch: &Watch,
+) -> Option<Start<'a>> {
+    if !is_for(instance, watch) || !owned_by(instance, owners, watch) {
+        return None;
+    }
+    started_unowned(instance)
+}
+
+/// The owner of a deployment whose state lives in `state_dir` on the host `host`, as
+/// versions before `deployment` tagged it: `host:/var/lib/pushwake`. Such machines are
+/// adopted. EC2 takes tag values of up to 256 characters; a longer one is shortened with a
+/// hash of the whole.
+pub fn legacy_owner(host: &str, state_dir: &std::path::Path) -> String {
     let full = format!("{host}:{}", state_dir.display());
     if full.len() <= 256 {
         return full;
@@ -102,11 +185,11 @@ pub fn owner(host: &str, state_dir: &std::path::Path) -> String {
     format!("{head}…{hash:016x}")
 }
 
-/// Whether `instance` belongs to the deployment `owner`: tagged so, or (started before
-/// owners were tagged) untagged and listed by id in `watch`.
-pub fn owned_by(instance: &Instance, owner: &str, watch: &Watch) -> bool {
+/// Whether `instance` belongs to this deployment: tagged so, or (started before owners
+/// were tagged) untagged and listed by id in `watch`.
+pub fn owned_by(instance: &Instance, owners: &Owners, watch: &Watch) -> bool {
     match instance.tags.get(OWNER) {
-        Some(o) => o == owner,
+        Some(o) => owners.is(o),
         None => watch.instances.contains(&instance.id),
     }
 }
@@ -122,6 +205,14 @@ mod tests {
     use super::*;
     use crate::ec2::InstanceState;
 
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+    fn at(minute: u32, second: u32) -> DateTime<Utc> {
+        format!("2026-11-29T10:{minute:02}:{second:02}Z")
+            .parse()
+            .unwrap()
+    }
+
     fn instance(tags: &[(&str, &str)]) -> Instance {
         Instance {
             id: "i-00000001".into(),
@@ -135,48 +226,136 @@ mod tests {
         }
     }
 
+    /// Tagged by `owner` for commit C at 10:00:00, launched at `launched`.
+    fn tagged(owner: &str, launched: Option<DateTime<Utc>>) -> Instance {
+        let mut i = instance(&[
+            (OWNER, owner),
+            (COMMIT, C),
+            (STARTED_AT, "2026-11-29T10:00:00Z"),
+        ]);
+        i.launch_time = launched;
+        i
+    }
+
     fn watch(ids: &[&str]) -> Watch {
         Watch::example("main", ids)
     }
 
+    fn me() -> Owners {
+        Owners {
+            current: "team-a".into(),
+            adopted: vec!["master:/var/lib/pushwake".into()],
+        }
+    }
+
     #[test]
-    fn the_owner_is_where_the_state_lives() {
+    fn the_legacy_owner_is_where_the_state_lived() {
         let dir = std::path::Path::new("/var/lib/pushwake");
-        assert_eq!(owner("master-1", dir), "master-1:/var/lib/pushwake");
-        assert_ne!(owner("master-1", dir), owner("master-2", dir));
+        assert_eq!(legacy_owner("master-1", dir), "master-1:/var/lib/pushwake");
+        assert_ne!(legacy_owner("master-1", dir), legacy_owner("master-2", dir));
         let long = std::path::PathBuf::from(format!("/{}", "d".repeat(300)));
-        let o = owner("m", &long);
+        let o = legacy_owner("m", &long);
         assert!(o.chars().count() <= 256, "{}", o.len());
-        assert_eq!(o, owner("m", &long), "stable");
+        assert_eq!(o, legacy_owner("m", &long), "stable");
+    }
+
+    #[test]
+    fn a_start_is_read_from_ec2_alone() {
+        // Launched when asked, or a few minutes later: pushwake's start for C.
+        for launched in [at(0, 0), at(0, 40), at(4, 59)] {
+            let i = tagged("team-a", Some(launched));
+            assert_eq!(
+                started(&i, &me()),
+                Some(Start {
+                    commit: C,
+                    at: at(0, 0)
+                }),
+                "{launched}"
+            );
+        }
+        // A second before the request is before it: that launch was someone else's.
+        let mut i = tagged("team-a", Some(at(0, 0)));
+        i.tags
+            .insert(STARTED_AT.into(), "2026-11-29T10:00:01Z".into());
+        assert!(started(&i, &me()).is_none());
+    }
+
+    #[test]
+    fn a_tag_whose_start_never_happened_is_no_start() {
+        // Tagged at 10:00, and the machine last launched at 09:58: the start was never made.
+        let i = tagged("team-a", Some(at(0, 0) - chrono::Duration::minutes(2)));
+        assert_eq!(started(&i, &me()), None);
+        // Nor without any launch time.
+        assert_eq!(started(&tagged("team-a", None), &me()), None);
+    }
+
+    #[test]
+    fn a_later_start_by_hand_is_no_start_of_pushwakes() {
+        let i = tagged("team-a", Some(at(30, 0)));
+        assert_eq!(started(&i, &me()), None);
+    }
+
+    #[test]
+    fn a_start_by_hand_after_pushwake_stopped_it_is_not_pushwakes_however_soon() {
+        let mut i = tagged("team-a", Some(at(0, 30)));
+        i.tags
+            .insert(STOPPED_AT.into(), "2026-11-29T10:00:20Z".into());
+        assert_eq!(started(&i, &me()), None);
+        // Its own start, before the stop, still shows what it ran.
+        i.launch_time = Some(at(0, 5));
+        assert!(started(&i, &me()).is_some());
+        i.tags.insert(STOPPED_AT.into(), String::new());
+        i.launch_time = Some(at(0, 30));
+        assert!(
+            started(&i, &me()).is_some(),
+            "an empty stopped-at closes nothing"
+        );
+    }
+
+    #[test]
+    fn another_deployments_start_is_not_ours_and_an_adopted_owners_is() {
+        assert_eq!(started(&tagged("team-b", Some(at(0, 5))), &me()), None);
+        let adopted = tagged("master:/var/lib/pushwake", Some(at(0, 5)));
+        assert!(started(&adopted, &me()).is_some());
+        let mut untagged = tagged("x", Some(at(0, 5)));
+        untagged.tags.remove(OWNER);
+        assert_eq!(started(&untagged, &me()), None);
+        assert!(me().all() == ["team-a", "master:/var/lib/pushwake"]);
+    }
+
+    #[test]
+    fn an_empty_commit_or_time_is_no_start() {
+        let mut i = tagged("team-a", Some(at(0, 5)));
+        i.tags.insert(STARTED_AT.into(), String::new());
+        assert_eq!(started(&i, &me()), None);
+        let mut i = tagged("team-a", Some(at(0, 5)));
+        i.tags.insert(COMMIT.into(), String::new());
+        assert_eq!(started(&i, &me()), None);
     }
 
     #[test]
     fn another_owners_instance_is_never_ours() {
         let i = instance(&[(OWNER, "other:/var/lib/pushwake")]);
-        assert!(!owned_by(
-            &i,
-            "me:/var/lib/pushwake",
-            &watch(&["i-00000001"])
-        ));
-        let i = instance(&[(OWNER, "me:/var/lib/pushwake")]);
-        assert!(owned_by(&i, "me:/var/lib/pushwake", &watch(&[])));
+        assert!(!owned_by(&i, &me(), &watch(&["i-00000001"])));
+        let i = instance(&[(OWNER, "team-a")]);
+        assert!(owned_by(&i, &me(), &watch(&[])));
     }
 
     #[test]
     fn an_instance_without_owner_is_ours_only_when_listed() {
         let i = instance(&[]);
-        assert!(owned_by(&i, "me:/x", &watch(&["i-00000001"])));
-        assert!(!owned_by(&i, "me:/x", &watch(&[])));
+        assert!(owned_by(&i, &me(), &watch(&["i-00000001"])));
+        assert!(!owned_by(&i, &me(), &watch(&[])));
     }
 
     #[test]
     fn own_tags_are_counted_right() {
-        let stamp = stamp(&watch(&[]), "abc", "me:/x");
+        let stamp = stamp(&watch(&[]), "abc", "me", at(0, 0));
         assert_eq!(stamp.len(), OWN_TAGS);
     }
 
     #[test]
-    fn the_stamp_empties_what_must_not_carry_over() {
+    fn the_stamp_dates_the_start_and_empties_old_results() {
         let mut w = watch(&[]);
         w.results = Some(crate::config::Results {
             metrics: vec!["loss".into()],
@@ -184,19 +363,9 @@ mod tests {
             timeout: std::time::Duration::from_secs(60),
             stop_when_reported: true,
         });
-        let stamp = stamp(&w, "abc", "me:/x");
-        assert!(stamp.contains(&(STARTED_AT.to_owned(), String::new())));
+        let stamp = stamp(&w, "abc", "me", at(0, 0));
+        assert!(stamp.contains(&(STARTED_AT.to_owned(), "2026-11-29T10:00:00Z".to_owned())));
         assert!(stamp.contains(&(result_key("loss"), String::new())));
-        assert!(stamp.contains(&(OWNER.to_owned(), "me:/x".to_owned())));
-    }
-
-    #[test]
-    fn a_restart_long_after_started_at_is_not_pushwakes() {
-        let mut i = instance(&[(STARTED_AT, "2026-11-29T10:00:00Z")]);
-        i.launch_time = Some("2026-11-29T10:05:00Z".parse().unwrap());
-        assert!(pushwake_started(&i).is_some());
-        i.launch_time = Some("2026-11-29T11:00:00Z".parse().unwrap());
-        assert_eq!(pushwake_started(&i), None);
-        assert_eq!(started_at(&instance(&[(STARTED_AT, "")]).tags), None);
+        assert!(stamp.contains(&(OWNER.to_owned(), "me".to_owned())));
     }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -87,14 +88,40 @@ pub(super) struct Ctx<'a> {
     env: &'a Env,
 }
 
+/// The line, counted from 1, where `span` starts in `text`.
+fn line_of(text: &str, span: &std::ops::Range<usize>) -> usize {
+    let end = span.start.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A file toml or serde refused: its line and key, and a message without its values.
+fn parse_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+    let told = super::toml_error::tell(text, err);
+    let (path, message) = (path.to_owned(), told.message);
+    match (told.span, told.key) {
+        (Some(span), Some(key)) => ConfigError::Invalid {
+            path,
+            line: line_of(text, &span),
+            key,
+            message,
+        },
+        (Some(span), None) => ConfigError::AtLine {
+            path,
+            line: line_of(text, &span),
+            message,
+        },
+        (None, Some(key)) => ConfigError::InvalidNoLine { path, key, message },
+        (None, None) => ConfigError::Parse { path, message },
+    }
+}
+
 impl Ctx<'_> {
     pub(super) fn line(&self, span: std::ops::Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        line_of(self.text, &span)
     }
 
     pub(super) fn invalid<T>(
@@ -135,10 +162,7 @@ impl Ctx<'_> {
 }
 
 pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
     let cx = Ctx { path, text, env };
 
     let interval = match &raw.interval {
@@ -203,13 +227,11 @@ pub(super) fn parse_duration(
     match humantime::parse_duration(s.get_ref()) {
         Ok(d) if d.is_zero() => cx.invalid(s.span(), key, "must be greater than zero"),
         Ok(d) => Ok(d),
-        Err(e) => cx.invalid(
+        // humantime's words quote the unit it did not know: a piece of the value.
+        Err(_) => cx.invalid(
             s.span(),
             key,
-            format!(
-                "{:?} is not a duration ({e}); write e.g. \"60s\" or \"5m\"",
-                s.get_ref()
-            ),
+            "not a duration; write e.g. \"60s\" or \"5m\"",
         ),
     }
 }
@@ -260,7 +282,11 @@ fn url(
     };
     let s = value.get_ref().trim_end_matches('/');
     if !(s.starts_with("https://") || s.starts_with("http://")) || s.len() <= "https://".len() {
-        return cx.invalid(value.span(), key, format!("{s:?} is not an http(s) URL"));
+        return cx.invalid(
+            value.span(),
+            key,
+            "not an http(s) URL; write e.g. \"https://api.github.com\"",
+        );
     }
     Ok(s.to_owned())
 }
@@ -281,6 +307,15 @@ fn secret_source(
             let why = format!("set either {env_key} or {file_key}, not both");
             return cx.invalid(file.span(), &file_key, why);
         }
+        (Some(var), None) if !is_variable_name(var.get_ref()) => {
+            return cx.invalid(
+                var.span(),
+                &format!("{stem}_env"),
+                "not the name of an environment variable (letters, digits and _, not a \
+                 secret's prefix); if this is the secret itself, put it in the environment \
+                 and name its variable here",
+            );
+        }
         (Some(var), None) => Some(SecretSource::Env(var.into_inner())),
         (None, Some(file)) => Some(SecretSource::File(super::secret::resolve_file(
             cx.path,
@@ -290,6 +325,19 @@ fn secret_source(
         (None, None) => None,
     };
     Ok((source, span))
+}
+
+/// An environment variable's name as shells and systemd write them. Anything else in a
+/// `*_env` key, or a name that begins like a GitHub token, is most likely the secret
+/// itself pasted in the wrong place; it is refused, and so never reported as "not set".
+fn is_variable_name(name: &str) -> bool {
+    let token_prefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"];
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !token_prefixes.iter().any(|p| name.starts_with(p))
 }
 
 /// The three keys of a GitHub App sign-in, all or none; the key is read and checked here.
@@ -329,11 +377,13 @@ fn app(
         Ok(k) => k,
         Err(e) => return cx.invalid(key_file.span(), "github.private_key_file", e),
     };
-    if let Err(e) = crate::github::app::check_key(&key) {
+    // Checked here with the signing library itself, so that a bad key stops the start,
+    // not the first poll; the library's words are left out, they may quote the file.
+    if jsonwebtoken::EncodingKey::from_rsa_pem(key.expose_secret().as_bytes()).is_err() {
         return cx.invalid(
             key_file.span(),
             "github.private_key_file",
-            format!("{} is not an RSA private key in PEM: {e}", path.display()),
+            "the file it names is not an RSA private key in PEM, as GitHub hands them out",
         );
     }
     Ok(Some(GithubApp {
@@ -478,6 +528,24 @@ mod tests {
         match result.unwrap_err() {
             ConfigError::Invalid { key, message, .. } => format!("{key}: {message}"),
             e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_variable_name_is_not_a_secret() {
+        for good in ["GITHUB_TOKEN", "_X", "slack_token2"] {
+            assert!(is_variable_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2X",
+            "xoxb-1-2-abc",
+            "ghp_abcdef",
+            "github_pat_11A",
+            "A B",
+            "A=B",
+        ] {
+            assert!(!is_variable_name(bad), "{bad}");
         }
     }
 

@@ -16,19 +16,19 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    /// Reads the secret. The error says what was missing, never the secret.
+    /// Reads the secret. The error says what was missing, never the secret, nor the name
+    /// of the variable or file: that is a value written in the config file, where the
+    /// secret itself may have been written by mistake.
     pub fn read(&self, env: &Env) -> Result<SecretString, String> {
         match self {
             SecretSource::Env(var) => env
                 .get(var)
                 .map(|v| SecretString::from(v.trim().to_owned()))
-                .ok_or_else(|| format!("environment variable {var} is not set")),
+                .ok_or_else(|| "the environment variable it names is not set".to_owned()),
             SecretSource::File(path) => match std::fs::read_to_string(path) {
-                Ok(text) if text.trim().is_empty() => {
-                    Err(format!("secret file {} is empty", path.display()))
-                }
+                Ok(text) if text.trim().is_empty() => Err("the file it names is empty".into()),
                 Ok(text) => Ok(SecretString::from(text.trim().to_owned())),
-                Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+                Err(e) => Err(format!("cannot read the file it names: {e}")),
             },
         }
     }

@@ -27,19 +27,17 @@ pub struct StateUrl {
 impl StateUrl {
     pub fn parse(url: &str) -> Result<StateUrl, String> {
         let Some(rest) = url.strip_prefix("s3://") else {
-            return Err(format!(
-                "{url:?} is not an s3:// URL; write e.g. \"s3://my-bucket/pushwake\""
-            ));
+            return Err("not an s3:// URL; write e.g. \"s3://my-bucket/pushwake\"".into());
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        check_bucket(bucket).map_err(|why| format!("bucket {bucket:?} {why}"))?;
+        check_bucket(bucket).map_err(|why| format!("the bucket's name {why}"))?;
         let prefix = prefix.trim_matches('/');
         if prefix
             .split('/')
             .any(|p| p.is_empty() || p == "." || p == "..")
             && !prefix.is_empty()
         {
-            return Err(format!("prefix {prefix:?} has an empty, . or .. part"));
+            return Err("the prefix has an empty, . or .. part".into());
         }
         Ok(StateUrl {
             bucket: bucket.to_owned(),
@@ -109,11 +107,7 @@ pub(super) fn shared(
         return cx.invalid(
             s.span(),
             "lease_ttl",
-            format!(
-                "must be at least twice interval ({}), or the leader's lease lapses between \
-                 its passes",
-                humantime::format_duration(interval)
-            ),
+            "must be at least twice interval, or the leader's lease lapses between its passes",
         );
     }
     Ok(Shared {

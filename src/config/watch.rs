@@ -1,12 +1,13 @@
 //! One `[[watch]]` table as written, and its validation into a [`Watch`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::raw::{Ctx, parse_duration};
+use super::toml_error::segment;
 use super::{
     Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Results, Target, Watch,
 };
@@ -42,7 +43,7 @@ const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Tags left for the user's own, of EC2's 50 per instance.
 const USER_TAGS: usize = 6;
 /// The most metrics whose result tags fit beside pushwake's own and the user's.
-const MAX_METRICS: usize = 50 - crate::tags::OWN_TAGS - USER_TAGS;
+const MAX_METRICS: usize = 50 - super::OWN_TAGS - USER_TAGS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,17 +77,20 @@ pub(super) fn watches(
             message: "add at least one [[watch]] with repo, branch and instances".into(),
         });
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
-    for w in raw {
+    for (n, w) in raw.into_iter().enumerate() {
         let span = w.span();
-        let mut watch = watch(cx, span.clone(), w.into_inner())?;
+        let mut watch = watch(cx, span.clone(), w.into_inner()).map_err(|e| numbered(e, n))?;
         watch.max_runtime = watch.max_runtime.or(default_max_runtime);
-        if !seen.insert((watch.repo.clone(), watch.branch.clone())) {
+        let key = (watch.repo.clone(), watch.branch.clone());
+        if let Some(first) = seen.insert(key, n) {
             return cx.invalid(
                 span,
-                "watch",
-                format!("{watch} is watched twice; merge the two [[watch]] entries"),
+                &format!("watch[{n}]"),
+                format!(
+                    "the same repo and branch as watch[{first}]; merge the two [[watch]] entries"
+                ),
             );
         }
         out.push(watch);
@@ -94,11 +98,22 @@ pub(super) fn watches(
     Ok(out)
 }
 
+/// `err` about the watch numbered `n` (from 0): its key `watch.…` becomes `watch[n].…`.
+fn numbered(mut err: ConfigError, n: usize) -> ConfigError {
+    if let ConfigError::Invalid { key, .. } | ConfigError::InvalidNoLine { key, .. } = &mut err
+        && let Some(rest) = key.strip_prefix("watch")
+        && (rest.is_empty() || rest.starts_with('.'))
+    {
+        *key = format!("watch[{n}]{rest}");
+    }
+    err
+}
+
 fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, ConfigError> {
     let repo = parse_repo(cx, &w.repo)?;
     let branch = w.branch.get_ref();
     if let Err(why) = check_branch(branch) {
-        return cx.invalid(w.branch.span(), "watch.branch", format!("{branch:?} {why}"));
+        return cx.invalid(w.branch.span(), "watch.branch", why);
     }
     let instances = match w.instances {
         Some(list) => instance_ids(cx, list)?,
@@ -115,10 +130,7 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         return cx.invalid(
             span,
             "watch.instances",
-            format!(
-                "list at least one instance id, or select instances with instance_tags, for \
-                 {repo}@{branch}"
-            ),
+            "list at least one instance id, or select instances with instance_tags",
         );
     }
     let paths = match w.paths {
@@ -134,7 +146,8 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
             let at = p.span();
             match Paths::new(p.into_inner()) {
                 Ok(paths) => Some(paths),
-                Err(e) => return cx.invalid(at, "watch.paths", e.to_string()),
+                // globset's own words quote the pattern.
+                Err(e) => return cx.invalid(at, "watch.paths", e.kind().to_string()),
             }
         }
     };
@@ -202,9 +215,7 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{arn:?} is not an IAM role ARN; write e.g. \"arn:aws:iam::123456789012:role/pushwake\""
-        ))
+        Err("not an IAM role ARN; write e.g. \"arn:aws:iam::123456789012:role/pushwake\"".into())
     }
 }
 
@@ -223,12 +234,12 @@ fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
                  writes {} of its own and one per metric, and at least {USER_TAGS} are left for \
                  yours; list at most {MAX_METRICS}",
                 raw.metrics.len(),
-                crate::tags::OWN_TAGS
+                super::OWN_TAGS
             ),
         );
     }
-    let mut seen = HashSet::new();
-    for m in &raw.metrics {
+    for (i, m) in raw.metrics.iter().enumerate() {
+        let key = format!("watch.results.metrics[{i}]");
         // The metric is part of a tag key that the job writes, often through instance
         // metadata, whose tag keys take letters, digits and +-=.,_:@ only (no '/', no
         // spaces); EC2 limits a key to 128 characters.
@@ -239,27 +250,18 @@ fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
         if !ok {
             return cx.invalid(
                 span.clone(),
-                "watch.results.metrics",
-                format!(
-                    "{m:?} cannot be part of a tag key that instance metadata shows: use \
-                     letters, digits and +-=.,_:@ (no '/' or spaces)"
-                ),
+                &key,
+                "cannot be part of a tag key that instance metadata shows: use letters, \
+                 digits and +-=.,_:@ (no '/' or spaces)",
             );
         }
-        if !seen.insert(m) {
-            return cx.invalid(
-                span,
-                "watch.results.metrics",
-                format!("{m:?} is listed twice"),
-            );
+        if let Some(j) = raw.metrics[..i].iter().position(|n| n == m) {
+            return cx.invalid(span, &key, format!("the same metric as metrics[{j}]"));
         }
     }
     if let Some(m) = raw.better.keys().find(|m| !raw.metrics.contains(m)) {
-        return cx.invalid(
-            span,
-            "watch.results.better",
-            format!("{m:?} is not one of the metrics"),
-        );
+        let key = format!("watch.results.better.{}", segment(m));
+        return cx.invalid(span, &key, "is not one of the metrics");
     }
     let timeout = match &raw.timeout {
         Some(s) => parse_duration(cx, s, "watch.results.timeout")?,
@@ -275,23 +277,17 @@ fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
 
 fn instance_ids(cx: &Ctx, list: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, ConfigError> {
     let mut ids: Vec<String> = Vec::with_capacity(list.get_ref().len());
-    for id in list.into_inner() {
+    for (i, id) in list.into_inner().into_iter().enumerate() {
+        let key = format!("watch.instances[{i}]");
         if !is_instance_id(id.get_ref()) {
             return cx.invalid(
                 id.span(),
-                "watch.instances",
-                format!(
-                    "{:?} is not an EC2 instance id (\"i-\" and 8 or 17 hex digits)",
-                    id.get_ref()
-                ),
+                &key,
+                "not an EC2 instance id (\"i-\" and 8 or 17 hex digits)",
             );
         }
-        if ids.contains(id.get_ref()) {
-            return cx.invalid(
-                id.span(),
-                "watch.instances",
-                format!("{:?} is listed twice", id.get_ref()),
-            );
+        if let Some(j) = ids.iter().position(|seen| seen == id.get_ref()) {
+            return cx.invalid(id.span(), &key, format!("the same id as instances[{j}]"));
         }
         ids.push(id.into_inner());
     }
@@ -349,19 +345,14 @@ fn idle_dimensions(
         return cx.invalid(span.clone(), key, "CloudWatch takes at most 30 dimensions");
     }
     if let Some((k, _)) = dims.iter().find(|(k, v)| k.is_empty() || v.is_empty()) {
-        return cx.invalid(span.clone(), key, format!("{k:?} needs a name and a value"));
+        let key = format!("{key}.{}", segment(k));
+        return cx.invalid(span.clone(), &key, "needs a name and a value");
     }
     Ok(dims)
 }
 
 fn parse_repo(cx: &Ctx, s: &Spanned<String>) -> Result<Repo, ConfigError> {
-    let bad = || {
-        cx.invalid(
-            s.span(),
-            "watch.repo",
-            format!("{:?} is not of the form \"owner/name\"", s.get_ref()),
-        )
-    };
+    let bad = || cx.invalid(s.span(), "watch.repo", "not of the form \"owner/name\"");
     let Some((owner, name)) = s.get_ref().split_once('/') else {
         return bad();
     };
@@ -440,7 +431,7 @@ mod tests {
             "arn:aws:iam::123456789012:role/",
         ] {
             let why = check_role_arn(bad).unwrap_err();
-            assert!(why.contains("is not an IAM role ARN"), "{bad}: {why}");
+            assert!(why.starts_with("not an IAM role ARN"), "{bad}: {why}");
         }
     }
 

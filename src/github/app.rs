@@ -19,13 +19,6 @@ use crate::config::GithubApp;
 /// A token this close to its expiry is renewed before it is used.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 
-/// Checks that `key` is an RSA private key in PEM, as GitHub hands them out.
-pub fn check_key(key: &SecretString) -> Result<(), String> {
-    EncodingKey::from_rsa_pem(key.expose_secret().as_bytes())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 /// One App installation's credentials.
 pub struct App {
     pub app_id: u64,

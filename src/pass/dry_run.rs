@@ -42,7 +42,11 @@ impl Agent {
             Err(e) => return println!("{watch}: {e:#}"),
         };
         let ec2 = &clients.ec2;
-        let members = match launch::members(ec2, watch, &self.owner).await {
+        let owners = match self.deployment().await {
+            Ok(d) => d.owners(),
+            Err(e) => return println!("{watch}: {e:#}"),
+        };
+        let members = match launch::members(ec2, watch).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };
@@ -85,7 +89,7 @@ impl Agent {
                 watch,
                 newest: n + 1 == open.len(),
                 now,
-                owner: &self.owner,
+                owners,
             };
             for (id, step) in plan::plan(run, &members, cx) {
                 if step.starts() {
@@ -97,7 +101,10 @@ impl Agent {
         // EC2's DryRun flag says whether the real thing would be allowed.
         if !to_start.is_empty() {
             for action in [Action::CreateTags, Action::StartInstances] {
-                if let Err(e) = ec2.permitted(action, &to_start).await {
+                if let Err(e) = ec2
+                    .permitted(action, &to_start, crate::tags::STARTED_AT)
+                    .await
+                {
                     println!("  but: {e}");
                 }
             }

@@ -1,5 +1,13 @@
-//! What a pass tells Slack, and when: failing streaks once, owed verdicts until taken, and
-//! never more than a few seconds of waiting on Slack in all.
+//! What a pass tells Slack, and when: failing streaks once, a run's messages and verdicts
+//! owed in the state until Slack took them, and never more than a few seconds of waiting
+//! on Slack in all.
+//!
+//! A run's messages are duties ([`Duty::Say`]), owed in the same save as the change they
+//! tell of and removed once Slack took them, so a failed later save, a crash or Slack
+//! being down neither loses nor repeats one (but for a crash between Slack's answer and
+//! the save that records it). They go out in the order they arose; the first that Slack
+//! cannot take holds the rest for the next pass. A thread whose parent cannot be updated
+//! gets the news as a reply; a thread that is gone is started again.
 
 use std::time::Duration;
 
@@ -9,11 +17,15 @@ use super::Agent;
 use crate::config::Watch;
 use crate::github::CommitStatus;
 use crate::report::short;
-use crate::slack::{Place, Thread};
-use crate::state::{Duty, Run, State, WatchState};
+use crate::slack::{self, Place, Slack, Thread};
+use crate::state::{Duty, Run, State, Voice, WatchState};
 
 /// How long a pass waits on Slack, all its messages together.
 pub(super) const SLACK_BUDGET: Duration = Duration::from_secs(5);
+
+/// The most messages owed per watch. While Slack is down a watch keeps at most these
+/// many, its oldest dropped first (a run's thread is started again by its next message).
+pub(super) const OWED_MESSAGES: usize = 100;
 
 /// Something to tell Slack.
 #[derive(Debug, Clone)]
@@ -24,26 +36,11 @@ pub(super) struct Message {
     pub about: Option<About>,
 }
 
-/// The run a message is about: its watch and commit, and what the message is to its
-/// thread.
+/// The run a message is about, and what the message is to its thread.
 #[derive(Debug, Clone)]
 pub(super) struct About {
-    pub repo: String,
-    pub branch: String,
     pub commit: String,
-    pub role: Role,
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum Role {
-    /// Where the run stands: the thread's parent, posted or updated in place; `news` a
-    /// reply beside it.
-    Progress {
-        parent: String,
-        news: Option<String>,
-    },
-    /// A reply in the run's thread.
-    Reply,
+    pub role: Voice,
 }
 
 impl Message {
@@ -51,149 +48,323 @@ impl Message {
         Message { text, about: None }
     }
 
-    pub fn about(watch: &Watch, commit: &str, role: Role, text: String) -> Message {
+    pub fn about(commit: &str, role: Voice, text: String) -> Message {
         Message {
             text,
             about: Some(About {
-                repo: watch.repo.to_string(),
-                branch: watch.branch.clone(),
                 commit: commit.to_owned(),
                 role,
             }),
         }
     }
+
+    fn owed(self) -> Duty {
+        let (commit, voice) = match self.about {
+            Some(a) => (Some(a.commit), a.role),
+            None => (None, Voice::Reply),
+        };
+        Duty::Say {
+            text: self.text,
+            commit,
+            voice,
+        }
+    }
 }
 
-/// The run of `commit` on the watch `repo@branch` in `state`.
-fn run_of<'a>(state: &'a mut State, repo: &str, branch: &str, commit: &str) -> Option<&'a mut Run> {
-    state
-        .watches
-        .iter_mut()
-        .find(|w| w.repo == repo && w.branch == branch)?
-        .runs
-        .iter_mut()
-        .rev()
-        .find(|r| r.commit == commit)
+/// Keeps at most `max` messages owed in `duties`, dropping the oldest; returns the first
+/// line of each one dropped.
+fn bound(duties: &mut Vec<Duty>, max: usize) -> Vec<String> {
+    let owed = duties
+        .iter()
+        .filter(|d| matches!(d, Duty::Say { .. }))
+        .count();
+    let mut excess = owed.saturating_sub(max);
+    let mut dropped = Vec::new();
+    duties.retain(|d| match d {
+        Duty::Say { text, .. } if excess > 0 => {
+            excess -= 1;
+            dropped.push(text.lines().next().unwrap_or_default().to_owned());
+            false
+        }
+        _ => true,
+    });
+    dropped
+}
+
+/// One call to Slack on the way to delivering a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call<'a> {
+    /// A message in the channel; with `thread`, it becomes its run's thread.
+    Channel { text: &'a str, thread: bool },
+    /// The run's thread parent, updated in place.
+    Update { text: &'a str },
+    /// A reply in the run's thread; with `broadcast`, also sent to the channel.
+    Reply { text: &'a str, broadcast: bool },
+}
+
+/// What Slack's answer to a call amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Took,
+    /// The thread is gone: its parent or its channel deleted.
+    ThreadGone,
+    /// The message itself is refused (too long, empty): it would be again.
+    Refused,
+    /// Anything else: Slack down, a token or channel to fix, an edit refused.
+    Failed,
+}
+
+impl Answer {
+    fn of(e: &slack::Error) -> Answer {
+        if e.thread_gone() {
+            Answer::ThreadGone
+        } else if e.refuses_message() {
+            Answer::Refused
+        } else {
+            Answer::Failed
+        }
+    }
+}
+
+/// What comes after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next<'a> {
+    /// Slack took the message.
+    Done,
+    /// Make this call; first forget the run's thread when `forget`.
+    Call { call: Call<'a>, forget: bool },
+    /// Keep the message owed, and the ones after it, for the next pass.
+    Keep,
+    /// Drop the message: Slack will never take it.
+    Drop,
+}
+
+/// The first call that delivers `text` (`voice` to its run's thread, `threaded` when the
+/// run has one; a verdict replies with `broadcast`).
+fn opening<'a>(text: &'a str, voice: &'a Voice, threaded: bool, broadcast: bool) -> Call<'a> {
+    match (voice, threaded) {
+        (Voice::Progress { .. }, false) => Call::Channel { text, thread: true },
+        (Voice::Reply, false) => Call::Channel {
+            text,
+            thread: false,
+        },
+        (Voice::Progress { parent, .. }, true) => Call::Update { text: parent },
+        (Voice::Reply, true) => Call::Reply { text, broadcast },
+    }
+}
+
+/// The call after `call` was answered `answer`. A parent that cannot be updated (deleted,
+/// out of the edit window, any error) has the whole message replied under it instead; a
+/// thread that is gone is started again by a run's progress, and any other message goes
+/// to the channel (the run's next progress starts the new thread).
+fn next<'a>(text: &'a str, voice: &'a Voice, call: Call<'a>, answer: Answer) -> Next<'a> {
+    let progress = matches!(voice, Voice::Progress { .. });
+    match (call, answer) {
+        (_, Answer::Refused) => Next::Drop,
+        (Call::Update { .. }, Answer::Took) => match voice {
+            Voice::Progress {
+                news: Some(news), ..
+            } => Next::Call {
+                call: Call::Reply {
+                    text: news,
+                    broadcast: false,
+                },
+                forget: false,
+            },
+            _ => Next::Done,
+        },
+        (_, Answer::Took) => Next::Done,
+        (Call::Update { .. }, Answer::ThreadGone | Answer::Failed) => Next::Call {
+            call: Call::Reply {
+                text,
+                broadcast: false,
+            },
+            forget: false,
+        },
+        (Call::Reply { .. }, Answer::ThreadGone) => Next::Call {
+            call: Call::Channel {
+                text,
+                thread: progress,
+            },
+            forget: true,
+        },
+        (Call::Reply { .. } | Call::Channel { .. }, _) => Next::Keep,
+    }
+}
+
+/// What became of one owed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Slack took it, or it is dropped for good: no longer owed.
+    Done,
+    /// Still owed: Slack could not take it, or there was no time left.
+    Kept,
+}
+
+/// The run of `commit` among `runs`, if any.
+fn run_of<'a>(runs: &'a mut [Run], commit: Option<&str>) -> Option<&'a mut Run> {
+    let commit = commit?;
+    runs.iter_mut().rev().find(|r| r.commit == commit)
 }
 
 impl Agent {
+    /// Owes `messages` about `watch` in `entry`, in order, to be saved with what they tell
+    /// of; only when there is a Slack to tell. Beyond [`OWED_MESSAGES`] the oldest are
+    /// dropped, and the log says which.
+    pub(super) fn owe(&self, watch: &Watch, entry: &mut WatchState, messages: Vec<Message>) {
+        if self.slack.is_none() || messages.is_empty() {
+            return;
+        }
+        entry.duties.extend(messages.into_iter().map(Message::owed));
+        let dropped = bound(&mut entry.duties, OWED_MESSAGES);
+        if !dropped.is_empty() {
+            tracing::warn!(
+                "{watch}: Slack has not taken {} message(s) for too long, dropped the oldest: {}",
+                dropped.len(),
+                dropped.join(" | ")
+            );
+        }
+    }
+
     /// Posts plain messages in order, until `budget`; the rest are only logged.
     pub(super) async fn post_all(&self, messages: Vec<String>, budget: Instant) {
-        let messages = messages.into_iter().map(Message::plain).collect();
-        self.tell(None, messages, budget).await;
-    }
-
-    /// Posts the messages in order, until `budget`; the rest are only logged. With a bot
-    /// and `state`, a run's messages go to its thread: the first starts it (its `ts` is
-    /// kept in the run), later ones update it and reply. Returns whether a thread was
-    /// started, so that the state is saved.
-    pub(super) async fn tell(
-        &self,
-        mut state: Option<&mut State>,
-        messages: Vec<Message>,
-        budget: Instant,
-    ) -> bool {
-        let mut started = false;
         for (n, message) in messages.iter().enumerate() {
-            let told = self.tell_one(state.as_deref_mut(), message);
-            match tokio::time::timeout_at(budget, told).await {
-                Ok(thread) => started |= thread,
-                Err(_) => {
-                    tracing::warn!(
-                        "Slack took too long; {} message(s) not posted",
-                        messages.len() - n
-                    );
-                    break;
-                }
-            }
-        }
-        started
-    }
-
-    /// Posts one message; returns whether it started a run's thread.
-    async fn tell_one(&self, state: Option<&mut State>, message: &Message) -> bool {
-        let Some(slack) = &self.slack else {
-            return false;
-        };
-        let run = match (&message.about, state) {
-            (Some(a), Some(state)) if slack.threads() => {
-                run_of(state, &a.repo, &a.branch, &a.commit).map(|r| (a, r))
-            }
-            _ => None,
-        };
-        let Some((about, run)) = run else {
-            self.post(&message.text).await;
-            return false;
-        };
-        let result = match (&about.role, &run.thread) {
-            (Role::Progress { parent, .. }, None) => match slack.send(parent, Place::Channel).await
-            {
-                Ok(thread) => {
-                    run.thread = thread;
-                    return run.thread.is_some();
-                }
-                Err(e) => Err(e),
-            },
-            (Role::Progress { parent, news }, Some(thread)) => {
-                let updated = slack.update(thread, parent).await;
-                match (updated, news) {
-                    (Ok(()), Some(news)) => slack
-                        .send(
-                            news,
-                            Place::Reply {
-                                thread,
-                                broadcast: false,
-                            },
-                        )
-                        .await
-                        .map(|_| ()),
-                    (updated, _) => updated,
-                }
-            }
-            (Role::Reply, Some(thread)) => slack
-                .send(
-                    &message.text,
-                    Place::Reply {
-                        thread,
-                        broadcast: false,
-                    },
-                )
+            if tokio::time::timeout_at(budget, self.post(message))
                 .await
-                .map(|_| ()),
-            (Role::Reply, None) => slack.post(&message.text).await,
-        };
-        if let Err(e) = result {
-            tracing::warn!("cannot post to Slack: {e}");
+                .is_err()
+            {
+                tracing::warn!(
+                    "Slack took too long; {} message(s) not posted",
+                    messages.len() - n
+                );
+                break;
+            }
         }
-        false
     }
 
-    /// Posts the messages owed (verdicts); each is done once Slack took it, and kept for
-    /// the next pass otherwise.
+    /// Delivers one message, `voice` to the thread of its run (`thread`, changed when the
+    /// thread is lost or started), until `budget`.
+    async fn deliver(
+        &self,
+        slack: &Slack,
+        text: &str,
+        voice: &Voice,
+        broadcast: bool,
+        thread: &mut Option<Thread>,
+        budget: Instant,
+    ) -> Fate {
+        let threads = slack.threads();
+        let mut call = opening(text, voice, threads && thread.is_some(), broadcast);
+        loop {
+            let made = tokio::time::timeout_at(budget, make(slack, call, thread.as_ref())).await;
+            let answer = match made {
+                Err(_) => return Fate::Kept,
+                Ok(Ok(ts)) => {
+                    if let (Call::Channel { thread: true, .. }, Some(ts), true) =
+                        (call, ts, threads)
+                    {
+                        *thread = Some(ts);
+                    }
+                    Answer::Took
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("Slack refused a message ({}): {e}", what(call));
+                    Answer::of(&e)
+                }
+            };
+            match next(text, voice, call, answer) {
+                Next::Done => return Fate::Done,
+                Next::Keep => return Fate::Kept,
+                Next::Drop => {
+                    tracing::error!(
+                        "Slack refuses the message {:?} as it is; it is not asked again",
+                        text.lines().next().unwrap_or_default()
+                    );
+                    return Fate::Done;
+                }
+                Next::Call { call: c, forget } => {
+                    if forget && thread.take().is_some() {
+                        tracing::warn!(
+                            "a run's Slack thread is gone; its next message starts another"
+                        );
+                    }
+                    call = c;
+                }
+            }
+        }
+    }
+
+    /// Posts what is owed to Slack and GitHub: first the messages, in order, each done once
+    /// Slack took it, the first it cannot take holding the rest; then verdicts and commit
+    /// statuses. What is not done stays owed for the next pass; the state is saved when
+    /// anything changed.
     pub(super) async fn post_duties(
         &self,
         state: &mut State,
         budget: Instant,
-        threads_started: bool,
     ) -> anyhow::Result<()> {
-        let mut changed = threads_started;
+        let mut changed = false;
+        // Whether Slack took every message so far: once it did not, later ones wait, so
+        // that they arrive in order.
+        let mut flowing = true;
+        for entry in &mut state.watches {
+            let WatchState { runs, duties, .. } = entry;
+            let mut kept = Vec::with_capacity(duties.len());
+            for duty in std::mem::take(duties) {
+                let (text, commit, voice) = match duty {
+                    Duty::Say {
+                        text,
+                        commit,
+                        voice,
+                    } => (text, commit, voice),
+                    other => {
+                        kept.push(other);
+                        continue;
+                    }
+                };
+                let Some(slack) = &self.slack else {
+                    // No Slack to tell any more: nothing is owed.
+                    changed = true;
+                    continue;
+                };
+                let mut fate = Fate::Kept;
+                if flowing {
+                    let mut spare = None;
+                    let thread = match run_of(runs, commit.as_deref()) {
+                        Some(run) => &mut run.thread,
+                        None => &mut spare,
+                    };
+                    let before = thread.clone();
+                    fate = self
+                        .deliver(slack, &text, &voice, false, thread, budget)
+                        .await;
+                    changed |= *thread != before;
+                }
+                match fate {
+                    Fate::Done => changed = true,
+                    Fate::Kept => {
+                        flowing = false;
+                        kept.push(Duty::Say {
+                            text,
+                            commit,
+                            voice,
+                        });
+                    }
+                }
+            }
+            *duties = kept;
+        }
         for entry in &mut state.watches {
             let mut kept = Vec::with_capacity(entry.duties.len());
             for duty in std::mem::take(&mut entry.duties) {
                 let posted = match &duty {
-                    Duty::Post { text, commit } => {
+                    Duty::Post { text, commit } if flowing => {
                         // A verdict replies in its run's thread, and goes to the channel too.
-                        let thread = commit.as_ref().and_then(|c| {
-                            entry
-                                .runs
-                                .iter()
-                                .rev()
-                                .find(|r| r.commit == *c)?
-                                .thread
-                                .clone()
-                        });
-                        let post = self.post_verdict(text, thread.as_ref());
-                        tokio::time::timeout_at(budget, post).await.unwrap_or(false)
+                        let post =
+                            self.post_verdict(text, commit.as_deref(), &mut entry.runs, budget);
+                        let (posted, thread) = post.await;
+                        changed |= thread;
+                        posted
                     }
                     Duty::Status { commit, status } => {
                         let set = self.set_status(&entry.repo, commit, status);
@@ -206,7 +377,10 @@ impl Agent {
                         }
                         done.unwrap_or(false)
                     }
-                    Duty::Stop { .. } => false,
+                    Duty::Post { .. }
+                    | Duty::Stop { .. }
+                    | Duty::Say { .. }
+                    | Duty::Late { .. } => false,
                 };
                 if posted {
                     changed = true;
@@ -216,28 +390,38 @@ impl Agent {
             }
             entry.duties = kept;
         }
+        if !flowing {
+            tracing::warn!("Slack did not take every message; the rest are owed to the next pass");
+        }
         if changed {
             self.store.save(state).await?;
         }
         Ok(())
     }
 
-    /// Posts a verdict, replying in `thread` and to the channel when there is one.
-    async fn post_verdict(&self, text: &str, thread: Option<&Thread>) -> bool {
-        let (Some(slack), Some(thread)) = (&self.slack, thread) else {
-            return self.post(text).await;
+    /// Posts a verdict, replying in the thread of the run of `commit` and to the channel
+    /// when it has one. Returns whether Slack took it (or there is no Slack), and whether
+    /// the run's thread changed (it was found gone).
+    async fn post_verdict(
+        &self,
+        text: &str,
+        commit: Option<&str>,
+        runs: &mut [Run],
+        budget: Instant,
+    ) -> (bool, bool) {
+        let Some(slack) = &self.slack else {
+            return (true, false);
         };
-        let place = Place::Reply {
-            thread,
-            broadcast: true,
+        let mut spare = None;
+        let thread = match run_of(runs, commit) {
+            Some(run) => &mut run.thread,
+            None => &mut spare,
         };
-        match slack.send(text, place).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!("cannot post to Slack: {e}");
-                false
-            }
-        }
+        let before = thread.clone();
+        let fate = self
+            .deliver(slack, text, &Voice::Reply, true, thread, budget)
+            .await;
+        (fate == Fate::Done, *thread != before)
     }
 
     /// Sets a commit status on the repository `repo` names; returns whether GitHub took
@@ -284,6 +468,33 @@ impl Agent {
     }
 }
 
+/// Makes one call; a message posted to the channel comes back as its thread.
+async fn make(
+    slack: &Slack,
+    call: Call<'_>,
+    thread: Option<&Thread>,
+) -> Result<Option<Thread>, slack::Error> {
+    match (call, thread) {
+        (Call::Update { text }, Some(thread)) => slack.update(thread, text).await.map(|()| None),
+        (Call::Reply { text, broadcast }, Some(thread)) => {
+            slack.send(text, Place::Reply { thread, broadcast }).await
+        }
+        (Call::Channel { text, .. } | Call::Update { text } | Call::Reply { text, .. }, _) => {
+            slack.send(text, Place::Channel).await
+        }
+    }
+}
+
+/// The call, for the log.
+fn what(call: Call<'_>) -> &'static str {
+    match call {
+        Call::Channel { thread: true, .. } => "a run's first message",
+        Call::Channel { .. } => "a message",
+        Call::Update { .. } => "an update of a run's thread",
+        Call::Reply { .. } => "a reply in a run's thread",
+    }
+}
+
 /// Records a failure; returns whether it starts a failing streak, so that a watch that
 /// keeps failing is reported once, not every pass.
 pub(super) fn fail(entry: &mut WatchState, error: &str) -> bool {
@@ -293,4 +504,168 @@ pub(super) fn fail(entry: &mut WatchState, error: &str) -> bool {
 /// Clears a failure; returns whether there was one.
 pub(super) fn recover(entry: &mut WatchState) -> bool {
     entry.last_error.take().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(text: &str) -> Duty {
+        Duty::Say {
+            text: text.into(),
+            commit: Some("c1".into()),
+            voice: Voice::Reply,
+        }
+    }
+
+    fn progress(news: Option<&str>) -> Voice {
+        Voice::Progress {
+            parent: "parent".into(),
+            news: news.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_oldest_messages_go_first_and_no_other_duty_does() {
+        let stop = Duty::Stop {
+            instance: "i-1".into(),
+            reason: "max_runtime".into(),
+            runtime: 1,
+            launched: None,
+        };
+        let mut duties = vec![say("one\nmore"), stop.clone(), say("two"), say("three")];
+        assert_eq!(bound(&mut duties, 2), ["one"]);
+        assert_eq!(duties, [stop.clone(), say("two"), say("three")]);
+        assert!(bound(&mut duties, 2).is_empty());
+        assert_eq!(bound(&mut duties, 0), ["two", "three"]);
+        assert_eq!(duties, [stop]);
+    }
+
+    #[test]
+    fn a_run_s_progress_starts_its_thread_then_updates_it() {
+        let voice = progress(Some("news"));
+        assert_eq!(
+            opening("whole", &voice, false, false),
+            Call::Channel {
+                text: "whole",
+                thread: true
+            }
+        );
+        let update = opening("whole", &voice, true, false);
+        assert_eq!(update, Call::Update { text: "parent" });
+        let reply = Call::Reply {
+            text: "news",
+            broadcast: false,
+        };
+        assert_eq!(
+            next("whole", &voice, update, Answer::Took),
+            Next::Call {
+                call: reply,
+                forget: false
+            }
+        );
+        assert_eq!(next("whole", &voice, reply, Answer::Took), Next::Done);
+        let quiet = progress(None);
+        let update = opening("whole", &quiet, true, false);
+        assert_eq!(next("whole", &quiet, update, Answer::Took), Next::Done);
+    }
+
+    #[test]
+    fn an_update_slack_refuses_becomes_a_reply_with_the_whole_message() {
+        for answer in [Answer::Failed, Answer::ThreadGone] {
+            let voice = progress(Some("news"));
+            let update = opening("whole", &voice, true, false);
+            assert_eq!(
+                next("whole", &voice, update, answer),
+                Next::Call {
+                    call: Call::Reply {
+                        text: "whole",
+                        broadcast: false
+                    },
+                    forget: false
+                },
+                "{answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_thread_is_started_again_by_progress_and_other_messages_go_to_the_channel() {
+        let voice = progress(None);
+        let reply = Call::Reply {
+            text: "whole",
+            broadcast: false,
+        };
+        assert_eq!(
+            next("whole", &voice, reply, Answer::ThreadGone),
+            Next::Call {
+                call: Call::Channel {
+                    text: "whole",
+                    thread: true
+                },
+                forget: true
+            }
+        );
+        let verdict = opening("verdict", &Voice::Reply, true, true);
+        assert_eq!(
+            verdict,
+            Call::Reply {
+                text: "verdict",
+                broadcast: true
+            }
+        );
+        assert_eq!(
+            next("verdict", &Voice::Reply, verdict, Answer::ThreadGone),
+            Next::Call {
+                call: Call::Channel {
+                    text: "verdict",
+                    thread: false
+                },
+                forget: true
+            }
+        );
+        // Started once: a new parent Slack cannot take waits for the next pass.
+        let channel = Call::Channel {
+            text: "whole",
+            thread: true,
+        };
+        assert_eq!(
+            next("whole", &voice, channel, Answer::ThreadGone),
+            Next::Keep
+        );
+    }
+
+    #[test]
+    fn slack_down_keeps_the_message_and_a_refused_one_is_dropped() {
+        let voice = Voice::Reply;
+        let channel = opening("stop", &voice, false, false);
+        assert_eq!(next("stop", &voice, channel, Answer::Failed), Next::Keep);
+        let reply = opening("stop", &voice, true, false);
+        assert_eq!(next("stop", &voice, reply, Answer::Failed), Next::Keep);
+        assert_eq!(next("stop", &voice, reply, Answer::Refused), Next::Drop);
+        let quiet = progress(None);
+        let update = opening("whole", &quiet, true, false);
+        assert_eq!(next("whole", &quiet, update, Answer::Refused), Next::Drop);
+    }
+
+    #[test]
+    fn an_owed_message_round_trips_through_the_state() {
+        let duty = Duty::Say {
+            text: "whole".into(),
+            commit: Some("c1".into()),
+            voice: progress(Some("news")),
+        };
+        let json = serde_json::to_value(&duty).unwrap();
+        assert_eq!(json["duty"], "say");
+        assert_eq!(serde_json::from_value::<Duty>(json).unwrap(), duty);
+        let plain: Duty = serde_json::from_str(r#"{"duty": "say", "text": "t"}"#).unwrap();
+        assert_eq!(
+            plain,
+            Duty::Say {
+                text: "t".into(),
+                commit: None,
+                voice: Voice::Reply
+            }
+        );
+    }
 }

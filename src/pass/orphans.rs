@@ -3,7 +3,7 @@
 //! found by their owner tag alone, reported once, and stopped by the top-level
 //! `max_runtime`. Another deployment's instances carry another owner and are never seen.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::Agent;
@@ -21,23 +21,39 @@ pub(super) struct Orphans {
 }
 
 impl Agent {
-    /// Looks for orphans in one describe by the owner tag, reports each once (`reported`
-    /// holds those already reported; `None` when there is no state to remember them in),
-    /// and stops those past the top-level `max_runtime`.
-    pub(super) async fn orphans(&self, reported: Option<&mut BTreeSet<String>>) -> Orphans {
+    /// Looks for orphans in one describe by the owner tag per place, reports each once
+    /// (`reported` holds those already reported; `None` when there is no state to remember
+    /// them in), and stops those past the top-level `max_runtime`. The places are every
+    /// region and account a watch reaches, the default one, `places` (the state's), and
+    /// those in the deployment's own record: a watch removed from the config, or a region
+    /// no watch names any more, still has its machines looked after.
+    pub(super) async fn orphans(
+        &self,
+        reported: Option<&mut BTreeSet<String>>,
+        places: &BTreeSet<Target>,
+    ) -> Orphans {
         let mut out = Orphans::default();
-        let mine = BTreeMap::from([(tags::OWNER.to_owned(), self.owner.clone())]);
-        // Every region and account the watches reach, and the default one.
-        let mut targets = vec![Target::default()];
-        for w in &self.settings.watches {
-            if !targets.contains(&w.target) {
-                targets.push(w.target.clone());
+        let deployment = match self.deployment().await {
+            Ok(d) => d,
+            Err(e) => {
+                out.errors
+                    .push(format!("cannot look for orphaned instances: {e:#}"));
+                return out;
             }
-        }
+        };
+        let owners = deployment.owners();
+        let mut targets: BTreeSet<Target> = BTreeSet::from([Target::default()]);
+        targets.extend(self.settings.watches.iter().map(|w| w.target.clone()));
+        targets.extend(places.iter().cloned());
+        targets.extend(deployment.places().await);
         let mut orphans: Vec<(Arc<Clients>, Instance)> = Vec::new();
         for target in &targets {
             let found = match self.clients(target).await {
-                Ok(clients) => match clients.ec2.describe_tagged(&mine).await {
+                Ok(clients) => match clients
+                    .ec2
+                    .describe_tag_in(tags::OWNER, &owners.all())
+                    .await
+                {
                     Ok(found) => Ok(found
                         .into_iter()
                         .map(|i| (clients.clone(), i))
@@ -60,7 +76,7 @@ impl Agent {
         orphans.retain(|(_, i)| seen.insert(i.id.clone()));
         orphans.retain(|(_, i)| {
             i.state == InstanceState::Running
-                && tags::pushwake_started(i).is_some()
+                && tags::started(i, owners).is_some()
                 && !self.settings.watches.iter().any(|w| owns(w, i))
         });
         let max = self.settings.max_runtime;
@@ -80,7 +96,7 @@ impl Agent {
         for (clients, i) in orphans {
             let ec2 = &clients.ec2;
             let now = ec2.now();
-            let started = tags::pushwake_started(&i).unwrap_or(now);
+            let started = tags::started(&i, owners).map_or(now, |s| s.at);
             let runtime = (now - started).to_std().unwrap_or_default();
             if runtime < max {
                 continue;
@@ -101,10 +117,7 @@ impl Agent {
             }
             tracing::info!("stopped orphaned {}: top-level max_runtime reached", i.id);
             out.messages.push(report::orphan_stopped(&i, runtime, max));
-            let started_at = [tags::STARTED_AT.to_owned()];
-            if let Err(e) = launch::untag(ec2, &self.store, one, &started_at).await {
-                tracing::warn!("cannot remove {}: {e}", tags::STARTED_AT);
-            }
+            super::turn::close_starts(ec2, &self.store, &"orphans", one).await;
         }
         out
     }

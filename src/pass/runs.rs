@@ -21,7 +21,7 @@ use crate::tags;
 pub(super) struct Reconciler<'a> {
     ec2: &'a Ec2,
     watch: &'a Watch,
-    owner: &'a str,
+    owners: &'a tags::Owners,
     /// Where the state is kept: fenced before any start or stop.
     store: &'a Store,
     launch: launch::Options,
@@ -44,11 +44,17 @@ struct Calls {
 }
 
 impl<'a> Reconciler<'a> {
-    pub fn new(agent: &'a Agent, ec2: &'a Ec2, watch: &'a Watch, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        agent: &'a Agent,
+        owners: &'a tags::Owners,
+        ec2: &'a Ec2,
+        watch: &'a Watch,
+        now: DateTime<Utc>,
+    ) -> Self {
         Reconciler {
             ec2,
             watch,
-            owner: &agent.owner,
+            owners,
             store: &agent.store,
             launch: agent.options.launch,
             now,
@@ -104,7 +110,7 @@ impl<'a> Reconciler<'a> {
             }
         }
 
-        let stamp = tags::stamp(watch, &commit, self.owner);
+        let stamp = tags::stamp(watch, &commit, &self.owners.current, ec2.now());
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
         let (ready, stopping) = (&calls.ready, &calls.stopping);
         let outcomes = launch::start(ec2, self.store, ready, stopping, &stamp, self.launch).await;
@@ -149,7 +155,7 @@ impl<'a> Reconciler<'a> {
                 watch: self.watch,
                 newest: r == newest,
                 now: self.now,
-                owner: self.owner,
+                owners: self.owners,
             };
             for (id, step) in plan::plan(&entry.runs[r], members, cx) {
                 let run = &entry.runs[r];
@@ -192,9 +198,9 @@ impl<'a> Reconciler<'a> {
     }
 }
 
-/// Writes confirmed starts on their instances with EC2's own launch time, so the stop rules
-/// and a restarted agent know what pushwake started, and since when. A start that cannot be
-/// written stays unconfirmed, for the next pass. Returns whether one could not.
+/// Corrects confirmed starts' `started-at` to EC2's own launch time, so the stop rules
+/// measure from the start itself. A start whose tag cannot be written stays unconfirmed,
+/// for the next pass. Returns whether one could not.
 async fn confirm(
     ec2: &Ec2,
     store: &Store,

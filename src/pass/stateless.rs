@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::{Agent, PassReport};
 use crate::launch;
 use crate::report;
-use crate::state::{Duty, WatchState};
+use crate::state::WatchState;
 
 impl Agent {
     /// Applies `max_runtime` and `idle_stop` to the instances tagged for each watch, and
@@ -26,7 +26,7 @@ impl Agent {
                 }
             };
             let ec2 = &clients.ec2;
-            let mut members = match launch::members(ec2, watch, &self.owner).await {
+            let mut members = match launch::members(ec2, watch).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!("{watch}: cannot describe instances: {e}");
@@ -42,22 +42,15 @@ impl Agent {
             };
             // Duties in a throw-away state: carried out now, or left to the rules again.
             let mut scratch = WatchState::new(watch);
-            scratch.duties = judged
-                .due
-                .into_iter()
-                .map(|d| Duty::Stop {
-                    instance: d.id,
-                    reason: d.why.to_string(),
-                    runtime: d.runtime.as_secs(),
-                })
-                .collect();
+            scratch.duties = judged.due.into_iter().map(super::turn::stop_duty).collect();
             let mut told = Vec::new();
             self.stop_duties(ec2, watch, &mut scratch, &mut members, &mut told)
                 .await;
             messages.extend(told.into_iter().map(|m| m.text));
         }
         if self.settings.max_runtime.is_some() {
-            messages.extend(self.orphans(None).await.messages);
+            // The places come from the deployment's own record, which outlives the state.
+            messages.extend(self.orphans(None, &Default::default()).await.messages);
         }
         if self.first_notice() {
             messages.insert(0, report::stateless(&format!("{error:#}")));
@@ -110,7 +103,7 @@ impl Agent {
 
     fn notice_markers(&self) -> [PathBuf; 2] {
         let name = self
-            .owner
+            .here
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect::<String>();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Agent;
-use super::notify::{Message, Role};
+use super::notify::Message;
 use super::runs::Reconciler;
 use crate::aws::Clients;
 use crate::config::Watch;
@@ -15,7 +15,7 @@ use crate::ec2::{Ec2, InstanceState};
 use crate::github::Commit;
 use crate::launch::{self, Members};
 use crate::report::{self, short};
-use crate::state::{Duty, Kind, Part, Run, State, WatchState};
+use crate::state::{Duty, Kind, Part, Run, State, Voice, WatchState};
 use crate::{reap, results, tags};
 
 /// An open run as a turn first saw it: its shape, and how many values it had.
@@ -30,8 +30,8 @@ pub(super) struct Turn {
     pub failed: bool,
     /// What makes the watch failing this pass, reported once per streak.
     pub error: Option<String>,
-    /// What to tell Slack, once the pass is done.
-    pub messages: Vec<Message>,
+    /// It owed Slack a message about its runs or stops.
+    pub spoke: bool,
 }
 
 impl Agent {
@@ -49,7 +49,8 @@ impl Agent {
             Some(_) => Some(clients.cloudwatch()?),
             None => None,
         };
-        let judged = reap::due(members, cloudwatch, watch, &self.owner, reported, now);
+        let owners = self.deployment().await?.owners();
+        let judged = reap::due(members, cloudwatch, watch, owners, reported, now);
         Ok(judged.await)
     }
 
@@ -64,7 +65,11 @@ impl Agent {
     ) -> anyhow::Result<Turn> {
         let clients = self.clients(&watch.target).await?;
         let ec2 = &clients.ec2;
-        let mut members = launch::members(ec2, watch, &self.owner).await?;
+        // Every place this deployment may start machines in is remembered before it does,
+        // in its own record and in the state, so orphans are looked for there for good.
+        self.deployment().await?.remember(&watch.target).await?;
+        state.places.insert(watch.target.clone());
+        let mut members = launch::members(ec2, watch).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
         let now = ec2.now();
         let mut turn = Turn::default();
@@ -81,8 +86,17 @@ impl Agent {
         // starts and stops.
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
-        let mut reconciler = Reconciler::new(self, ec2, watch, now);
+        let owners = self.deployment().await?.owners();
+        let mut reconciler = Reconciler::new(self, owners, ec2, watch, now);
         let entry = state.entry(watch);
+        // A late reporter is watched while it runs its run's commit.
+        entry.duties.retain(|d| match d {
+            Duty::Late { instance, commit } => members.get(instance).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && i.tags.get(tags::COMMIT) == Some(commit)
+            }),
+            _ => true,
+        });
         reconciler.observe(entry, &mut members).await;
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
@@ -93,6 +107,9 @@ impl Agent {
                 reported = harvest.reported;
             }
             for &i in &harvest.completed {
+                if spec.stop_when_reported {
+                    entry.duties.extend(late(&entry.runs[i], spec, &members));
+                }
                 let verdict = report::verdict(watch, spec, &entry.runs, i);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
@@ -108,14 +125,10 @@ impl Agent {
         errors.extend(judged.errors);
         for d in judged.due {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
-                entry.duties.push(Duty::Stop {
-                    instance: d.id,
-                    reason: d.why.to_string(),
-                    runtime: d.runtime.as_secs(),
-                });
+                entry.duties.push(stop_duty(d));
             }
         }
-        self.store.save(state).await?;
+        self.save(state).await?;
 
         // Stops come before starts, so that a push in the same pass finds its machines
         // stopping and starts them for the new commit.
@@ -123,10 +136,14 @@ impl Agent {
         if entry.duties.iter().any(|d| d.stops().is_some()) {
             self.store.fence().await?;
         }
+        let mut told = Vec::new();
         errors.extend(
-            self.stop_duties(ec2, watch, entry, &mut members, &mut turn.messages)
+            self.stop_duties(ec2, watch, entry, &mut members, &mut told)
                 .await,
         );
+        // Owed with the stops they tell of, whatever the rest of the turn does.
+        turn.spoke |= !told.is_empty();
+        self.owe(watch, entry, told);
 
         reconciler.reconcile(entry, &mut members).await?;
         turn.failed = reconciler.failed || !errors.is_empty();
@@ -153,10 +170,21 @@ impl Agent {
             statuses(watch, entry, &open_before, &self.status_context(watch));
         }
 
+        let mut messages = Vec::new();
         for run in entry.runs.iter().filter(|r| changed_now(r, now)) {
-            let first = opened.as_ref().filter(|c| c.sha == run.commit);
-            let news = reconciler.news(&run.commit);
             let old = before.iter().find(|(c, _)| *c == run.commit).map(|b| &b.1);
+            let fetched;
+            let first = match opened.as_ref().filter(|c| c.sha == run.commit) {
+                Some(c) => Some(c),
+                // Opened in a pass that never recorded its first turn (a failed save, a
+                // crash, EC2 down): its first message is still to be said.
+                None if never_told(run, old) => {
+                    fetched = self.commit(watch, &run.commit).await;
+                    Some(&fetched)
+                }
+                None => None,
+            };
+            let news = reconciler.news(&run.commit);
             let same = old.is_some_and(|(shape, reported)| {
                 *shape == run.shape() && (!threads || *reported == run.reported())
             });
@@ -172,22 +200,19 @@ impl Agent {
                 ),
                 None => tracing::info!("{watch}: run of {}: {parts}", short(&run.commit)),
             }
-            let whole = report::run(watch, run, first, news);
-            // The first message of a run is its thread's parent; later ones update it in
-            // place, their news a reply.
-            let role = match &run.thread {
-                None => Role::Progress {
-                    parent: whole.clone(),
-                    news: None,
-                },
-                Some(_) => Role::Progress {
-                    parent: report::run(watch, run, first, &[]),
-                    news: (!news.is_empty()).then(|| report::news(news)),
-                },
+            // The whole message starts the run's thread; once it has one, the thread's
+            // parent is updated in place and the news is a reply. Which of the two is
+            // decided when Slack takes it.
+            let role = Voice::Progress {
+                parent: report::run(watch, run, first, &[]),
+                news: (!news.is_empty()).then(|| report::news(news)),
             };
-            turn.messages
-                .push(Message::about(watch, &run.commit, role, whole));
+            let whole = report::run(watch, run, first, news);
+            messages.push(Message::about(&run.commit, role, whole));
         }
+        // Owed in the state with the change they tell of, saved by the same save.
+        turn.spoke |= !messages.is_empty();
+        self.owe(watch, entry, messages);
         Ok(turn)
     }
 
@@ -217,13 +242,21 @@ impl Agent {
         members: &mut Members,
         messages: &mut Vec<Message>,
     ) -> Vec<String> {
-        let up = |id: &str| {
-            members
-                .get(id)
-                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+        // Still up for the start the rule judged (the same launch time), or nothing is owed
+        // any more: stopped by someone else, terminated, gone, or started again since.
+        let still = |d: &Duty| {
+            let Duty::Stop {
+                instance, launched, ..
+            } = d
+            else {
+                return true;
+            };
+            members.get(instance).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && launched.is_none_or(|t| i.launch_time == Some(t))
+            })
         };
-        // Stopped by someone else, terminated, or gone: nothing is owed any more.
-        entry.duties.retain(|d| d.stops().is_none_or(up));
+        entry.duties.retain(still);
         let ids: Vec<String> = entry
             .duties
             .iter()
@@ -240,6 +273,7 @@ impl Agent {
                 instance,
                 reason,
                 runtime,
+                ..
             } = d
             else {
                 return true;
@@ -262,7 +296,7 @@ impl Agent {
                     .is_some_and(|p| p.is_started())
             });
             messages.push(match run {
-                Some(r) => Message::about(watch, &r.commit, Role::Reply, text),
+                Some(r) => Message::about(&r.commit, Voice::Reply, text),
                 None => Message::plain(text),
             });
             stopped.push(instance.clone());
@@ -275,12 +309,56 @@ impl Agent {
         {
             i.state = InstanceState::Stopping;
         }
-        // Forget them: a later start by hand must not look like one of ours.
-        let started_at = [tags::STARTED_AT.to_owned()];
-        if let Err(e) = launch::untag(ec2, &self.store, &stopped, &started_at).await {
-            tracing::warn!("{watch}: cannot remove {}: {e}", tags::STARTED_AT);
-        }
+        close_starts(ec2, &self.store, watch, &stopped).await;
         errors
+    }
+}
+
+/// Marks pushwake's starts of `stopped` as over (`stopped-at`, EC2's clock): their tags
+/// stay EC2's record of what they ran, and a start by hand from now on is never taken for
+/// one of pushwake's. A failure is only logged: it leaves a few minutes' doubt at most.
+/// Fenced like any mutation: a deposed leader never marks a new leader's start as over.
+pub(super) async fn close_starts(
+    ec2: &Ec2,
+    fence: &impl launch::Fence,
+    watch: &dyn std::fmt::Display,
+    stopped: &[String],
+) {
+    let at = crate::rfc3339(ec2.now());
+    if let Err(e) = launch::tag(ec2, fence, stopped, &[(tags::STOPPED_AT, &at)]).await {
+        tracing::warn!(
+            "{watch}: cannot tag {} with {}: {e}",
+            stopped.join(", "),
+            tags::STOPPED_AT
+        );
+    }
+}
+
+/// The started instances of `run`, which just closed, that are still up without every
+/// result: watched for a late one.
+fn late(run: &Run, spec: &crate::config::Results, members: &Members) -> Vec<Duty> {
+    run.started()
+        .filter(|id| !results::reported_all(run, spec, id))
+        .filter(|id| {
+            members.get(id).is_some_and(|i| {
+                matches!(i.state, InstanceState::Pending | InstanceState::Running)
+                    && i.tags.get(tags::COMMIT) == Some(&run.commit)
+            })
+        })
+        .map(|id| Duty::Late {
+            instance: id.clone(),
+            commit: run.commit.clone(),
+        })
+        .collect()
+}
+
+/// The stop a rule asked for, owed until done.
+pub(super) fn stop_duty(due: reap::Due) -> Duty {
+    Duty::Stop {
+        instance: due.id,
+        reason: due.why.to_string(),
+        runtime: due.runtime.as_secs(),
+        launched: due.launched,
     }
 }
 
@@ -290,12 +368,19 @@ fn changed_now(run: &Run, now: DateTime<Utc>) -> bool {
     run.is_open() || (run.completed_at == Some(now) && run.superseded_by.is_none())
 }
 
+/// Whether `run`, which the turn first saw as `seen`, was never told of: it had no part
+/// and no thread, and has parts now or closed.
+fn never_told(run: &Run, seen: Option<&Seen>) -> bool {
+    let empty = seen.is_some_and(|(shape, _)| shape.is_empty());
+    empty && run.thread.is_none() && (!run.instances.is_empty() || !run.is_open())
+}
+
 /// Whether a pass must describe the watch's instances even with no push: for the stop
 /// rules, for runs still open, or for duties still owed.
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
     watch.stops()
         || state.get(watch).is_some_and(|s| {
-            s.runs.iter().any(Run::is_open) || s.duties.iter().any(|d| d.stops().is_some())
+            s.runs.iter().any(Run::is_open) || s.duties.iter().any(Duty::needs_ec2)
         })
 }
 

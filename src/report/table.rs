@@ -88,8 +88,11 @@ pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Resul
                 Duty::Status { commit, status } => {
                     format!("status {} of {}", status.state, short(commit))
                 }
-                Duty::Post { text, .. } => {
+                Duty::Post { text, .. } | Duty::Say { text, .. } => {
                     format!("post {:?}", text.lines().next().unwrap_or_default())
+                }
+                Duty::Late { instance, commit } => {
+                    format!("stop {instance} once it reports for {}", short(commit))
                 }
             };
             writeln!(out, "{:<width$}  owed: {owed}", "")?;

@@ -15,14 +15,22 @@ async fn instances_are_tagged_with_the_commit_before_they_start() {
 
     w.once(0);
 
+    let record = std::fs::read_to_string(w.setup.state_dir().join("deployment.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     for id in &w.ids {
         let tags = w.ec2.tags(id).await;
         assert_eq!(tags["pushwake:commit"], sha(1));
         assert_eq!(tags["pushwake:repo"], REPO);
         assert_eq!(tags["pushwake:branch"], "release/v2");
-        assert_eq!(
-            tags["pushwake:started-at"], "",
-            "written once the start is confirmed"
+        assert_eq!(tags["pushwake:owner"], record["id"].as_str().unwrap());
+        // The request's time, on EC2's clock, in the same call as the commit: EC2 launched
+        // the machine no earlier (the Date it comes from is cut to the second).
+        let asked = chrono::DateTime::parse_from_rfc3339(&tags["pushwake:started-at"]).unwrap();
+        let launched = w.proxy.launched(id).unwrap();
+        let lag = launched - asked.to_utc();
+        assert!(
+            lag >= chrono::Duration::zero() && lag < chrono::Duration::seconds(5),
+            "{lag}"
         );
     }
     assert_eq!(w.states().await, ["running", "running"]);
@@ -219,7 +227,10 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
+    // Until both are stopped and Slack heard of it (the messages go out at the end of the
+    // pass that stopped them).
     while w.ec2.states(ours).await != ["stopped", "stopped"]
+        || util::count(&w.texts().await, "stopped i-") < 2
         || start.elapsed() < Duration::from_millis(500)
     {
         assert!(
@@ -240,19 +251,19 @@ async fn max_runtime_stops_what_pushwake_started_and_nothing_else() {
         ["running"],
         "a bystander was stopped"
     );
+    // What they ran stays EC2's record; a later start by hand moves the launch time out of
+    // `started-at`'s window.
     for id in ours {
-        assert!(
-            !w.ec2.tags(id).await.contains_key("pushwake:started-at"),
-            "stopped but still claimed"
-        );
+        assert_eq!(w.ec2.tags(id).await["pushwake:commit"], sha(1));
     }
     let texts = w.texts().await;
     let stops: Vec<_> = texts.iter().filter(|t| t.contains("stopped i-")).collect();
     assert_eq!(stops.len(), 2);
     assert_contains(stops[0], "max_runtime 1s reached");
 
-    // A person starts one again by hand: it is theirs now, and stays up.
+    // A person starts one again by hand, however soon: it is theirs now, and stays up.
     w.ec2.start(&ours[..1]).await;
+    w.proxy.set_launched(&ours[0], chrono::Utc::now());
     w.once(0);
     assert_eq!(w.ec2.states(&ours[..1]).await, ["running"]);
 }

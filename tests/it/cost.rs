@@ -50,7 +50,7 @@ async fn triggered(n: usize) -> Fake {
 }
 
 #[tokio::test]
-async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_two() {
+async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_one() {
     let f = triggered(200).await;
 
     assert_eq!(
@@ -58,12 +58,18 @@ async fn a_trigger_of_200_instances_costs_three_ec2_calls_and_its_confirmation_t
         ["DescribeInstances", "CreateTags", "StartInstances"]
     );
 
-    // The next pass confirms the 200 starts in two calls and closes the run; after that,
-    // with no run open and no stop rule, a pass makes no EC2 call at all.
+    // The next pass confirms the 200 starts from their tags in one describe (a second call
+    // only when EC2 launched them in a later second than it was asked, to correct
+    // `started-at`) and closes the run; after that, with no run open and no stop rule, a
+    // pass makes no EC2 call at all.
     f.once(0);
-    assert_eq!(f.actions().await[3..], ["DescribeInstances", "CreateTags"]);
+    let confirm = f.actions().await[3..].to_vec();
+    assert!(
+        confirm == ["DescribeInstances"] || confirm == ["DescribeInstances", "CreateTags"],
+        "{confirm:?}"
+    );
     f.once(0);
-    assert_eq!(f.actions().await.len(), 5);
+    assert_eq!(f.actions().await.len(), 3 + confirm.len());
 }
 
 #[tokio::test]

@@ -233,3 +233,84 @@ async fn the_daemon_speaks_sd_notify_and_listens_on_no_port() {
     let (status, _) = wait_exit(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_broken_reload_names_the_line_and_key_and_never_the_secret() {
+    const PASTED: &str = "ghp_pastedINTOtheCONFIG0123456789abcdef";
+    const PASTED_SLACK: &str = "xoxb-7777-6666-pastedintotheconfig";
+    let f = Fake::new("").await;
+    let log = f.setup.dir.path().join("daemon.log");
+    f.write_config_with("interval = \"100ms\"", &f.watch());
+    let mut cmd = f.setup.command(&[]);
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().expect("start the daemon");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let failed = |n: usize| move || async move { read().matches("reload failed").count() >= n };
+    until(Duration::from_secs(10), "the first poll", || async {
+        !f.github.head_requests(REPO, "main").await.is_empty()
+    })
+    .await;
+
+    // The token at the top level, then the Slack bot token under a key that does not exist.
+    f.write_config_with(
+        &format!("interval = \"100ms\"\ntoken = \"{PASTED}\""),
+        &f.watch(),
+    );
+    signal(&child, "HUP");
+    until(
+        Duration::from_secs(10),
+        "the first reload to fail",
+        failed(1),
+    )
+    .await;
+    let slack = format!("\n[slack]\nchannel = \"#ml\"\nbot_token = \"{PASTED_SLACK}\"\n");
+    // (The usual interval: the edit is refused before it counts.)
+    f.write_config_slack("", &slack, &f.watch());
+    signal(&child, "HUP");
+    until(
+        Duration::from_secs(10),
+        "the second reload to fail",
+        failed(2),
+    )
+    .await;
+    // Polls go on with the old config.
+    let seen = f.github.head_requests(REPO, "main").await.len();
+    until(Duration::from_secs(10), "polls to go on", || async {
+        f.github.head_requests(REPO, "main").await.len() > seen + 2
+    })
+    .await;
+    terminate(&mut child);
+
+    let text = read();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("reload failed"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let config = std::fs::read_to_string(f.setup.config_path()).unwrap();
+    let slack_line = config[..config.find(PASTED_SLACK).unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    for (line, needles) in lines.iter().zip([
+        [
+            "line 2: token: unknown key".to_owned(),
+            "config.toml".into(),
+        ],
+        [
+            format!("line {slack_line}: slack.bot_token: unknown key"),
+            "config.toml".into(),
+        ],
+    ]) {
+        for needle in needles {
+            assert!(line.contains(&needle), "no {needle:?} in {line}");
+        }
+    }
+    for secret in [PASTED, PASTED_SLACK] {
+        assert!(
+            !text.contains(&secret[..12]),
+            "the log printed a secret:\n{text}"
+        );
+    }
+}

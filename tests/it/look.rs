@@ -4,7 +4,7 @@
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::util::{self, PARENT_TS, World, sha};
+use crate::util::{self, NEW_PARENT_TS, PARENT_TS, World, sha};
 
 /// A watch whose runs report `accuracy`.
 const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }";
@@ -281,4 +281,230 @@ async fn a_status_github_refuses_for_good_is_dropped_and_said() {
     assert_eq!(w.github.statuses().await.len(), 1, "not asked again");
     util::assert_contains(&util::stderr(&out), "will not try again");
     assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
+}
+
+/// The bot's calls from `from` on, one line each: `post: TEXT`, `reply in TS: TEXT`,
+/// `update TS: TEXT`, each text's first and last line.
+async fn said(w: &World, from: usize) -> Vec<String> {
+    let calls = w.slack.chat_bodies().await;
+    let lines: Vec<String> = calls[from..]
+        .iter()
+        .map(|(m, body)| {
+            let text = body["text"].as_str().unwrap_or_default();
+            let (first, last) = (text.lines().next(), text.lines().last());
+            let text = format!("{} / {}", first.unwrap_or(""), last.unwrap_or(""));
+            match (m.as_str(), body["thread_ts"].as_str(), body["ts"].as_str()) {
+                ("chat.update", _, Some(ts)) => format!("update {ts}: {text}"),
+                (_, Some(ts), _) => format!("reply in {ts}: {text}"),
+                _ => format!("post: {text}"),
+            }
+        })
+        .collect();
+    eprintln!("{lines:#?}");
+    lines
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_failed_save_keeps_the_run_s_first_message() {
+    let w = World::new(1, "").await;
+    let bucket = util::bucket(&util::moto_url()).await;
+    w.write_config_with(&format!("state_url = \"s3://{bucket}/look\""), &w.watch());
+    w.baseline().await;
+    w.push(2).await;
+    // The run opens and is saved, the watch's turn saves the place it starts machines in,
+    // and the save after its start is refused.
+    w.proxy.refuse_state_put(3).await;
+
+    let out = w.once(1);
+    util::assert_contains(&util::stderr(&out), "cannot write the shared state");
+    assert_eq!(w.starts(), [1], "started before the save failed");
+    assert!(
+        said(&w, 0).await.is_empty(),
+        "nothing told of an unrecorded change"
+    );
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, 0).await;
+    assert_eq!(said.len(), 1, "one first message, once");
+    util::assert_contains(
+        &said[0],
+        &format!(
+            "moved to <https://github.com/octo/trainer/commit/{}",
+            sha(2)
+        ),
+    );
+    util::assert_contains(&said[0], &format!("Started: {}", w.ids[0]));
+    assert_eq!(w.starts(), [1]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn messages_owed_while_slack_is_down_come_once_in_order_after() {
+    let w = World::new(2, RESULTS).await;
+    let down = w.slack.take_down().await;
+    w.first_run_start();
+
+    w.once(0); // started
+    w.once(0); // confirmed: nothing to say
+    report(&w, &[0.90]).await;
+    w.once(0); // one reported, and stopped
+    report(&w, &[0.90, 0.92]).await;
+    w.once(0); // the other, and the verdict
+    let owed = w.status()[0]["duties"].as_array().unwrap().clone();
+    let says = owed.iter().filter(|d| d["duty"] == "say").count();
+    assert_eq!(
+        says, 5,
+        "a first message, two updates, two stops: {owed:#?}"
+    );
+    assert!(owed.iter().any(|d| d["duty"] == "post"), "and the verdict");
+    let tried = w.slack.chat_bodies().await.len();
+    // Each pass tries the oldest message only (four attempts), the rest waiting behind it.
+    assert_eq!(tried, 4 * 4);
+
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, tried).await;
+    let stop = |i: usize| {
+        format!(
+            "reply in {PARENT_TS}: :octagonal_sign: *octo/trainer* `main`: stopped {}",
+            w.ids[i]
+        )
+    };
+    let update = format!(
+        "update {PARENT_TS}: *octo/trainer* `main` run of `{}`",
+        util::short(1)
+    );
+    assert_eq!(
+        said.len(),
+        6,
+        "each once, in the order they arose, then nothing more"
+    );
+    util::assert_contains(&said[0], "post: *octo/trainer* `main` moved to");
+    util::assert_contains(&said[0], "Reported: 0 of 2");
+    util::assert_contains(&said[1], &stop(0));
+    util::assert_contains(&said[2], &update);
+    util::assert_contains(&said[2], "Reported: 1 of 2");
+    util::assert_contains(&said[3], &stop(1));
+    util::assert_contains(&said[4], &update);
+    util::assert_contains(&said[4], "Reported: 2 of 2");
+    util::assert_contains(&said[5], &format!("reply in {PARENT_TS}: :bar_chart:"));
+    assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_parent_slack_will_not_update_gets_the_news_as_replies() {
+    let w = World::new(2, RESULTS).await;
+    w.first_run_start();
+    w.once(0);
+    w.once(0);
+    let from = w.slack.chat_bodies().await.len();
+    w.slack.refuse_updates("edit_window_closed").await;
+
+    report(&w, &[0.90]).await;
+    w.once(0);
+    report(&w, &[0.90, 0.92]).await;
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, from).await;
+    let refused = said.iter().filter(|l| l.starts_with("update ")).count();
+    assert_eq!(refused, 2, "each update tried once: {said:#?}");
+    for reported in ["Reported: 1 of 2", "Reported: 2 of 2"] {
+        let i = said.iter().position(|l| l.contains(reported)).unwrap();
+        assert!(said[i].starts_with("update "), "{said:#?}");
+        let reply = &said[i + 1];
+        util::assert_contains(
+            reply,
+            &format!("reply in {PARENT_TS}: *octo/trainer* `main` run of"),
+        );
+        util::assert_contains(reply, reported);
+    }
+    util::assert_contains(
+        said.last().unwrap(),
+        &format!("reply in {PARENT_TS}: :bar_chart:"),
+    );
+    assert_eq!(
+        said.len(),
+        7,
+        "two stops, two updates and their replies, the verdict"
+    );
+    assert!(w.status()[0]["duties"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_deleted_parent_gets_a_new_one_and_later_news_goes_there() {
+    let w = World::new(2, RESULTS).await;
+    w.first_run_start();
+    w.once(0);
+    w.once(0);
+    let from = w.slack.chat_bodies().await.len();
+    w.slack.delete_parent().await;
+
+    report(&w, &[0.90]).await;
+    w.once(0);
+    report(&w, &[0.90, 0.92]).await;
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, from).await;
+    let new_parents: Vec<&String> = said
+        .iter()
+        .filter(|l| l.starts_with("post: *octo/trainer*"))
+        .collect();
+    assert_eq!(new_parents.len(), 1, "started again once: {said:#?}");
+    util::assert_contains(new_parents[0], "Reported: 1 of 2");
+    let new = said.iter().position(|l| l == new_parents[0]).unwrap();
+    let after = &said[new + 1..];
+    assert!(
+        after.iter().all(|l| l.contains(NEW_PARENT_TS)),
+        "later news in the new thread: {said:#?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|l| l.starts_with(&format!("update {NEW_PARENT_TS}:"))
+                && l.contains("Reported: 2 of 2"))
+    );
+    util::assert_contains(
+        after.last().unwrap(),
+        &format!("reply in {NEW_PARENT_TS}: :bar_chart:"),
+    );
+    assert_eq!(w.status()[0]["duties"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_save_failing_after_a_watch_s_turn_keeps_the_messages_it_saved() {
+    let w = World::new(2, "").await;
+    let bucket = util::bucket(&util::moto_url()).await;
+    w.github.set_head(util::REPO, "dev", &sha(1)).await;
+    let watches = [("main", &w.ids[0]), ("dev", &w.ids[1])]
+        .map(|(branch, id)| util::watch(util::REPO, branch, std::slice::from_ref(id)))
+        .concat();
+    w.write_config_with(&format!("state_url = \"s3://{bucket}/look\""), &watches);
+    w.once(0); // baselines
+    w.push(2).await;
+    w.github.set_head(util::REPO, "dev", &sha(3)).await;
+    // Both runs open and are saved; `main`'s turn saves the place, then its message; `dev`'s
+    // is refused.
+    w.proxy.refuse_state_put(4).await;
+
+    w.once(1);
+    assert_eq!(w.starts(), [1, 1]);
+    w.once(0);
+    w.once(0);
+
+    let said = said(&w, 0).await;
+    assert_eq!(said.len(), 2, "one first message a run, once");
+    for (branch, n) in [("main", 2), ("dev", 3)] {
+        let first = format!("post: *octo/trainer* `{branch}` moved to");
+        let line = said.iter().find(|l| l.starts_with(&first)).unwrap();
+        util::assert_contains(line, &format!("`{}`", util::short(n)));
+    }
 }

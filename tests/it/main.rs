@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod cost;
 mod daemon;
+mod erased;
 mod faults;
 mod launch;
 mod look;

@@ -363,10 +363,20 @@ pub const WEBHOOK_PATH: &str = "/services/T000/B000/XXXXsecretXXXX";
 impl Slack {
     pub async fn start() -> Slack {
         let server = MockServer::start().await;
-        let posted = ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "ok": true, "channel": "C0123", "ts": PARENT_TS,
-            "message": {"type": "message", "text": "..."}
-        }));
+        // chat.postMessage as Slack answers it: a reply names a thread Slack knows.
+        let posted = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match body["thread_ts"].as_str() {
+                Some(ts) if ts != PARENT_TS => {
+                    serde_json::json!({"ok": false, "error": "thread_not_found"})
+                }
+                _ => serde_json::json!({
+                    "ok": true, "channel": "C0123", "ts": PARENT_TS,
+                    "message": {"type": "message", "text": "..."}
+                }),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
         Slack::method(&server, "chat.postMessage", posted).await;
         // chat.update as Slack checks it: the channel's id and the message's ts.
         let updated = |r: &Request| {
@@ -416,7 +426,7 @@ impl Slack {
 
     /// Web API method `name`, answering `answer` to the bot token and, as Slack does,
     /// HTTP 200 with `invalid_auth` to any other.
-    pub async fn method(server: &MockServer, name: &str, answer: ResponseTemplate) {
+    pub async fn method(server: &MockServer, name: &str, answer: impl wiremock::Respond + 'static) {
         let route = format!("/api/{name}");
         Mock::given(method("POST"))
             .and(path(route.as_str()))
@@ -898,6 +908,7 @@ pub async fn ec2_ok(ids: &[&str]) -> MockServer {
             ids: ids.iter().map(|s| s.to_string()).collect(),
             running: Default::default(),
             tags: Default::default(),
+            launched: Default::default(),
         })
         .mount(&server)
         .await;
@@ -908,6 +919,8 @@ struct Ec2Fake {
     ids: Vec<String>,
     running: Mutex<std::collections::BTreeSet<String>>,
     tags: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// When each instance was last started: EC2 moves the launch time on every start.
+    launched: Mutex<HashMap<String, String>>,
 }
 
 /// Decodes a form-encoded value.
@@ -1006,6 +1019,7 @@ impl wiremock::Respond for Ec2Fake {
         }
         let mut running = self.running.lock().unwrap();
         let mut tags = self.tags.lock().unwrap();
+        let mut launched = self.launched.lock().unwrap();
         let param = |name: &str| {
             body.split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -1027,9 +1041,13 @@ impl wiremock::Respond for Ec2Fake {
                             .flatten()
                             .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
                             .collect();
+                        let launch = launched
+                            .get(id)
+                            .map(|t| format!("<launchTime>{t}</launchTime>"))
+                            .unwrap_or_default();
                         format!(
                             "<item><instanceId>{id}</instanceId><instanceState><code>{code}</code>\
-                             <name>{name}</name></instanceState><tagSet>{tag_set}</tagSet></item>"
+                             <name>{name}</name></instanceState>{launch}<tagSet>{tag_set}</tagSet></item>"
                         )
                     })
                     .collect();
@@ -1042,6 +1060,9 @@ impl wiremock::Respond for Ec2Fake {
             "StartInstances" | "StopInstances" => {
                 for id in named {
                     if action == "StartInstances" {
+                        let now =
+                            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                        launched.insert(id.clone(), now);
                         running.insert(id);
                     } else {
                         running.remove(&id);
@@ -1117,6 +1138,8 @@ struct Faults {
     /// When each instance was last started through the proxy: EC2 moves the launch time
     /// on every start, moto keeps the first.
     launched: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Actions whose next answer is held back this long, after moto carried them out.
+    delay_next: HashMap<String, Duration>,
     /// Instances described as `stopping` whatever moto says, except to the access keys
     /// listed with them.
     stopping: HashMap<String, std::collections::BTreeSet<String>>,
@@ -1220,6 +1243,25 @@ impl MotoProxy {
         .await;
     }
 
+    /// Makes EC2 carry out the next `action` (moto does it at once) and hold its answer
+    /// back for `by`, as when the agent dies while the answer is on the wire.
+    pub fn delay_next_answer(&self, action: &str, by: Duration) {
+        self.faults
+            .lock()
+            .unwrap()
+            .delay_next
+            .insert(action.to_owned(), by);
+    }
+
+    /// Makes EC2 describe `id` as launched at `at`, as when it was started then.
+    pub fn set_launched(&self, id: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.faults
+            .lock()
+            .unwrap()
+            .launched
+            .insert(id.to_owned(), at);
+    }
+
     /// Makes EC2's clock run `by` ahead of this machine's, as when the master's clock is
     /// slow: its `Date` headers and its instances' launch times.
     pub fn skew(&self, by: chrono::Duration) {
@@ -1315,6 +1357,10 @@ impl wiremock::Respond for Forward {
             .collect::<Vec<_>>()
             .join("&");
         let (status, mut answer) = post(&self.moto, request, &body);
+        let delay = match dry {
+            true => None,
+            false => faults.delay_next.remove(&action),
+        };
         if action == "DescribeInstances" {
             for (id, (code, message)) in &faults.fallen {
                 answer = with_state_reason(&answer, id, code, message);
@@ -1336,6 +1382,7 @@ impl wiremock::Respond for Forward {
         ResponseTemplate::new(status)
             .insert_header("date", date.as_str())
             .set_body_raw(answer, "text/xml")
+            .set_delay(delay.unwrap_or_default())
     }
 }
 
@@ -1751,8 +1798,14 @@ impl World {
         let moto = moto_url();
         let ec2 = Ec2::connect(&moto).await;
         let mut ids = ec2.stopped(stopped).await;
-        ids.extend(ec2.running(running).await);
         let proxy = MotoProxy::start(&moto).await;
+        // Stopped machines were last started a while ago (moto dates them to their
+        // creation, a moment ago): a start pushwake tags now is told from that one.
+        let last_used = chrono::Utc::now() - chrono::Duration::hours(1);
+        for id in &ids {
+            proxy.set_launched(id, last_used);
+        }
+        ids.extend(ec2.running(running).await);
         World {
             base: Base::new(proxy.url(), ids, extra).await,
             ec2,
@@ -1760,9 +1813,15 @@ impl World {
         }
     }
 
-    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago`.
+    /// Tags `ids` as pushwake's, for commit 1 of `octo/trainer@main`, started `ago` (EC2's
+    /// launch time then too). They carry no owner, as versions before owners tagged them.
     pub async fn started_ago(&self, ids: &[String], ago: chrono::Duration) {
-        let at = (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let when =
+            chrono::DateTime::from_timestamp((chrono::Utc::now() - ago).timestamp(), 0).unwrap();
+        for id in ids {
+            self.proxy.set_launched(id, when);
+        }
+        let at = when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let commit = sha(1);
         let tags = [
             ("pushwake:commit", commit.as_str()),
@@ -1873,6 +1932,205 @@ impl World {
         w.baseline().await;
         w.push(2).await;
         w
+    }
+}
+
+impl Ec2 {
+    /// A client of `region` with the test's own credentials: moto keeps regions apart.
+    pub async fn in_region(url: &str, region: &str) -> Ec2 {
+        let config = sdk_config(url)
+            .await
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        Ec2 {
+            client: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+}
+
+impl Setup {
+    /// The binary with `args`, run by `sh -c script` under `unshare` with `flags` (new
+    /// namespaces: `--uts` for a hostname of its own, `--mount` for mounts of its own). The
+    /// script ends with `exec "$@"`, which runs the binary. Needs root, as CI has.
+    pub fn command_in(&self, flags: &[&str], script: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(flags)
+            .args([
+                "sh",
+                "-c",
+                script,
+                "sh",
+                env!("CARGO_BIN_EXE_pushwake"),
+                "--config",
+            ])
+            .arg(self.config_path())
+            .args(args);
+        cmd
+    }
+
+    /// `--once` on a machine named `host`, with the exit status asserted.
+    pub fn once_as(&self, host: &str, code: i32) -> Output {
+        let script = format!("hostname {host} && exec \"$@\"");
+        let out = self
+            .command_in(&["--uts"], &script, &["--once"])
+            .output()
+            .expect("run pushwake under unshare");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+}
+
+impl World {
+    /// `n` more stopped instances, not in the watch, last started an hour ago.
+    pub async fn stopped(&self, n: i32) -> Vec<String> {
+        let ids = self.ec2.stopped(n).await;
+        let last_used = chrono::Utc::now() - chrono::Duration::hours(1);
+        for id in &ids {
+            self.proxy.set_launched(id, last_used);
+        }
+        ids
+    }
+}
+
+/// The `ts` Slack gives the next message in the channel once the first parent is deleted.
+pub const NEW_PARENT_TS: &str = "1732790000.000900";
+
+impl Slack {
+    /// Deletes the bot's first message (`PARENT_TS`), as a person in the channel would: from
+    /// now on Slack answers `chat.update` of it `message_not_found` and a reply in it
+    /// `thread_not_found` (HTTP 200, `ok: false`), and the next message in the channel gets
+    /// [`NEW_PARENT_TS`], which it then updates and threads under.
+    pub async fn delete_parent(&self) {
+        let posted = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match body["thread_ts"].as_str() {
+                Some(NEW_PARENT_TS) => {
+                    serde_json::json!({"ok": true, "channel": "C0123", "ts": "1732790000.001000"})
+                }
+                Some(_) => serde_json::json!({"ok": false, "error": "thread_not_found"}),
+                None => serde_json::json!({"ok": true, "channel": "C0123", "ts": NEW_PARENT_TS}),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        let updated = |r: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let answer = match (body["channel"].as_str(), body["ts"].as_str()) {
+                (Some("C0123"), Some(NEW_PARENT_TS)) => {
+                    serde_json::json!({"ok": true, "channel": "C0123", "ts": NEW_PARENT_TS})
+                }
+                _ => serde_json::json!({"ok": false, "error": "message_not_found"}),
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        };
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(posted)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .respond_with(updated)
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Makes Slack refuse every `chat.update` with `code` (HTTP 200, `ok: false`), as it
+    /// does past the workspace's edit window (`edit_window_closed`) or for a message the
+    /// bot may not edit (`cant_update_message`).
+    pub async fn refuse_updates(&self, code: &str) {
+        Mock::given(method("POST"))
+            .and(path("/api/chat.update"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ok": false, "error": code})),
+            )
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Takes Slack's Web API down: every `chat.*` call is answered 503 while the flag
+    /// returned is set; clear it to bring Slack back.
+    pub async fn take_down(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = down.clone();
+        Mock::given(method("POST"))
+            .and(move |r: &Request| {
+                r.url.path().starts_with("/api/chat.")
+                    && flag.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+        down
+    }
+
+    /// The bot's `chat.*` requests in order: the method and its JSON body.
+    pub async fn chat_bodies(&self) -> Vec<(String, serde_json::Value)> {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .filter(|r| r.url.path().starts_with("/api/chat."))
+            .map(|r| {
+                let method = r.url.path().trim_start_matches("/api/").to_owned();
+                (method, serde_json::from_slice(&r.body).unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+impl MotoProxy {
+    /// Makes S3 refuse the `nth` `PutObject` of a shared state's `state.json` from now
+    /// (1: the next one) with 403 `AccessDenied`, once, as S3 answers a write the
+    /// credentials may not make (not retried); every other request reaches moto.
+    pub async fn refuse_state_put(&self, nth: usize) {
+        Mock::given(method("PUT"))
+            .and(wiremock::matchers::path_regex(r"/state\.json$"))
+            .respond_with(RefuseNthPut {
+                nth,
+                seen: std::sync::atomic::AtomicUsize::new(0),
+                rest: ForwardRest {
+                    moto: moto_url().trim_start_matches("http://").to_owned(),
+                    outage: self.outage.clone(),
+                    swallow: self.swallow.clone(),
+                },
+            })
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+}
+
+/// Forwards requests to moto but the `nth`, which it refuses as S3 refuses a forbidden
+/// write.
+struct RefuseNthPut {
+    nth: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    rest: ForwardRest,
+}
+
+impl wiremock::Respond for RefuseNthPut {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n != self.nth {
+            return self.rest.respond(request);
+        }
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                    <Message>Access Denied</Message><RequestId>r</RequestId></Error>";
+        ResponseTemplate::new(403).set_body_raw(body, "application/xml")
     }
 }
 
