@@ -261,6 +261,11 @@ impl Retryable for Error {
 /// EC2 takes at most 200 values in the filters of one call (`FilterLimitExceeded`).
 pub const MAX_FILTER_VALUES: usize = 200;
 
+/// The most instance or resource ids one mutating call names: EC2's API reference allows
+/// up to 1,000 in `CreateTags`, `DeleteTags` and `TerminateInstances`, and publishes no
+/// other figure for `StartInstances` and `StopInstances`, which get the same.
+pub const MAX_IDS: usize = 1000;
+
 fn filter(name: &str, values: Vec<String>) -> Filter {
     Filter::builder()
         .name(name)
@@ -406,6 +411,21 @@ impl Ec2 {
         self.clock.now()
     }
 
+    /// The retry policy its calls run under.
+    pub fn policy(&self) -> retry::Policy {
+        self.policy
+    }
+
+    /// This client with its calls cut to end by `end`, retries included (see
+    /// [`retry::Policy::until`]); `None` when no time is left. A fenced mutation runs so,
+    /// never outlasting the lease it was fenced with.
+    pub fn until(&self, end: tokio::time::Instant) -> Option<Ec2> {
+        Some(Ec2 {
+            policy: self.policy.until(end)?,
+            ..self.clone()
+        })
+    }
+
     /// One EC2 call under the retry policy, its errors sorted into [`Kind`]s.
     async fn call<T, E, F, Fut>(&self, action: &'static str, op: F) -> Result<T, Error>
     where
@@ -521,37 +541,53 @@ impl Ec2 {
         }
     }
 
-    /// Sets `tags` on the instances, in one call.
+    /// Sets `tags` on the instances, in one call (per [`MAX_IDS`]).
     pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.create_tags(ids, tags, false).await
+        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
+        for chunk in ids.chunks(MAX_IDS) {
+            self.create_tags(chunk, tags, false).await?;
+        }
+        Ok(())
     }
 
-    /// Removes the tags with these keys from the instances, in one call.
+    /// Removes the tags with these keys from the instances, in one call (per [`MAX_IDS`]).
     pub async fn untag(&self, ids: &[String], keys: &[String]) -> Result<(), Error> {
         if ids.is_empty() || keys.is_empty() {
             return Ok(());
         }
-        self.delete_tags(ids, keys, false).await
+        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
+        for chunk in ids.chunks(MAX_IDS) {
+            self.delete_tags(chunk, keys, false).await?;
+        }
+        Ok(())
     }
 
-    /// Stops the instances, in one call.
+    /// Stops the instances, in one call (per [`MAX_IDS`]).
     pub async fn stop(&self, ids: &[String]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.stop_instances(ids, false).await
+        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
+        for chunk in ids.chunks(MAX_IDS) {
+            self.stop_instances(chunk, false).await?;
+        }
+        Ok(())
     }
 
-    /// Starts the given instances in one call. EC2 fails the whole call when one of them
+    /// Starts the given instances in one call (per [`MAX_IDS`]). EC2 fails the whole call when one of them
     /// cannot be started; the caller decides how to carry on.
     pub async fn start(&self, ids: &[String]) -> Result<(), Error> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.start_instances(ids, false).await
+        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
+        for chunk in ids.chunks(MAX_IDS) {
+            self.start_instances(chunk, false).await?;
+        }
+        Ok(())
     }
 
     // Each request is defined once, for the real call and for the `DryRun` check of

@@ -6,13 +6,77 @@
 //! for a reason that may concern a single instance (a capacity or vCPU limit, a state, a
 //! missing id, a tag limit), the batch is retried one instance at a time, so one bad
 //! instance never holds up the others. What to start is decided by [`crate::plan`].
+//!
+//! Every mutation is fenced: before each call (each batch, each one-by-one retry, each
+//! round of a wait) the [`Fence`] says whether this agent may still act and by when the
+//! call must end, and the call is cut to end by then. Once the fence refuses, nothing more
+//! is called.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::config::Watch;
 use crate::ec2::{self, Ec2, Instance, InstanceState};
 use crate::tags;
+
+/// What lets this agent change EC2: with a shared state, its lease.
+pub trait Fence {
+    /// Makes sure this agent may still make one EC2 call, renewing its lease when too
+    /// little of it is left. Returns when the call must have ended (`None`: no end, as
+    /// with a local state), or why no call may be made.
+    fn hold(&self) -> impl Future<Output = anyhow::Result<Option<Instant>>> + Send;
+}
+
+/// No fence: a local state, which only this agent uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unfenced;
+
+impl Fence for Unfenced {
+    async fn hold(&self) -> anyhow::Result<Option<Instant>> {
+        Ok(None)
+    }
+}
+
+/// Why a mutation of one instance did not happen.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// EC2 refused it.
+    Ec2(ec2::Error),
+    /// The fence refused it: it was never sent.
+    Fenced(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Ec2(e) => e.fmt(f),
+            Refusal::Fenced(why) => write!(f, "not asked of EC2: {why}"),
+        }
+    }
+}
+
+impl Refusal {
+    fn kind(&self) -> Option<ec2::Kind> {
+        match self {
+            Refusal::Ec2(e) => Some(e.kind),
+            Refusal::Fenced(_) => None,
+        }
+    }
+}
+
+/// The client to make one call with, cut to end as `fence` says; or why none may be made.
+async fn fenced(fence: &impl Fence, ec2: &Ec2) -> Result<Ec2, String> {
+    match fence.hold().await {
+        Ok(None) => Ok(ec2.clone()),
+        Ok(Some(end)) => ec2
+            .until(end)
+            .ok_or_else(|| "the lease ends before the call could".to_owned()),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
 
 /// How long to wait for instances that are still stopping.
 #[derive(Debug, Clone, Copy)]
@@ -84,44 +148,75 @@ pub enum Outcome {
 /// waiting at most `opts.stopping_wait` for them. Returns the outcome for each id.
 pub async fn start(
     ec2: &Ec2,
+    fence: &impl Fence,
     ready: &[String],
     stopping: &[String],
     stamp: &[(&str, &str)],
     opts: Options,
 ) -> Vec<(String, Outcome)> {
-    let mut outcomes = tag_and_start(ec2, ready, stamp).await;
+    let mut outcomes = tag_and_start(ec2, fence, ready, stamp).await;
     if !stopping.is_empty() {
-        outcomes.extend(wait_and_start(ec2, stopping.to_vec(), stamp, opts).await);
+        outcomes.extend(wait_and_start(ec2, fence, stopping.to_vec(), stamp, opts).await);
     }
     outcomes
 }
 
-/// Stops the instances; returns the ones EC2 refused, each with its error.
-pub async fn stop(ec2: &Ec2, ids: &[String]) -> Vec<(String, ec2::Error)> {
-    each(ids, |ids| async move { ec2.stop(&ids).await })
-        .await
-        .into_iter()
-        .filter_map(|(id, r)| r.err().map(|e| (id, e)))
-        .collect()
+/// Stops the instances; returns the ones that were not stopped, each with why.
+pub async fn stop(ec2: &Ec2, fence: &impl Fence, ids: &[String]) -> Vec<(String, Refusal)> {
+    each(
+        fence,
+        ec2,
+        ids,
+        |ec2, ids| async move { ec2.stop(&ids).await },
+    )
+    .await
+    .into_iter()
+    .filter_map(|(id, r)| r.err().map(|e| (id, e)))
+    .collect()
 }
 
-/// Waits, bounded, for stopping instances to reach `stopped`, and starts them.
+/// Sets `tags` on the instances, fenced like any mutation; says why not on failure.
+pub async fn tag(
+    ec2: &Ec2,
+    fence: &impl Fence,
+    ids: &[String],
+    tags: &[(&str, &str)],
+) -> Result<(), String> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ec2 = fenced(fence, ec2).await?;
+    ec2.tag(ids, tags).await.map_err(|e| e.to_string())
+}
+
+/// Waits, bounded, for stopping instances to reach `stopped`, and starts them. Each round
+/// holds the fence first, and the waits between rounds are cut so that the lease is
+/// renewed in time: a long wait keeps the lease, and a leader paused in it acts no more.
 async fn wait_and_start(
     ec2: &Ec2,
+    fence: &impl Fence,
     mut waiting: Vec<String>,
     stamp: &[(&str, &str)],
     opts: Options,
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
-    let deadline = tokio::time::Instant::now() + opts.stopping_wait;
+    let deadline = Instant::now() + opts.stopping_wait;
     tracing::info!(
         "waiting up to {}s for {} to finish stopping",
         opts.stopping_wait.as_secs(),
         waiting.join(", ")
     );
     // Look at once: a stop pushwake just asked for may already be done.
+    let mut refused = None;
     loop {
-        match ec2.describe(&waiting).await {
+        let round = match fenced(fence, ec2).await {
+            Ok(round) => round,
+            Err(why) => {
+                refused = Some(why);
+                break;
+            }
+        };
+        match round.describe(&waiting).await {
             Ok(now) => {
                 let mut ready = Vec::new();
                 waiting.retain(|id| {
@@ -140,29 +235,52 @@ async fn wait_and_start(
                     outcomes.push((id.clone(), outcome));
                     false
                 });
-                outcomes.extend(tag_and_start(ec2, &ready, stamp).await);
+                outcomes.extend(tag_and_start(ec2, fence, &ready, stamp).await);
             }
             Err(e) => tracing::warn!("cannot describe stopping instances: {e}"),
         }
-        if waiting.is_empty() || tokio::time::Instant::now() + opts.stopping_poll > deadline {
+        if waiting.is_empty() || Instant::now() + opts.stopping_poll > deadline {
             break;
         }
-        tokio::time::sleep(opts.stopping_poll).await;
+        if let Err(why) = pause(fence, Instant::now() + opts.stopping_poll).await {
+            refused = Some(why);
+            break;
+        }
     }
     outcomes.extend(waiting.into_iter().map(|id| {
-        let why = format!(
-            "still stopping after {}s; the next pass starts it",
-            opts.stopping_wait.as_secs()
-        );
+        let why = match &refused {
+            Some(why) => format!("not started: {why}"),
+            None => format!(
+                "still stopping after {}s; the next pass starts it",
+                opts.stopping_wait.as_secs()
+            ),
+        };
         (id, Outcome::Failed(why))
     }));
     outcomes
+}
+
+/// Sleeps until `until`, waking to hold the fence (renewing the lease) when half of what
+/// it grants has passed.
+async fn pause(fence: &impl Fence, until: Instant) -> Result<(), String> {
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        let wake = match fence.hold().await.map_err(|e| format!("{e:#}"))? {
+            Some(end) => until.min(now + end.saturating_duration_since(now) / 2),
+            None => until,
+        };
+        tokio::time::sleep_until(wake).await;
+    }
 }
 
 /// Tags `ids`, then starts those that were tagged. An instance that could not be tagged is
 /// not started: its job would not know its commit, nor pushwake that it started it.
 async fn tag_and_start(
     ec2: &Ec2,
+    fence: &impl Fence,
     ids: &[String],
     stamp: &[(&str, &str)],
 ) -> Vec<(String, Outcome)> {
@@ -185,10 +303,11 @@ async fn tag_and_start(
         })
         .collect();
     let stamp = stamp.as_slice();
-    for (id, result) in each(ids, |ids| async move { ec2.tag(&ids, stamp).await }).await {
+    let tag = |ec2: Ec2, ids: Vec<String>| async move { ec2.tag(&ids, stamp).await };
+    for (id, result) in each(fence, ec2, ids, tag).await {
         match result {
             Ok(()) => tagged.push(id),
-            Err(e) if e.kind == ec2::Kind::NotFound => {
+            Err(e) if e.kind() == Some(ec2::Kind::NotFound) => {
                 outcomes.push((id, Outcome::Gone(e.to_string())))
             }
             Err(e) => {
@@ -197,10 +316,11 @@ async fn tag_and_start(
             }
         }
     }
-    for (id, result) in each(&tagged, |ids| async move { ec2.start(&ids).await }).await {
+    let start = |ec2: Ec2, ids: Vec<String>| async move { ec2.start(&ids).await };
+    for (id, result) in each(fence, ec2, &tagged, start).await {
         let outcome = match result {
             Ok(()) => Outcome::Started,
-            Err(e) if e.kind == ec2::Kind::NotFound => Outcome::Gone(e.to_string()),
+            Err(e) if e.kind() == Some(ec2::Kind::NotFound) => Outcome::Gone(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         };
         outcomes.push((id, outcome));
@@ -208,31 +328,180 @@ async fn tag_and_start(
     outcomes
 }
 
-/// Makes one batch call for `ids`. When EC2 refuses the batch for a reason that may
-/// concern one instance alone, makes the call once per instance instead, so the others are
-/// not held up. Returns the result for each id.
-async fn each<F, Fut>(ids: &[String], call: F) -> Vec<(String, Result<(), ec2::Error>)>
+/// Makes one batch call for `ids` (one per [`ec2::MAX_IDS`]: EC2 takes no more in one
+/// call). When EC2 refuses a batch for a reason that may concern one instance alone, makes
+/// the call once per instance instead, so the others are not held up. Each call is fenced
+/// first; once the fence refuses, no further call is made. Returns the result for each id.
+async fn each<F, Fut>(
+    fence: &impl Fence,
+    ec2: &Ec2,
+    ids: &[String],
+    call: F,
+) -> Vec<(String, Result<(), Refusal>)>
 where
-    F: Fn(Vec<String>) -> Fut,
+    F: Fn(Ec2, Vec<String>) -> Fut,
     Fut: Future<Output = Result<(), ec2::Error>>,
 {
-    if ids.is_empty() {
-        return Vec::new();
-    }
-    let err = match call(ids.to_vec()).await {
-        Ok(()) => return ids.iter().map(|id| (id.clone(), Ok(()))).collect(),
-        Err(e) => e,
-    };
-    if ids.len() == 1 || !err.may_concern_one_instance() {
-        return ids
-            .iter()
-            .map(|id| (id.clone(), Err(err.clone())))
-            .collect();
-    }
-    tracing::info!("one by one after EC2 refused the batch: {err}");
     let mut results = Vec::with_capacity(ids.len());
-    for id in ids {
-        results.push((id.clone(), call(vec![id.clone()]).await));
+    let mut refused: Option<String> = None;
+    // One call, fenced; `None` once the fence refused.
+    let fenced_call = async |ids: Vec<String>, refused: &mut Option<String>| {
+        if let Some(why) = refused {
+            return Err(Refusal::Fenced(why.clone()));
+        }
+        match fenced(fence, ec2).await {
+            Ok(ec2) => call(ec2, ids).await.map_err(Refusal::Ec2),
+            Err(why) => {
+                *refused = Some(why.clone());
+                Err(Refusal::Fenced(why))
+            }
+        }
+    };
+    for batch in ids.chunks(ec2::MAX_IDS) {
+        let err = match fenced_call(batch.to_vec(), &mut refused).await {
+            Ok(()) => {
+                results.extend(batch.iter().map(|id| (id.clone(), Ok(()))));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let one_by_one = matches!(&err, Refusal::Ec2(e) if e.may_concern_one_instance());
+        if batch.len() == 1 || !one_by_one {
+            results.extend(batch.iter().map(|id| (id.clone(), Err(err.clone()))));
+            continue;
+        }
+        tracing::info!("one by one after EC2 refused the batch: {err}");
+        for id in batch {
+            let result = fenced_call(vec![id.clone()], &mut refused).await;
+            results.push((id.clone(), result));
+        }
     }
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A lease that grants `grants` holds, each for `lasts`, then refuses.
+    struct Lease {
+        grants: Mutex<usize>,
+        held: Mutex<usize>,
+        lasts: Duration,
+    }
+
+    impl Lease {
+        fn new(grants: usize, lasts: Duration) -> Lease {
+            Lease {
+                grants: Mutex::new(grants),
+                held: Mutex::new(0),
+                lasts,
+            }
+        }
+
+        fn held(&self) -> usize {
+            *self.held.lock().unwrap()
+        }
+    }
+
+    impl Fence for Lease {
+        async fn hold(&self) -> anyhow::Result<Option<Instant>> {
+            *self.held.lock().unwrap() += 1;
+            let mut grants = self.grants.lock().unwrap();
+            anyhow::ensure!(*grants > 0, "another agent leads");
+            *grants -= 1;
+            Ok(Some(Instant::now() + self.lasts))
+        }
+    }
+
+    fn client() -> Ec2 {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Ec2::from_sdk_config(&config, crate::retry::Policy::default())
+    }
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("i-{i:017x}")).collect()
+    }
+
+    fn capacity() -> ec2::Error {
+        ec2::Error {
+            kind: ec2::Kind::Capacity,
+            action: "StartInstances",
+            code: Some("InsufficientInstanceCapacity".into()),
+            message: "EC2's own words.".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_ec2s_limit_is_split_and_one_that_fits_is_one_call() {
+        for (n, calls) in [(1000, vec![1000]), (2001, vec![1000, 1000, 1]), (0, vec![])] {
+            let sizes = Mutex::new(Vec::new());
+            let call = |_: Ec2, ids: Vec<String>| {
+                sizes.lock().unwrap().push(ids.len());
+                async move {
+                    match ids.len() <= ec2::MAX_IDS {
+                        true => Ok(()),
+                        false => Err(capacity()),
+                    }
+                }
+            };
+            let results = each(&Unfenced, &client(), &ids(n), call).await;
+            assert_eq!(*sizes.lock().unwrap(), calls, "{n} ids");
+            assert_eq!(results.len(), n);
+            assert!(results.iter().all(|(_, r)| r.is_ok()));
+        }
+    }
+
+    #[tokio::test]
+    async fn once_the_fence_refuses_no_further_call_is_made() {
+        // The batch is fenced and refused for one instance; the fence then refuses the
+        // first one-by-one call, and the others are not even fenced.
+        let lease = Lease::new(1, Duration::from_secs(10));
+        let calls = Mutex::new(0);
+        let call = |_: Ec2, _: Vec<String>| {
+            *calls.lock().unwrap() += 1;
+            async { Err(capacity()) }
+        };
+        let results = each(&lease, &client(), &ids(3), call).await;
+        assert_eq!(*calls.lock().unwrap(), 1, "the batch only");
+        assert_eq!(lease.held(), 2, "the batch's hold, and the refused one");
+        let why: Vec<String> = results
+            .iter()
+            .map(|(_, r)| r.clone().unwrap_err().to_string())
+            .collect();
+        assert_eq!(why, ["not asked of EC2: another agent leads"; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_call_is_cut_to_the_lease() {
+        let lease = Lease::new(1, Duration::from_millis(1500));
+        let policies = Mutex::new(Vec::new());
+        let call = |ec2: Ec2, _: Vec<String>| {
+            policies.lock().unwrap().push(ec2.policy().deadline);
+            async { Ok(()) }
+        };
+        each(&lease, &client(), &ids(2), call).await;
+        let deadlines = policies.lock().unwrap().clone();
+        assert_eq!(deadlines.len(), 1);
+        assert!(deadlines[0] <= Duration::from_millis(1500), "{deadlines:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_holds_the_fence_before_half_of_each_grant_has_passed() {
+        let lease = Lease::new(100, Duration::from_secs(2));
+        let start = Instant::now();
+        pause(&lease, start + Duration::from_secs(5)).await.unwrap();
+        assert_eq!(Instant::now(), start + Duration::from_secs(5));
+        // Held at 0, 1, 2, 3 and 4 s: never more than a second after a grant of two.
+        assert_eq!(lease.held(), 5);
+
+        let deposed = Lease::new(2, Duration::from_secs(2));
+        let err = pause(&deposed, Instant::now() + Duration::from_secs(60)).await;
+        assert_eq!(err.unwrap_err(), "another agent leads");
+        assert_eq!(deposed.held(), 3, "the wait ends at the first refusal");
+    }
 }

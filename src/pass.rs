@@ -120,10 +120,14 @@ impl Agent {
             std::path::absolute(&settings.state_dir).unwrap_or_else(|_| settings.state_dir.clone());
         // The deployment, as its instances are tagged: every agent of a shared state is
         // one deployment. And this agent, as the lease names it: its host and state
-        // directory, and an id kept there, since two machines may share both names.
+        // directory, an id kept there, since two machines may share both names, and its
+        // process, since two processes may share all three.
         let here = tags::legacy_owner(&hostname(), &state_dir);
         let me = match &settings.shared {
-            Some(_) => format!("{here}#{}", agent_id(&state_dir)),
+            Some(_) => crate::lease::holder(
+                &format!("{here}#{}", agent_id(&state_dir)),
+                std::process::id(),
+            ),
             None => here.clone(),
         };
         let aws = Arc::new(Aws::new(&settings.aws, policy));
@@ -568,9 +572,9 @@ impl Agent {
     }
 }
 
-/// This machine's name, for the owner tag.
-/// This agent's id, kept in its state directory so that a `--once` from cron keeps its
-/// lease from one run to the next; a fresh one each run when it cannot be kept.
+/// This agent's id, kept in its state directory so that a `--once` from cron takes its
+/// lease back from its previous run at once (the lease names the process too, see
+/// `lease::holder`); a fresh one each run when it cannot be kept.
 fn agent_id(state_dir: &std::path::Path) -> String {
     let path = state_dir.join("agent-id");
     if let Ok(id) = std::fs::read_to_string(&path)
@@ -583,6 +587,7 @@ fn agent_id(state_dir: &std::path::Path) -> String {
     id
 }
 
+/// This machine's name, for the owner tag.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())

@@ -68,6 +68,21 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// This policy, cut so that a call ends by `end`: its deadline (and so its attempts)
+    /// no later, and `None` when no time is left. A fenced call runs under its lease's
+    /// deadline this way, whatever the policy allows otherwise.
+    pub fn until(&self, end: Instant) -> Option<Policy> {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        Some(Policy {
+            deadline: self.deadline.min(left),
+            timeout: self.timeout.min(left),
+            ..*self
+        })
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the attempts run out. `what` names
     /// the call in logs.
     pub async fn run<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
@@ -82,6 +97,10 @@ impl Policy {
             let limit = self
                 .timeout
                 .min(end.saturating_duration_since(Instant::now()));
+            // Nothing is sent past the deadline: a request polled once may leave at once.
+            if limit.is_zero() {
+                return Err(E::timed_out(Duration::ZERO));
+            }
             let result = match tokio::time::timeout(limit, op()).await {
                 Ok(result) => result,
                 // Whole seconds: a limit cut short by the deadline is 29.53 s long.
@@ -122,5 +141,31 @@ impl Policy {
             .saturating_mul(1 << (attempt - 1).min(16))
             .min(self.max_wait);
         ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_cut_to_an_end_never_outlasts_it() {
+        let policy = Policy::default();
+        let cut = policy
+            .until(Instant::now() + Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(
+            (cut.deadline, cut.timeout),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
+        assert_eq!(cut.attempts, policy.attempts);
+        let far = policy
+            .until(Instant::now() + Duration::from_secs(600))
+            .unwrap();
+        assert_eq!(
+            (far.deadline, far.timeout),
+            (policy.deadline, policy.timeout)
+        );
+        assert!(policy.until(Instant::now()).is_none(), "no time left");
     }
 }

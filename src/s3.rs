@@ -44,6 +44,8 @@ pub enum Expect {
 pub enum Kind {
     /// 412: the object is not what the write expected; another agent wrote it.
     Changed,
+    /// 404 `NoSuchKey` to a write that expected the object (`If-Match`): it was deleted.
+    Missing,
     /// 409 `ConditionalRequestConflict`: two conditional writes raced; worth retrying.
     Conflict,
     /// Throttling (503 `SlowDown`), a 5xx, a dropped connection: worth retrying.
@@ -183,8 +185,32 @@ impl S3 {
     }
 
     /// Writes `bytes` to `key` if it is as `expect`ed; returns the new ETag. An object
-    /// that changed meanwhile is an error of kind [`Kind::Changed`].
+    /// that changed meanwhile is an error of kind [`Kind::Changed`]; one deleted meanwhile,
+    /// of kind [`Kind::Missing`]. A 412 is read back first: an attempt whose answer was
+    /// lost may have gone through, and its retry found the object as it left it. If it
+    /// holds exactly `bytes`, the write is taken as done.
     pub async fn put(&self, key: &str, bytes: &[u8], expect: &Expect) -> Result<String, Error> {
+        let err = match self.put_once(key, bytes, expect).await {
+            Err(e) if e.kind == Kind::Changed => e,
+            other => return other,
+        };
+        let now = self.get(key).await?;
+        match judge_412(expect, bytes, now.as_ref()) {
+            After412::Written(etag) => {
+                tracing::debug!("S3 PutObject of {key}: an earlier attempt had gone through");
+                Ok(etag)
+            }
+            After412::Deleted => Err(Error {
+                kind: Kind::Missing,
+                code: Some("NoSuchKey".into()),
+                message: "the object was deleted since it was read".into(),
+                ..err
+            }),
+            After412::Changed => Err(err),
+        }
+    }
+
+    async fn put_once(&self, key: &str, bytes: &[u8], expect: &Expect) -> Result<String, Error> {
         let call = || async {
             let request = self
                 .client
@@ -206,6 +232,26 @@ impl S3 {
     }
 }
 
+/// What a 412 to a conditional write means, from the object as read right after.
+#[derive(Debug, PartialEq, Eq)]
+enum After412 {
+    /// It holds exactly what was written, by an attempt whose answer was lost: done, with
+    /// this ETag.
+    Written(String),
+    /// It is gone, though the write expected it: deleted.
+    Deleted,
+    /// Another writer's bytes: a lost race.
+    Changed,
+}
+
+fn judge_412(expect: &Expect, written: &[u8], now: Option<&Object>) -> After412 {
+    match (now, expect) {
+        (Some(o), _) if o.bytes == written => After412::Written(o.version.etag.clone()),
+        (None, Expect::Etag(_)) => After412::Deleted,
+        _ => After412::Changed,
+    }
+}
+
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     key: &str,
@@ -224,6 +270,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 fn kind_of(f: &Failure) -> Kind {
     match (f.code.as_deref(), f.status) {
         (Some("PreconditionFailed"), _) | (_, Some(412)) => Kind::Changed,
+        (Some("NoSuchKey"), _) => Kind::Missing,
         (Some("ConditionalRequestConflict"), _) | (_, Some(409)) => Kind::Conflict,
         (Some("AccessDenied" | "AllAccessDisabled"), _) | (_, Some(403)) => Kind::Refused,
         (Some("SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout"), _) => {
@@ -257,6 +304,7 @@ mod tests {
             ("SlowDown", 503, Kind::Transient, true),
             ("InternalError", 500, Kind::Transient, true),
             ("NoSuchBucket", 404, Kind::Other, false),
+            ("NoSuchKey", 404, Kind::Missing, false),
         ] {
             let failure = Failure {
                 code: Some(code.into()),
@@ -283,5 +331,38 @@ mod tests {
         );
         let text = error(Kind::Changed, "PreconditionFailed").to_string();
         assert!(!text.contains("IAM"), "{text}");
+    }
+
+    #[test]
+    fn a_412_is_told_apart_by_what_the_object_holds_after() {
+        let object = |bytes: &[u8]| Object {
+            bytes: bytes.to_vec(),
+            version: Version {
+                etag: "\"e2\"".into(),
+                modified: Utc::now(),
+            },
+        };
+        let renew = Expect::Etag("\"e1\"".into());
+        let mine = object(b"{\"holder\":\"a\"}");
+        assert_eq!(
+            judge_412(&renew, &mine.bytes, Some(&mine)),
+            After412::Written("\"e2\"".into()),
+            "a retry after an answer lost: our own bytes"
+        );
+        let theirs = object(b"{\"holder\":\"b\"}");
+        assert_eq!(
+            judge_412(&renew, &mine.bytes, Some(&theirs)),
+            After412::Changed
+        );
+        assert_eq!(judge_412(&renew, &mine.bytes, None), After412::Deleted);
+        assert_eq!(
+            judge_412(&Expect::Absent, &mine.bytes, None),
+            After412::Changed,
+            "a create refused, then the object gone: a race all the same"
+        );
+        assert_eq!(
+            judge_412(&Expect::Absent, &mine.bytes, Some(&mine)),
+            After412::Written("\"e2\"".into())
+        );
     }
 }

@@ -4,19 +4,25 @@
 //! The backend is a choice made once from the settings, not a trait: the two differ in
 //! one place each (load, save, who leads), and the pass reads the same either way.
 //!
-//! The fencing of the shared state: right before any start or stop the leader renews its
-//! lease conditionally on the ETag it last wrote it with ([`Store::fence`]), so an agent
-//! that lost the lease stops before the call; and every write of the state is conditional
-//! on the ETag read (or on there being none), so a deposed agent never overwrites what the
-//! leader recorded, and after a 412 the state is read afresh.
+//! The fencing of the shared state: right before a batch of starts or stops the leader
+//! renews its lease conditionally on the ETag it last wrote it with ([`Store::fence`]), so
+//! an agent that lost the lease stops before the call; each EC2 mutation then runs only
+//! with time left under the lease, renewing it when too little is, and is cut to end
+//! before it (the `Fence` of `launch`); and every write of the state is conditional on the
+//! ETag read (or on there being none), so a deposed agent never overwrites what the leader
+//! recorded, and after a lost race the state is read afresh. A state object deleted under
+//! the leader is written again from the state it holds; a 412 to a write of our own that
+//! had gone through is no race (see `s3`).
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::aws::Aws;
 use crate::config::{Settings, Shared};
+use crate::launch::Fence;
 use crate::lease::{self, Holder, Standing};
 use crate::s3::{self, Expect, S3};
 use crate::state::{self, Dir, State};
@@ -112,11 +118,40 @@ impl Store {
         }
     }
 
+    /// When an EC2 call made now must have ended under the lease, if enough of it is left
+    /// for one; `None` for a local state, which has no deadline.
+    fn call_end(&self, shared: &SharedState) -> Option<Instant> {
+        shared.clients.get()?.1.call_end()
+    }
+
     /// The lease as it is now; `None` for a local state or no lease yet.
     pub async fn leader(&self) -> anyhow::Result<Option<lease::Seen>> {
         match &self.shared {
             None => Ok(None),
             Some(shared) => Ok(shared.clients().await.1.read().await?),
+        }
+    }
+}
+
+/// Each EC2 mutation of a leader is fenced by its lease's deadline: made only with half
+/// the TTL, and at least [`lease::CALL_MIN`], left (renewing the lease first otherwise,
+/// conditionally as in [`Store::fence`]), and cut to end [`lease::CALL_MARGIN`] before the
+/// lease does.
+impl Fence for Store {
+    async fn hold(&self) -> anyhow::Result<Option<Instant>> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        if let Some(end) = self.call_end(shared) {
+            return Ok(Some(end));
+        }
+        self.fence().await?;
+        match self.call_end(shared) {
+            Some(end) => Ok(Some(end)),
+            None => anyhow::bail!(
+                "renewing the lease took too long to leave an EC2 call its time; this pass \
+                 stops before acting"
+            ),
         }
     }
 }
@@ -275,6 +310,9 @@ impl SharedState {
                 });
                 Ok(())
             }
+            // Deleted under this leader (by hand, a lifecycle rule): written again, from the
+            // state it holds, if it still leads.
+            Err(e) if e.kind == s3::Kind::Missing => self.recreate(state, e).await,
             Err(e) if e.kind == s3::Kind::Changed => {
                 self.forget();
                 lease.forget();
@@ -287,6 +325,42 @@ impl SharedState {
                 })
             }
             Err(e) => Err(e).with_context(|| format!("cannot write the {}", self.place())),
+        }
+    }
+}
+
+impl SharedState {
+    /// Writes `state` again after its object was found deleted (`deleted`), with
+    /// `If-None-Match: *`, once the lease is renewed: a deposed agent writes nothing, and
+    /// an agent that created it first wins.
+    async fn recreate(&self, state: &State, deleted: s3::Error) -> anyhow::Result<()> {
+        tracing::warn!("the {} was deleted; writing it again", self.place());
+        self.forget();
+        let standing = self.clients().await.1.hold().await?;
+        if !matches!(standing, Standing::Leads { fresh: false, .. }) {
+            return Err(deleted).with_context(|| {
+                format!(
+                    "cannot write the {} again: this agent lost the lease; nothing was written",
+                    self.place()
+                )
+            });
+        }
+        let (s3, lease) = self.clients().await;
+        match s3
+            .put(&self.key(), &state::to_bytes(state), &Expect::Absent)
+            .await
+        {
+            Ok(etag) => {
+                *self.cache.lock().expect("cache poisoned") = Some(Cached {
+                    etag: Some(etag),
+                    state: state.clone(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                lease.forget();
+                Err(e).with_context(|| format!("cannot write the {} again", self.place()))
+            }
         }
     }
 }

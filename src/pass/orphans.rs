@@ -102,7 +102,8 @@ impl Agent {
                 }
                 fenced = true;
             }
-            if let Some((_, e)) = launch::stop(ec2, std::slice::from_ref(&i.id)).await.first() {
+            let one = std::slice::from_ref(&i.id);
+            if let Some((_, e)) = launch::stop(ec2, &self.store, one).await.first() {
                 tracing::error!("cannot stop orphaned {}: {e}", i.id);
                 out.errors
                     .push(format!("cannot stop orphaned {}: {e}", i.id));
@@ -110,7 +111,7 @@ impl Agent {
             }
             tracing::info!("stopped orphaned {}: top-level max_runtime reached", i.id);
             out.messages.push(report::orphan_stopped(&i, runtime, max));
-            super::turn::close_starts(ec2, &"orphans", std::slice::from_ref(&i.id)).await;
+            super::turn::close_starts(ec2, &self.store, &"orphans", one).await;
         }
         out
     }

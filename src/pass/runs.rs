@@ -92,7 +92,7 @@ impl<'a> Reconciler<'a> {
         }
         let commit = entry.runs[newest].commit.clone();
         if !calls.supersede.is_empty() {
-            for (id, e) in launch::stop(ec2, &calls.supersede).await {
+            for (id, e) in launch::stop(ec2, self.store, &calls.supersede).await {
                 calls.supersede.retain(|s| *s != id);
                 let why = format!("cannot stop it to supersede its older run: {e}");
                 entry.runs[newest]
@@ -112,7 +112,8 @@ impl<'a> Reconciler<'a> {
 
         let stamp = tags::stamp(watch, &commit, &self.owners.current, ec2.now());
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let outcomes = launch::start(ec2, &calls.ready, &calls.stopping, &stamp, self.launch).await;
+        let (ready, stopping) = (&calls.ready, &calls.stopping);
+        let outcomes = launch::start(ec2, self.store, ready, stopping, &stamp, self.launch).await;
         for (id, outcome) in outcomes {
             let part = match outcome {
                 Outcome::Started => Part::Accepted { at: now },
@@ -191,7 +192,8 @@ impl<'a> Reconciler<'a> {
             }
         }
         let confirms = std::mem::take(&mut calls.confirm);
-        self.failed |= confirm(self.ec2, self.watch, entry, members, confirms).await;
+        let (ec2, store) = (self.ec2, self.store);
+        self.failed |= confirm(ec2, store, self.watch, entry, members, confirms).await;
         Some((newest, calls))
     }
 }
@@ -201,6 +203,7 @@ impl<'a> Reconciler<'a> {
 /// for the next pass. Returns whether one could not.
 async fn confirm(
     ec2: &Ec2,
+    store: &Store,
     watch: &Watch,
     entry: &mut WatchState,
     members: &mut Members,
@@ -210,7 +213,7 @@ async fn confirm(
     for (at, parts) in confirm {
         let ids: Vec<String> = parts.iter().map(|(_, id)| id.clone()).collect();
         let time = crate::rfc3339(at);
-        if let Err(e) = ec2.tag(&ids, &[(tags::STARTED_AT, &time)]).await {
+        if let Err(e) = launch::tag(ec2, store, &ids, &[(tags::STARTED_AT, &time)]).await {
             tracing::warn!("{watch}: cannot tag {}: {e}", ids.join(", "));
             failed = true;
             for (r, id) in parts {

@@ -268,7 +268,7 @@ impl Agent {
         if ids.is_empty() {
             return Vec::new();
         }
-        let refused = launch::stop(ec2, &ids).await;
+        let refused = launch::stop(ec2, &self.store, &ids).await;
         let mut errors = Vec::new();
         let mut stopped = Vec::new();
         entry.duties.retain(|d| {
@@ -312,7 +312,7 @@ impl Agent {
         {
             i.state = InstanceState::Stopping;
         }
-        close_starts(ec2, watch, &stopped).await;
+        close_starts(ec2, &self.store, watch, &stopped).await;
         errors
     }
 }
@@ -320,9 +320,15 @@ impl Agent {
 /// Marks pushwake's starts of `stopped` as over (`stopped-at`, EC2's clock): their tags
 /// stay EC2's record of what they ran, and a start by hand from now on is never taken for
 /// one of pushwake's. A failure is only logged: it leaves a few minutes' doubt at most.
-pub(super) async fn close_starts(ec2: &Ec2, watch: &dyn std::fmt::Display, stopped: &[String]) {
+/// Fenced like any mutation: a deposed leader never marks a new leader's start as over.
+pub(super) async fn close_starts(
+    ec2: &Ec2,
+    fence: &impl launch::Fence,
+    watch: &dyn std::fmt::Display,
+    stopped: &[String],
+) {
     let at = crate::rfc3339(ec2.now());
-    if let Err(e) = ec2.tag(stopped, &[(tags::STOPPED_AT, &at)]).await {
+    if let Err(e) = launch::tag(ec2, fence, stopped, &[(tags::STOPPED_AT, &at)]).await {
         tracing::warn!(
             "{watch}: cannot tag {} with {}: {e}",
             stopped.join(", "),

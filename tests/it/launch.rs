@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pushwake::ec2::{Ec2, InstanceState};
-use pushwake::launch::{self, Outcome};
+use pushwake::launch::{self, Outcome, Unfenced};
 use pushwake::retry::Policy;
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -103,7 +103,7 @@ async fn a_stopping_instance_is_waited_for_then_started() {
     answer(&server, "StartInstances", xml(start_xml(&[A])), None).await;
 
     let ec2 = client(&server).await;
-    let outcomes = launch::start(&ec2, &ids(&[B]), &ids(&[A]), STAMP, quick()).await;
+    let outcomes = launch::start(&ec2, &Unfenced, &ids(&[B]), &ids(&[A]), STAMP, quick()).await;
 
     assert_eq!(
         outcomes,
@@ -136,7 +136,15 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
         stopping_poll: Duration::from_millis(20),
     };
 
-    let outcomes = launch::start(&client(&server).await, &[], &ids(&[A]), STAMP, opts).await;
+    let outcomes = launch::start(
+        &client(&server).await,
+        &Unfenced,
+        &[],
+        &ids(&[A]),
+        STAMP,
+        opts,
+    )
+    .await;
 
     assert!(matches!(&outcomes[0].1, Outcome::Failed(why) if why.contains("still stopping")));
     assert!(
@@ -166,7 +174,15 @@ async fn refusing(action: &str, bad: &str, code: &str) -> MockServer {
 
 /// Starts A and B, both stopped, through `server`.
 async fn start_both(server: &MockServer) -> Vec<(String, Outcome)> {
-    launch::start(&client(server).await, &ids(&[A, B]), &[], STAMP, quick()).await
+    launch::start(
+        &client(server).await,
+        &Unfenced,
+        &ids(&[A, B]),
+        &[],
+        STAMP,
+        quick(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -264,4 +280,24 @@ async fn throttling_is_retried_with_backoff() {
 
     assert_eq!(described[0].state, InstanceState::Running);
     assert_eq!(actions(&server).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_start_of_1001_instances_is_split_at_ec2s_1000_ids_per_call() {
+    let ids: Vec<String> = (0..1001).map(|i| format!("i-{i:017x}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // The fake refuses a call naming more than 1,000 ids, as EC2 does.
+    let f = crate::util::Fake::with(&refs, "").await;
+    f.first_run_start();
+
+    f.once(0);
+
+    let calls = f.actions().await;
+    let count = |a: &str| calls.iter().filter(|c| *c == a).count();
+    assert_eq!(
+        (count("CreateTags"), count("StartInstances")),
+        (2, 2),
+        "1,000 and 1 each, no one-by-one"
+    );
+    assert_eq!(count("DescribeInstances"), 6, "200 filter values each");
 }

@@ -398,3 +398,162 @@ async fn a_leader_that_loses_the_lease_during_a_pass_stops_before_its_start() {
     assert_contains(&err, "this agent lost the lease during the pass");
     assert_eq!(team.starts(), [0], "no start without the lease");
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_leader_held_past_its_lease_while_waiting_for_a_machine_to_stop_acts_no_more() {
+    let team = Team::new(1, 2).await;
+    let mut agents = vec![team.daemon(0), team.daemon(1)];
+    team.baseline().await;
+    let leader = team.leader().await.unwrap();
+    let other = 1 - leader;
+    team.push(2).await;
+    team.started_for(2, 1).await;
+
+    // The run finishes; EC2 takes its time to stop the machine; a push comes meanwhile.
+    let id = &team.ids[0];
+    team.proxy.keep_stopping(id);
+    team.finish().await;
+    team.push(3).await;
+    until(Duration::from_secs(15), "the leader to wait", || async {
+        team.log(leader).contains("to finish stopping")
+    })
+    .await;
+    // Held right after its fence, while it waits: the other agent takes over, and waits too.
+    signal(&agents[leader], "STOP");
+    until(Duration::from_secs(15), "a takeover", || async {
+        team.leader().await == Some(other)
+    })
+    .await;
+    until(
+        Duration::from_secs(15),
+        "the new leader to wait",
+        || async { team.log(other).contains("to finish stopping") },
+    )
+    .await;
+    let before = team.proxy.mutations_by(&key(leader)).await;
+    // The held leader would find the machine stopped, and start it, if it still acted.
+    team.proxy.let_stop_for(id, &key(leader));
+    let woken = team.log(leader).len();
+    signal(&agents[leader], "CONT");
+    until(
+        Duration::from_secs(15),
+        "the woken agent to act or stand by",
+        || async {
+            team.log(leader)[woken..].contains("standing by")
+                || team.proxy.mutations_by(&key(leader)).await > before
+        },
+    )
+    .await;
+    let after = team.proxy.mutations_by(&key(leader)).await;
+    team.proxy.let_stop(id);
+    team.started_for(3, 2).await;
+
+    stop_all(&mut agents);
+    assert_eq!(after, before, "no EC2 mutation from the deposed leader");
+    assert_eq!(team.starts(), [2], "once for commit 2, once for commit 3");
+    assert_eq!(team.leader().await, Some(other));
+    assert_contains(&team.log(leader)[woken..], "not started");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn two_processes_with_one_config_on_one_machine_do_not_fight_over_the_lease() {
+    let team = Team::new(1, 1).await;
+    let setup = &team.agents[0];
+    let spawn = |n: usize| {
+        let log = std::fs::File::create(setup.dir.path().join(format!("log-{n}"))).unwrap();
+        setup
+            .command(&[])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let log = |n: usize| {
+        std::fs::read_to_string(setup.dir.path().join(format!("log-{n}"))).unwrap_or_default()
+    };
+    // The service and the timer's run, say: one state directory, one agent id.
+    let mut both = vec![spawn(0), spawn(1)];
+    team.baseline().await;
+    until(Duration::from_secs(10), "one to stand by", || async {
+        log(0).contains("standing by") || log(1).contains("standing by")
+    })
+    .await;
+
+    let before = team.s3_requests(0).await;
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+    let requests = team.s3_requests(0).await - before;
+
+    stop_all(&mut both);
+    let (a, b) = (log(0), log(1));
+    eprintln!("S3 requests of both in {window:?}: {requests}\n--- 0:\n{a}\n--- 1:\n{b}");
+    // A pass every 450 to 550 ms each, one request a pass: at most 2 × 12.
+    assert!(requests <= 24, "{requests} S3 requests in {window:?}");
+    for text in [&a, &b] {
+        assert!(
+            !text.contains("the lease was taken by another agent"),
+            "{text}"
+        );
+    }
+    let leads = [&a, &b]
+        .iter()
+        .filter(|t| t.contains("standing by"))
+        .count();
+    assert_eq!(leads, 1, "one leads, one stands by");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_once_from_cron_takes_its_previous_runs_lease_back_at_once() {
+    let team = Team::new(1, 1).await;
+    let agent = &team.agents[0];
+    agent.once(0);
+    team.push(2).await;
+
+    let out = agent.once(0);
+
+    assert_contains(&stderr(&out), "an earlier run of this agent");
+    assert_eq!(team.starts(), [1], "no wait for the lease to lapse");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_state_object_deleted_under_the_leader_is_written_again_from_what_it_holds() {
+    let team = Team::new(1, 1).await;
+    let agent = team.agent(0).await;
+    agent.pass().await.unwrap();
+    util::delete_object(&team.bucket, "team-a/state.json").await;
+    team.push(2).await;
+
+    agent.pass().await.unwrap();
+
+    assert_eq!(team.starts(), [1]);
+    let state = util::object(&team.bucket, "team-a/state.json").await;
+    assert!(state.is_some_and(|s| s.contains(&sha(2))), "written again");
+    agent.pass().await.unwrap();
+    assert_eq!(team.starts(), [1], "and read as it was written");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_write_whose_answer_was_lost_is_not_taken_for_a_lost_race() {
+    let team = Team::new(1, 1).await;
+    let agent = team.agent(0).await;
+    agent.pass().await.unwrap();
+    team.push(2).await;
+    // The run's first save: S3 writes it, and the answer is lost; the retry finds it so.
+    team.proxy.swallow_put("state.json", 0);
+    agent.pass().await.unwrap();
+    assert_eq!(team.starts(), [1]);
+
+    // The fence's renewal of the lease, the second PUT of the pass, the same.
+    team.ec2.stop(&team.ids).await;
+    team.push(3).await;
+    team.proxy.swallow_put("lease.json", 1);
+    agent.pass().await.unwrap();
+
+    assert_eq!(team.starts(), [2]);
+    assert_eq!(team.commits().await, [sha(3)]);
+}

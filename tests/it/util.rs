@@ -994,7 +994,10 @@ impl wiremock::Respond for Ec2Fake {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         const NS: &str = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
         let body = String::from_utf8_lossy(&request.body).into_owned();
-        if let Some(refused) = filter_limit(&body).or_else(|| tag_key_refused(&body)) {
+        if let Some(refused) = filter_limit(&body)
+            .or_else(|| tag_key_refused(&body))
+            .or_else(|| id_limit(&body))
+        {
             return refused;
         }
         let action = body
@@ -1119,6 +1122,7 @@ pub struct MotoProxy {
     faults: std::sync::Arc<Mutex<Faults>>,
     /// While S3 is down: the status and code it answers.
     outage: std::sync::Arc<Mutex<Option<(u16, String)>>>,
+    swallow: std::sync::Arc<Mutex<Option<(String, usize)>>>,
 }
 
 #[derive(Default)]
@@ -1136,6 +1140,9 @@ struct Faults {
     launched: HashMap<String, chrono::DateTime<chrono::Utc>>,
     /// Actions whose next answer is held back this long, after moto carried them out.
     delay_next: HashMap<String, Duration>,
+    /// Instances described as `stopping` whatever moto says, except to the access keys
+    /// listed with them.
+    stopping: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl MotoProxy {
@@ -1143,6 +1150,7 @@ impl MotoProxy {
         let server = MockServer::start().await;
         let faults = std::sync::Arc::new(Mutex::new(Faults::default()));
         let outage = std::sync::Arc::new(Mutex::new(None));
+        let swallow = std::sync::Arc::new(Mutex::new(None));
         Mock::given(wiremock::matchers::any())
             .respond_with(Forward {
                 moto: moto.trim_start_matches("http://").to_owned(),
@@ -1150,6 +1158,7 @@ impl MotoProxy {
                 rest: ForwardRest {
                     moto: moto.trim_start_matches("http://").to_owned(),
                     outage: outage.clone(),
+                    swallow: swallow.clone(),
                 },
             })
             .with_priority(u8::MAX)
@@ -1159,6 +1168,7 @@ impl MotoProxy {
             server,
             faults,
             outage,
+            swallow,
         }
     }
 
@@ -1283,7 +1293,10 @@ impl wiremock::Respond for Forward {
             return self.rest.respond(request);
         }
         let body = String::from_utf8_lossy(&request.body).into_owned();
-        if let Some(refused) = filter_limit(&body).or_else(|| tag_key_refused(&body)) {
+        if let Some(refused) = filter_limit(&body)
+            .or_else(|| tag_key_refused(&body))
+            .or_else(|| id_limit(&body))
+        {
             return refused;
         }
         let mut faults = self.faults.lock().unwrap();
@@ -1356,6 +1369,12 @@ impl wiremock::Respond for Forward {
             for (id, at) in &faults.launched {
                 answer = with_launch_time(&answer, id, *at + faults.skew);
             }
+            let key = access_key(request);
+            for (id, except) in &faults.stopping {
+                if !key.as_ref().is_some_and(|k| except.contains(k)) {
+                    answer = with_stopping(&answer, id);
+                }
+            }
         }
         let date = (chrono::Utc::now() + faults.skew)
             .to_rfc2822()
@@ -1407,6 +1426,9 @@ fn with_launch_time(xml: &str, id: &str, at: chrono::DateTime<chrono::Utc>) -> S
 struct ForwardRest {
     moto: String,
     outage: std::sync::Arc<Mutex<Option<(u16, String)>>>,
+    /// PUTs whose key holds this text: how many to let through before one whose answer is
+    /// swallowed.
+    swallow: std::sync::Arc<Mutex<Option<(String, usize)>>>,
 }
 
 impl wiremock::Respond for ForwardRest {
@@ -1454,6 +1476,24 @@ impl wiremock::Respond for ForwardRest {
             .and_then(|l| l.split(' ').nth(1))
             .and_then(|s| s.parse::<u16>().ok())
             .expect("a status");
+        if request.method.as_str() == "PUT" && status == 200 {
+            let mut swallow = self.swallow.lock().unwrap();
+            if let Some((key, skip)) = swallow.as_mut()
+                && request.url.path().contains(key.as_str())
+            {
+                if *skip == 0 {
+                    *swallow = None;
+                    // Written, but the answer lost: S3 said 500 instead.
+                    return ResponseTemplate::new(500).set_body_raw(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError\
+                         </Code><Message>We encountered an internal error. Please try again.\
+                         </Message><RequestId>r</RequestId></Error>",
+                        "application/xml",
+                    );
+                }
+                *skip -= 1;
+            }
+        }
         let mut answer = ResponseTemplate::new(status);
         let mut kind = "application/octet-stream".to_owned();
         for line in lines {
@@ -2065,6 +2105,7 @@ impl MotoProxy {
                 rest: ForwardRest {
                     moto: moto_url().trim_start_matches("http://").to_owned(),
                     outage: self.outage.clone(),
+                    swallow: self.swallow.clone(),
                 },
             })
             .with_priority(1)
@@ -2091,4 +2132,114 @@ impl wiremock::Respond for RefuseNthPut {
                     <Message>Access Denied</Message><RequestId>r</RequestId></Error>";
         ResponseTemplate::new(403).set_body_raw(body, "application/xml")
     }
+}
+
+/// EC2's answer to a mutating call naming more than 1,000 instance or resource ids (its
+/// API reference allows up to 1,000 in `CreateTags`, `DeleteTags`, `TerminateInstances`;
+/// the fakes hold `StartInstances` and `StopInstances` to the same); `None` within it.
+fn id_limit(body: &str) -> Option<ResponseTemplate> {
+    let ids = body
+        .split('&')
+        .filter(|kv| kv.starts_with("InstanceId.") || kv.starts_with("ResourceId."))
+        .count();
+    (ids > 1000).then(|| {
+        ResponseTemplate::new(400).set_body_string(format!(
+            "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>The request \
+             names {ids} ids; up to 1000 are allowed.</Message></Error></Errors>\
+             <RequestID>r</RequestID></Response>"
+        ))
+    })
+}
+
+/// The access key a request to the proxy was signed with.
+fn access_key(request: &Request) -> Option<String> {
+    let auth = request.headers.get("authorization")?.to_str().ok()?;
+    let rest = &auth[auth.find("Credential=")? + "Credential=".len()..];
+    Some(rest.split('/').next()?.to_owned())
+}
+
+/// The describe answer with `id` shown `stopping`. moto writes an instance's state after
+/// its id.
+fn with_stopping(xml: &str, id: &str) -> String {
+    let Some(item) = xml.find(&format!("<instanceId>{id}</instanceId>")) else {
+        return xml.to_owned();
+    };
+    let Some(start) = xml[item..].find("<instanceState>").map(|s| item + s) else {
+        return xml.to_owned();
+    };
+    let end =
+        start + xml[start..].find("</instanceState>").expect("closed") + "</instanceState>".len();
+    format!(
+        "{}<instanceState><code>64</code><name>stopping</name></instanceState>{}",
+        &xml[..start],
+        &xml[end..]
+    )
+}
+
+impl MotoProxy {
+    /// Shows `id` as `stopping` in every describe, whatever moto says, until
+    /// [`MotoProxy::let_stop`]: EC2 takes a while to stop a machine, moto none.
+    pub fn keep_stopping(&self, id: &str) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.stopping.insert(id.to_owned(), Default::default());
+    }
+
+    /// Shows `id` as moto has it to the agent signing with access key `key` only.
+    pub fn let_stop_for(&self, id: &str, key: &str) {
+        let mut faults = self.faults.lock().unwrap();
+        if let Some(except) = faults.stopping.get_mut(id) {
+            except.insert(key.to_owned());
+        }
+    }
+
+    /// Shows `id` as moto has it again, to everyone.
+    pub fn let_stop(&self, id: &str) {
+        self.faults.lock().unwrap().stopping.remove(id);
+    }
+
+    /// Calls of `action` signed with the access key `key`.
+    pub async fn calls_by(&self, key: &str, action: &str) -> usize {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        let needle = format!("Action={action}&");
+        requests
+            .iter()
+            .filter(|r| access_key(r).as_deref() == Some(key))
+            .filter(|r| {
+                let body = String::from_utf8_lossy(&r.body);
+                format!("{body}&").contains(&needle) && !body.contains("DryRun=true")
+            })
+            .count()
+    }
+
+    /// The EC2 mutations (tags, starts, stops) signed with the access key `key`.
+    pub async fn mutations_by(&self, key: &str) -> usize {
+        let mut n = 0;
+        for action in [
+            "CreateTags",
+            "DeleteTags",
+            "StartInstances",
+            "StopInstances",
+        ] {
+            n += self.calls_by(key, action).await;
+        }
+        n
+    }
+
+    /// Lets `skip` PUTs to an S3 key holding `key` through, then forwards the next one to
+    /// moto and answers it 500, as when S3 wrote the object and the answer was lost.
+    pub fn swallow_put(&self, key: &str, skip: usize) {
+        *self.swallow.lock().unwrap() = Some((key.to_owned(), skip));
+    }
+}
+
+/// Deletes `key` from `bucket` on moto.
+pub async fn delete_object(bucket: &str, key: &str) {
+    s3(&moto_url())
+        .await
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("delete object");
 }
