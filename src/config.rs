@@ -23,7 +23,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use secret::SecretSource;
-pub use shared::{Shared, StateUrl};
+pub use shared::{MIN_LEASE_TTL, Shared, StateUrl};
 
 /// How many tags pushwake keeps on an instance beside the result tags (`tags::stamp`
 /// writes them, and a unit test there holds the two together). With EC2's 50 tags per

@@ -451,6 +451,11 @@ mod tests {
     #[test]
     fn the_shortest_lease_covers_a_renewal_and_one_call() {
         assert_eq!(MIN_TTL, Duration::from_secs(2));
+        assert_eq!(
+            MIN_TTL,
+            crate::config::MIN_LEASE_TTL,
+            "the config refuses less"
+        );
         assert!(MIN_TTL >= RENEWAL + CALL_MIN + CALL_MARGIN);
         assert_eq!(holder("h:/d#42", 7), "h:/d#42/7");
         assert!(alive(std::process::id()));

@@ -98,8 +98,18 @@ pub(super) fn shared(
     };
     let lease_ttl = match &ttl {
         Some(s) => parse_duration(cx, s, "lease_ttl")?,
-        None => interval * TTL_INTERVALS,
+        None => (interval * TTL_INTERVALS).max(MIN_LEASE_TTL),
     };
+    if let Some(s) = &ttl
+        && lease_ttl < MIN_LEASE_TTL
+    {
+        return cx.invalid(
+            s.span(),
+            "lease_ttl",
+            "must be at least 2s: a leader renews its lease, then needs a second for an EC2 call \
+             before the lease ends",
+        );
+    }
     // A pass waits up to 1.1 intervals (the jitter) and takes a while itself.
     if let Some(s) = &ttl
         && lease_ttl < interval * 2
@@ -115,6 +125,10 @@ pub(super) fn shared(
         lease_ttl,
     })
 }
+
+/// The shortest lease a leader can act under: one renewal, then the shortest EC2 call it
+/// makes (`lease::MIN_TTL` is held to it by a unit test there).
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

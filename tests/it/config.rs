@@ -384,10 +384,18 @@ fn results_options_are_checked() {
 #[test]
 fn shared_state_and_app_keys_are_checked() {
     let app = |keys: &str| config("", keys, "");
-    let cases: [(String, &[&str]); 6] = [
+    let cases: [(String, &[&str]); 7] = [
         (
             config("state_url = \"https://bucket/x\"\n", "", ""),
             &["line 1", "state_url", "not an s3:// URL"],
+        ),
+        (
+            config(
+                "interval = \"100ms\"\nstate_url = \"s3://ml-team/x\"\nlease_ttl = \"1s\"\n",
+                "",
+                "",
+            ),
+            &["line 3", "lease_ttl", "must be at least 2s"],
         ),
         (
             config(
