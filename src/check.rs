@@ -15,7 +15,6 @@ use crate::retry;
 use crate::s3::{self, Expect, S3};
 use crate::slack::Slack;
 use crate::store::Store;
-use crate::tags::STARTED_AT;
 
 /// One line of the checklist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,12 +266,10 @@ async fn ec2(settings: &Settings, target: &Target, aws: &Aws, items: &mut Vec<It
         if existing.is_empty() && action != Action::DescribeInstances {
             continue;
         }
-        items.push(
-            match client.permitted(action, &existing, STARTED_AT).await {
-                Ok(()) => Item::ok(format!("ec2:{} allowed{at}", action.name())),
-                Err(e) => Item::fail(e.to_string()),
-            },
-        );
+        items.push(match client.permitted(action, &existing).await {
+            Ok(()) => Item::ok(format!("ec2:{} allowed{at}", action.name())),
+            Err(e) => Item::fail(e.to_string()),
+        });
     }
     cloudwatch(&watches, &clients, items).await;
 }

@@ -553,18 +553,6 @@ impl Ec2 {
         Ok(())
     }
 
-    /// Removes the tags with these keys from the instances, in one call (per [`MAX_IDS`]).
-    pub async fn untag(&self, ids: &[String], keys: &[String]) -> Result<(), Error> {
-        if ids.is_empty() || keys.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.delete_tags(chunk, keys, false).await?;
-        }
-        Ok(())
-    }
-
     /// Stops the instances, in one call (per [`MAX_IDS`]).
     pub async fn stop(&self, ids: &[String]) -> Result<(), Error> {
         if ids.is_empty() {
@@ -614,19 +602,6 @@ impl Ec2 {
         )
     }
 
-    async fn delete_tags(&self, ids: &[String], keys: &[String], dry: bool) -> Result<(), Error> {
-        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        mutation!(
-            self,
-            "DeleteTags",
-            dry,
-            self.client
-                .delete_tags()
-                .set_resources(Some(ids.to_vec()))
-                .set_tags(Some(tags.clone()))
-        )
-    }
-
     async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
         mutation!(
             self,
@@ -657,16 +632,14 @@ pub enum Action {
     StartInstances,
     StopInstances,
     CreateTags,
-    DeleteTags,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 4] = [
         Action::DescribeInstances,
         Action::StartInstances,
         Action::CreateTags,
         Action::StopInstances,
-        Action::DeleteTags,
     ];
 
     pub fn name(self) -> &'static str {
@@ -675,7 +648,6 @@ impl Action {
             Action::StartInstances => "StartInstances",
             Action::StopInstances => "StopInstances",
             Action::CreateTags => "CreateTags",
-            Action::DeleteTags => "DeleteTags",
         }
     }
 }
@@ -683,13 +655,7 @@ impl Action {
 impl Ec2 {
     /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
     /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
-    /// `tag_key` is the tag `DeleteTags` is asked about (a policy may allow some keys only).
-    pub async fn permitted(
-        &self,
-        action: Action,
-        ids: &[String],
-        tag_key: &str,
-    ) -> Result<(), Error> {
+    pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
         let result = match action {
             Action::DescribeInstances => self
                 .call(action.name(), || {
@@ -702,10 +668,6 @@ impl Ec2 {
             Action::CreateTags => {
                 self.create_tags(ids, &[("pushwake:check", "dry-run")], true)
                     .await
-            }
-            Action::DeleteTags => {
-                let keys = [tag_key.to_owned()];
-                self.delete_tags(ids, &keys, true).await
             }
         };
         match result {

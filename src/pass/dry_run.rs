@@ -101,10 +101,7 @@ impl Agent {
         // EC2's DryRun flag says whether the real thing would be allowed.
         if !to_start.is_empty() {
             for action in [Action::CreateTags, Action::StartInstances] {
-                if let Err(e) = ec2
-                    .permitted(action, &to_start, crate::tags::STARTED_AT)
-                    .await
-                {
+                if let Err(e) = ec2.permitted(action, &to_start).await {
                     println!("  but: {e}");
                 }
             }

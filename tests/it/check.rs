@@ -49,7 +49,6 @@ async fn all_well_is_all_ticks() {
             "ec2:StartInstances allowed",
             "ec2:CreateTags allowed",
             "ec2:StopInstances allowed",
-            "ec2:DeleteTags allowed",
             "Slack: bot token accepted (pushwake in ML Team)",
             "Slack: the token may post (chat:write)",
             "Slack: #training exists and the bot is in it",
