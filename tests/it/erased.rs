@@ -15,12 +15,8 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let script = format!("hostname {host} && exec \"$@\"");
     for n in 1..=limit {
-        let _ = w
-            .setup
-            .command_in(&["--uts"], &script, &["--once"])
-            .output();
+        let _ = w.setup.command_as(host, &["--once"]).output();
         if done().await {
             return n;
         }

@@ -855,15 +855,7 @@ endpoint_url = "{ec2_url}"
 
     /// Runs `--once` and asserts its exit status.
     pub fn once(&self, code: i32) -> Output {
-        let out = self.run(&["--once"]);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "stdout:\n{}\nstderr:\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        out
+        exited(self.run(&["--once"]), code)
     }
 
     /// `status --json`, parsed.
@@ -872,6 +864,18 @@ endpoint_url = "{ec2_url}"
         assert!(out.status.success(), "status failed: {}", stderr(&out));
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
+}
+
+/// `out`, once its exit status is asserted to be `code`.
+pub fn exited(out: Output, code: i32) -> Output {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -1972,21 +1976,15 @@ impl Setup {
         cmd
     }
 
+    /// The binary with `args` on a machine named `host`.
+    pub fn command_as(&self, host: &str, args: &[&str]) -> Command {
+        self.command_in(&["--uts"], &format!("hostname {host} && exec \"$@\""), args)
+    }
+
     /// `--once` on a machine named `host`, with the exit status asserted.
     pub fn once_as(&self, host: &str, code: i32) -> Output {
-        let script = format!("hostname {host} && exec \"$@\"");
-        let out = self
-            .command_in(&["--uts"], &script, &["--once"])
-            .output()
-            .expect("run pushwake under unshare");
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "stdout:\n{}\nstderr:\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        out
+        let out = self.command_as(host, &["--once"]).output();
+        exited(out.expect("run pushwake under unshare"), code)
     }
 }
 
