@@ -7,6 +7,7 @@
 //! missing id, a tag limit), the batch is retried one instance at a time, so one bad
 //! instance never holds up the others. What to start is decided by [`crate::plan`].
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -89,9 +90,23 @@ pub async fn start(
     stamp: &[(&str, &str)],
     opts: Options,
 ) -> Vec<(String, Outcome)> {
-    let mut outcomes = tag_and_start(ec2, ready, stamp).await;
+    start_repeats(ec2, ready, stopping, stamp, &BTreeMap::new(), opts).await
+}
+
+/// [`start`], each instance also tagged with its repeat from `repeats` (one `CreateTags`
+/// per instance, after the stamp, before the start).
+pub async fn start_repeats(
+    ec2: &Ec2,
+    ready: &[String],
+    stopping: &[String],
+    stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
+    opts: Options,
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = tag_and_start(ec2, ready, stamp, repeats).await;
     if !stopping.is_empty() {
-        outcomes.extend(wait_and_start(ec2, stopping.to_vec(), stamp, opts).await);
+        let waiting = stopping.to_vec();
+        outcomes.extend(wait_and_start(ec2, waiting, stamp, repeats, opts).await);
     }
     outcomes
 }
@@ -110,6 +125,7 @@ async fn wait_and_start(
     ec2: &Ec2,
     mut waiting: Vec<String>,
     stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
     opts: Options,
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
@@ -140,7 +156,7 @@ async fn wait_and_start(
                     outcomes.push((id.clone(), outcome));
                     false
                 });
-                outcomes.extend(tag_and_start(ec2, &ready, stamp).await);
+                outcomes.extend(tag_and_start(ec2, &ready, stamp, repeats).await);
             }
             Err(e) => tracing::warn!("cannot describe stopping instances: {e}"),
         }
@@ -159,12 +175,14 @@ async fn wait_and_start(
     outcomes
 }
 
-/// Tags `ids`, then starts those that were tagged. An instance that could not be tagged is
-/// not started: its job would not know its commit, nor pushwake that it started it.
+/// Tags `ids` with the stamp, then each with its repeat, then starts those that were
+/// tagged. An instance that could not be tagged is not started: its job would not know its
+/// commit or its repeat, nor pushwake that it started it.
 async fn tag_and_start(
     ec2: &Ec2,
     ids: &[String],
     stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut tagged = Vec::new();
@@ -197,6 +215,8 @@ async fn tag_and_start(
             }
         }
     }
+    let (tagged, refused) = tag_repeats(ec2, tagged, repeats).await;
+    outcomes.extend(refused);
     for (id, result) in each(&tagged, |ids| async move { ec2.start(&ids).await }).await {
         let outcome = match result {
             Ok(()) => Outcome::Started,
@@ -206,6 +226,51 @@ async fn tag_and_start(
         outcomes.push((id, outcome));
     }
     outcomes
+}
+
+/// How many `CreateTags` of repeats are in flight at once: enough that 200 machines take
+/// a few round trips, few enough that EC2's throttling of mutating calls is rare (and
+/// ridden out by the retry policy of each call).
+const REPEAT_TAGS_AT_ONCE: usize = 8;
+
+/// Writes each instance's `pushwake:repeat`, one `CreateTags` per instance (the value
+/// differs per machine), a bounded number at once. Returns the instances tagged, and the
+/// outcome of each that was not (it is not started).
+async fn tag_repeats(
+    ec2: &Ec2,
+    ids: Vec<String>,
+    repeats: &BTreeMap<String, u32>,
+) -> (Vec<String>, Vec<(String, Outcome)>) {
+    use futures_util::stream::{self, StreamExt};
+    let calls = ids.into_iter().map(|id| async move {
+        let Some(repeat) = repeats.get(&id).filter(|&&k| k > 0) else {
+            return (id, Ok(()));
+        };
+        let value = repeat.to_string();
+        let result = ec2
+            .tag(std::slice::from_ref(&id), &[(tags::REPEAT, value.as_str())])
+            .await;
+        (id, result)
+    });
+    let results: Vec<_> = stream::iter(calls)
+        .buffered(REPEAT_TAGS_AT_ONCE)
+        .collect()
+        .await;
+    let mut tagged = Vec::new();
+    let mut refused = Vec::new();
+    for (id, result) in results {
+        match result {
+            Ok(()) => tagged.push(id),
+            Err(e) if e.kind == ec2::Kind::NotFound => {
+                refused.push((id, Outcome::Gone(e.to_string())))
+            }
+            Err(e) => {
+                let why = format!("not started, cannot tag its repeat: {e}");
+                refused.push((id, Outcome::Failed(why)));
+            }
+        }
+    }
+    (tagged, refused)
 }
 
 /// Makes one batch call for `ids`. When EC2 refuses the batch for a reason that may
