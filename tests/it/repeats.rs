@@ -62,6 +62,12 @@ async fn four_repeats_on_a_pool_of_two_start_each_machine_twice() {
     assert_eq!(repeats_on(&w).await, ["3", "4"]);
     assert_eq!(w.starts(), [2, 2]);
     assert_eq!(w.ec2.tags(&w.ids[0]).await["pushwake:result:accuracy"], "");
+    let out = w.run(&["status"]);
+    let table = crate::util::stdout(&out);
+    assert!(
+        table.contains("repeats 2 done, 2 running, 0 waiting, of 4"),
+        "{table}"
+    );
     assert!(
         !w.texts().await.iter().any(|t| t.contains("results for")),
         "no verdict before every repeat reported"
