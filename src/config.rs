@@ -28,7 +28,7 @@ pub use shared::{MIN_LEASE_TTL, Shared, StateUrl};
 /// How many tags pushwake keeps on an instance beside the result tags (`tags::stamp`
 /// writes them, and a unit test there holds the two together). With EC2's 50 tags per
 /// instance, it bounds how many metrics a watch may report.
-pub const OWN_TAGS: usize = 6;
+pub const OWN_TAGS: usize = 7;
 
 /// The name of the config file inside a config directory.
 pub const FILE_NAME: &str = "config.toml";
@@ -162,6 +162,9 @@ pub struct Watch {
     pub instances: Vec<String>,
     /// Instances carrying every one of these tags; empty for none.
     pub instance_tags: BTreeMap<String, String>,
+    /// Runs of each commit; `None`: one per machine of the pool, counted when the run
+    /// opens.
+    pub repeats: Option<u32>,
     /// Start only when a change touches one of these paths.
     pub paths: Option<Paths>,
     /// A head commit whose message holds one of these starts nothing.
@@ -199,6 +202,7 @@ impl Watch {
             branch: branch.into(),
             instances,
             instance_tags: BTreeMap::new(),
+            repeats: None,
             paths: None,
             skip_markers: vec![DEFAULT_SKIP_MARKER.to_owned()],
             max_runtime: None,

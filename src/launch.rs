@@ -12,6 +12,7 @@
 //! call must end, and the call is cut to end by then. Once the fence refuses, nothing more
 //! is called.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -154,9 +155,24 @@ pub async fn start(
     stamp: &[(&str, &str)],
     opts: Options,
 ) -> Vec<(String, Outcome)> {
-    let mut outcomes = tag_and_start(ec2, fence, ready, stamp).await;
+    start_repeats(ec2, fence, ready, stopping, stamp, &BTreeMap::new(), opts).await
+}
+
+/// [`start`], each instance also tagged with its repeat from `repeats` (one `CreateTags`
+/// per instance, after the stamp, before the start).
+pub async fn start_repeats(
+    ec2: &Ec2,
+    fence: &impl Fence,
+    ready: &[String],
+    stopping: &[String],
+    stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
+    opts: Options,
+) -> Vec<(String, Outcome)> {
+    let mut outcomes = tag_and_start(ec2, fence, ready, stamp, repeats).await;
     if !stopping.is_empty() {
-        outcomes.extend(wait_and_start(ec2, fence, stopping.to_vec(), stamp, opts).await);
+        let waiting = stopping.to_vec();
+        outcomes.extend(wait_and_start(ec2, fence, waiting, stamp, repeats, opts).await);
     }
     outcomes
 }
@@ -197,6 +213,7 @@ async fn wait_and_start(
     fence: &impl Fence,
     mut waiting: Vec<String>,
     stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
     opts: Options,
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
@@ -235,7 +252,7 @@ async fn wait_and_start(
                     outcomes.push((id.clone(), outcome));
                     false
                 });
-                outcomes.extend(tag_and_start(ec2, fence, &ready, stamp).await);
+                outcomes.extend(tag_and_start(ec2, fence, &ready, stamp, repeats).await);
             }
             Err(e) => tracing::warn!("cannot describe stopping instances: {e}"),
         }
@@ -276,13 +293,15 @@ async fn pause(fence: &impl Fence, until: Instant) -> Result<(), String> {
     }
 }
 
-/// Tags `ids`, then starts those that were tagged. An instance that could not be tagged is
-/// not started: its job would not know its commit, nor pushwake that it started it.
+/// Tags `ids` with the stamp, then each with its repeat, then starts those that were
+/// tagged. An instance that could not be tagged is not started: its job would not know its
+/// commit or its repeat, nor pushwake that it started it.
 async fn tag_and_start(
     ec2: &Ec2,
     fence: &impl Fence,
     ids: &[String],
     stamp: &[(&str, &str)],
+    repeats: &BTreeMap<String, u32>,
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut tagged = Vec::new();
@@ -316,6 +335,8 @@ async fn tag_and_start(
             }
         }
     }
+    let (tagged, refused) = tag_repeats(ec2, fence, tagged, repeats).await;
+    outcomes.extend(refused);
     let start = |ec2: Ec2, ids: Vec<String>| async move { ec2.start(&ids).await };
     for (id, result) in each(fence, ec2, &tagged, start).await {
         let outcome = match result {
@@ -326,6 +347,67 @@ async fn tag_and_start(
         outcomes.push((id, outcome));
     }
     outcomes
+}
+
+/// How many `CreateTags` of repeats are in flight at once: enough that 200 machines take
+/// a few round trips, few enough that EC2's throttling of mutating calls is rare (and
+/// ridden out by the retry policy of each call).
+const REPEAT_TAGS_AT_ONCE: usize = 8;
+
+/// Writes each instance's `pushwake:repeat`, one `CreateTags` per instance (the value
+/// differs per machine), a bounded number at once. The fence is held once for them all,
+/// and every call is cut to end by what it grants. Returns the instances tagged, and the
+/// outcome of each that was not (it is not started).
+async fn tag_repeats(
+    ec2: &Ec2,
+    fence: &impl Fence,
+    ids: Vec<String>,
+    repeats: &BTreeMap<String, u32>,
+) -> (Vec<String>, Vec<(String, Outcome)>) {
+    use futures_util::stream::{self, StreamExt};
+    if !ids.iter().any(|id| repeats.get(id).is_some_and(|&k| k > 0)) {
+        return (ids, Vec::new());
+    }
+    let ec2 = match fenced(fence, ec2).await {
+        Ok(ec2) => ec2,
+        Err(why) => {
+            let refused = ids
+                .into_iter()
+                .map(|id| (id, Outcome::Failed(format!("not started: {why}"))))
+                .collect();
+            return (Vec::new(), refused);
+        }
+    };
+    let ec2 = &ec2;
+    let calls = ids.into_iter().map(|id| async move {
+        let Some(repeat) = repeats.get(&id).filter(|&&k| k > 0) else {
+            return (id, Ok(()));
+        };
+        let value = repeat.to_string();
+        let result = ec2
+            .tag(std::slice::from_ref(&id), &[(tags::REPEAT, value.as_str())])
+            .await;
+        (id, result)
+    });
+    let results: Vec<_> = stream::iter(calls)
+        .buffered(REPEAT_TAGS_AT_ONCE)
+        .collect()
+        .await;
+    let mut tagged = Vec::new();
+    let mut refused = Vec::new();
+    for (id, result) in results {
+        match result {
+            Ok(()) => tagged.push(id),
+            Err(e) if e.kind == ec2::Kind::NotFound => {
+                refused.push((id, Outcome::Gone(e.to_string())))
+            }
+            Err(e) => {
+                let why = format!("not started, cannot tag its repeat: {e}");
+                refused.push((id, Outcome::Failed(why)));
+            }
+        }
+    }
+    (tagged, refused)
 }
 
 /// Makes one batch call for `ids` (one per [`ec2::MAX_IDS`]: EC2 takes no more in one

@@ -1,5 +1,11 @@
-//! Deciding what to do for one run: a pure function from what EC2 described and what the
-//! run remembers to one step per instance.
+//! Deciding what to do for one run: a pure function from the run's repeats, what EC2
+//! described and what the run remembers to one step per instance.
+//!
+//! A run is one commit × `repeats` repeats (SPEC §10). Each instance serves one repeat at
+//! a time; when the run has more repeats than its pool has machines, a machine whose
+//! repeat is done and which is down serves the next one. No repeat is given twice: those
+//! done, those held by a part, and those EC2's tags show a machine up or done for
+//! (`pushwake:repeat` beside the commit, a launch in its `started-at` window) are taken.
 //!
 //! This is where the run rules live (SPEC §4): an instance started for the run's commit
 //! has done its part and is never started again for it; a stopped one is tagged and
@@ -8,6 +14,8 @@
 //! again. Because the decision reads EC2's own record (the `pushwake:*` tags and the
 //! state) as well as the run, a restart, a crash between two calls or a second pass reach
 //! the same decision. The pass carries the steps out; `--dry-run` prints them.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
@@ -18,31 +26,73 @@ use crate::report::short;
 use crate::state::{Part, Run};
 use crate::tags;
 
-/// What to do with one instance for one run.
+/// What to do with one instance for one run. `repeat` is the repeat it serves; [`decide`]
+/// leaves it 0 where the instance is to be given one, which [`plan`] does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Nothing on EC2; record this part.
     Set(Part),
     /// It runs the commit: record it as started at `at` (EC2's launch time), and correct
     /// `pushwake:started-at` to it when `tag` (it holds the request's time).
-    Confirm { at: DateTime<Utc>, tag: bool },
-    /// It is stopped: tag it with the commit, then start it.
-    Start,
+    Confirm {
+        at: DateTime<Utc>,
+        tag: bool,
+        repeat: u32,
+    },
+    /// It is stopped: tag it with the commit and the repeat, then start it.
+    Start { repeat: u32 },
     /// It is stopping: wait for it to stop (bounded), then tag and start it.
-    StartWhenStopped,
+    StartWhenStopped { repeat: u32 },
     /// It runs an older commit of this watch that pushwake started: stop it, close that
     /// commit's run as superseded, then tag and start it.
-    Supersede { commit: String },
+    Supersede { commit: String, repeat: u32 },
 }
 
 impl Step {
     /// Whether carrying the step out starts the instance.
     pub fn starts(&self) -> bool {
-        matches!(
-            self,
-            Step::Start | Step::StartWhenStopped | Step::Supersede { .. }
-        )
+        self.start_repeat().is_some()
     }
+
+    /// The repeat a start is for, if the step starts the instance.
+    pub fn start_repeat(&self) -> Option<u32> {
+        match self {
+            Step::Start { repeat }
+            | Step::StartWhenStopped { repeat }
+            | Step::Supersede { repeat, .. } => Some(*repeat),
+            Step::Set(_) | Step::Confirm { .. } => None,
+        }
+    }
+
+    /// The repeat the step has the instance hold: started for it, or to be started.
+    fn holds(&self) -> Option<u32> {
+        match self {
+            Step::Set(p) => p.repeat(),
+            Step::Confirm { repeat, .. } => Some(*repeat),
+            _ => self.start_repeat(),
+        }
+        .filter(|&k| k > 0)
+    }
+
+    /// Gives the step repeat `k`.
+    fn with_repeat(&mut self, k: u32) {
+        match self {
+            Step::Set(Part::Started { repeat, .. } | Part::Accepted { repeat, .. })
+            | Step::Confirm { repeat, .. }
+            | Step::Start { repeat }
+            | Step::StartWhenStopped { repeat }
+            | Step::Supersede { repeat, .. } => *repeat = k,
+            Step::Set(_) => {}
+        }
+    }
+}
+
+/// A run's steps, and the repeats done that the run is to remember as such: their
+/// machines went on to another repeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<(String, Step)>,
+    pub done: BTreeSet<u32>,
 }
 
 /// What the decision needs beyond the run and the instance.
@@ -60,28 +110,111 @@ pub struct Context<'a> {
 }
 
 /// One step per instance of the run: the watch's instances in order, then any instance
-/// the run still counts that the watch no longer has.
-pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Vec<(String, Step)> {
-    let mut steps: Vec<(String, Step)> = members
-        .ids
-        .iter()
-        .map(|id| {
-            let step = decide(&run.commit, run.instances.get(id), members.get(id), cx);
-            (id.clone(), step)
-        })
-        .collect();
+/// the run still counts that the watch no longer has; each start with the lowest repeat
+/// not yet taken. A machine serves a second repeat only when the run has more repeats than
+/// the pool has machines (so a run of one repeat per machine starts each machine once).
+pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
+    let commit = run.commit.as_str();
+    // A run without a count has one repeat per machine of the pool (the default).
+    let pool = u32::try_from(members.ids.len()).unwrap_or(u32::MAX);
+    let repeats = match run.repeats {
+        0 => pool,
+        n => n,
+    };
+    let reuse = cx.newest && repeats > pool;
+    let mut done = BTreeSet::new();
+    // Machines free for another repeat: their index, and the step if none is left.
+    let mut again = Vec::new();
+    let mut steps: Vec<(String, Step)> = Vec::new();
+    for id in &members.ids {
+        let instance = members.get(id);
+        let mut part = run.instances.get(id);
+        // EC2 shows it went on to another repeat (the run's save was lost): the one the run
+        // remembers is done, and EC2's record decides.
+        if let (Some(Part::Started { repeat: k, .. }), Some(i)) = (part, instance)
+            && held(i, commit, cx).is_some_and(|j| j != *k)
+        {
+            done.insert(*k);
+            part = None;
+        }
+        let mut step = decide(commit, part, instance, cx);
+        if let (true, Step::Set(Part::Started { repeat: k, .. }), Some(i)) =
+            (reuse, &step, instance)
+        {
+            let next = match i.state {
+                InstanceState::Stopped => Some(Step::Start { repeat: 0 }),
+                InstanceState::Stopping => Some(Step::StartWhenStopped { repeat: 0 }),
+                _ => None,
+            };
+            if let Some(next) = next {
+                again.push((steps.len(), *k, step.clone()));
+                step = next;
+            }
+        }
+        steps.push((id.clone(), step));
+    }
     for (id, part) in &run.instances {
         if !members.ids.contains(id) {
             steps.push((id.clone(), Step::Set(left_the_watch(part))));
         }
     }
-    steps
+
+    let mut taken: BTreeSet<u32> = run.done.union(&done).copied().collect();
+    taken.extend(steps.iter().filter_map(|(_, s)| s.holds()));
+    // A repeat done on a machine free for another is never given again, whether or not
+    // the machine gets one.
+    taken.extend(again.iter().map(|(_, k, _)| *k));
+    let mut free = (1..=repeats).filter(|k| !taken.contains(k));
+    let reused: Vec<usize> = again.iter().map(|(i, _, _)| *i).collect();
+    // A machine up or done for the run without a repeat tag (started before repeats) is
+    // given one first; then the machines that have served none; then those serving again.
+    let unnumbered = steps.iter().enumerate().filter(|(_, (_, s))| {
+        matches!(
+            s,
+            Step::Confirm { repeat: 0, .. } | Step::Set(Part::Started { repeat: 0, .. })
+        )
+    });
+    let unnumbered: Vec<usize> = unnumbered.map(|(i, _)| i).collect();
+    for i in unnumbered {
+        if let Some(k) = free.next() {
+            steps[i].1.with_repeat(k);
+        }
+    }
+    let fresh: Vec<usize> = (0..steps.len())
+        .filter(|i| steps[*i].1.starts() && !reused.contains(i))
+        .collect();
+    for i in fresh {
+        match free.next() {
+            Some(k) => steps[i].1.with_repeat(k),
+            None => steps[i].1 = Step::Set(skipped("every repeat of the run has its machine")),
+        }
+    }
+    for (i, k, stays) in again {
+        match free.next() {
+            Some(next) => {
+                done.insert(k);
+                steps[i].1.with_repeat(next);
+            }
+            None => steps[i].1 = stays,
+        }
+    }
+    Plan { steps, done }
+}
+
+/// The repeat EC2's tags show `instance` up or done for, for `commit`: pushwake's start
+/// of it (see [`tags::started_for`]) with a `pushwake:repeat`.
+fn held(instance: &Instance, commit: &str, cx: Context<'_>) -> Option<u32> {
+    tags::started_for(instance, cx.owners, cx.watch).filter(|s| s.commit == commit)?;
+    tags::repeat(&instance.tags)
 }
 
 /// An instance dropped from the watch keeps what it did, and is waited for no longer.
 fn left_the_watch(part: &Part) -> Part {
     match part {
-        Part::Accepted { at } => Part::Started { at: *at },
+        Part::Accepted { at, repeat } => Part::Started {
+            at: *at,
+            repeat: *repeat,
+        },
         Part::Waiting { .. } | Part::Failed { .. } => skipped("no longer in the watch"),
         settled => settled.clone(),
     }
@@ -108,9 +241,14 @@ pub fn decide(
     // that falls in its `started-at`.
     let started = tags::started_for(i, cx.owners, cx.watch).filter(|s| s.commit == commit);
     let accepted = match part {
-        Some(Part::Accepted { at }) => Some(*at),
+        Some(Part::Accepted { at, .. }) => Some(*at),
         _ => None,
     };
+    // The repeat it serves: EC2's tag is the record, else what the run remembers.
+    let repeat = tags::repeat(&i.tags)
+        .filter(|_| tagged_for_commit)
+        .or(part.and_then(Part::repeat))
+        .unwrap_or(0);
     if tagged_for_commit && up && (started.is_some() || accepted.is_some()) {
         // Started for this commit, by this pass's predecessor or before a crash (a person's
         // later start of a machine tagged for it is not: it is busy). The next look corrects
@@ -124,19 +262,23 @@ pub fn decide(
         return Step::Confirm {
             at,
             tag: tags::started_at(&i.tags) != Some(at),
+            repeat,
         };
     }
     // It ran for the commit and has stopped since, whether or not the run remembers; not a
     // start that fell back (EC2 gives a reason other than a shutdown), which is retried.
     let ran = i.state_reason.as_ref().is_none_or(|r| r.is_shutdown());
     if let (Some(start), true) = (started, ran || up) {
-        return Step::Set(Part::Started { at: start.at });
+        return Step::Set(Part::Started {
+            at: start.at,
+            repeat,
+        });
     }
-    if let Some(accepted @ Part::Accepted { at }) = part {
+    if let Some(accepted @ Part::Accepted { at, .. }) = part {
         match (&i.state, &i.state_reason) {
             // A job that finished before this pass looked, and shut its machine down.
             (InstanceState::Stopped, Some(r)) if r.is_shutdown() && tagged_for_commit => {
-                return Step::Set(Part::Started { at: *at });
+                return Step::Set(Part::Started { at: *at, repeat });
             }
             (InstanceState::Stopped, reason) => {
                 let reason = reason
@@ -156,8 +298,8 @@ pub fn decide(
             Step::Set(skipped(&i.state.to_string()))
         }
         _ if !cx.newest => Step::Set(skipped("a newer push took its place")),
-        InstanceState::Stopped => Step::Start,
-        InstanceState::Stopping => Step::StartWhenStopped,
+        InstanceState::Stopped => Step::Start { repeat: 0 },
+        InstanceState::Stopping => Step::StartWhenStopped { repeat: 0 },
         InstanceState::Pending | InstanceState::Running => busy(i, cx),
         InstanceState::Other(s) => Step::Set(Part::Waiting {
             why: format!("in state {s}"),
@@ -184,6 +326,7 @@ fn busy(i: &Instance, cx: Context<'_>) -> Step {
     match (watch.on_busy, ours) {
         (OnBusy::Supersede, Some(commit)) => Step::Supersede {
             commit: commit.clone(),
+            repeat: 0,
         },
         (OnBusy::Skip, _) => Step::Set(skipped(&format!("{why}; on_busy = \"skip\""))),
         // A person's machine, or another watch's, is never stopped: it is waited for.
@@ -274,25 +417,28 @@ mod tests {
     fn a_stopped_instance_is_started() {
         assert_eq!(
             decide_q(None, &instance(InstanceState::Stopped, &[])),
-            Step::Start
+            Step::Start { repeat: 0 }
         );
     }
 
     #[test]
     fn a_stopped_instance_that_ran_an_older_commit_is_started() {
         let i = instance(InstanceState::Stopped, &ours(OLD));
-        assert_eq!(decide_q(None, &i), Step::Start);
+        assert_eq!(decide_q(None, &i), Step::Start { repeat: 0 });
     }
 
     #[test]
     fn a_stopping_instance_is_started_once_stopped() {
         let i = instance(InstanceState::Stopping, &[]);
-        assert_eq!(decide_q(None, &i), Step::StartWhenStopped);
+        assert_eq!(decide_q(None, &i), Step::StartWhenStopped { repeat: 0 });
     }
 
     #[test]
     fn a_started_part_is_never_started_again() {
-        let started = Part::Started { at: at(1) };
+        let started = Part::Started {
+            at: at(1),
+            repeat: 0,
+        };
         for state in [
             InstanceState::Stopped,
             InstanceState::Stopping,
@@ -321,12 +467,16 @@ mod tests {
             InstanceState::Running,
             &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
         );
-        let accepted = Part::Accepted { at: at(4) };
+        let accepted = Part::Accepted {
+            at: at(4),
+            repeat: 0,
+        };
         assert_eq!(
             decide_q(Some(&accepted), &i),
             Step::Confirm {
                 at: at(5),
-                tag: true
+                tag: true,
+                repeat: 0
             }
         );
     }
@@ -338,7 +488,8 @@ mod tests {
             decide_q(None, &i),
             Step::Confirm {
                 at: at(5),
-                tag: false
+                tag: false,
+                repeat: 0
             }
         );
     }
@@ -352,10 +503,17 @@ mod tests {
         let mut i = instance(InstanceState::Running, &tags);
         i.launch_time = Some(at(5) + chrono::Duration::milliseconds(250));
         assert_eq!(
-            decide_q(Some(&Part::Accepted { at: at(4) }), &i),
+            decide_q(
+                Some(&Part::Accepted {
+                    at: at(4),
+                    repeat: 0
+                }),
+                &i
+            ),
             Step::Confirm {
                 at: at(5),
-                tag: true
+                tag: true,
+                repeat: 0
             }
         );
     }
@@ -367,7 +525,7 @@ mod tests {
         tags.retain(|(k, _)| *k != tags::STARTED_AT);
         tags.push((tags::STARTED_AT, "2026-11-29T10:06:00Z"));
         let i = instance(InstanceState::Stopped, &tags);
-        assert_eq!(decide_q(None, &i), Step::Start);
+        assert_eq!(decide_q(None, &i), Step::Start { repeat: 0 });
     }
 
     #[test]
@@ -382,7 +540,10 @@ mod tests {
         for part in [None, Some(Part::Failed { why: "x".into() })] {
             assert_eq!(
                 decide_q(part.as_ref(), &i),
-                Step::Set(Part::Started { at: at(5) })
+                Step::Set(Part::Started {
+                    at: at(5),
+                    repeat: 0
+                })
             );
         }
     }
@@ -393,7 +554,7 @@ mod tests {
         tags.retain(|(k, _)| *k != tags::OWNER);
         tags.push((tags::OWNER, "team-b"));
         let i = instance(InstanceState::Stopped, &tags);
-        assert_eq!(decide_q(None, &i), Step::Start);
+        assert_eq!(decide_q(None, &i), Step::Start { repeat: 0 });
     }
 
     #[test]
@@ -430,13 +591,19 @@ mod tests {
             InstanceState::Stopped,
             &[(tags::COMMIT, C), (tags::STARTED_AT, "")],
         );
-        assert_eq!(decide_q(None, &i), Step::Start);
+        assert_eq!(decide_q(None, &i), Step::Start { repeat: 0 });
     }
 
     #[test]
     fn an_instance_that_ran_the_commit_and_stopped_is_done() {
         let i = instance(InstanceState::Stopped, &ours(C));
-        assert_eq!(decide_q(None, &i), Step::Set(Part::Started { at: at(5) }));
+        assert_eq!(
+            decide_q(None, &i),
+            Step::Set(Part::Started {
+                at: at(5),
+                repeat: 0
+            })
+        );
     }
 
     #[test]
@@ -448,7 +615,13 @@ mod tests {
             code: "Server.InsufficientInstanceCapacity".into(),
             message: "Server.InsufficientInstanceCapacity: Insufficient capacity.".into(),
         });
-        let step = decide_q(Some(&Part::Accepted { at: at(4) }), &i);
+        let step = decide_q(
+            Some(&Part::Accepted {
+                at: at(4),
+                repeat: 0,
+            }),
+            &i,
+        );
         let Step::Set(Part::Failed { why }) = step else {
             panic!("{step:?}")
         };
@@ -466,14 +639,29 @@ mod tests {
             code: "Client.InstanceInitiatedShutdown".into(),
             message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
         });
-        let step = decide_q(Some(&Part::Accepted { at: at(4) }), &i);
-        assert_eq!(step, Step::Set(Part::Started { at: at(4) }));
+        let step = decide_q(
+            Some(&Part::Accepted {
+                at: at(4),
+                repeat: 0,
+            }),
+            &i,
+        );
+        assert_eq!(
+            step,
+            Step::Set(Part::Started {
+                at: at(4),
+                repeat: 0
+            })
+        );
     }
 
     #[test]
     fn an_accepted_start_still_stopping_is_looked_at_again() {
         let i = instance(InstanceState::Stopping, &[(tags::COMMIT, C)]);
-        let accepted = Part::Accepted { at: at(4) };
+        let accepted = Part::Accepted {
+            at: at(4),
+            repeat: 0,
+        };
         assert_eq!(decide_q(Some(&accepted), &i), Step::Set(accepted.clone()));
     }
 
@@ -483,14 +671,14 @@ mod tests {
             why: "InsufficientInstanceCapacity".into(),
         };
         let i = instance(InstanceState::Stopped, &[]);
-        assert_eq!(decide_q(Some(&failed), &i), Step::Start);
+        assert_eq!(decide_q(Some(&failed), &i), Step::Start { repeat: 0 });
     }
 
     #[test]
     fn a_waiting_part_starts_when_its_machine_stops() {
         let waiting = Part::Waiting { why: "busy".into() };
         let i = instance(InstanceState::Stopped, &ours(OLD));
-        assert_eq!(decide_q(Some(&waiting), &i), Step::Start);
+        assert_eq!(decide_q(Some(&waiting), &i), Step::Start { repeat: 0 });
     }
 
     #[test]
@@ -524,7 +712,10 @@ mod tests {
         let i = instance(InstanceState::Running, &ours(OLD));
         assert_eq!(
             decide_with(OnBusy::Supersede, None, Some(&i)),
-            Step::Supersede { commit: OLD.into() }
+            Step::Supersede {
+                commit: OLD.into(),
+                repeat: 0
+            }
         );
     }
 
@@ -608,7 +799,15 @@ mod tests {
         // What it started stays started, and is still confirmed.
         let i = instance(InstanceState::Running, &ours(C));
         assert!(matches!(
-            decide(C, Some(&Part::Accepted { at: at(4) }), Some(&i), cx),
+            decide(
+                C,
+                Some(&Part::Accepted {
+                    at: at(4),
+                    repeat: 0
+                }),
+                Some(&i),
+                cx
+            ),
             Step::Confirm { tag: false, .. }
         ));
     }
@@ -619,8 +818,14 @@ mod tests {
         let mut run = Run::open(C, "title", at(0));
         run.instances
             .insert("i-0000000a".into(), Part::Waiting { why: "busy".into() });
-        run.instances
-            .insert("i-0000000b".into(), Part::Accepted { at: at(4) });
+        run.instances.insert(
+            "i-0000000b".into(),
+            Part::Accepted {
+                at: at(4),
+                repeat: 2,
+            },
+        );
+        run.repeats = 2;
         let members = Members {
             ids: vec!["i-00000001".into(), "i-00000002".into()],
             described: vec![instance(InstanceState::Stopped, &[])],
@@ -634,11 +839,12 @@ mod tests {
                 now: at(30),
                 owners: &owners(),
             },
-        );
+        )
+        .steps;
         assert_eq!(
             steps,
             vec![
-                ("i-00000001".to_owned(), Step::Start),
+                ("i-00000001".to_owned(), Step::Start { repeat: 1 }),
                 (
                     "i-00000002".to_owned(),
                     Step::Set(skipped("not found in this account and region"))
@@ -649,9 +855,189 @@ mod tests {
                 ),
                 (
                     "i-0000000b".to_owned(),
-                    Step::Set(Part::Started { at: at(4) })
+                    Step::Set(Part::Started {
+                        at: at(4),
+                        repeat: 2
+                    })
                 ),
             ]
         );
+    }
+
+    /// A machine `id` in `state`, with `tags` (launched at 10:05).
+    fn machine(id: &str, state: InstanceState, tags: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: id.into(),
+            ..instance(state, tags)
+        }
+    }
+
+    /// Tags of a machine pushwake started at 10:05 for repeat `k` of C.
+    fn serving(k: &'static str) -> Vec<(&'static str, &'static str)> {
+        let mut tags = ours(C);
+        tags.push((tags::REPEAT, k));
+        tags
+    }
+
+    const A: &str = "i-0000000a";
+    const B: &str = "i-0000000b";
+
+    /// The plan of a run of `repeats` repeats with `parts`, on machines A and B.
+    fn plan_of(
+        repeats: u32,
+        parts: &[(&str, Part)],
+        done: &[u32],
+        machines: Vec<Instance>,
+    ) -> Plan {
+        let w = Watch::example("main", &[A, B]);
+        let mut run = Run::open(C, "", at(0));
+        run.repeats = repeats;
+        run.done = done.iter().copied().collect();
+        for (id, p) in parts {
+            run.instances.insert((*id).to_owned(), p.clone());
+        }
+        let members = Members {
+            ids: vec![A.into(), B.into()],
+            described: machines,
+        };
+        let cx = Context {
+            watch: &w,
+            newest: true,
+            now: at(30),
+            owners: &owners(),
+        };
+        plan(&run, &members, cx)
+    }
+
+    fn started(k: u32) -> Part {
+        Part::Started {
+            at: at(5),
+            repeat: k,
+        }
+    }
+
+    #[test]
+    fn a_machine_done_with_its_repeat_and_stopped_gets_the_next_one_not_taken() {
+        // Repeat 1 done on A (reported, stopped), 2 running on B: A serves 3.
+        let plan = plan_of(
+            4,
+            &[(A, started(1)), (B, started(2))],
+            &[],
+            vec![
+                machine(A, InstanceState::Stopped, &serving("1")),
+                machine(B, InstanceState::Running, &serving("2")),
+            ],
+        );
+        assert_eq!(plan.steps[0], (A.to_owned(), Step::Start { repeat: 3 }));
+        assert_eq!(plan.steps[1], (B.to_owned(), Step::Set(started(2))));
+        assert_eq!(plan.done, BTreeSet::from([1]));
+        // Still stopping: it is started for 3 once stopped.
+        let plan = plan_of(
+            4,
+            &[(A, started(1)), (B, started(2))],
+            &[],
+            vec![
+                machine(A, InstanceState::Stopping, &serving("1")),
+                machine(B, InstanceState::Running, &serving("2")),
+            ],
+        );
+        assert_eq!(plan.steps[0].1, Step::StartWhenStopped { repeat: 3 });
+    }
+
+    #[test]
+    fn no_repeat_is_ever_given_twice() {
+        // 1 and 3 done, 2 held by B: A, done with 3, gets 4; nothing is left after it.
+        let plan = plan_of(
+            4,
+            &[(A, started(3)), (B, started(2))],
+            &[1],
+            vec![
+                machine(A, InstanceState::Stopped, &serving("3")),
+                machine(B, InstanceState::Stopped, &serving("2")),
+            ],
+        );
+        assert_eq!(plan.steps[0].1, Step::Start { repeat: 4 });
+        // B, done with 2 too, has nothing left to serve: its part stays as it was.
+        assert_eq!(plan.steps[1].1, Step::Set(started(2)));
+        assert_eq!(plan.done, BTreeSet::from([3]));
+        // Every repeat given: a machine that served none is not started.
+        let plan = plan_of(
+            1,
+            &[(A, started(1))],
+            &[],
+            vec![
+                machine(A, InstanceState::Running, &serving("1")),
+                machine(B, InstanceState::Stopped, &[]),
+            ],
+        );
+        assert_eq!(
+            plan.steps[1].1,
+            Step::Set(skipped("every repeat of the run has its machine"))
+        );
+    }
+
+    #[test]
+    fn a_repeat_whose_machine_is_up_for_it_is_never_given_again() {
+        // The run lost its record of A (a crash before the save); EC2's tags hold it.
+        let plan = plan_of(
+            2,
+            &[],
+            &[],
+            vec![
+                machine(A, InstanceState::Running, &serving("2")),
+                machine(B, InstanceState::Stopped, &[]),
+            ],
+        );
+        assert!(matches!(plan.steps[0].1, Step::Confirm { repeat: 2, .. }));
+        assert_eq!(plan.steps[1].1, Step::Start { repeat: 1 });
+    }
+
+    #[test]
+    fn after_a_restart_the_repeat_tag_on_ec2_is_the_record() {
+        // The run remembers A on repeat 1; A was since tagged and started for 3, and the
+        // agent died before it saved: A holds 3, 1 is done, B gets 2.
+        let plan = plan_of(
+            4,
+            &[(A, started(1))],
+            &[],
+            vec![
+                machine(A, InstanceState::Running, &serving("3")),
+                machine(B, InstanceState::Stopped, &[]),
+            ],
+        );
+        assert!(matches!(plan.steps[0].1, Step::Confirm { repeat: 3, .. }));
+        assert_eq!(plan.steps[1].1, Step::Start { repeat: 2 });
+        assert_eq!(plan.done, BTreeSet::from([1]));
+        // A repeat tag for a start that never happened (launched before its started-at)
+        // holds nothing: the machine is started, with the lowest repeat free.
+        let mut tags = serving("3");
+        tags.retain(|(k, _)| *k != tags::STARTED_AT);
+        tags.push((tags::STARTED_AT, "2026-11-29T10:06:00Z"));
+        let plan = plan_of(
+            4,
+            &[],
+            &[1],
+            vec![
+                machine(A, InstanceState::Stopped, &tags),
+                machine(B, InstanceState::Running, &serving("2")),
+            ],
+        );
+        assert_eq!(plan.steps[0].1, Step::Start { repeat: 3 });
+    }
+
+    #[test]
+    fn a_run_of_one_repeat_per_machine_starts_each_machine_once() {
+        let plan = plan_of(
+            2,
+            &[(A, started(1)), (B, Part::Waiting { why: "busy".into() })],
+            &[],
+            vec![
+                machine(A, InstanceState::Stopped, &serving("1")),
+                machine(B, InstanceState::Stopped, &ours(OLD)),
+            ],
+        );
+        assert_eq!(plan.steps[0].1, Step::Set(started(1)));
+        assert_eq!(plan.steps[1].1, Step::Start { repeat: 2 });
+        assert!(plan.done.is_empty());
     }
 }

@@ -73,13 +73,9 @@ pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -
     text.push('\n');
     text.push_str(&parts(run));
     if let Some(spec) = &watch.results {
-        let started: Vec<&String> = run.started().collect();
-        if !started.is_empty() {
-            let all = started
-                .iter()
-                .filter(|id| crate::results::reported_all(run, spec, id))
-                .count();
-            let _ = write!(text, "\nReported: {all} of {}", started.len());
+        let (all, taken) = crate::results::reported(run, spec);
+        if taken > 0 {
+            let _ = write!(text, "\nReported: {all} of {taken}");
         }
     }
     text
@@ -272,8 +268,10 @@ mod tests {
     fn parts_are_one_line_per_kind() {
         let mut run = Run::open("abc", "", chrono::Utc::now());
         let at = run.opened_at;
-        run.instances.insert("i-2".into(), Part::Started { at });
-        run.instances.insert("i-1".into(), Part::Accepted { at });
+        run.instances
+            .insert("i-2".into(), Part::Started { at, repeat: 2 });
+        run.instances
+            .insert("i-1".into(), Part::Accepted { at, repeat: 1 });
         run.instances.insert(
             "i-3".into(),
             Part::Waiting {

@@ -25,9 +25,10 @@ pub struct Harvest {
     pub reported: Vec<String>,
 }
 
-/// Reads the result tags of every open run's started instances, and closes the runs that
-/// are done: every part settled, and every started instance reported every metric, or
-/// stopped (or was reused) without; or the timeout passed since the last start.
+/// Reads the result tags of every open run's started instances, each for the repeat it
+/// holds, and closes the runs that are done: every part settled, every repeat given to a
+/// machine (when machines serve several), and every started instance reported every
+/// metric, or stopped (or was reused) without; or the timeout passed since the last start.
 pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
     for (index, run) in runs.iter_mut().enumerate() {
@@ -35,53 +36,84 @@ pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTim
             continue;
         }
         let mut all_done = run.is_settled();
-        let started: Vec<String> = run.started().cloned().collect();
-        for id in &started {
+        let held: Vec<(String, u32)> = run
+            .instances
+            .iter()
+            .filter(|(_, p)| p.is_started())
+            .filter_map(|(id, p)| Some((id.clone(), p.repeat()?)))
+            .collect();
+        for (id, repeat) in &held {
             let Some(instance) = members.get(id) else {
                 continue; // gone from the watch or from EC2: it will report nothing more
             };
+            // Attributed by the commit and the repeat on the machine: what it reports for
+            // another repeat is never this one's (a machine tagged before repeats has none).
             let same_commit = instance.tags.get(tags::COMMIT) == Some(&run.commit);
-            if same_commit {
+            let same_repeat = tags::repeat(&instance.tags).is_none_or(|k| k == *repeat);
+            let ours = same_commit && same_repeat;
+            if ours {
                 for metric in &spec.metrics {
                     if let Some(v) = tags::result(&instance.tags, metric) {
                         run.values
                             .entry(metric.clone())
                             .or_default()
-                            .insert(id.clone(), v);
+                            .insert(*repeat, v);
                     }
                 }
             }
-            let reported = reported_all(run, spec, id);
-            if reported && same_commit && instance.state == InstanceState::Running {
+            let reported = reported_all(run, spec, *repeat);
+            if reported && ours && instance.state == InstanceState::Running {
                 harvest.reported.push(id.clone());
             }
             let up = matches!(
                 instance.state,
                 InstanceState::Pending | InstanceState::Running
             );
-            if !reported && same_commit && up {
+            if !reported && ours && up {
                 all_done = false;
             }
         }
+        let taken = run.taken();
+        let waiting = reuses(run) && taken.len() < run.repeats as usize;
         // A run that started nothing has nothing to judge; the pass closes it.
         let Some(last_start) = run.last_start() else {
             continue;
         };
         let timed_out = (now - last_start).to_std().unwrap_or_default() >= spec.timeout;
-        if all_done || timed_out {
+        if (all_done && !waiting) || timed_out {
             run.completed_at = Some(now);
-            run.partial = !started.iter().all(|id| reported_all(run, spec, id));
+            run.partial = waiting || !taken.iter().all(|&k| reported_all(run, spec, k));
             harvest.completed.push(index);
         }
     }
     harvest
 }
 
-/// Whether instance `id` reported every metric in `run`.
-pub fn reported_all(run: &Run, spec: &Results, id: &str) -> bool {
+/// Whether the machines of `run` serve several repeats: it has more than machines.
+fn reuses(run: &Run) -> bool {
+    run.repeats as usize > run.instances.len()
+}
+
+/// Whether repeat `repeat` reported every metric in `run`.
+pub fn reported_all(run: &Run, spec: &Results, repeat: u32) -> bool {
     spec.metrics
         .iter()
-        .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(id)))
+        .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(&repeat)))
+}
+
+/// How many repeats of `run` reported every metric, of how many were to: those given to a
+/// machine, or all the run's when its machines serve several.
+pub fn reported(run: &Run, spec: &Results) -> (usize, usize) {
+    let taken = run.taken();
+    let all = taken
+        .iter()
+        .filter(|&&k| reported_all(run, spec, k))
+        .count();
+    let of = match reuses(run) {
+        true => run.repeats as usize,
+        false => taken.len(),
+    };
+    (all, of)
 }
 
 /// The completed run before `runs[index]` with another commit: what it is judged against.

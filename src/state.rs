@@ -5,7 +5,7 @@
 //! leaves either the old or the new file, never half of one. A file that cannot be parsed
 //! is never overwritten: the pass stops and names it, so the operator can look.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use crate::config::{FirstRun, Repo, Watch};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "pass.lock";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The most runs kept per watch; the oldest closed ones go first.
 const HISTORY: usize = 1000;
 
@@ -137,8 +137,8 @@ impl Duty {
     }
 }
 
-/// One commit on one watch, to be trained once on each of the watch's instances, and what
-/// each instance reported.
+/// One commit on one watch, to be trained `repeats` times on the watch's instances, and
+/// what each repeat reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub commit: String,
@@ -148,16 +148,26 @@ pub struct Run {
     /// When the run was opened.
     #[serde(alias = "started_at")]
     pub opened_at: DateTime<Utc>,
-    /// Each instance of the run and where it stands. State files of version 1 list only the
-    /// instances started; they are read as started when the run opened.
+    /// How many repeats the run has (SPEC §10), fixed when its first turn plans it; 0 (the
+    /// default `repeats`): one per machine of its pool. State files before version 3 are
+    /// read with one per instance they list.
+    #[serde(default)]
+    pub repeats: u32,
+    /// Each instance of the run and where it stands, with the repeat it serves now. State
+    /// files of version 1 list only the instances started; they are read as started when
+    /// the run opened.
     #[serde(deserialize_with = "parts")]
     pub instances: BTreeMap<String, Part>,
+    /// Repeats done on a machine that went on to serve another: never given again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub done: BTreeSet<u32>,
     /// Older commits that waited in the queue and never ran: this run took their place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced: Vec<String>,
-    /// Metric, then instance, then the value it reported.
+    /// Metric, then repeat, then the value its machine reported. Before version 3 the
+    /// values were keyed by instance; `parse` keys them by the repeat it was given.
     #[serde(default)]
-    pub values: BTreeMap<String, BTreeMap<String, f64>>,
+    pub values: BTreeMap<String, BTreeMap<u32, f64>>,
     /// When the run was closed; `None` while it is open.
     pub completed_at: Option<DateTime<Utc>>,
     /// Complete without every instance reporting every metric.
@@ -184,10 +194,19 @@ pub enum Part {
     Waiting { why: String },
     /// The start was refused, or the instance fell back to stopped; the next pass retries.
     Failed { why: String },
-    /// EC2 accepted the start at this time; the next pass confirms that it runs.
-    Accepted { at: DateTime<Utc> },
-    /// Started for this commit: its part is done, whatever it does afterwards.
-    Started { at: DateTime<Utc> },
+    /// EC2 accepted the start for `repeat` at this time; the next pass confirms that it
+    /// runs.
+    Accepted {
+        at: DateTime<Utc>,
+        #[serde(default)]
+        repeat: u32,
+    },
+    /// Started for this commit's `repeat`: that repeat is its, whatever it does afterwards.
+    Started {
+        at: DateTime<Utc>,
+        #[serde(default)]
+        repeat: u32,
+    },
     /// It does not run this commit, and why.
     Skipped { why: String },
 }
@@ -217,6 +236,14 @@ impl Part {
         self.kind() == Kind::Started
     }
 
+    /// The repeat the instance was started for, if it was.
+    pub fn repeat(&self) -> Option<u32> {
+        match self {
+            Part::Accepted { repeat, .. } | Part::Started { repeat, .. } => Some(*repeat),
+            _ => None,
+        }
+    }
+
     /// Whether the part is final: started and confirmed, or skipped.
     pub fn is_settled(&self) -> bool {
         matches!(self, Part::Started { .. } | Part::Skipped { .. })
@@ -228,8 +255,14 @@ impl std::fmt::Display for Part {
         match self {
             Part::Waiting { why } => write!(f, "waiting: {why}"),
             Part::Failed { why } => write!(f, "failed, will retry: {why}"),
-            Part::Accepted { at } => write!(f, "start accepted at {}", crate::rfc3339(*at)),
-            Part::Started { at } => write!(f, "started at {}", crate::rfc3339(*at)),
+            Part::Accepted { at, repeat } => write!(
+                f,
+                "start of repeat {repeat} accepted at {}",
+                crate::rfc3339(*at)
+            ),
+            Part::Started { at, repeat } => {
+                write!(f, "repeat {repeat} started at {}", crate::rfc3339(*at))
+            }
             Part::Skipped { why } => write!(f, "not run: {why}"),
         }
     }
@@ -253,6 +286,7 @@ fn parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Part
                     id,
                     Part::Started {
                         at: DateTime::<Utc>::MIN_UTC,
+                        repeat: 0,
                     },
                 )
             })
@@ -266,7 +300,9 @@ impl Run {
             commit: commit.to_owned(),
             title: title.to_owned(),
             opened_at: now,
+            repeats: 0,
             instances: BTreeMap::new(),
+            done: BTreeSet::new(),
             replaced: Vec::new(),
             values: BTreeMap::new(),
             completed_at: None,
@@ -294,12 +330,18 @@ impl Run {
             .map(|(id, _)| id)
     }
 
+    /// The repeats given to a machine: done, or held by a machine started for them.
+    pub fn taken(&self) -> BTreeSet<u32> {
+        let held = self.instances.values().filter_map(Part::repeat);
+        self.done.iter().copied().chain(held).collect()
+    }
+
     /// When the last instance of the run was started, if any was.
     pub fn last_start(&self) -> Option<DateTime<Utc>> {
         self.instances
             .values()
             .filter_map(|p| match p {
-                Part::Accepted { at } | Part::Started { at } => Some(*at),
+                Part::Accepted { at, .. } | Part::Started { at, .. } => Some(*at),
                 _ => None,
             })
             .max()
@@ -318,7 +360,7 @@ impl Run {
             .collect()
     }
 
-    /// The values reported for `metric`, by instance id order.
+    /// The values reported for `metric`, in the order of the repeats.
     pub fn values_of(&self, metric: &str) -> Vec<f64> {
         self.values
             .get(metric)
@@ -534,23 +576,34 @@ pub struct PassLock {
 
 /// Parses state file bytes. Never panics, whatever the input.
 pub fn parse(bytes: &[u8]) -> anyhow::Result<State> {
-    let mut state: State = serde_json::from_slice(bytes)?;
+    let mut json: serde_json::Value = serde_json::from_slice(bytes)?;
+    let version = json.get("version").and_then(serde_json::Value::as_u64);
+    if matches!(version, Some(1 | 2)) {
+        migrate::to_repeats(&mut json);
+    }
+    let mut state: State = serde_json::from_value(json)?;
     match state.version {
         VERSION => {}
-        1 => {
+        1 | 2 => {
             // Version 1 kept only the started instances of a run, as they were started
             // when it opened.
-            for run in state.watches.iter_mut().flat_map(|w| w.runs.iter_mut()) {
-                for part in run.instances.values_mut() {
-                    *part = Part::Started { at: run.opened_at };
+            if state.version == 1 {
+                for run in state.watches.iter_mut().flat_map(|w| w.runs.iter_mut()) {
+                    for part in run.instances.values_mut() {
+                        if let Part::Started { at, .. } = part {
+                            *at = run.opened_at;
+                        }
+                    }
                 }
             }
             state.version = VERSION;
         }
-        v => bail!("state version {v} is not a supported version (1 or {VERSION})"),
+        v => bail!("state version {v} is not a supported version (1 to {VERSION})"),
     }
     Ok(state)
 }
+
+mod migrate;
 
 #[cfg(test)]
 mod tests {
@@ -571,17 +624,64 @@ mod tests {
         let run = &state.watches[0].runs[0];
         let at = "2026-11-28T10:00:00Z".parse().unwrap();
         assert_eq!(run.opened_at, at);
-        assert_eq!(run.instances["i-00000001"], Part::Started { at });
+        assert_eq!(run.instances["i-00000001"], Part::Started { at, repeat: 1 });
+        assert_eq!(run.repeats, 1);
         assert!(run.is_settled() && run.is_open());
     }
 
     #[test]
-    fn a_version_2_run_round_trips() {
+    fn a_version_2_run_reads_its_values_by_repeat_as_it_read_them_by_instance() {
+        let v2 = br#"{"version": 2, "watches": [{"repo": "octo/trainer", "branch": "main",
+            "last_sha": "abc", "etag": null, "last_checked": null, "last_error": null,
+            "runs": [{"commit": "abc", "opened_at": "2026-11-28T10:00:00Z",
+                      "instances": {
+                        "i-00000002": {"part": "started", "at": "2026-11-28T10:01:00Z"},
+                        "i-00000001": {"part": "started", "at": "2026-11-28T10:02:00Z"},
+                        "i-00000003": {"part": "skipped", "why": "terminated"},
+                        "i-00000004": {"part": "accepted", "at": "2026-11-28T10:03:00Z"}},
+                      "values": {"accuracy": {"i-00000002": 0.5, "i-00000001": 0.25}},
+                      "completed_at": null}]}]}"#;
+        let state = parse(v2).unwrap();
+        assert_eq!(state.version, VERSION);
+        let run = &state.watches[0].runs[0];
+        assert_eq!(run.repeats, 4, "one per instance, as the config had then");
+        let at = |m: u32| format!("2026-11-28T10:{m:02}:00Z").parse().unwrap();
+        assert_eq!(
+            run.instances["i-00000001"],
+            Part::Started {
+                at: at(2),
+                repeat: 1
+            }
+        );
+        assert_eq!(run.instances["i-00000002"].repeat(), Some(2));
+        assert_eq!(run.instances["i-00000003"].repeat(), None);
+        assert_eq!(run.instances["i-00000004"].repeat(), Some(3));
+        // Read in the order of the instances' ids, as before.
+        assert_eq!(run.values_of("accuracy"), [0.25, 0.5]);
+        assert_eq!(run.values["accuracy"][&1], 0.25);
+        assert_eq!(run.taken(), BTreeSet::from([1, 2, 3]));
+        // And it is written, and read again, as version 3.
+        assert_eq!(parse(&to_bytes(&state)).unwrap(), state);
+    }
+
+    #[test]
+    fn a_version_3_run_round_trips() {
         let mut run = Run::open("abc", "Title", Utc::now());
         run.instances
             .insert("i-00000001".into(), Part::Waiting { why: "busy".into() });
-        run.instances
-            .insert("i-00000002".into(), Part::Accepted { at: run.opened_at });
+        run.instances.insert(
+            "i-00000002".into(),
+            Part::Accepted {
+                at: run.opened_at,
+                repeat: 3,
+            },
+        );
+        run.repeats = 4;
+        run.done.insert(1);
+        run.values
+            .entry("accuracy".into())
+            .or_default()
+            .insert(1, 0.5);
         let mut state = State {
             version: VERSION,
             ..State::default()
@@ -618,8 +718,9 @@ mod tests {
     #[test]
     fn parts_say_what_they_are() {
         let at = "2026-11-28T10:00:00Z".parse().unwrap();
-        assert_eq!(Part::Accepted { at }.kind(), Kind::Started);
-        assert!(Part::Accepted { at }.is_started() && !Part::Accepted { at }.is_settled());
+        let accepted = Part::Accepted { at, repeat: 1 };
+        assert_eq!(accepted.kind(), Kind::Started);
+        assert!(accepted.is_started() && !accepted.is_settled());
         assert!(Part::Skipped { why: "x".into() }.is_settled());
         assert_eq!(
             Part::Failed {

@@ -68,6 +68,37 @@ pub struct RunStatus {
     pub instances: BTreeMap<String, Part>,
     /// Older commits that waited and never ran: this run took their place.
     pub replaced: Vec<String>,
+    /// Where its repeats stand.
+    pub repeats: Repeats,
+}
+
+/// An open run's repeats: done (its machine went on to another), running (held by a
+/// machine started for it, until it goes on), waiting (given to no machine yet).
+#[derive(Debug, Serialize)]
+pub struct Repeats {
+    pub total: u32,
+    pub done: u32,
+    pub running: u32,
+    pub waiting: u32,
+}
+
+impl Repeats {
+    fn of(run: &Run) -> Repeats {
+        // Without a count, one per machine of the pool the run lists.
+        let total = match run.repeats {
+            0 => u32::try_from(run.instances.len()).unwrap_or(u32::MAX),
+            n => n,
+        };
+        let done = u32::try_from(run.done.len()).unwrap_or(u32::MAX);
+        let running = run.instances.values().filter_map(Part::repeat);
+        let running = u32::try_from(running.count()).unwrap_or(u32::MAX);
+        Repeats {
+            total,
+            done,
+            running,
+            waiting: total.saturating_sub(done + running),
+        }
+    }
 }
 
 impl RunStatus {
@@ -78,6 +109,7 @@ impl RunStatus {
             opened_at: crate::rfc3339(run.opened_at),
             instances: run.instances.clone(),
             replaced: run.replaced.clone(),
+            repeats: Repeats::of(run),
         }
     }
 }

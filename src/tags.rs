@@ -36,6 +36,17 @@ pub const OWNER: &str = "pushwake:owner";
 /// the count (it bounds how many metrics fit), [`stamp`] is held to it by a unit test.
 pub use crate::config::OWN_TAGS;
 
+/// Which repeat of the run (1…N) the machine serves: the job may use it as its seed.
+/// Written in a call of its own per machine, after the stamp and before the start (the
+/// value differs per machine); with the commit and a start in its `started-at` window it is
+/// EC2's record of which repeat the machine holds.
+pub const REPEAT: &str = "pushwake:repeat";
+
+/// The repeat an instance's tags say it serves, if they hold one.
+pub fn repeat(tags: &BTreeMap<String, String>) -> Option<u32> {
+    tags.get(REPEAT)?.trim().parse().ok().filter(|&k| k > 0)
+}
+
 /// A run reports a result by tagging its instance `pushwake:result:<metric>` = a number.
 pub const RESULT_PREFIX: &str = "pushwake:result:";
 
@@ -354,8 +365,10 @@ mod tests {
 
     #[test]
     fn own_tags_are_counted_right() {
+        // The stamp, and the repeat written beside it.
         let stamp = stamp(&watch(&[]), "abc", "me", at(0, 0));
-        assert_eq!(stamp.len(), OWN_TAGS);
+        assert_eq!(stamp.len() + 1, OWN_TAGS);
+        assert!(!stamp.iter().any(|(k, _)| k == REPEAT));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(super) struct RawWatch {
     branch: Spanned<String>,
     instances: Option<Spanned<Vec<Spanned<String>>>>,
     instance_tags: Option<Spanned<BTreeMap<String, String>>>,
+    repeats: Option<Spanned<i64>>,
     paths: Option<Spanned<Vec<String>>>,
     skip_markers: Option<Vec<String>>,
     max_runtime: Option<Spanned<String>>,
@@ -38,6 +39,9 @@ struct RawResults {
     timeout: Option<Spanned<String>>,
     stop_when_reported: Option<bool>,
 }
+
+/// The most repeats of one run: each is a machine start and a value in the verdict.
+const MAX_REPEATS: i64 = 1000;
 
 const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Tags left for the user's own, of EC2's 50 per instance.
@@ -133,6 +137,14 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
             "list at least one instance id, or select instances with instance_tags",
         );
     }
+    let repeats = match w.repeats {
+        Some(n) if !(1..=MAX_REPEATS).contains(n.get_ref()) => {
+            let why = format!("must be a whole number from 1 to {MAX_REPEATS}");
+            return cx.invalid(n.span(), "watch.repeats", why);
+        }
+        Some(n) => Some(*n.get_ref() as u32),
+        None => None,
+    };
     let paths = match w.paths {
         None => None,
         Some(p) if p.get_ref().is_empty() => {
@@ -189,6 +201,7 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         branch: w.branch.into_inner(),
         instances,
         instance_tags,
+        repeats,
         paths,
         skip_markers,
         max_runtime,

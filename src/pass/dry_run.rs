@@ -91,7 +91,11 @@ impl Agent {
                 now,
                 owners,
             };
-            for (id, step) in plan::plan(run, &members, cx) {
+            let mut run = (*run).clone();
+            if let (0, Some(n)) = (run.repeats, watch.repeats) {
+                run.repeats = n;
+            }
+            for (id, step) in plan::plan(&run, &members, cx).steps {
                 if step.starts() {
                     to_start.push(id.clone());
                 }
@@ -115,10 +119,12 @@ impl Agent {
 /// A step, in the words of the dry run.
 fn describe(step: &Step, commit: &str) -> String {
     let tag = format!("{}={commit}", crate::tags::COMMIT);
-    match step {
-        Step::Start => format!("would tag it {tag} and start it"),
-        Step::StartWhenStopped => format!("would wait for it to stop, tag it {tag} and start it"),
-        Step::Supersede { commit: old } => {
+    let what = match step {
+        Step::Start { .. } => format!("would tag it {tag} and start it"),
+        Step::StartWhenStopped { .. } => {
+            format!("would wait for it to stop, tag it {tag} and start it")
+        }
+        Step::Supersede { commit: old, .. } => {
             format!(
                 "would stop it (running `{}`), tag it {tag} and start it",
                 short(old)
@@ -126,5 +132,9 @@ fn describe(step: &Step, commit: &str) -> String {
         }
         Step::Confirm { at, .. } => format!("started for it at {at}"),
         Step::Set(part) => format!("{part}"),
+    };
+    match step.start_repeat() {
+        Some(k) => format!("{what}, as repeat {k} ({}={k})", crate::tags::REPEAT),
+        None => what,
     }
 }

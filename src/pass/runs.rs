@@ -35,8 +35,10 @@ pub(super) struct Reconciler<'a> {
 /// The steps of a plan that need EC2, gathered over a watch's open runs.
 #[derive(Debug, Default)]
 struct Calls {
-    /// Starts to record on the instances, by EC2's launch time: (run, instance).
-    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String)>>,
+    /// Starts to record on the instances, by EC2's launch time: (run, instance, repeat).
+    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String, u32)>>,
+    /// The repeat each instance to start is for.
+    repeats: BTreeMap<String, u32>,
     ready: Vec<String>,
     stopping: Vec<String>,
     supersede: Vec<String>,
@@ -113,10 +115,21 @@ impl<'a> Reconciler<'a> {
         let stamp = tags::stamp(watch, &commit, &self.owners.current, ec2.now());
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
         let (ready, stopping) = (&calls.ready, &calls.stopping);
-        let outcomes = launch::start(ec2, self.store, ready, stopping, &stamp, self.launch).await;
-        for (id, outcome) in outcomes {
+        let outcomes = launch::start_repeats(
+            ec2,
+            self.store,
+            ready,
+            stopping,
+            &stamp,
+            &calls.repeats,
+            self.launch,
+        );
+        for (id, outcome) in outcomes.await {
             let part = match outcome {
-                Outcome::Started => Part::Accepted { at: now },
+                Outcome::Started => Part::Accepted {
+                    at: now,
+                    repeat: calls.repeats.get(&id).copied().unwrap_or(0),
+                },
                 Outcome::Up(state) => Part::Waiting {
                     why: format!("started by someone else while it was stopping ({state})"),
                 },
@@ -151,13 +164,21 @@ impl<'a> Reconciler<'a> {
         let &newest = open.last()?;
         let mut calls = Calls::default();
         for &r in &open {
+            let run = &mut entry.runs[r];
+            if let (0, Some(n)) = (run.repeats, self.watch.repeats) {
+                // Fixed when the run is first planned; without it (the default), the run
+                // has one repeat per machine of its pool.
+                run.repeats = n;
+            }
             let cx = plan::Context {
                 watch: self.watch,
                 newest: r == newest,
                 now: self.now,
                 owners: self.owners,
             };
-            for (id, step) in plan::plan(&entry.runs[r], members, cx) {
+            let plan = plan::plan(&entry.runs[r], members, cx);
+            entry.runs[r].done.extend(plan.done);
+            for (id, step) in plan.steps {
                 let run = &entry.runs[r];
                 let part = match step {
                     Step::Set(Part::Failed { why })
@@ -168,21 +189,25 @@ impl<'a> Reconciler<'a> {
                         Part::Failed { why }
                     }
                     Step::Set(part) => part,
-                    Step::Confirm { at, tag } => {
+                    Step::Confirm { at, tag, repeat } => {
                         if tag {
-                            calls.confirm.entry(at).or_default().push((r, id.clone()));
+                            let confirm = (r, id.clone(), repeat);
+                            calls.confirm.entry(at).or_default().push(confirm);
                         }
-                        Part::Started { at }
+                        Part::Started { at, repeat }
                     }
-                    Step::Start => {
+                    Step::Start { repeat } => {
+                        calls.repeats.insert(id.clone(), repeat);
                         calls.ready.push(id);
                         continue;
                     }
-                    Step::StartWhenStopped => {
+                    Step::StartWhenStopped { repeat } => {
+                        calls.repeats.insert(id.clone(), repeat);
                         calls.stopping.push(id);
                         continue;
                     }
-                    Step::Supersede { commit } => {
+                    Step::Supersede { commit, repeat } => {
+                        calls.repeats.insert(id.clone(), repeat);
                         calls.superseded.insert(commit);
                         calls.supersede.push(id);
                         continue;
@@ -207,17 +232,19 @@ async fn confirm(
     watch: &Watch,
     entry: &mut WatchState,
     members: &mut Members,
-    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String)>>,
+    confirm: BTreeMap<DateTime<Utc>, Vec<(usize, String, u32)>>,
 ) -> bool {
     let mut failed = false;
     for (at, parts) in confirm {
-        let ids: Vec<String> = parts.iter().map(|(_, id)| id.clone()).collect();
+        let ids: Vec<String> = parts.iter().map(|(_, id, _)| id.clone()).collect();
         let time = crate::rfc3339(at);
         if let Err(e) = launch::tag(ec2, store, &ids, &[(tags::STARTED_AT, &time)]).await {
             tracing::warn!("{watch}: cannot tag {}: {e}", ids.join(", "));
             failed = true;
-            for (r, id) in parts {
-                entry.runs[r].instances.insert(id, Part::Accepted { at });
+            for (r, id, repeat) in parts {
+                entry.runs[r]
+                    .instances
+                    .insert(id, Part::Accepted { at, repeat });
             }
             continue;
         }
@@ -303,7 +330,7 @@ mod tests {
     #[test]
     fn a_settled_run_without_results_completes_and_with_results_waits_for_them() {
         let now = Utc::now();
-        let started = Part::Started { at: now };
+        let started = Part::Started { at: now, repeat: 0 };
         let mut e = entry(vec![run("c2", std::slice::from_ref(&started))]);
         close_settled(&watch(), &mut e, 0, now);
         assert_eq!(e.runs[0].completed_at, Some(now));
@@ -327,7 +354,7 @@ mod tests {
         let mut e = entry(vec![run(
             "c2",
             &[
-                Part::Accepted { at: now },
+                Part::Accepted { at: now, repeat: 0 },
                 Part::Failed {
                     why: "no capacity".into(),
                 },

@@ -340,9 +340,11 @@ pub(super) async fn close_starts(
 /// The started instances of `run`, which just closed, that are still up without every
 /// result: watched for a late one.
 fn late(run: &Run, spec: &crate::config::Results, members: &Members) -> Vec<Duty> {
-    run.started()
-        .filter(|id| !results::reported_all(run, spec, id) && up_for(members, id, &run.commit))
-        .map(|id| Duty::Late {
+    run.instances
+        .iter()
+        .filter_map(|(id, p)| Some((id, p.repeat()?)))
+        .filter(|(id, k)| !results::reported_all(run, spec, *k) && up_for(members, id, &run.commit))
+        .map(|(id, _)| Duty::Late {
             instance: id.clone(),
             commit: run.commit.clone(),
         })

@@ -2,7 +2,7 @@
 
 use crate::config::Watch;
 use crate::github::{CommitStatus, DESCRIPTION_MAX};
-use crate::results::{previous, reported_all};
+use crate::results::{previous, reported};
 use crate::state::{Kind, Run};
 use crate::stats::{self, Outcome, Summary};
 
@@ -46,10 +46,7 @@ pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -
             ("pending", starting())
         }
         (None, Some(spec)) => {
-            let reported = run
-                .started()
-                .filter(|id| reported_all(run, spec, id))
-                .count();
+            let (reported, _) = reported(run, spec);
             let metric = &spec.metrics[0];
             let now = Summary::of(&run.values_of(metric));
             match (run.completed_at, now) {
@@ -123,17 +120,18 @@ mod tests {
         let mut run = Run::open(commit, "", now);
         for (n, id) in ["i-1", "i-2"].iter().enumerate() {
             let part = if n < started {
-                Part::Started { at: now }
+                let repeat = n as u32 + 1;
+                Part::Started { at: now, repeat }
             } else {
                 Part::Waiting { why: "busy".into() }
             };
             run.instances.insert((*id).into(), part);
         }
-        for (id, v) in ["i-1", "i-2"].iter().zip(values) {
+        for (repeat, v) in (1..).zip(values) {
             run.values
                 .entry("accuracy".into())
                 .or_default()
-                .insert((*id).into(), *v);
+                .insert(repeat, *v);
         }
         run
     }

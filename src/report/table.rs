@@ -103,11 +103,16 @@ pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Resul
             } else {
                 ""
             };
+            let n = &run.repeats;
             writeln!(
                 out,
-                "{:<width$}  run of {}{queued}:",
+                "{:<width$}  run of {}{queued}: repeats {} done, {} running, {} waiting, of {}",
                 "",
-                short(&run.commit)
+                short(&run.commit),
+                n.done,
+                n.running,
+                n.waiting,
+                n.total
             )?;
             for (id, part) in &run.instances {
                 writeln!(out, "{:<width$}    {id}: {part}", "")?;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::config::{Results, Watch};
-use crate::results::{previous, reported_all};
+use crate::results::{previous, reported};
 use crate::slack::escape;
 use crate::state::Run;
 use crate::stats::{self, Outcome, Summary, Verdict};
@@ -23,16 +23,8 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
         short(&run.commit)
     );
     if run.partial {
-        let started: Vec<&String> = run.started().collect();
-        let full = started
-            .iter()
-            .filter(|id| reported_all(run, spec, id))
-            .count();
-        let _ = write!(
-            text,
-            " (partial: {full} of {} runs reported everything)",
-            started.len()
-        );
+        let (full, of) = reported(run, spec);
+        let _ = write!(text, " (partial: {full} of {of} runs reported everything)");
     }
     for metric in &spec.metrics {
         let Some(now) = Summary::of(&run.values_of(metric)) else {
@@ -133,13 +125,15 @@ mod tests {
     fn completed(commit: &str, values: &[(&str, f64)]) -> Run {
         let now = chrono::Utc::now();
         let mut run = Run::open(commit, "", now);
-        for (id, v) in values {
-            run.instances
-                .insert((*id).into(), crate::state::Part::Started { at: now });
+        for (repeat, (id, v)) in (1..).zip(values) {
+            run.instances.insert(
+                (*id).into(),
+                crate::state::Part::Started { at: now, repeat },
+            );
             run.values
                 .entry("accuracy".into())
                 .or_default()
-                .insert((*id).into(), *v);
+                .insert(repeat, *v);
         }
         run.completed_at = Some(now);
         run

@@ -52,10 +52,16 @@ async fn the_tags_are_written_before_the_start_call() {
 
     f.once(0);
 
-    // One describe, one tag, one start: three calls, whatever the number of instances.
+    // One describe, one tag, one start: three calls, whatever the number of instances;
+    // and each machine's own `pushwake:repeat`, before the start.
     assert_eq!(
         f.actions().await,
-        ["DescribeInstances", "CreateTags", "StartInstances"]
+        [
+            "DescribeInstances",
+            "CreateTags",
+            "CreateTags",
+            "StartInstances"
+        ]
     );
     let requests = f.ec2.received_requests().await.unwrap();
     let body = String::from_utf8_lossy(&requests[1].body).into_owned();
