@@ -163,7 +163,7 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
     taken.extend(steps.iter().filter_map(|(_, s)| s.holds()));
     // A repeat done on a machine free for another is never given again, whether or not
     // the machine gets one.
-    taken.extend(again.iter().map(|(_, k, _)| *k));
+    taken.extend(again.iter().map(|(_, k, _)| *k).filter(|&k| k > 0));
     let mut free = (1..=repeats).filter(|k| !taken.contains(k));
     let reused: Vec<usize> = again.iter().map(|(i, _, _)| *i).collect();
     // A machine up or done for the run without a repeat tag (started before repeats) is
@@ -192,7 +192,10 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
     for (i, k, stays) in again {
         match free.next() {
             Some(next) => {
-                done.insert(k);
+                // A machine that ran before repeats held no number: nothing to mark done.
+                if k > 0 {
+                    done.insert(k);
+                }
                 steps[i].1.with_repeat(next);
             }
             None => steps[i].1 = stays,

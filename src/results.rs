@@ -31,6 +31,7 @@ pub struct Harvest {
 /// metric, or stopped (or was reused) without; or the timeout passed since the last start.
 pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
+    let newest = runs.iter().rposition(Run::is_open);
     for (index, run) in runs.iter_mut().enumerate() {
         if !run.is_open() {
             continue;
@@ -74,7 +75,7 @@ pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTim
             }
         }
         let taken = run.taken();
-        let waiting = reuses(run) && taken.len() < run.repeats as usize;
+        let waiting = run.gives_repeats(members.ids.len(), newest == Some(index));
         // A run that started nothing has nothing to judge; the pass closes it.
         let Some(last_start) = run.last_start() else {
             continue;
@@ -82,16 +83,12 @@ pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTim
         let timed_out = (now - last_start).to_std().unwrap_or_default() >= spec.timeout;
         if (all_done && !waiting) || timed_out {
             run.completed_at = Some(now);
-            run.partial = waiting || !taken.iter().all(|&k| reported_all(run, spec, k));
+            let short = (run.repeats as usize) > taken.len();
+            run.partial = short || !taken.iter().all(|&k| reported_all(run, spec, k));
             harvest.completed.push(index);
         }
     }
     harvest
-}
-
-/// Whether the machines of `run` serve several repeats: it has more than machines.
-fn reuses(run: &Run) -> bool {
-    run.repeats as usize > run.instances.len()
 }
 
 /// Whether repeat `repeat` reported every metric in `run`.
@@ -101,19 +98,15 @@ pub fn reported_all(run: &Run, spec: &Results, repeat: u32) -> bool {
         .all(|m| run.values.get(m).is_some_and(|v| v.contains_key(&repeat)))
 }
 
-/// How many repeats of `run` reported every metric, of how many were to: those given to a
-/// machine, or all the run's when its machines serve several.
+/// How many repeats of `run` reported every metric, of how many were to: the run's count
+/// when it has one, else those given to a machine (one per machine).
 pub fn reported(run: &Run, spec: &Results) -> (usize, usize) {
     let taken = run.taken();
     let all = taken
         .iter()
         .filter(|&&k| reported_all(run, spec, k))
         .count();
-    let of = match reuses(run) {
-        true => run.repeats as usize,
-        false => taken.len(),
-    };
-    (all, of)
+    (all, (run.repeats as usize).max(taken.len()))
 }
 
 /// The completed run before `runs[index]` with another commit: what it is judged against.

@@ -53,6 +53,9 @@ pub struct Policy {
     pub timeout: Duration,
     /// The most the whole call may take, its retries and waits included.
     pub deadline: Duration,
+    /// A fixed time by which every call must have ended, whenever it begins (a fenced
+    /// call's lease): see [`Policy::until`].
+    pub end: Option<Instant>,
 }
 
 impl Default for Policy {
@@ -63,6 +66,7 @@ impl Default for Policy {
             max_wait: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(60),
+            end: None,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Policy {
         Some(Policy {
             deadline: self.deadline.min(left),
             timeout: self.timeout.min(left),
+            end: Some(self.end.map_or(end, |e| e.min(end))),
             ..*self
         })
     }
@@ -91,7 +96,10 @@ impl Policy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let end = Instant::now() + self.deadline;
+        // A call begun late under a cut policy still ends by the fixed end.
+        let end = self.end.map_or(Instant::now() + self.deadline, |fixed| {
+            fixed.min(Instant::now() + self.deadline)
+        });
         let mut attempt = 1;
         loop {
             let limit = self
@@ -167,5 +175,42 @@ mod tests {
             (policy.deadline, policy.timeout)
         );
         assert!(policy.until(Instant::now()).is_none(), "no time left");
+    }
+
+    #[derive(Debug)]
+    struct Hung;
+
+    impl std::fmt::Display for Hung {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("hung")
+        }
+    }
+
+    impl Retryable for Hung {
+        fn retry(&self) -> Retry {
+            Retry::Backoff
+        }
+        fn timed_out(_: Duration) -> Self {
+            Hung
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_begun_late_under_a_cut_policy_still_ends_by_its_end() {
+        let start = Instant::now();
+        let cut = Policy::default()
+            .until(start + Duration::from_secs(3))
+            .unwrap();
+        // The call begins two seconds later, as the last of a batch would.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let result: Result<(), Hung> = cut
+            .run("a hung call", || std::future::pending::<Result<(), Hung>>())
+            .await;
+        assert!(result.is_err());
+        assert!(
+            Instant::now() <= start + Duration::from_secs(3),
+            "ended {:?} after the start",
+            Instant::now() - start
+        );
     }
 }

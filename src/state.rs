@@ -150,7 +150,7 @@ pub struct Run {
     pub opened_at: DateTime<Utc>,
     /// How many repeats the run has (SPEC §10), fixed when its first turn plans it; 0 (the
     /// default `repeats`): one per machine of its pool. State files before version 3 are
-    /// read with one per instance they list.
+    /// read with 0, which is what they meant.
     #[serde(default)]
     pub repeats: u32,
     /// Each instance of the run and where it stands, with the repeat it serves now. State
@@ -328,6 +328,15 @@ impl Run {
             .iter()
             .filter(|(_, p)| p.is_started())
             .map(|(id, _)| id)
+    }
+
+    /// Whether the run still has repeats to give its machines, which serve several in turn:
+    /// it counts more repeats than its `pool` has machines, and fewer were given. Only the
+    /// newest open run gives any; an older one, or one with no more repeats than machines,
+    /// waits for none (what it lacks makes it partial).
+    pub fn gives_repeats(&self, pool: usize, newest: bool) -> bool {
+        let n = self.repeats as usize;
+        newest && n > pool && self.taken().len() < n
     }
 
     /// The repeats given to a machine: done, or held by a machine started for them.
@@ -625,7 +634,7 @@ mod tests {
         let at = "2026-11-28T10:00:00Z".parse().unwrap();
         assert_eq!(run.opened_at, at);
         assert_eq!(run.instances["i-00000001"], Part::Started { at, repeat: 1 });
-        assert_eq!(run.repeats, 1);
+        assert_eq!(run.repeats, 0, "one per machine of the pool, as it meant");
         assert!(run.is_settled() && run.is_open());
     }
 
@@ -644,7 +653,7 @@ mod tests {
         let state = parse(v2).unwrap();
         assert_eq!(state.version, VERSION);
         let run = &state.watches[0].runs[0];
-        assert_eq!(run.repeats, 4, "one per instance, as the config had then");
+        assert_eq!(run.repeats, 0, "one per machine of the pool, as it meant");
         let at = |m: u32| format!("2026-11-28T10:{m:02}:00Z").parse().unwrap();
         assert_eq!(
             run.instances["i-00000001"],

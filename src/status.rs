@@ -90,7 +90,12 @@ impl Repeats {
             n => n,
         };
         let done = u32::try_from(run.done.len()).unwrap_or(u32::MAX);
-        let running = run.instances.values().filter_map(Part::repeat);
+        // A repeat marked done whose machine still shows it is counted once, as done.
+        let running = run
+            .instances
+            .values()
+            .filter_map(Part::repeat)
+            .filter(|k| !run.done.contains(k));
         let running = u32::try_from(running.count()).unwrap_or(u32::MAX);
         Repeats {
             total,

@@ -139,7 +139,7 @@ impl<'a> Reconciler<'a> {
             entry.runs[newest].instances.insert(id, part);
         }
 
-        close_settled(watch, entry, newest, now);
+        close_settled(watch, entry, newest, members.ids.len(), now);
         self.failed |= entry
             .runs
             .iter()
@@ -165,9 +165,10 @@ impl<'a> Reconciler<'a> {
         let mut calls = Calls::default();
         for &r in &open {
             let run = &mut entry.runs[r];
-            if let (0, Some(n)) = (run.repeats, self.watch.repeats) {
-                // Fixed when the run is first planned; without it (the default), the run
-                // has one repeat per machine of its pool.
+            if let (0, Some(n), true) = (run.repeats, self.watch.repeats, run.instances.is_empty())
+            {
+                // Fixed when the run is first planned (a reload does not change a run under
+                // way); without it (the default), the run has one repeat per machine.
                 run.repeats = n;
             }
             let cx = plan::Context {
@@ -258,13 +259,19 @@ async fn confirm(
 
 /// Closes the open runs that have nothing left to do: an older run that started nothing
 /// gives its place to the newest (which lists it as replaced); a run that started nothing,
-/// or has no results to wait for, is complete once settled. Runs with results are closed
-/// by the harvest.
-fn close_settled(watch: &Watch, entry: &mut WatchState, newest: usize, now: DateTime<Utc>) {
+/// or has no results to wait for, is complete once settled and every repeat was given to
+/// one of the `pool`'s machines. Runs with results are closed by the harvest.
+fn close_settled(
+    watch: &Watch,
+    entry: &mut WatchState,
+    newest: usize,
+    pool: usize,
+    now: DateTime<Utc>,
+) {
     let newest_commit = entry.runs[newest].commit.clone();
     let mut replaced = Vec::new();
     for (r, run) in entry.runs.iter_mut().enumerate() {
-        if !run.is_open() || !run.is_settled() {
+        if !run.is_open() || !run.is_settled() || run.gives_repeats(pool, r == newest) {
             continue;
         }
         let started = run.started().next().is_some();
@@ -319,7 +326,7 @@ mod tests {
         let newest = run("c3", &[Part::Waiting { why: "busy".into() }]);
         let mut e = entry(vec![older, newest]);
 
-        close_settled(&watch(), &mut e, 1, now);
+        close_settled(&watch(), &mut e, 1, 2, now);
 
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by.as_deref(), Some("c3"));
@@ -332,7 +339,7 @@ mod tests {
         let now = Utc::now();
         let started = Part::Started { at: now, repeat: 0 };
         let mut e = entry(vec![run("c2", std::slice::from_ref(&started))]);
-        close_settled(&watch(), &mut e, 0, now);
+        close_settled(&watch(), &mut e, 0, 2, now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
 
@@ -344,7 +351,7 @@ mod tests {
             stop_when_reported: true,
         });
         let mut e = entry(vec![run("c2", &[started])]);
-        close_settled(&with_results, &mut e, 0, now);
+        close_settled(&with_results, &mut e, 0, 2, now);
         assert!(e.runs[0].is_open(), "the harvest closes it");
     }
 
@@ -360,15 +367,41 @@ mod tests {
                 },
             ],
         )]);
-        close_settled(&watch(), &mut e, 0, now);
+        close_settled(&watch(), &mut e, 0, 2, now);
         assert!(e.runs[0].is_open());
+    }
+
+    #[test]
+    fn a_run_with_repeats_left_for_its_machines_stays_open_without_results() {
+        // Four repeats on a pool of two: the first two ran, the machines serve the rest.
+        let now = Utc::now();
+        let mut r = Run::open("c2", "", now);
+        r.repeats = 4;
+        for (i, k) in [(0, 1), (1, 2)] {
+            r.instances.insert(
+                format!("i-0000000{i}"),
+                Part::Started { at: now, repeat: k },
+            );
+        }
+        let mut e = entry(vec![r]);
+        close_settled(&watch(), &mut e, 0, 2, now);
+        assert!(e.runs[0].is_open(), "repeats 3 and 4 are still to run");
+        e.runs[0].done.extend([1, 2]);
+        for (i, k) in [(0, 3), (1, 4)] {
+            e.runs[0].instances.insert(
+                format!("i-0000000{i}"),
+                Part::Started { at: now, repeat: k },
+            );
+        }
+        close_settled(&watch(), &mut e, 0, 2, now);
+        assert_eq!(e.runs[0].completed_at, Some(now), "every repeat was given");
     }
 
     #[test]
     fn a_newest_run_that_started_nothing_closes_without_a_verdict() {
         let now = Utc::now();
         let mut e = entry(vec![run("c2", &[skipped()])]);
-        close_settled(&watch(), &mut e, 0, now);
+        close_settled(&watch(), &mut e, 0, 2, now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
     }

@@ -21,6 +21,7 @@ fn quick() -> Policy {
         max_wait: Duration::from_secs(2),
         timeout: Duration::from_millis(500),
         deadline: Duration::from_secs(10),
+        end: None,
     }
 }
 

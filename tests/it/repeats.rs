@@ -135,3 +135,30 @@ fn repeats_are_checked_without_quoting_the_value() {
         );
     }
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn repeats_past_the_pool_run_without_results_too() {
+    // No results to wait for: a repeat is done when its machine stopped (here, the job
+    // shuts it down). The run stays open until every repeat was given.
+    let w = World::new(2, "repeats = 4").await;
+    w.first_run_start();
+    w.once(0);
+    w.once(0);
+    assert_eq!(repeats_on(&w).await, ["1", "2"]);
+    w.ec2.stop(&w.ids).await;
+
+    w.once(0);
+
+    assert_eq!(
+        w.states().await,
+        ["running"; 2],
+        "started for repeats 3 and 4"
+    );
+    assert_eq!(repeats_on(&w).await, ["3", "4"]);
+    assert_eq!(w.starts(), [2, 2]);
+    w.ec2.stop(&w.ids).await;
+    w.once(0);
+    w.once(0);
+    assert_eq!(w.starts(), [2, 2], "no fifth repeat");
+}
