@@ -204,7 +204,7 @@ mod tests {
         // The call begins two seconds later, as the last of a batch would.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let result: Result<(), Hung> = cut
-            .run("a hung call", || std::future::pending::<Result<(), Hung>>())
+            .run("a hung call", std::future::pending::<Result<(), Hung>>)
             .await;
         assert!(result.is_err());
         assert!(
