@@ -305,8 +305,9 @@ async fn tag_and_start(
 ) -> Vec<(String, Outcome)> {
     let mut outcomes = Vec::new();
     let mut tagged = Vec::new();
-    // The start is dated at its request, on EC2's clock: a wait for stopping machines may
-    // have taken minutes since the stamp was made.
+    // The start is dated at its request, on EC2's clock (`tags::started` reads the launch
+    // against it), not when the stamp was made: a wait for stopping machines may come
+    // between.
     let at = crate::rfc3339(ec2.now());
     let stamp: Vec<(&str, &str)> = stamp
         .iter()

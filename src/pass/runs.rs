@@ -112,7 +112,7 @@ impl<'a> Reconciler<'a> {
             }
         }
 
-        let stamp = tags::stamp(watch, &commit, &self.owners.current, ec2.now());
+        let stamp = tags::stamp(watch, &commit, &self.owners.current);
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
         let (ready, stopping) = (&calls.ready, &calls.stopping);
         let outcomes = launch::start_repeats(
