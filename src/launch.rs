@@ -146,21 +146,10 @@ pub enum Outcome {
 }
 
 /// Tags and starts `ready` (stopped) at once, and `stopping` once they have stopped,
-/// waiting at most `opts.stopping_wait` for them. Returns the outcome for each id.
+/// waiting at most `opts.stopping_wait` for them; each instance also tagged with its repeat
+/// from `repeats` (one `CreateTags` per instance, after the stamp, before the start; none
+/// for an instance without one). Returns the outcome for each id.
 pub async fn start(
-    ec2: &Ec2,
-    fence: &impl Fence,
-    ready: &[String],
-    stopping: &[String],
-    stamp: &[(&str, &str)],
-    opts: Options,
-) -> Vec<(String, Outcome)> {
-    start_repeats(ec2, fence, ready, stopping, stamp, &BTreeMap::new(), opts).await
-}
-
-/// [`start`], each instance also tagged with its repeat from `repeats` (one `CreateTags`
-/// per instance, after the stamp, before the start).
-pub async fn start_repeats(
     ec2: &Ec2,
     fence: &impl Fence,
     ready: &[String],

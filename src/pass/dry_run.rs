@@ -64,7 +64,7 @@ impl Agent {
             }
         }
         match self
-            .due(&clients, watch, &members, &reported, ec2.now())
+            .due(&clients, watch, owners, &members, &reported, ec2.now())
             .await
         {
             Ok(judged) => {

@@ -115,7 +115,7 @@ impl<'a> Reconciler<'a> {
         let stamp = tags::stamp(watch, &commit, &self.owners.current);
         let stamp: Vec<(&str, &str)> = stamp.iter().map(|(k, v)| (&**k, &**v)).collect();
         let (ready, stopping) = (&calls.ready, &calls.stopping);
-        let outcomes = launch::start_repeats(
+        let outcomes = launch::start(
             ec2,
             self.store,
             ready,

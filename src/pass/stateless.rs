@@ -10,6 +10,7 @@ use super::{Agent, PassReport};
 use crate::launch;
 use crate::report;
 use crate::state::WatchState;
+use crate::tags;
 
 impl Agent {
     /// Applies `max_runtime` and `idle_stop` to the instances tagged for each watch, and
@@ -18,7 +19,13 @@ impl Agent {
     pub(super) async fn without_state(&self, error: anyhow::Error) -> anyhow::Result<PassReport> {
         tracing::error!("{error:#}; applying the stop rules only");
         let mut messages = Vec::new();
-        for watch in self.settings.watches.iter().filter(|w| w.stops()) {
+        let stopping: Vec<_> = self.settings.watches.iter().filter(|w| w.stops()).collect();
+        // Read once, and only when some watch has a stop rule to apply.
+        let owners = match stopping.is_empty() {
+            true => tags::Owners::new(String::new()),
+            false => self.owners().await,
+        };
+        for watch in stopping {
             let clients = match self.clients(&watch.target).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -34,7 +41,10 @@ impl Agent {
                     continue;
                 }
             };
-            let judged = match self.due(&clients, watch, &members, &[], ec2.now()).await {
+            let judged = match self
+                .due(&clients, watch, &owners, &members, &[], ec2.now())
+                .await
+            {
                 Ok(judged) => judged,
                 Err(e) => {
                     tracing::error!("{watch}: cannot apply the stop rules: {e:#}");

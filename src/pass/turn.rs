@@ -35,12 +35,13 @@ pub(super) struct Turn {
 }
 
 impl Agent {
-    /// What the stop rules say of the instances of `watch`, reached with `clients`;
-    /// `reported` are those done.
+    /// What the stop rules say of the instances of `watch`, reached with `clients`, that
+    /// `owners` started; `reported` are those done.
     pub(super) async fn due(
         &self,
         clients: &Clients,
         watch: &Watch,
+        owners: &tags::Owners,
         members: &Members,
         reported: &[String],
         now: DateTime<Utc>,
@@ -49,8 +50,7 @@ impl Agent {
             Some(_) => Some(clients.cloudwatch()?),
             None => None,
         };
-        let owners = self.owners().await;
-        let judged = reap::due(members, cloudwatch, watch, &owners, reported, now);
+        let judged = reap::due(members, cloudwatch, watch, owners, reported, now);
         Ok(judged.await)
     }
 
@@ -115,7 +115,9 @@ impl Agent {
                 }
             }
         }
-        let judged = self.due(&clients, watch, &members, &reported, now).await?;
+        let judged = self
+            .due(&clients, watch, &owners, &members, &reported, now)
+            .await?;
         errors.extend(judged.errors);
         for d in judged.due {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {

@@ -86,6 +86,8 @@ fn ids(ids: &[&str]) -> Vec<String> {
 }
 
 const STAMP: &[(&str, &str)] = &[("pushwake:commit", "0123")];
+/// No repeat tags: the machines of a run of one repeat each before repeats were numbered.
+const NO_REPEATS: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
 
 fn quick() -> launch::Options {
     launch::Options {
@@ -103,7 +105,16 @@ async fn a_stopping_instance_is_waited_for_then_started() {
     answer(&server, "StartInstances", xml(start_xml(&[A])), None).await;
 
     let ec2 = client(&server).await;
-    let outcomes = launch::start(&ec2, &Unfenced, &ids(&[B]), &ids(&[A]), STAMP, quick()).await;
+    let outcomes = launch::start(
+        &ec2,
+        &Unfenced,
+        &ids(&[B]),
+        &ids(&[A]),
+        STAMP,
+        &NO_REPEATS,
+        quick(),
+    )
+    .await;
 
     assert_eq!(
         outcomes,
@@ -142,6 +153,7 @@ async fn an_instance_still_stopping_at_the_deadline_is_left_for_the_next_pass() 
         &[],
         &ids(&[A]),
         STAMP,
+        &NO_REPEATS,
         opts,
     )
     .await;
@@ -180,6 +192,7 @@ async fn start_both(server: &MockServer) -> Vec<(String, Outcome)> {
         &ids(&[A, B]),
         &[],
         STAMP,
+        &NO_REPEATS,
         quick(),
     )
     .await
