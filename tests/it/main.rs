@@ -13,6 +13,7 @@ mod launch;
 mod look;
 mod once;
 mod parse;
+mod proxy;
 mod repeats;
 mod results;
 mod retry;

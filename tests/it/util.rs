@@ -11,6 +11,9 @@ use aws_sdk_ec2::types::InstanceStateName;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+mod fleet;
+pub use fleet::*;
+
 pub const TOKEN: &str = "ghp_testtoken0123456789abcdefABCDEF0123";
 pub const SLACK_TOKEN: &str = "xoxb-1111-2222-secretslacktoken";
 
@@ -1147,6 +1150,8 @@ struct Faults {
     /// Instances described as `stopping` whatever moto says, except to the access keys
     /// listed with them.
     stopping: HashMap<String, std::collections::BTreeSet<String>>,
+    /// Capacity refusals, interruptions and the record of fleet calls.
+    fleet: fleet::FleetFaults,
 }
 
 impl MotoProxy {
@@ -1155,6 +1160,7 @@ impl MotoProxy {
         let faults = std::sync::Arc::new(Mutex::new(Faults::default()));
         let outage = std::sync::Arc::new(Mutex::new(None));
         let swallow = std::sync::Arc::new(Mutex::new(None));
+        faults.lock().unwrap().fleet.moto = moto.trim_start_matches("http://").to_owned();
         Mock::given(wiremock::matchers::any())
             .respond_with(Forward {
                 moto: moto.trim_start_matches("http://").to_owned(),
@@ -1315,6 +1321,10 @@ impl wiremock::Respond for Forward {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         let dry = body.contains("DryRun=true");
+        let errors = match fleet::intercept(request, &action, dry, &mut pairs, &mut faults.fleet) {
+            fleet::Intercept::Answer(answer) => return answer,
+            fleet::Intercept::Forward(errors) => errors,
+        };
         if action == "StartInstances" && !dry {
             // Accepted, but never started: moto keeps it stopped.
             let ids: Vec<String> = pairs
@@ -1365,7 +1375,11 @@ impl wiremock::Respond for Forward {
             true => None,
             false => faults.delay_next.remove(&action),
         };
+        if let Some(errors) = &errors {
+            answer = fleet::with_error_set(&answer, errors);
+        }
         if action == "DescribeInstances" {
+            answer = fleet::with_interruptions(&answer, &faults.fleet);
             for (id, (code, message)) in &faults.fallen {
                 answer = with_state_reason(&answer, id, code, message);
             }
