@@ -1,4 +1,6 @@
-//! EC2: describe and start instances, with errors sorted by what to do about them.
+//! EC2: the client, its errors sorted by what to do about them, and the types its calls
+//! answer with. The calls themselves live beside it, one concern a file: `describe` reads
+//! EC2's record, `mutate` changes instances (tag, stop, start).
 //!
 //! This is a thin client: it makes one call per method and knows nothing of watches or
 //! triggers. What to start and when is decided by [`crate::launch`].
@@ -14,7 +16,7 @@ use aws_sdk_ec2::config::interceptors::BeforeDeserializationInterceptorContextRe
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, InstanceStateName, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use chrono::{DateTime, Utc};
 
 use crate::retry::{self, Retryable};
@@ -375,6 +377,10 @@ macro_rules! mutation {
     };
 }
 
+// After `mutation!`, which they use.
+mod describe;
+mod mutate;
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -438,190 +444,6 @@ impl Ec2 {
                 op().await.map_err(|e| classify(action, e))
             })
             .await
-    }
-
-    /// Describes the given instances. Ids that do not exist are simply absent from the
-    /// answer: they are asked for with an `instance-id` filter, which, unlike the
-    /// `InstanceIds` parameter, does not fail the whole call for one unknown id.
-    pub async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, Error> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_FILTER_VALUES) {
-            out.extend(
-                self.describe_where(vec![filter("instance-id", chunk.to_vec())])
-                    .await?,
-            );
-        }
-        Ok(out)
-    }
-
-    /// Describes every instance (not terminated) that carries all of `tags`.
-    pub async fn describe_tagged(
-        &self,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<Vec<Instance>, Error> {
-        let mut filters: Vec<Filter> = tags
-            .iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), vec![v.clone()]))
-            .collect();
-        filters.push(filter(
-            "instance-state-name",
-            ["pending", "running", "stopping", "stopped"]
-                .map(String::from)
-                .to_vec(),
-        ));
-        self.describe_where(filters).await
-    }
-
-    /// Describes every instance (not terminated) whose tag `key` holds one of `values`.
-    pub async fn describe_tag_in(
-        &self,
-        key: &str,
-        values: &[String],
-    ) -> Result<Vec<Instance>, Error> {
-        let filters = vec![
-            filter(&format!("tag:{key}"), values.to_vec()),
-            filter(
-                "instance-state-name",
-                ["pending", "running", "stopping", "stopped"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
-        ];
-        self.describe_where(filters).await
-    }
-
-    /// One `DescribeInstances` (and its further pages) with these filters.
-    async fn describe_where(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, Error> {
-        let mut out = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let page = self
-                .call("DescribeInstances", || {
-                    self.client
-                        .describe_instances()
-                        .set_filters(Some(filters.clone()))
-                        .max_results(1000)
-                        .set_next_token(next_token.clone())
-                        .send()
-                })
-                .await?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let (Some(id), Some(state)) = (
-                    instance.instance_id(),
-                    instance.state().and_then(|s| s.name()),
-                ) else {
-                    continue;
-                };
-                let tags = instance
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                    .collect();
-                let launch_time = instance
-                    .launch_time()
-                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
-                let state_reason = instance.state_reason().and_then(|r| {
-                    Some(StateReason {
-                        code: r.code()?.to_owned(),
-                        message: r.message().unwrap_or_default().to_owned(),
-                    })
-                });
-                out.push(Instance {
-                    id: id.to_owned(),
-                    state: InstanceState::from(state),
-                    tags,
-                    launch_time,
-                    state_reason,
-                });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Sets `tags` on the instances, in one call (per [`MAX_IDS`]).
-    pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.create_tags(chunk, tags, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Stops the instances, in one call (per [`MAX_IDS`]).
-    pub async fn stop(&self, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.stop_instances(chunk, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the given instances in one call (per [`MAX_IDS`]). EC2 fails the whole call when one of them
-    /// cannot be started; the caller decides how to carry on.
-    pub async fn start(&self, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.start_instances(chunk, false).await?;
-        }
-        Ok(())
-    }
-
-    // Each request is defined once, for the real call and for the `DryRun` check of
-    // `permitted`; `mutation!` adds the flag and sends it.
-
-    async fn create_tags(
-        &self,
-        ids: &[String],
-        tags: &[(&str, &str)],
-        dry: bool,
-    ) -> Result<(), Error> {
-        let tags: Vec<Tag> = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-            .collect();
-        mutation!(
-            self,
-            "CreateTags",
-            dry,
-            self.client
-                .create_tags()
-                .set_resources(Some(ids.to_vec()))
-                .set_tags(Some(tags.clone()))
-        )
-    }
-
-    async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        mutation!(
-            self,
-            "StopInstances",
-            dry,
-            self.client
-                .stop_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-        )
-    }
-
-    async fn start_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        mutation!(
-            self,
-            "StartInstances",
-            dry,
-            self.client
-                .start_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-        )
     }
 }
 
