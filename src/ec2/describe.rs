@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, InstanceLifecycleType};
 use chrono::DateTime;
 
 use super::{Ec2, Error, Instance, InstanceState, MAX_FILTER_VALUES, StateReason, filter};
@@ -102,6 +102,13 @@ impl Ec2 {
                     tags,
                     launch_time,
                     state_reason,
+                    instance_type: instance.instance_type().map(|t| t.as_str().to_owned()),
+                    zone: instance
+                        .placement()
+                        .and_then(|p| p.availability_zone())
+                        .map(str::to_owned),
+                    subnet: instance.subnet_id().map(str::to_owned),
+                    spot: instance.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
                 });
             }
             match page.next_token() {

@@ -72,6 +72,32 @@ pub struct Instance {
     /// Why it last changed state, e.g. `Server.InsufficientInstanceCapacity`, when EC2
     /// says.
     pub state_reason: Option<StateReason>,
+    /// Its type, e.g. `g5.xlarge`: where a repeat ran, and what its hardware was.
+    pub instance_type: Option<String>,
+    /// Its Availability Zone (`placement.availabilityZone`), e.g. `us-east-1b`.
+    pub zone: Option<String>,
+    /// Its subnet, when it is in a VPC.
+    pub subnet: Option<String>,
+    /// Whether it is a Spot Instance (`instanceLifecycle` is `spot`): EC2 may take it away.
+    pub spot: bool,
+}
+
+impl Instance {
+    /// An instance with only an id and a state known: no tags, no launch time, no reason,
+    /// no placement. The base of a literal that sets the rest (`..Instance::new(..)`).
+    pub fn new(id: impl Into<String>, state: InstanceState) -> Instance {
+        Instance {
+            id: id.into(),
+            state,
+            tags: BTreeMap::new(),
+            launch_time: None,
+            state_reason: None,
+            instance_type: None,
+            zone: None,
+            subnet: None,
+            spot: false,
+        }
+    }
 }
 
 /// EC2's reason for an instance's last change of state.
@@ -89,6 +115,19 @@ impl StateReason {
             self.code.as_str(),
             "Client.UserInitiatedShutdown" | "Client.InstanceInitiatedShutdown"
         )
+    }
+
+    /// Whether EC2 took the machine away: a `Server.*` code, such as
+    /// `Server.SpotInstanceTermination` (a Spot interruption), `Server.InternalError` or
+    /// `Server.InsufficientInstanceCapacity` (terminated during launch),
+    /// `Server.ScheduledStop` (a retirement) or `Server.SpotInstanceShutdown`. EC2's
+    /// state-reason reference sorts its codes so: `Server.*` for what EC2 did, `Client.*`
+    /// for what the user, the machine itself or its configuration did (a shutdown, a bad
+    /// snapshot, a volume limit), which a run again would not undo. Whether it is an
+    /// interruption of a run is the caller's to judge from the state too: on a stopped pool
+    /// machine `Server.InsufficientInstanceCapacity` is a start that did not take.
+    pub fn is_interruption(&self) -> bool {
+        self.code.starts_with("Server.")
     }
 }
 
@@ -111,7 +150,8 @@ impl fmt::Display for StateReason {
 pub enum Kind {
     /// Throttling, a service hiccup, a dropped connection: worth retrying.
     Transient,
-    /// `InsufficientInstanceCapacity`: AWS has no such machine free right now.
+    /// No room here right now: `InsufficientInstanceCapacity`, a limit of the account, a type
+    /// not offered in the zone. Another zone, type or market may have room.
     Capacity,
     /// `IncorrectInstanceState`: the instance is in a state the call does not accept.
     IncorrectState,
@@ -215,10 +255,83 @@ mod tests {
         assert_eq!(kind_of("InvalidInstanceID.NotFound"), Kind::NotFound);
         assert_eq!(kind_of("InvalidInstanceID.Malformed"), Kind::NotFound);
         assert_eq!(kind_of("AuthFailure"), Kind::Credentials);
-        assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Other);
+        assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Capacity);
+        assert_eq!(kind_of("InvalidParameterValue"), Kind::Other);
         assert!(error("VcpuLimitExceeded").may_concern_one_instance());
+        assert!(error("InvalidParameterValue").may_concern_one_instance());
         assert!(!error("AuthFailure").may_concern_one_instance());
         assert!(!error("UnauthorizedOperation").may_concern_one_instance());
+    }
+
+    #[test]
+    fn no_room_here_is_capacity_whatever_its_cause() {
+        for code in [
+            "InsufficientInstanceCapacity",
+            "InsufficientCapacity",
+            "InsufficientHostCapacity",
+            "InsufficientReservedInstanceCapacity",
+            "InstanceLimitExceeded",
+            "VcpuLimitExceeded",
+            "MaxSpotInstanceCountExceeded",
+            "SpotMaxPriceTooLow",
+            "UnfulfillableCapacity",
+            "InsufficientFreeAddressesInSubnet",
+            "Unsupported",
+        ] {
+            assert_eq!(kind_of(code), Kind::Capacity, "{code}");
+            // A batch refused for one machine's zone may start the others alone.
+            assert!(error(code).may_concern_one_instance(), "{code}");
+        }
+        // Not room but a request EC2 would refuse anywhere.
+        for code in ["UnsupportedOperation", "InvalidParameterCombination"] {
+            assert_ne!(kind_of(code), Kind::Capacity, "{code}");
+        }
+    }
+
+    fn reason(code: &str) -> StateReason {
+        StateReason {
+            code: code.to_owned(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn ec2_taking_a_machine_away_is_an_interruption_and_a_shutdown_is_not() {
+        for code in [
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceShutdown",
+            "Server.InternalError",
+            "Server.InsufficientInstanceCapacity",
+            "Server.ScheduledStop",
+        ] {
+            assert!(reason(code).is_interruption(), "{code}");
+            assert!(!reason(code).is_shutdown(), "{code}");
+        }
+        for code in [
+            "Client.UserInitiatedShutdown",
+            "Client.InstanceInitiatedShutdown",
+            "Client.InternalError",
+            "Client.VolumeLimitExceeded",
+            "Client.InvalidSnapshot.NotFound",
+            "Client.UserInitiatedHibernate",
+            "pending",
+        ] {
+            assert!(!reason(code).is_interruption(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_bare_instance_knows_only_its_id_and_state() {
+        let i = Instance::new("i-00000001", InstanceState::Stopped);
+        assert_eq!(
+            (i.id.as_str(), &i.state),
+            ("i-00000001", &InstanceState::Stopped)
+        );
+        assert!(i.tags.is_empty() && i.launch_time.is_none() && i.state_reason.is_none());
+        assert_eq!(
+            (i.instance_type, i.zone, i.subnet, i.spot),
+            (None, None, None, false)
+        );
     }
 
     #[test]
@@ -303,7 +416,22 @@ fn kind_of(code: &str) -> Kind {
         | "ServiceUnavailable"
         | "InternalError"
         | "InternalFailure" => Kind::Transient,
-        "InsufficientInstanceCapacity" | "InsufficientCapacity" => Kind::Capacity,
+        // No room here, try elsewhere: no machine of this type free in this zone (or on this
+        // host, or in a reservation), none offered here (`Unsupported`), an account limit on
+        // this market or family (`InstanceLimitExceeded`, `VcpuLimitExceeded`,
+        // `MaxSpotInstanceCountExceeded`), a Spot price above the maximum, no Spot capacity
+        // (`UnfulfillableCapacity`), or no address left in the subnet.
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity"
+        | "InstanceLimitExceeded"
+        | "VcpuLimitExceeded"
+        | "MaxSpotInstanceCountExceeded"
+        | "SpotMaxPriceTooLow"
+        | "UnfulfillableCapacity"
+        | "InsufficientFreeAddressesInSubnet"
+        | "Unsupported" => Kind::Capacity,
         "IncorrectInstanceState" | "IncorrectState" => Kind::IncorrectState,
         c if c.starts_with("InvalidInstanceID") => Kind::NotFound,
         "UnauthorizedOperation" | "AccessDenied" => Kind::Unauthorized,
