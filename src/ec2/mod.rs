@@ -155,7 +155,8 @@ pub enum Kind {
     Capacity,
     /// `IncorrectInstanceState`: the instance is in a state the call does not accept.
     IncorrectState,
-    /// `InvalidInstanceID.*`: the instance does not exist (any more).
+    /// `InvalidInstanceID.*`, `InvalidSubnetID.*`, `InvalidLaunchTemplate*.NotFound…`: the
+    /// instance, subnet or launch template named does not exist (any more).
     NotFound,
     /// `UnauthorizedOperation`, `AccessDenied`: the credentials lack a permission.
     Unauthorized,
@@ -254,6 +255,15 @@ mod tests {
         assert_eq!(kind_of("IncorrectInstanceState"), Kind::IncorrectState);
         assert_eq!(kind_of("InvalidInstanceID.NotFound"), Kind::NotFound);
         assert_eq!(kind_of("InvalidInstanceID.Malformed"), Kind::NotFound);
+        for code in [
+            "InvalidLaunchTemplateId.NotFound",
+            "InvalidLaunchTemplateName.NotFoundException",
+            "InvalidLaunchTemplateId.Malformed",
+            "InvalidLaunchTemplateId.VersionNotFound",
+            "InvalidSubnetID.NotFound",
+        ] {
+            assert_eq!(kind_of(code), Kind::NotFound, "{code}");
+        }
         assert_eq!(kind_of("AuthFailure"), Kind::Credentials);
         assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Capacity);
         assert_eq!(kind_of("InvalidParameterValue"), Kind::Other);
@@ -433,7 +443,14 @@ fn kind_of(code: &str) -> Kind {
         | "InsufficientFreeAddressesInSubnet"
         | "Unsupported" => Kind::Capacity,
         "IncorrectInstanceState" | "IncorrectState" => Kind::IncorrectState,
-        c if c.starts_with("InvalidInstanceID") => Kind::NotFound,
+        c if c.starts_with("InvalidInstanceID") || c.starts_with("InvalidSubnetID") => {
+            Kind::NotFound
+        }
+        "InvalidLaunchTemplateId.NotFound"
+        | "InvalidLaunchTemplateId.Malformed"
+        | "InvalidLaunchTemplateId.VersionNotFound"
+        | "InvalidLaunchTemplateName.NotFoundException"
+        | "InvalidLaunchTemplateName.MalformedException" => Kind::NotFound,
         "UnauthorizedOperation" | "AccessDenied" => Kind::Unauthorized,
         "AuthFailure" => Kind::Credentials,
         _ => Kind::Other,
@@ -582,9 +599,15 @@ pub enum Action {
     StartInstances,
     StopInstances,
     CreateTags,
+    /// `TerminateInstances`: the end of a launched machine.
+    Terminate,
+    /// `CreateFleet`: launching; asked with [`Ec2::fleet_permitted`], since its DryRun needs
+    /// a request to check.
+    CreateFleet,
 }
 
 impl Action {
+    /// The actions asked about a watch's pool machines (`check --online`).
     pub const ALL: [Action; 4] = [
         Action::DescribeInstances,
         Action::StartInstances,
@@ -598,6 +621,8 @@ impl Action {
             Action::StartInstances => "StartInstances",
             Action::StopInstances => "StopInstances",
             Action::CreateTags => "CreateTags",
+            Action::Terminate => "TerminateInstances",
+            Action::CreateFleet => "CreateFleet",
         }
     }
 }
@@ -605,6 +630,7 @@ impl Action {
 impl Ec2 {
     /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
     /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
+    /// `CreateFleet` needs a request: [`Ec2::fleet_permitted`].
     pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
         let result = match action {
             Action::DescribeInstances => self
@@ -619,10 +645,22 @@ impl Ec2 {
                 self.create_tags(ids, &[("pushwake:check", "dry-run")], true)
                     .await
             }
+            Action::Terminate => self.terminate_instances(ids, true).await,
+            Action::CreateFleet => Err(Error {
+                kind: Kind::Other,
+                action: action.name(),
+                code: None,
+                message: "a fleet request is needed to check it (fleet_permitted)".to_owned(),
+            }),
         };
-        match result {
-            Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
-            other => other,
-        }
+        dry_run_passed(result)
+    }
+}
+
+/// A DryRun's answer: `DryRunOperation` is EC2's "it would have worked".
+fn dry_run_passed(result: Result<(), Error>) -> Result<(), Error> {
+    match result {
+        Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
+        other => other,
     }
 }

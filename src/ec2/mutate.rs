@@ -1,4 +1,4 @@
-//! The calls that change instances: tag, stop, start. Each request is defined once, for
+//! The calls that change instances: tag, stop, start, terminate. Each request is defined once, for
 //! the real call and for the `DryRun` check of [`Ec2::permitted`], and split at EC2's
 //! [`MAX_IDS`] per call; what EC2 answers is dropped, the next describe reads the outcome.
 
@@ -40,6 +40,20 @@ impl Ec2 {
         // Within EC2's limit per call: one call per batch that fits, more for one that does not.
         for chunk in ids.chunks(MAX_IDS) {
             self.start_instances(chunk, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Terminates the instances, in one call (per [`MAX_IDS`]): what a launched machine gets
+    /// when its repeat is done, never a stop that would leave it (and its volume) behind.
+    /// EC2 treats a repeated termination as done, so a retry is harmless.
+    pub async fn terminate(&self, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
+        for chunk in ids.chunks(MAX_IDS) {
+            self.terminate_instances(chunk, false).await?;
         }
         Ok(())
     }
@@ -86,6 +100,17 @@ impl Ec2 {
             dry,
             self.client
                 .start_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+        )
+    }
+
+    pub(super) async fn terminate_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
+        mutation!(
+            self,
+            "TerminateInstances",
+            dry,
+            self.client
+                .terminate_instances()
                 .set_instance_ids(Some(ids.to_vec()))
         )
     }
