@@ -243,10 +243,7 @@ pub(super) fn is_template_id(id_or_name: &str) -> bool {
 /// whose results together are the same instances: an instance has one value per key, so
 /// splitting one key's values into disjoint parts splits the matches into disjoint parts.
 /// The key with the most values is split first, only as far as needed.
-fn batches<'a>(
-    pairs: Vec<(&'a str, Vec<String>)>,
-    budget: usize,
-) -> Vec<Vec<(&'a str, Vec<String>)>> {
+fn batches(pairs: Vec<(&str, Vec<String>)>, budget: usize) -> Vec<Vec<(&str, Vec<String>)>> {
     let total: usize = pairs.iter().map(|(_, v)| v.len()).sum();
     let largest = pairs
         .iter()

@@ -1,6 +1,7 @@
 //! EC2: the client, its errors sorted by what to do about them, and the types its calls
 //! answer with. The calls themselves live beside it, one concern a file: `describe` reads
-//! EC2's record, `mutate` changes instances (tag, stop, start).
+//! EC2's record, `mutate` changes instances (tag, stop, start, terminate), `fleet`
+//! launches them (an instant EC2 Fleet).
 //!
 //! This is a thin client: it makes one call per method and knows nothing of watches or
 //! triggers. What to start and when is decided by [`crate::launch`].
@@ -524,7 +525,10 @@ macro_rules! mutation {
 
 // After `mutation!`, which they use.
 mod describe;
+pub mod fleet;
 mod mutate;
+
+pub use fleet::{FleetOutcome, FleetRequest, Launched, Market, Override, Refused};
 
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
