@@ -375,14 +375,12 @@ mod tests {
 
     fn instance(state: InstanceState, tags: &[(&str, &str)]) -> Instance {
         Instance {
-            id: "i-00000001".into(),
-            state,
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             launch_time: Some(at(5)),
-            state_reason: None,
+            ..Instance::new("i-00000001", state)
         }
     }
 

@@ -231,14 +231,11 @@ mod tests {
 
     fn instance(tags: &[(&str, &str)]) -> Instance {
         Instance {
-            id: "i-00000001".into(),
-            state: InstanceState::Running,
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            launch_time: None,
-            state_reason: None,
+            ..Instance::new("i-00000001", InstanceState::Running)
         }
     }
 

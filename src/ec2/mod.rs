@@ -1,4 +1,7 @@
-//! EC2: describe and start instances, with errors sorted by what to do about them.
+//! EC2: the client, its errors sorted by what to do about them, and the types its calls
+//! answer with. The calls themselves live beside it, one concern a file: `describe` reads
+//! EC2's record, `mutate` changes instances (tag, stop, start, terminate), `fleet`
+//! launches them (an instant EC2 Fleet).
 //!
 //! This is a thin client: it makes one call per method and knows nothing of watches or
 //! triggers. What to start and when is decided by [`crate::launch`].
@@ -14,7 +17,7 @@ use aws_sdk_ec2::config::interceptors::BeforeDeserializationInterceptorContextRe
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, InstanceStateName, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
 use chrono::{DateTime, Utc};
 
 use crate::retry::{self, Retryable};
@@ -70,6 +73,32 @@ pub struct Instance {
     /// Why it last changed state, e.g. `Server.InsufficientInstanceCapacity`, when EC2
     /// says.
     pub state_reason: Option<StateReason>,
+    /// Its type, e.g. `g5.xlarge`: where a repeat ran, and what its hardware was.
+    pub instance_type: Option<String>,
+    /// Its Availability Zone (`placement.availabilityZone`), e.g. `us-east-1b`.
+    pub zone: Option<String>,
+    /// Its subnet, when it is in a VPC.
+    pub subnet: Option<String>,
+    /// Whether it is a Spot Instance (`instanceLifecycle` is `spot`): EC2 may take it away.
+    pub spot: bool,
+}
+
+impl Instance {
+    /// An instance with only an id and a state known: no tags, no launch time, no reason,
+    /// no placement. The base of a literal that sets the rest (`..Instance::new(..)`).
+    pub fn new(id: impl Into<String>, state: InstanceState) -> Instance {
+        Instance {
+            id: id.into(),
+            state,
+            tags: BTreeMap::new(),
+            launch_time: None,
+            state_reason: None,
+            instance_type: None,
+            zone: None,
+            subnet: None,
+            spot: false,
+        }
+    }
 }
 
 /// EC2's reason for an instance's last change of state.
@@ -87,6 +116,19 @@ impl StateReason {
             self.code.as_str(),
             "Client.UserInitiatedShutdown" | "Client.InstanceInitiatedShutdown"
         )
+    }
+
+    /// Whether EC2 took the machine away: a `Server.*` code, such as
+    /// `Server.SpotInstanceTermination` (a Spot interruption), `Server.InternalError` or
+    /// `Server.InsufficientInstanceCapacity` (terminated during launch),
+    /// `Server.ScheduledStop` (a retirement) or `Server.SpotInstanceShutdown`. EC2's
+    /// state-reason reference sorts its codes so: `Server.*` for what EC2 did, `Client.*`
+    /// for what the user, the machine itself or its configuration did (a shutdown, a bad
+    /// snapshot, a volume limit), which a run again would not undo. Whether it is an
+    /// interruption of a run is the caller's to judge from the state too: on a stopped pool
+    /// machine `Server.InsufficientInstanceCapacity` is a start that did not take.
+    pub fn is_interruption(&self) -> bool {
+        self.code.starts_with("Server.")
     }
 }
 
@@ -109,11 +151,13 @@ impl fmt::Display for StateReason {
 pub enum Kind {
     /// Throttling, a service hiccup, a dropped connection: worth retrying.
     Transient,
-    /// `InsufficientInstanceCapacity`: AWS has no such machine free right now.
+    /// No room here right now: `InsufficientInstanceCapacity`, a limit of the account, a type
+    /// not offered in the zone. Another zone, type or market may have room.
     Capacity,
     /// `IncorrectInstanceState`: the instance is in a state the call does not accept.
     IncorrectState,
-    /// `InvalidInstanceID.*`: the instance does not exist (any more).
+    /// `InvalidInstanceID.*`, `InvalidSubnetID.*`, `InvalidLaunchTemplate*.NotFound…`: the
+    /// instance, subnet or launch template named does not exist (any more).
     NotFound,
     /// `UnauthorizedOperation`, `AccessDenied`: the credentials lack a permission.
     Unauthorized,
@@ -212,11 +256,93 @@ mod tests {
         assert_eq!(kind_of("IncorrectInstanceState"), Kind::IncorrectState);
         assert_eq!(kind_of("InvalidInstanceID.NotFound"), Kind::NotFound);
         assert_eq!(kind_of("InvalidInstanceID.Malformed"), Kind::NotFound);
+        for code in [
+            "InvalidLaunchTemplateId.NotFound",
+            "InvalidLaunchTemplateName.NotFoundException",
+            "InvalidLaunchTemplateId.Malformed",
+            "InvalidLaunchTemplateId.VersionNotFound",
+            "InvalidSubnetID.NotFound",
+        ] {
+            assert_eq!(kind_of(code), Kind::NotFound, "{code}");
+        }
         assert_eq!(kind_of("AuthFailure"), Kind::Credentials);
-        assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Other);
+        assert_eq!(kind_of("VcpuLimitExceeded"), Kind::Capacity);
+        assert_eq!(kind_of("InvalidParameterValue"), Kind::Other);
         assert!(error("VcpuLimitExceeded").may_concern_one_instance());
+        assert!(error("InvalidParameterValue").may_concern_one_instance());
         assert!(!error("AuthFailure").may_concern_one_instance());
         assert!(!error("UnauthorizedOperation").may_concern_one_instance());
+    }
+
+    #[test]
+    fn no_room_here_is_capacity_whatever_its_cause() {
+        for code in [
+            "InsufficientInstanceCapacity",
+            "InsufficientCapacity",
+            "InsufficientHostCapacity",
+            "InsufficientReservedInstanceCapacity",
+            "InstanceLimitExceeded",
+            "VcpuLimitExceeded",
+            "MaxSpotInstanceCountExceeded",
+            "SpotMaxPriceTooLow",
+            "UnfulfillableCapacity",
+            "InsufficientFreeAddressesInSubnet",
+            "Unsupported",
+        ] {
+            assert_eq!(kind_of(code), Kind::Capacity, "{code}");
+            // A batch refused for one machine's zone may start the others alone.
+            assert!(error(code).may_concern_one_instance(), "{code}");
+        }
+        // Not room but a request EC2 would refuse anywhere.
+        for code in ["UnsupportedOperation", "InvalidParameterCombination"] {
+            assert_ne!(kind_of(code), Kind::Capacity, "{code}");
+        }
+    }
+
+    fn reason(code: &str) -> StateReason {
+        StateReason {
+            code: code.to_owned(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn ec2_taking_a_machine_away_is_an_interruption_and_a_shutdown_is_not() {
+        for code in [
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceShutdown",
+            "Server.InternalError",
+            "Server.InsufficientInstanceCapacity",
+            "Server.ScheduledStop",
+        ] {
+            assert!(reason(code).is_interruption(), "{code}");
+            assert!(!reason(code).is_shutdown(), "{code}");
+        }
+        for code in [
+            "Client.UserInitiatedShutdown",
+            "Client.InstanceInitiatedShutdown",
+            "Client.InternalError",
+            "Client.VolumeLimitExceeded",
+            "Client.InvalidSnapshot.NotFound",
+            "Client.UserInitiatedHibernate",
+            "pending",
+        ] {
+            assert!(!reason(code).is_interruption(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_bare_instance_knows_only_its_id_and_state() {
+        let i = Instance::new("i-00000001", InstanceState::Stopped);
+        assert_eq!(
+            (i.id.as_str(), &i.state),
+            ("i-00000001", &InstanceState::Stopped)
+        );
+        assert!(i.tags.is_empty() && i.launch_time.is_none() && i.state_reason.is_none());
+        assert_eq!(
+            (i.instance_type, i.zone, i.subnet, i.spot),
+            (None, None, None, false)
+        );
     }
 
     #[test]
@@ -301,9 +427,31 @@ fn kind_of(code: &str) -> Kind {
         | "ServiceUnavailable"
         | "InternalError"
         | "InternalFailure" => Kind::Transient,
-        "InsufficientInstanceCapacity" | "InsufficientCapacity" => Kind::Capacity,
+        // No room here, try elsewhere: no machine of this type free in this zone (or on this
+        // host, or in a reservation), none offered here (`Unsupported`), an account limit on
+        // this market or family (`InstanceLimitExceeded`, `VcpuLimitExceeded`,
+        // `MaxSpotInstanceCountExceeded`), a Spot price above the maximum, no Spot capacity
+        // (`UnfulfillableCapacity`), or no address left in the subnet.
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity"
+        | "InstanceLimitExceeded"
+        | "VcpuLimitExceeded"
+        | "MaxSpotInstanceCountExceeded"
+        | "SpotMaxPriceTooLow"
+        | "UnfulfillableCapacity"
+        | "InsufficientFreeAddressesInSubnet"
+        | "Unsupported" => Kind::Capacity,
         "IncorrectInstanceState" | "IncorrectState" => Kind::IncorrectState,
-        c if c.starts_with("InvalidInstanceID") => Kind::NotFound,
+        c if c.starts_with("InvalidInstanceID") || c.starts_with("InvalidSubnetID") => {
+            Kind::NotFound
+        }
+        "InvalidLaunchTemplateId.NotFound"
+        | "InvalidLaunchTemplateId.Malformed"
+        | "InvalidLaunchTemplateId.VersionNotFound"
+        | "InvalidLaunchTemplateName.NotFoundException"
+        | "InvalidLaunchTemplateName.MalformedException" => Kind::NotFound,
         "UnauthorizedOperation" | "AccessDenied" => Kind::Unauthorized,
         "AuthFailure" => Kind::Credentials,
         _ => Kind::Other,
@@ -375,6 +523,13 @@ macro_rules! mutation {
     };
 }
 
+// After `mutation!`, which they use.
+mod describe;
+pub mod fleet;
+mod mutate;
+
+pub use fleet::{FleetOutcome, FleetRequest, Launched, Market, Override, Refused};
+
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -439,190 +594,6 @@ impl Ec2 {
             })
             .await
     }
-
-    /// Describes the given instances. Ids that do not exist are simply absent from the
-    /// answer: they are asked for with an `instance-id` filter, which, unlike the
-    /// `InstanceIds` parameter, does not fail the whole call for one unknown id.
-    pub async fn describe(&self, ids: &[String]) -> Result<Vec<Instance>, Error> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_FILTER_VALUES) {
-            out.extend(
-                self.describe_where(vec![filter("instance-id", chunk.to_vec())])
-                    .await?,
-            );
-        }
-        Ok(out)
-    }
-
-    /// Describes every instance (not terminated) that carries all of `tags`.
-    pub async fn describe_tagged(
-        &self,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<Vec<Instance>, Error> {
-        let mut filters: Vec<Filter> = tags
-            .iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), vec![v.clone()]))
-            .collect();
-        filters.push(filter(
-            "instance-state-name",
-            ["pending", "running", "stopping", "stopped"]
-                .map(String::from)
-                .to_vec(),
-        ));
-        self.describe_where(filters).await
-    }
-
-    /// Describes every instance (not terminated) whose tag `key` holds one of `values`.
-    pub async fn describe_tag_in(
-        &self,
-        key: &str,
-        values: &[String],
-    ) -> Result<Vec<Instance>, Error> {
-        let filters = vec![
-            filter(&format!("tag:{key}"), values.to_vec()),
-            filter(
-                "instance-state-name",
-                ["pending", "running", "stopping", "stopped"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
-        ];
-        self.describe_where(filters).await
-    }
-
-    /// One `DescribeInstances` (and its further pages) with these filters.
-    async fn describe_where(&self, filters: Vec<Filter>) -> Result<Vec<Instance>, Error> {
-        let mut out = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let page = self
-                .call("DescribeInstances", || {
-                    self.client
-                        .describe_instances()
-                        .set_filters(Some(filters.clone()))
-                        .max_results(1000)
-                        .set_next_token(next_token.clone())
-                        .send()
-                })
-                .await?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let (Some(id), Some(state)) = (
-                    instance.instance_id(),
-                    instance.state().and_then(|s| s.name()),
-                ) else {
-                    continue;
-                };
-                let tags = instance
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                    .collect();
-                let launch_time = instance
-                    .launch_time()
-                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
-                let state_reason = instance.state_reason().and_then(|r| {
-                    Some(StateReason {
-                        code: r.code()?.to_owned(),
-                        message: r.message().unwrap_or_default().to_owned(),
-                    })
-                });
-                out.push(Instance {
-                    id: id.to_owned(),
-                    state: InstanceState::from(state),
-                    tags,
-                    launch_time,
-                    state_reason,
-                });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Sets `tags` on the instances, in one call (per [`MAX_IDS`]).
-    pub async fn tag(&self, ids: &[String], tags: &[(&str, &str)]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.create_tags(chunk, tags, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Stops the instances, in one call (per [`MAX_IDS`]).
-    pub async fn stop(&self, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.stop_instances(chunk, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the given instances in one call (per [`MAX_IDS`]). EC2 fails the whole call when one of them
-    /// cannot be started; the caller decides how to carry on.
-    pub async fn start(&self, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Within EC2's limit per call: one call per batch that fits, more for one that does not.
-        for chunk in ids.chunks(MAX_IDS) {
-            self.start_instances(chunk, false).await?;
-        }
-        Ok(())
-    }
-
-    // Each request is defined once, for the real call and for the `DryRun` check of
-    // `permitted`; `mutation!` adds the flag and sends it.
-
-    async fn create_tags(
-        &self,
-        ids: &[String],
-        tags: &[(&str, &str)],
-        dry: bool,
-    ) -> Result<(), Error> {
-        let tags: Vec<Tag> = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-            .collect();
-        mutation!(
-            self,
-            "CreateTags",
-            dry,
-            self.client
-                .create_tags()
-                .set_resources(Some(ids.to_vec()))
-                .set_tags(Some(tags.clone()))
-        )
-    }
-
-    async fn stop_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        mutation!(
-            self,
-            "StopInstances",
-            dry,
-            self.client
-                .stop_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-        )
-    }
-
-    async fn start_instances(&self, ids: &[String], dry: bool) -> Result<(), Error> {
-        mutation!(
-            self,
-            "StartInstances",
-            dry,
-            self.client
-                .start_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-        )
-    }
 }
 
 /// The EC2 actions pushwake needs, as IAM names them.
@@ -632,9 +603,15 @@ pub enum Action {
     StartInstances,
     StopInstances,
     CreateTags,
+    /// `TerminateInstances`: the end of a launched machine.
+    Terminate,
+    /// `CreateFleet`: launching; asked with [`Ec2::fleet_permitted`], since its DryRun needs
+    /// a request to check.
+    CreateFleet,
 }
 
 impl Action {
+    /// The actions asked about a watch's pool machines (`check --online`).
     pub const ALL: [Action; 4] = [
         Action::DescribeInstances,
         Action::StartInstances,
@@ -648,6 +625,8 @@ impl Action {
             Action::StartInstances => "StartInstances",
             Action::StopInstances => "StopInstances",
             Action::CreateTags => "CreateTags",
+            Action::Terminate => "TerminateInstances",
+            Action::CreateFleet => "CreateFleet",
         }
     }
 }
@@ -655,6 +634,7 @@ impl Action {
 impl Ec2 {
     /// Asks EC2 whether these credentials may call `action` on `ids`, with the `DryRun`
     /// flag: nothing is changed. EC2 answers `DryRunOperation` when it would have worked.
+    /// `CreateFleet` needs a request: [`Ec2::fleet_permitted`].
     pub async fn permitted(&self, action: Action, ids: &[String]) -> Result<(), Error> {
         let result = match action {
             Action::DescribeInstances => self
@@ -669,10 +649,22 @@ impl Ec2 {
                 self.create_tags(ids, &[("pushwake:check", "dry-run")], true)
                     .await
             }
+            Action::Terminate => self.terminate_instances(ids, true).await,
+            Action::CreateFleet => Err(Error {
+                kind: Kind::Other,
+                action: action.name(),
+                code: None,
+                message: "a fleet request is needed to check it (fleet_permitted)".to_owned(),
+            }),
         };
-        match result {
-            Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
-            other => other,
-        }
+        dry_run_passed(result)
+    }
+}
+
+/// A DryRun's answer: `DryRunOperation` is EC2's "it would have worked".
+fn dry_run_passed(result: Result<(), Error>) -> Result<(), Error> {
+    match result {
+        Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
+        other => other,
     }
 }
