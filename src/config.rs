@@ -9,6 +9,7 @@
 //! This module depends on nothing above it in the crate (a unit test holds it to that):
 //! the clients and the pass take what they need from it, never the other way round.
 
+mod launch;
 mod raw;
 mod secret;
 mod shared;
@@ -22,13 +23,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use launch::{Launch, MAX_OVERRIDES, Market};
 pub use secret::SecretSource;
 pub use shared::{MIN_LEASE_TTL, Shared, StateUrl};
 
 /// How many tags pushwake keeps on an instance beside the result tags (`tags::stamp`
 /// writes them, and a unit test there holds the two together). With EC2's 50 tags per
 /// instance, it bounds how many metrics a watch may report.
-pub const OWN_TAGS: usize = 7;
+pub const OWN_TAGS: usize = 8;
 
 /// The name of the config file inside a config directory.
 pub const FILE_NAME: &str = "config.toml";
@@ -179,6 +181,8 @@ pub struct Watch {
     pub on_busy: OnBusy,
     /// Where its instances live.
     pub target: Target,
+    /// Where the repeats its pool cannot place are launched; `None`: the pool only.
+    pub launch: Option<Launch>,
 }
 
 /// What a new commit does with an instance that is up with something else.
@@ -210,6 +214,7 @@ impl Watch {
             results: None,
             on_busy: OnBusy::Queue,
             target: Target::default(),
+            launch: None,
         }
     }
 

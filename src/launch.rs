@@ -1,5 +1,6 @@
 //! A watch's instances on EC2, and the calls that carry out a run's plan: tagging and
-//! starting, stopping, waiting for stopping instances.
+//! starting, stopping, waiting for stopping instances; launching from the watch's
+//! template is [`fleet`]'s.
 //!
 //! One `DescribeInstances` finds out where each instance stands; one `CreateTags` and one
 //! `StartInstances` start the stopped ones, whatever their number. When EC2 refuses a batch
@@ -22,6 +23,8 @@ use tokio::time::Instant;
 use crate::config::Watch;
 use crate::ec2::{self, Ec2, Instance, InstanceState};
 use crate::tags;
+
+pub mod fleet;
 
 /// What lets this agent change EC2: with a shared state, its lease.
 pub trait Fence {
@@ -98,32 +101,84 @@ impl Default for Options {
 /// A watch's instances as EC2 describes them.
 #[derive(Debug, Clone, Default)]
 pub struct Members {
-    /// The configured ids in order, then those selected by tags, by id.
+    /// The pool: the configured ids in order, then those selected by tags, by id.
     pub ids: Vec<String>,
+    /// The machines this deployment launched for the watch (any commit, any state, for
+    /// the hour EC2 still lists a terminated one), by id.
+    pub launched: Vec<String>,
     /// What EC2 knows of them; an unknown configured id has no entry.
     pub described: Vec<Instance>,
+    /// The watch launches machines from a template for what its pool cannot place.
+    pub launches: bool,
 }
 
 impl Members {
     pub fn get(&self, id: &str) -> Option<&Instance> {
         self.described.iter().find(|i| i.id == id)
     }
+
+    /// Whether `id` is one of the watch's (its pool or its launched machines).
+    pub fn has(&self, id: &str) -> bool {
+        self.ids.iter().chain(&self.launched).any(|i| i == id)
+    }
+
+    /// How many machines may serve a run's repeats, for [`crate::state::Run::gives_repeats`]:
+    /// the pool's, or `None` when machines can be launched.
+    pub fn pool(&self) -> Option<usize> {
+        (!self.launches).then_some(self.ids.len())
+    }
+
+    /// The launched machines that are up (or stopping, stopped: not yet terminated).
+    pub fn launched_up(&self) -> usize {
+        let up = |i: &&Instance| {
+            !matches!(
+                i.state,
+                InstanceState::Terminated | InstanceState::ShuttingDown
+            )
+        };
+        let launched = self.launched.iter().filter_map(|id| self.get(id));
+        launched.filter(up).count()
+    }
 }
 
-/// Describes the watch's instances: one call for its ids, one for its tags. Whoever
-/// started an instance last, it is the watch's: a stopped one is free to start, one that
-/// is up for another deployment or a person is busy (the plan decides; ownership bounds
-/// only what is stopped).
-pub async fn members(ec2: &Ec2, watch: &Watch) -> Result<Members, ec2::Error> {
+/// Describes the watch's instances: one call for its ids, one for its tags, and one for
+/// the machines this deployment (`owners`) launched for it, when `launched` (the watch
+/// launches, or did). Whoever started an instance of the pool last, it is the watch's: a
+/// stopped one is free to start, one that is up for another deployment or a person is
+/// busy (the plan decides; ownership bounds only what is stopped).
+pub async fn members(
+    ec2: &Ec2,
+    watch: &Watch,
+    owners: &tags::Owners,
+    launched: bool,
+) -> Result<Members, ec2::Error> {
     let mut members = Members {
         ids: watch.instances.clone(),
+        launched: Vec::new(),
         described: ec2.describe(&watch.instances).await?,
+        launches: watch.launch.is_some(),
     };
+    if launched {
+        let filters = [
+            (tags::OWNER, owners.all()),
+            (tags::REPO, vec![watch.repo.to_string()]),
+            (tags::BRANCH, vec![watch.branch.clone()]),
+        ];
+        let mut found = ec2.describe_with_tags(&filters, true).await?;
+        found.retain(tags::is_launched);
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        for instance in found {
+            if !members.ids.contains(&instance.id) {
+                members.launched.push(instance.id.clone());
+                members.described.push(instance);
+            }
+        }
+    }
     if !watch.instance_tags.is_empty() {
         let mut tagged = ec2.describe_tagged(&watch.instance_tags).await?;
         tagged.sort_by(|a, b| a.id.cmp(&b.id));
         for instance in tagged {
-            if !members.ids.contains(&instance.id) {
+            if !members.has(&instance.id) {
                 members.ids.push(instance.id.clone());
                 members.described.push(instance);
             }
@@ -141,6 +196,8 @@ pub enum Outcome {
     Up(InstanceState),
     /// It is terminated or does not exist. Reported, but not worth another attempt.
     Gone(String),
+    /// EC2 has no room for it now (capacity, a limit): its repeat goes elsewhere.
+    NoCapacity(String),
     /// It could not be started this time; the next pass tries again.
     Failed(String),
 }
@@ -178,6 +235,24 @@ pub async fn stop(ec2: &Ec2, fence: &impl Fence, ids: &[String]) -> Vec<(String,
     .into_iter()
     .filter_map(|(id, r)| r.err().map(|e| (id, e)))
     .collect()
+}
+
+/// Ends the machines whose repeat is done: those in `launched` are terminated (a launched
+/// machine is never left stopped, SPEC §10), the others (the pool's) stopped. Returns
+/// the ones that were not, each with why.
+pub async fn halt(
+    ec2: &Ec2,
+    fence: &impl Fence,
+    ids: &[String],
+    launched: &[String],
+) -> Vec<(String, Refusal)> {
+    let (end, stop_them): (Vec<String>, Vec<String>) =
+        ids.iter().cloned().partition(|id| launched.contains(id));
+    let mut refused = stop(ec2, fence, &stop_them).await;
+    let terminate = |ec2: Ec2, ids: Vec<String>| async move { ec2.terminate(&ids).await };
+    let ended = each(fence, ec2, &end, terminate).await.into_iter();
+    refused.extend(ended.filter_map(|(id, r)| r.err().map(|e| (id, e))));
+    refused
 }
 
 /// Sets `tags` on the instances, fenced like any mutation; says why not on failure.
@@ -332,6 +407,7 @@ async fn tag_and_start(
         let outcome = match result {
             Ok(()) => Outcome::Started,
             Err(e) if e.kind() == Some(ec2::Kind::NotFound) => Outcome::Gone(e.to_string()),
+            Err(e) if e.kind() == Some(ec2::Kind::Capacity) => Outcome::NoCapacity(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         };
         outcomes.push((id, outcome));
@@ -348,7 +424,7 @@ const REPEAT_TAGS_AT_ONCE: usize = 8;
 /// differs per machine), a bounded number at once. The fence is held once for them all,
 /// and every call is cut to end by what it grants. Returns the instances tagged, and the
 /// outcome of each that was not (it is not started).
-async fn tag_repeats(
+pub(crate) async fn tag_repeats(
     ec2: &Ec2,
     fence: &impl Fence,
     ids: Vec<String>,

@@ -37,6 +37,7 @@ pub mod http;
 pub mod launch;
 pub mod lease;
 pub mod pass;
+pub mod placement;
 pub mod plan;
 pub mod plot;
 pub mod reap;

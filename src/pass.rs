@@ -42,7 +42,7 @@ mod stateless;
 mod turn;
 
 use notify::{SLACK_BUDGET, fail, recover};
-use turn::needs_turn;
+use turn::{launches, needs_turn};
 
 /// How many GitHub polls a pass keeps in flight; GitHub allows 100 concurrent requests.
 const POLL_CONCURRENCY: usize = 32;
@@ -100,9 +100,33 @@ pub struct Agent {
     /// This agent's host and state directory, `host:/var/lib/pushwake`: the owner earlier
     /// versions tagged machines with, adopted by a new deployment record.
     here: String,
+    /// The zone of each subnet launched into, asked of EC2 once (for what people are told).
+    zones: tokio::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Agent {
+    /// The zone of each of `subnets`, as far as EC2 says: asked once per agent, and only
+    /// for subnets not known yet. A failure is logged; the subnets are then named by id.
+    pub(crate) async fn zones(
+        &self,
+        ec2: &crate::ec2::Ec2,
+        subnets: &[String],
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut zones = self.zones.lock().await;
+        let unknown: Vec<String> = subnets
+            .iter()
+            .filter(|s| !zones.contains_key(*s))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            match ec2.subnets(&unknown).await {
+                Ok(found) => zones.extend(found),
+                Err(e) => tracing::warn!("cannot read the zones of the subnets: {e}"),
+            }
+        }
+        zones.clone()
+    }
+
     pub fn new(settings: Settings, options: PassOptions) -> anyhow::Result<Agent> {
         let policy = options.retry;
         let github = GitHub::new(&settings.github, policy)?;
@@ -141,6 +165,7 @@ impl Agent {
             slack,
             aws,
             paused: Mutex::new(HashMap::new()),
+            zones: Default::default(),
         })
     }
 

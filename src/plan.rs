@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{OnBusy, Watch};
 use crate::ec2::{Instance, InstanceState};
 use crate::launch::Members;
+use crate::placement::{self, Refused, Wanted};
 use crate::report::short;
 use crate::state::{Part, Run};
 use crate::tags;
@@ -87,12 +88,16 @@ impl Step {
     }
 }
 
-/// A run's steps, and the repeats done that the run is to remember as such: their
-/// machines went on to another repeat.
+/// A run's steps, the repeats done that the run is to remember as such (their machines
+/// went on to another repeat, or were lost more often than `launch.max_retries`), the
+/// repeats to launch from the watch's template, and the pool's stopped machines left
+/// without a repeat (which a repeat refused elsewhere may still go to).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub steps: Vec<(String, Step)>,
     pub done: BTreeSet<u32>,
+    pub launch: Vec<Wanted>,
+    pub spare: Vec<String>,
 }
 
 /// What the decision needs beyond the run and the instance.
@@ -107,6 +112,9 @@ pub struct Context<'a> {
     /// This deployment (see [`tags::Owners`]): only its machines are ever superseded, and
     /// only its starts count for a run.
     pub owners: &'a tags::Owners,
+    /// What EC2 refused for capacity moments ago: a pool machine listed is not asked again
+    /// yet (its repeat goes to the template).
+    pub refused: &'a [Refused],
 }
 
 /// One step per instance of the run: the watch's instances in order, then any instance
@@ -138,6 +146,15 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
             part = None;
         }
         let mut step = decide(commit, part, instance, cx);
+        if let (true, Some(r)) = (step.starts(), refused(id, cx)) {
+            step = Step::Set(Part::Waiting {
+                why: format!(
+                    "EC2 had no room for it ({}); asked again after {}",
+                    r.why,
+                    r.until.format("%H:%M UTC")
+                ),
+            });
+        }
         if let (true, Step::Set(Part::Started { repeat: k, .. }), Some(i)) =
             (reuse, &step, instance)
         {
@@ -153,12 +170,36 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
         }
         steps.push((id.clone(), step));
     }
+    for id in &members.launched {
+        let Some(i) = members.get(id) else { continue };
+        let part = run.instances.get(id);
+        let for_run = i.tags.get(tags::COMMIT).map(String::as_str) == Some(commit)
+            && tags::owned_by(i, cx.owners, cx.watch);
+        if for_run || part.is_some() {
+            steps.push((id.clone(), launched(run, part, i, cx)));
+        }
+    }
     for (id, part) in &run.instances {
-        if !members.ids.contains(id) {
-            steps.push((id.clone(), Step::Set(left_the_watch(part))));
+        if !members.has(id) {
+            let launched = run.placed.get(id).is_some_and(|p| p.launched);
+            let part = match launched {
+                true => unlisted(part, cx.now),
+                false => left_the_watch(part),
+            };
+            steps.push((id.clone(), Step::Set(part)));
         }
     }
 
+    // A repeat lost more often than it may be run again is done (failed): never given again.
+    let max_retries = cx.watch.launch.as_ref().map_or(0, |l| l.max_retries) as usize;
+    let mut lost: std::collections::BTreeMap<u32, usize> = Default::default();
+    for (_, s) in &steps {
+        if let Step::Set(Part::Lost { repeat, .. }) = s {
+            *lost.entry(*repeat).or_default() += 1;
+        }
+    }
+    let losses = |k: u32| lost.get(&k).copied().unwrap_or(0);
+    done.extend((1..=repeats).filter(|&k| losses(k) > max_retries));
     let mut taken: BTreeSet<u32> = run.done.union(&done).copied().collect();
     taken.extend(steps.iter().filter_map(|(_, s)| s.holds()));
     // A repeat done on a machine free for another is never given again, whether or not
@@ -183,10 +224,16 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
     let fresh: Vec<usize> = (0..steps.len())
         .filter(|i| steps[*i].1.starts() && !reused.contains(i))
         .collect();
+    let mut spare = Vec::new();
     for i in fresh {
         match free.next() {
             Some(k) => steps[i].1.with_repeat(k),
-            None => steps[i].1 = Step::Set(skipped("every repeat of the run has its machine")),
+            None => {
+                if matches!(steps[i].1, Step::Start { .. }) {
+                    spare.push(steps[i].0.clone());
+                }
+                steps[i].1 = Step::Set(skipped("every repeat of the run has its machine"));
+            }
         }
     }
     for (i, k, stays) in again {
@@ -201,7 +248,107 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
             None => steps[i].1 = stays,
         }
     }
-    Plan { steps, done }
+    // What the pool could not place goes to the template, as far as the watch's launched
+    // machines may grow (one run's worth by default).
+    let launch = match (&cx.watch.launch, cx.newest) {
+        (Some(l), true) => {
+            let most = l.max_machines.unwrap_or(repeats) as usize;
+            let room = most.saturating_sub(members.launched_up());
+            let wanted = free.take(room).map(|repeat| Wanted {
+                repeat,
+                retry: losses(repeat) > 0,
+            });
+            wanted.collect()
+        }
+        _ => Vec::new(),
+    };
+    Plan {
+        steps,
+        done,
+        launch,
+        spare,
+    }
+}
+
+/// Fixes how many repeats `run` has when it is first planned (a reload does not change a
+/// run under way): the watch's `repeats`; without it, one per machine of the `pool`, which
+/// is left to the plan to count (0) unless machines can be launched, which need a count.
+pub fn fix_repeats(run: &mut Run, watch: &Watch, pool: usize) {
+    if run.repeats == 0 && run.instances.is_empty() {
+        run.repeats = match (watch.repeats, &watch.launch) {
+            (Some(n), _) => n,
+            (None, Some(_)) => u32::try_from(pool).unwrap_or(u32::MAX),
+            (None, None) => 0,
+        };
+    }
+}
+
+/// The refusal that keeps pool machine `id` from being asked again yet, when the watch
+/// has a template to give its repeat to (without one, a refused machine is simply
+/// retried next pass, as the pool's only way to run).
+fn refused<'a>(id: &str, cx: Context<'a>) -> Option<&'a Refused> {
+    cx.watch.launch.as_ref()?;
+    placement::is_refused(cx.refused, id, cx.now)
+}
+
+/// The step for a machine launched for the run (or one the run counts): it is the run's
+/// from birth, tagged at launch, so it is never started, only confirmed while up, and done
+/// once down, unless EC2 took it away before it reported: then it is lost, and its repeat
+/// is free to run again.
+fn launched(run: &Run, part: Option<&Part>, i: &Instance, cx: Context<'_>) -> Step {
+    if let Some(p @ (Part::Lost { .. } | Part::Skipped { .. })) = part {
+        return Step::Set(p.clone());
+    }
+    let repeat = tags::repeat(&i.tags)
+        .or(part.and_then(Part::repeat))
+        .unwrap_or(0);
+    let at = i
+        .launch_time
+        .map(whole_seconds)
+        .or(tags::started_at(&i.tags))
+        .or(match part {
+            Some(Part::Accepted { at, .. } | Part::Started { at, .. }) => Some(*at),
+            _ => None,
+        })
+        .unwrap_or(cx.now);
+    match i.state {
+        InstanceState::Pending | InstanceState::Running => match part {
+            Some(p @ Part::Started { .. }) => Step::Set(p.clone()),
+            _ => Step::Confirm {
+                at,
+                tag: tags::started_at(&i.tags) != Some(at),
+                repeat,
+            },
+        },
+        _ => {
+            let reason = i.state_reason.as_ref();
+            let reported = |k: u32| {
+                cx.watch
+                    .results
+                    .as_ref()
+                    .is_some_and(|spec| crate::results::reported_all(run, spec, k))
+            };
+            match reason {
+                Some(r) if r.is_interruption() && !reported(repeat) => Step::Set(Part::Lost {
+                    repeat,
+                    why: format!("EC2 took {} away ({r})", i.id),
+                }),
+                _ => Step::Set(Part::Started { at, repeat }),
+            }
+        }
+    }
+}
+
+/// A launched machine EC2 no longer lists: a start it accepted moments ago may not be
+/// listed yet; after that, one never confirmed is lost.
+fn unlisted(part: &Part, now: DateTime<Utc>) -> Part {
+    match part {
+        Part::Accepted { at, repeat } if now - *at > tags::START_WINDOW => Part::Lost {
+            repeat: *repeat,
+            why: "EC2 lists it no more".to_owned(),
+        },
+        settled => settled.clone(),
+    }
 }
 
 /// The repeat EC2's tags show `instance` up or done for, for `commit`: pushwake's start
@@ -406,6 +553,7 @@ mod tests {
                 newest: true,
                 now: at(30),
                 owners: &owners(),
+                refused: &[],
             },
         )
     }
@@ -790,6 +938,7 @@ mod tests {
             newest: false,
             now: at(30),
             owners: &owners(),
+            refused: &[],
         };
         let waiting = Part::Waiting { why: "busy".into() };
         let i = instance(InstanceState::Stopped, &[]);
@@ -830,6 +979,7 @@ mod tests {
         let members = Members {
             ids: vec!["i-00000001".into(), "i-00000002".into()],
             described: vec![instance(InstanceState::Stopped, &[])],
+            ..Members::default()
         };
         let steps = plan(
             &run,
@@ -839,6 +989,7 @@ mod tests {
                 newest: true,
                 now: at(30),
                 owners: &owners(),
+                refused: &[],
             },
         )
         .steps;
@@ -900,12 +1051,14 @@ mod tests {
         let members = Members {
             ids: vec![A.into(), B.into()],
             described: machines,
+            ..Members::default()
         };
         let cx = Context {
             watch: &w,
             newest: true,
             now: at(30),
             owners: &owners(),
+            refused: &[],
         };
         plan(&run, &members, cx)
     }
@@ -1040,5 +1193,215 @@ mod tests {
         assert_eq!(plan.steps[0].1, Step::Set(started(1)));
         assert_eq!(plan.steps[1].1, Step::Start { repeat: 2 });
         assert!(plan.done.is_empty());
+    }
+
+    /// A watch of pool A, B that launches from a template (two retries).
+    fn launching() -> Watch {
+        let mut w = Watch::example("main", &[A, B]);
+        w.launch = Some(crate::config::Launch {
+            template: "lt-0123456789abcdef0".into(),
+            version: None,
+            subnets: vec!["subnet-aaaaaaaa".into()],
+            instance_types: vec![],
+            market: crate::config::Market::SpotThenOnDemand,
+            max_retries: 2,
+            max_machines: None,
+            mix_types: false,
+        });
+        w
+    }
+
+    const L1: &str = "i-000000000000000l1";
+    const L2: &str = "i-000000000000000l2";
+
+    /// Tags of a machine launched at 10:05 for C, serving repeat `k` ("" for none yet).
+    fn launched_for(k: &'static str) -> Vec<(&'static str, &'static str)> {
+        let mut tags = ours(C);
+        tags.push((tags::LAUNCHED, "lt-0123456789abcdef0"));
+        if !k.is_empty() {
+            tags.push((tags::REPEAT, k));
+        }
+        tags
+    }
+
+    /// The plan of a run of `repeats` on the launching watch: pool A, B and `launched`.
+    fn launch_plan(
+        repeats: u32,
+        parts: &[(&str, Part)],
+        pool: Vec<Instance>,
+        launched: Vec<Instance>,
+        refused: &[Refused],
+    ) -> Plan {
+        let w = launching();
+        let mut run = Run::open(C, "", at(0));
+        run.repeats = repeats;
+        for (id, p) in parts {
+            run.instances.insert((*id).to_owned(), p.clone());
+            if id.len() > 10 {
+                run.placed.insert(
+                    (*id).to_owned(),
+                    crate::placement::Place {
+                        launched: true,
+                        instance_type: None,
+                        zone: None,
+                        market: None,
+                    },
+                );
+            }
+        }
+        let members = Members {
+            ids: vec![A.into(), B.into()],
+            launched: launched.iter().map(|i| i.id.clone()).collect(),
+            described: pool.into_iter().chain(launched).collect(),
+            launches: true,
+        };
+        let cx = Context {
+            watch: &w,
+            newest: true,
+            now: at(30),
+            owners: &owners(),
+            refused,
+        };
+        plan(&run, &members, cx)
+    }
+
+    fn wanted(repeats: &[(u32, bool)]) -> Vec<Wanted> {
+        let each = repeats
+            .iter()
+            .map(|&(repeat, retry)| Wanted { repeat, retry });
+        each.collect()
+    }
+
+    #[test]
+    fn what_the_pool_cannot_place_is_launched() {
+        // Five repeats, a pool of two stopped machines: 1 and 2 on the pool, 3–5 launched.
+        let pool = vec![
+            machine(A, InstanceState::Stopped, &[]),
+            machine(B, InstanceState::Stopped, &[]),
+        ];
+        let plan = launch_plan(5, &[], pool, vec![], &[]);
+        assert_eq!(plan.steps[0].1, Step::Start { repeat: 1 });
+        assert_eq!(plan.steps[1].1, Step::Start { repeat: 2 });
+        assert_eq!(plan.launch, wanted(&[(3, false), (4, false), (5, false)]));
+    }
+
+    #[test]
+    fn a_pool_machine_refused_moments_ago_hands_its_repeat_to_the_template() {
+        let pool = vec![
+            machine(A, InstanceState::Stopped, &[]),
+            machine(B, InstanceState::Stopped, &[]),
+        ];
+        let mut refused = Vec::new();
+        crate::placement::refuse(&mut refused, A.into(), "no capacity".into(), at(29));
+        let plan = launch_plan(2, &[], pool.clone(), vec![], &refused);
+        assert!(
+            matches!(&plan.steps[0].1, Step::Set(Part::Waiting { why }) if why.contains("no capacity")),
+            "{:?}",
+            plan.steps[0]
+        );
+        assert_eq!(plan.steps[1].1, Step::Start { repeat: 1 });
+        assert_eq!(plan.launch, wanted(&[(2, false)]));
+        // Three minutes on, it is asked again.
+        let later = Refused {
+            until: at(29),
+            ..refused[0].clone()
+        };
+        let plan = launch_plan(2, &[], pool, vec![], &[later]);
+        assert_eq!(plan.steps[0].1, Step::Start { repeat: 1 });
+        assert!(plan.launch.is_empty());
+    }
+
+    #[test]
+    fn a_launched_machine_is_confirmed_numbered_and_never_started() {
+        // Up without its repeat tag (the launch's answer was lost before it was numbered):
+        // it gets the lowest free repeat; one stopped by its job has done its repeat.
+        let pool = vec![
+            machine(A, InstanceState::Running, &serving("1")),
+            machine(B, InstanceState::Running, &serving("2")),
+        ];
+        let mut stopped = machine(L2, InstanceState::Stopped, &launched_for("4"));
+        stopped.state_reason = Some(StateReason {
+            code: "Client.InstanceInitiatedShutdown".into(),
+            message: "Client.InstanceInitiatedShutdown: Instance initiated shutdown".into(),
+        });
+        let launched = vec![
+            machine(L1, InstanceState::Running, &launched_for("")),
+            stopped,
+        ];
+        let plan = launch_plan(4, &[], pool, launched, &[]);
+        let l1 = &plan.steps.iter().find(|(id, _)| id == L1).unwrap().1;
+        assert!(matches!(l1, Step::Confirm { repeat: 3, .. }), "{l1:?}");
+        let l2 = &plan.steps.iter().find(|(id, _)| id == L2).unwrap().1;
+        assert_eq!(*l2, Step::Set(started(4)));
+        assert!(plan.launch.is_empty(), "every repeat has its machine");
+        assert!(!plan.steps.iter().any(|(_, s)| s.starts()));
+    }
+
+    #[test]
+    fn a_repeat_taken_away_runs_again_until_its_retries_are_spent() {
+        let pool = vec![
+            machine(A, InstanceState::Running, &serving("1")),
+            machine(B, InstanceState::Running, &serving("2")),
+        ];
+        let mut gone = machine(L1, InstanceState::Terminated, &launched_for("3"));
+        gone.state_reason = Some(StateReason {
+            code: "Server.SpotInstanceTermination".into(),
+            message: "Server.SpotInstanceTermination: Spot instance termination".into(),
+        });
+        let parts = [(L1, started(3))];
+        let plan = launch_plan(3, &parts, pool.clone(), vec![gone.clone()], &[]);
+        let l1 = &plan.steps.iter().find(|(id, _)| id == L1).unwrap().1;
+        assert!(
+            matches!(l1, Step::Set(Part::Lost { repeat: 3, .. })),
+            "{l1:?}"
+        );
+        assert_eq!(plan.launch, wanted(&[(3, true)]), "run again, as a retry");
+        // Lost twice before, a third loss spends the two retries: repeat 3 is done.
+        let lost = |why: &str| Part::Lost {
+            repeat: 3,
+            why: why.into(),
+        };
+        let parts = [
+            (L1, started(3)),
+            ("i-000000000000000x1", lost("1")),
+            ("i-000000000000000x2", lost("2")),
+        ];
+        let plan = launch_plan(3, &parts, pool, vec![gone], &[]);
+        assert!(plan.launch.is_empty());
+        assert!(plan.done.contains(&3));
+    }
+
+    #[test]
+    fn a_launch_accepted_but_not_listed_is_lost_only_after_the_start_window() {
+        let pool = vec![
+            machine(A, InstanceState::Running, &serving("1")),
+            machine(B, InstanceState::Running, &serving("2")),
+        ];
+        let accepted = |minute| Part::Accepted {
+            at: at(minute),
+            repeat: 3,
+        };
+        let plan = launch_plan(3, &[(L1, accepted(28))], pool.clone(), vec![], &[]);
+        assert_eq!(plan.steps[2].1, Step::Set(accepted(28)), "not listed yet");
+        assert!(plan.launch.is_empty());
+        let plan = launch_plan(3, &[(L1, accepted(20))], pool, vec![], &[]);
+        assert!(matches!(
+            plan.steps[2].1,
+            Step::Set(Part::Lost { repeat: 3, .. })
+        ));
+        assert_eq!(plan.launch, wanted(&[(3, true)]));
+    }
+
+    #[test]
+    fn launches_stay_within_max_machines() {
+        let pool = vec![
+            machine(A, InstanceState::Running, &[]),
+            machine(B, InstanceState::Running, &[]),
+        ];
+        // Busy pool; an older run's launched machine still up: four repeats, room for 3.
+        let mut older = machine(L2, InstanceState::Running, &launched_for("1"));
+        older.tags.insert(tags::COMMIT.into(), OLD.into());
+        let plan = launch_plan(4, &[], pool, vec![older], &[]);
+        assert_eq!(plan.launch, wanted(&[(1, false), (2, false), (3, false)]));
     }
 }

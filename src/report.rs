@@ -72,6 +72,10 @@ pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -
     }
     text.push('\n');
     text.push_str(&parts(run));
+    if let Some(places) = places(run) {
+        text.push('\n');
+        text.push_str(&places);
+    }
     if let Some(spec) = &watch.results {
         let (all, taken) = crate::results::reported(run, spec);
         if taken > 0 {
@@ -85,18 +89,21 @@ pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -
 pub fn parts(run: &Run) -> String {
     let mut started = Vec::new();
     let (mut waiting, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lost = Vec::new();
     for (id, part) in &run.instances {
         match part {
             Part::Accepted { .. } | Part::Started { .. } => started.push(id.clone()),
             Part::Waiting { why } => waiting.push(format!("{id} ({})", escape(why))),
             Part::Failed { why } => failed.push(format!("{id} ({})", escape(why))),
             Part::Skipped { why } => skipped.push(format!("{id} ({})", escape(why))),
+            Part::Lost { repeat, .. } => lost.push(format!("{id} (repeat {repeat})")),
         }
     }
     let lines: Vec<String> = [
         ("Started", started),
         ("Waiting for busy machines", waiting),
         ("Failed, will retry", failed),
+        ("Taken away by EC2", lost),
         ("Not run", skipped),
     ]
     .into_iter()
@@ -107,6 +114,93 @@ pub fn parts(run: &Run) -> String {
         return "No instances.".to_owned();
     }
     lines.join("\n")
+}
+
+/// Where the run's machines run, counted by place, e.g. "Where: 2 on the pool; 3
+/// launched in us-east-1b (g5.xlarge, spot)"; `None` before any ran.
+pub fn places(run: &Run) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (id, place) in &run.placed {
+        if run.instances.get(id).is_some_and(Part::is_started) {
+            *counts.entry(place_words(place)).or_default() += 1;
+        }
+    }
+    if counts.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    Some(format!("Where: {}", each.join("; ")))
+}
+
+/// A place in words: "on the pool (g5.xlarge, us-east-1a)", "launched in us-east-1b
+/// (g5.xlarge, spot)".
+fn place_words(p: &crate::placement::Place) -> String {
+    let mut detail: Vec<String> = p.instance_type.iter().cloned().collect();
+    match (p.launched, &p.zone) {
+        (true, zone) => {
+            detail.extend(p.market.map(|m| m.to_string()));
+            let zone = zone
+                .as_deref()
+                .map(|z| format!(" in {z}"))
+                .unwrap_or_default();
+            format!("launched{zone} ({})", detail.join(", "))
+        }
+        (false, zone) => {
+            detail.extend(zone.iter().cloned());
+            match detail.is_empty() {
+                true => "on the pool".to_owned(),
+                false => format!("on the pool ({})", detail.join(", ")),
+            }
+        }
+    }
+}
+
+/// The news line of launches from the template: how many went where, and what EC2 had no
+/// room for, e.g. "Launched 3 in us-east-1b (g5.xlarge, spot): no g5.xlarge capacity in
+/// us-east-1a".
+pub fn launched(
+    launched: &[crate::launch::fleet::Launched],
+    refused: &[crate::launch::fleet::Refusal],
+    waiting: &[u32],
+    failed: &[String],
+) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in launched {
+        *counts.entry(place_words(&l.place)).or_default() += 1;
+    }
+    let mut text: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    if text.is_empty() && (waiting.is_empty() || refused.is_empty() && failed.is_empty()) {
+        return None;
+    }
+    if !waiting.is_empty() {
+        text.push(format!("{} waiting for capacity", waiting.len()));
+    }
+    let mut line = format!("Launched {}", text.join("; "));
+    let why: Vec<String> = refused
+        .iter()
+        .map(|r| {
+            let what = r.instance_type.as_deref().unwrap_or("the template's type");
+            format!("no {what} {} capacity in {}", r.market, r.zone)
+        })
+        .chain(failed.iter().cloned())
+        .collect();
+    if !why.is_empty() {
+        line.push_str(": ");
+        line.push_str(&why.join("; "));
+    }
+    Some(line)
+}
+
+/// The news line of a repeat whose machine EC2 took away before it reported, with the
+/// retries left (`None`: it runs no more, and counts as failed).
+pub fn lost(id: &str, repeat: u32, why: &str, retry: Option<(usize, u32)>) -> String {
+    let then = match retry {
+        Some((n, of)) => {
+            format!("running it again (retry {n} of {of}); what it reported does not count")
+        }
+        None => "no retries left: it counts as failed".to_owned(),
+    };
+    format!("Repeat {repeat} lost on {id}: {why}; {then}")
 }
 
 /// The news line of a run that stopped the machines of the older run of `older`.
@@ -130,11 +224,19 @@ pub fn failures(run: &Run) -> String {
 }
 
 /// The message for an instance pushwake stopped.
-pub fn stopped(watch: &Watch, id: &str, reason: &str, runtime: std::time::Duration) -> String {
+/// `terminated`: a launched machine, which is ended rather than kept stopped.
+pub fn stopped(
+    watch: &Watch,
+    id: &str,
+    reason: &str,
+    runtime: std::time::Duration,
+    terminated: bool,
+) -> String {
     format!(
-        ":octagonal_sign: *{}* `{}`: stopped {id} after {}: {}",
+        ":octagonal_sign: *{}* `{}`: {} {id} after {}: {}",
         escape(&watch.repo.to_string()),
         escape(&watch.branch),
+        if terminated { "terminated" } else { "stopped" },
         humantime::format_duration(runtime),
         escape(reason)
     )

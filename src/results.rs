@@ -75,7 +75,7 @@ pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTim
             }
         }
         let taken = run.taken();
-        let waiting = run.gives_repeats(members.ids.len(), newest == Some(index));
+        let waiting = run.gives_repeats(members.pool(), newest == Some(index));
         // A run that started nothing has nothing to judge; the pass closes it.
         let Some(last_start) = run.last_start() else {
             continue;

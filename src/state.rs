@@ -60,6 +60,10 @@ pub struct WatchState {
     /// What pushwake owes for this watch, retried every pass until done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duties: Vec<Duty>,
+    /// Pool machines and placements of the template EC2 refused for capacity moments ago:
+    /// not asked again until their time is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<crate::placement::Refused>,
 }
 
 /// Something pushwake owes, kept in the state until it is done, so that no failure and no
@@ -184,6 +188,14 @@ pub struct Run {
     /// as it progresses (a bot's only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<crate::slack::Thread>,
+    /// Where each machine that served the run runs: the pool or launched, type, zone,
+    /// market.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placed: BTreeMap<String, crate::placement::Place>,
+    /// The instance type of the run's first machine: the run's other launches use it
+    /// (comparable hardware), unless the watch's `launch.mix_types`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
 }
 
 /// Where one instance stands in a run.
@@ -209,6 +221,10 @@ pub enum Part {
     },
     /// It does not run this commit, and why.
     Skipped { why: String },
+    /// A launched machine EC2 took away (a spot interruption, a terminated or vanished
+    /// machine) before it reported: its repeat is free again, to run once more (up to
+    /// `launch.max_retries`), and nothing it reported counts.
+    Lost { repeat: u32, why: String },
 }
 
 /// What a part amounts to for the people told about a run: a change of kind is news, a
@@ -219,6 +235,7 @@ pub enum Kind {
     Failed,
     Started,
     Skipped,
+    Lost,
 }
 
 impl Part {
@@ -228,6 +245,7 @@ impl Part {
             Part::Failed { .. } => Kind::Failed,
             Part::Accepted { .. } | Part::Started { .. } => Kind::Started,
             Part::Skipped { .. } => Kind::Skipped,
+            Part::Lost { .. } => Kind::Lost,
         }
     }
 
@@ -246,7 +264,10 @@ impl Part {
 
     /// Whether the part is final: started and confirmed, or skipped.
     pub fn is_settled(&self) -> bool {
-        matches!(self, Part::Started { .. } | Part::Skipped { .. })
+        matches!(
+            self,
+            Part::Started { .. } | Part::Skipped { .. } | Part::Lost { .. }
+        )
     }
 }
 
@@ -264,6 +285,7 @@ impl std::fmt::Display for Part {
                 write!(f, "repeat {repeat} started at {}", crate::rfc3339(*at))
             }
             Part::Skipped { why } => write!(f, "not run: {why}"),
+            Part::Lost { repeat, why } => write!(f, "repeat {repeat} lost: {why}"),
         }
     }
 }
@@ -310,6 +332,8 @@ impl Run {
             superseded_by: None,
             status: None,
             thread: None,
+            placed: BTreeMap::new(),
+            instance_type: None,
         }
     }
 
@@ -330,13 +354,27 @@ impl Run {
             .map(|(id, _)| id)
     }
 
-    /// Whether the run still has repeats to give its machines, which serve several in turn:
-    /// it counts more repeats than its `pool` has machines, and fewer were given. Only the
-    /// newest open run gives any; an older one, or one with no more repeats than machines,
-    /// waits for none (what it lacks makes it partial).
-    pub fn gives_repeats(&self, pool: usize, newest: bool) -> bool {
+    /// Whether the run still has repeats to give machines: fewer were given than it counts,
+    /// and either machines can be launched for them (`pool` is `None`) or it counts more
+    /// repeats than its `pool` has machines, which serve several in turn. Only the newest
+    /// open run gives any; an older one, or one with no more repeats than machines, waits
+    /// for none (what it lacks makes it partial).
+    pub fn gives_repeats(&self, pool: Option<usize>, newest: bool) -> bool {
         let n = self.repeats as usize;
-        newest && n > pool && self.taken().len() < n
+        newest && pool.is_none_or(|pool| n > pool) && self.taken().len() < n
+    }
+
+    /// How often repeat `k` was lost with its machine.
+    pub fn losses(&self, k: u32) -> usize {
+        let lost = |p: &&Part| matches!(p, Part::Lost { repeat, .. } if *repeat == k);
+        self.instances.values().filter(lost).count()
+    }
+
+    /// Forgets what repeat `k` reported: its machine was lost before it was done.
+    pub fn forget(&mut self, k: u32) {
+        for values in self.values.values_mut() {
+            values.remove(&k);
+        }
     }
 
     /// The repeats given to a machine: done, or held by a machine started for them.
@@ -389,6 +427,7 @@ impl WatchState {
             last_error: None,
             runs: Vec::new(),
             duties: Vec::new(),
+            refused: Vec::new(),
         }
     }
 

@@ -70,6 +70,11 @@ pub struct RunStatus {
     pub replaced: Vec<String>,
     /// Where its repeats stand.
     pub repeats: Repeats,
+    /// Where each machine runs: `{"launched": true, "instance_type": …, "zone": …,
+    /// "market": "spot"}`; the pool's machines without `launched`.
+    pub placed: BTreeMap<String, crate::placement::Place>,
+    /// The instance type the run's repeats run on (one, unless `launch.mix_types`).
+    pub instance_type: Option<String>,
 }
 
 /// An open run's repeats: done (its machine went on to another), running (held by a
@@ -115,6 +120,8 @@ impl RunStatus {
             instances: run.instances.clone(),
             replaced: run.replaced.clone(),
             repeats: Repeats::of(run),
+            placed: run.placed.clone(),
+            instance_type: run.instance_type.clone(),
         }
     }
 }

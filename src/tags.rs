@@ -32,6 +32,16 @@ pub const STOPPED_AT: &str = "pushwake:stopped-at";
 /// account never stop each other's machines.
 pub const OWNER: &str = "pushwake:owner";
 
+/// On a machine launched from the watch's template (SPEC §10), the template: such a
+/// machine belongs to its run and is terminated, never stopped, when its repeat is done.
+/// Written at launch, with the stamp, so no launched machine is ever up without it.
+pub const LAUNCHED: &str = "pushwake:launched";
+
+/// Whether pushwake launched the instance (rather than starting a machine of the pool).
+pub fn is_launched(instance: &Instance) -> bool {
+    instance.tags.contains_key(LAUNCHED)
+}
+
 /// How many tags pushwake keeps on an instance beside the result tags: the config owns
 /// the count (it bounds how many metrics fit), [`stamp`] is held to it by a unit test.
 pub use crate::config::OWN_TAGS;
@@ -103,7 +113,7 @@ fn time(tags: &BTreeMap<String, String>, key: &str) -> Option<DateTime<Utc>> {
 /// launched: the tag and the start are two calls, each with retries (a minute at most),
 /// and EC2 records the launch when it acts on the start. A launch later than this is a
 /// start by someone else (EC2 moves the launch time on every start).
-const START_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+pub const START_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// How much later than the launch a `started-at` may read: it comes from pushwake's
 /// estimate of EC2's clock (its `Date`, cut to the second, plus half a second), which may
@@ -363,9 +373,9 @@ mod tests {
 
     #[test]
     fn own_tags_are_counted_right() {
-        // The stamp, and the repeat written beside it.
+        // The stamp, the repeat written beside it and, on a launched machine, the template.
         let stamp = stamp(&watch(&[]), "abc", "me");
-        assert_eq!(stamp.len() + 1, OWN_TAGS);
+        assert_eq!(stamp.len() + 2, OWN_TAGS);
         assert!(!stamp.iter().any(|(k, _)| k == REPEAT));
     }
 

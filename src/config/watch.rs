@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::launch::{RawLaunch, launch};
 use super::raw::{Ctx, parse_duration};
 use super::toml_error::segment;
 use super::{
@@ -28,6 +29,7 @@ pub(super) struct RawWatch {
     on_busy: Option<OnBusy>,
     region: Option<Spanned<String>>,
     role_arn: Option<Spanned<String>>,
+    launch: Option<Spanned<RawLaunch>>,
 }
 
 #[derive(Deserialize)]
@@ -41,7 +43,7 @@ struct RawResults {
 }
 
 /// The most repeats of one run: each is a machine start and a value in the verdict.
-const MAX_REPEATS: i64 = 1000;
+pub(super) const MAX_REPEATS: i64 = 1000;
 
 const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Tags left for the user's own, of EC2's 50 per instance.
@@ -130,13 +132,26 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         Some(tags) => tags.into_inner(),
         None => BTreeMap::new(),
     };
-    if instances.is_empty() && instance_tags.is_empty() {
+    let pool = !(instances.is_empty() && instance_tags.is_empty());
+    if !pool && w.launch.is_none() {
         return cx.invalid(
             span,
             "watch.instances",
-            "list at least one instance id, or select instances with instance_tags",
+            "list at least one instance id, select instances with instance_tags, or launch \
+             them from a template with launch",
         );
     }
+    if !pool && w.repeats.is_none() {
+        return cx.invalid(
+            span,
+            "watch.repeats",
+            "say how many repeats each commit gets: without a pool there is no default",
+        );
+    }
+    let launch = match w.launch {
+        Some(l) => Some(launch(cx, l)?),
+        None => None,
+    };
     let repeats = match w.repeats {
         Some(n) if !(1..=MAX_REPEATS).contains(n.get_ref()) => {
             let why = format!("must be a whole number from 1 to {MAX_REPEATS}");
@@ -209,6 +224,7 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         results,
         on_busy: w.on_busy.unwrap_or_default(),
         target,
+        launch,
     })
 }
 

@@ -232,16 +232,15 @@ fn request(req: &FleetRequest, token: &str) -> Result<CreateFleetInputBuilder, E
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    // An instant fleet tags its instances, and their volumes, at launch.
+    // An instant fleet takes tags for the fleet and its instances only (CreateFleet's
+    // TagSpecifications; a `volume` is refused): the volumes carry none.
     let tagged = |kind| {
         TagSpecification::builder()
             .resource_type(kind)
             .set_tags(Some(tags.clone()))
             .build()
     };
-    Ok(builder
-        .tag_specifications(tagged(ResourceType::Instance))
-        .tag_specifications(tagged(ResourceType::Volume)))
+    Ok(builder.tag_specifications(tagged(ResourceType::Instance)))
 }
 
 /// The override's instance type and subnet, as EC2 echoes them.
@@ -392,10 +391,7 @@ mod tests {
             .collect();
         assert_eq!(
             tagged,
-            [
-                (ResourceType::Instance, "pushwake:commit", "c0ffee"),
-                (ResourceType::Volume, "pushwake:commit", "c0ffee")
-            ]
+            [(ResourceType::Instance, "pushwake:commit", "c0ffee")]
         );
     }
 

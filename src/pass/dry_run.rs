@@ -46,7 +46,8 @@ impl Agent {
             Ok(d) => d.owners(),
             Err(e) => return println!("{watch}: {e:#}"),
         };
-        let members = match launch::members(ec2, watch).await {
+        let launches = super::launches(watch, state);
+        let members = match launch::members(ec2, watch, owners, launches).await {
             Ok(m) => m,
             Err(e) => return println!("{watch}: cannot describe instances: {e}"),
         };
@@ -90,16 +91,26 @@ impl Agent {
                 newest: n + 1 == open.len(),
                 now,
                 owners,
+                refused: &entry.refused,
             };
             let mut run = (*run).clone();
-            if let (0, Some(n)) = (run.repeats, watch.repeats) {
-                run.repeats = n;
-            }
-            for (id, step) in plan::plan(&run, &members, cx).steps {
+            plan::fix_repeats(&mut run, watch, members.ids.len());
+            let plan = plan::plan(&run, &members, cx);
+            for (id, step) in plan.steps {
                 if step.starts() {
                     to_start.push(id.clone());
                 }
                 println!("  {id}: {}", describe(&step, &run.commit));
+            }
+            if let (Some(l), false) = (&watch.launch, plan.launch.is_empty()) {
+                let repeats: Vec<String> =
+                    plan.launch.iter().map(|w| w.repeat.to_string()).collect();
+                println!(
+                    "  would launch repeats {} from {} ({})",
+                    repeats.join(", "),
+                    l.template,
+                    l.market
+                );
             }
         }
         // EC2's DryRun flag says whether the real thing would be allowed.

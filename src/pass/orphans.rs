@@ -103,7 +103,8 @@ impl Agent {
                 fenced = true;
             }
             let one = std::slice::from_ref(&i.id);
-            if let Some((_, e)) = launch::stop(ec2, &self.store, one).await.first() {
+            let launched: &[String] = if tags::is_launched(&i) { one } else { &[] };
+            if let Some((_, e)) = launch::halt(ec2, &self.store, one, launched).await.first() {
                 tracing::error!("cannot stop orphaned {}: {e}", i.id);
                 out.errors
                     .push(format!("cannot stop orphaned {}: {e}", i.id));
@@ -125,5 +126,7 @@ fn owns(watch: &Watch, i: &Instance) -> bool {
             .instance_tags
             .iter()
             .all(|(k, v)| i.tags.get(k) == Some(v));
-    tags::is_for(i, watch) && (watch.instances.contains(&i.id) || selected)
+    // A machine launched for the watch is its own, whatever the watch's pool.
+    let launched = tags::is_launched(i);
+    tags::is_for(i, watch) && (watch.instances.contains(&i.id) || selected || launched)
 }

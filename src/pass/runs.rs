@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 
 use super::Agent;
 use crate::config::Watch;
-use crate::ec2::Ec2;
+use crate::ec2::{Ec2, Instance};
 use crate::launch::{self, Members, Outcome};
+use crate::placement::{self, Place, Wanted};
 use crate::plan::{self, Step};
 use crate::report;
-use crate::state::{Part, WatchState};
+use crate::state::{Part, Run, WatchState};
 use crate::store::Store;
 use crate::tags;
 
@@ -24,6 +25,7 @@ pub(super) struct Reconciler<'a> {
     owners: &'a tags::Owners,
     /// Where the state is kept: fenced before any start or stop.
     store: &'a Store,
+    agent: &'a Agent,
     launch: launch::Options,
     now: DateTime<Utc>,
     /// Lines for the message of a run, by commit.
@@ -43,6 +45,12 @@ struct Calls {
     stopping: Vec<String>,
     supersede: Vec<String>,
     superseded: BTreeSet<String>,
+    /// The newest run's repeats to launch from the template, and its stopped pool
+    /// machines left without a repeat.
+    launch: Vec<Wanted>,
+    spare: Vec<String>,
+    /// Machines up for a repeat they are not tagged with: tagged with it.
+    number: BTreeMap<String, u32>,
 }
 
 impl<'a> Reconciler<'a> {
@@ -58,6 +66,7 @@ impl<'a> Reconciler<'a> {
             watch,
             owners,
             store: &agent.store,
+            agent,
             launch: agent.options.launch,
             now,
             news: HashMap::new(),
@@ -124,28 +133,154 @@ impl<'a> Reconciler<'a> {
             &calls.repeats,
             self.launch,
         );
-        for (id, outcome) in outcomes.await {
-            let part = match outcome {
-                Outcome::Started => Part::Accepted {
-                    at: now,
-                    repeat: calls.repeats.get(&id).copied().unwrap_or(0),
-                },
-                Outcome::Up(state) => Part::Waiting {
-                    why: format!("started by someone else while it was stopping ({state})"),
-                },
-                Outcome::Gone(why) => Part::Skipped { why },
-                Outcome::Failed(why) => Part::Failed { why },
-            };
-            entry.runs[newest].instances.insert(id, part);
+        let mut handed = self.record(entry, newest, members, &calls.repeats, outcomes.await);
+        // A pool machine EC2 had no room for hands its repeat on, in this same pass: to a
+        // stopped machine of the pool that has none, then to the template.
+        let spare: Vec<String> = calls.spare.iter().take(handed.len()).cloned().collect();
+        if !spare.is_empty() {
+            let repeats: BTreeMap<String, u32> = spare
+                .iter()
+                .cloned()
+                .zip(handed.drain(..spare.len()))
+                .collect();
+            let outcomes =
+                launch::start(ec2, self.store, &spare, &[], &stamp, &repeats, self.launch);
+            let more = self.record(entry, newest, members, &repeats, outcomes.await);
+            handed.extend(more);
+        }
+        let run = &entry.runs[newest];
+        let mut wanted = calls.launch;
+        wanted.extend(handed.into_iter().map(|repeat| Wanted {
+            repeat,
+            retry: run.losses(repeat) > 0,
+        }));
+        if !wanted.is_empty() {
+            self.launch(entry, newest, &wanted).await?;
         }
 
-        close_settled(watch, entry, newest, members.ids.len(), now);
+        close_settled(watch, entry, newest, members.pool(), now);
         self.failed |= entry
             .runs
             .iter()
             .filter(|r| r.is_open())
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
+        Ok(())
+    }
+
+    /// Records what became of the starts of the newest run's pool machines. Returns the
+    /// repeats of those EC2 had no room for, when the watch has a template to hand them to
+    /// (the machine is then not asked again for a few minutes); without one, such a
+    /// machine is retried next pass, as before.
+    fn record(
+        &mut self,
+        entry: &mut WatchState,
+        newest: usize,
+        members: &Members,
+        repeats: &BTreeMap<String, u32>,
+        outcomes: Vec<(String, Outcome)>,
+    ) -> Vec<u32> {
+        let mut handed = Vec::new();
+        for (id, outcome) in outcomes {
+            let repeat = repeats.get(&id).copied().unwrap_or(0);
+            let part = match outcome {
+                Outcome::Started => {
+                    if let Some(i) = members.get(&id) {
+                        place(&mut entry.runs[newest], i);
+                    }
+                    Part::Accepted {
+                        at: self.now,
+                        repeat,
+                    }
+                }
+                Outcome::Up(state) => Part::Waiting {
+                    why: format!("started by someone else while it was stopping ({state})"),
+                },
+                Outcome::Gone(why) => Part::Skipped { why },
+                Outcome::NoCapacity(why) if self.watch.launch.is_some() => {
+                    placement::refuse(&mut entry.refused, id.clone(), why.clone(), self.now);
+                    if repeat > 0 {
+                        handed.push(repeat);
+                    }
+                    Part::Waiting {
+                        why: format!(
+                            "EC2 has no room for it now ({why}); its repeat went elsewhere"
+                        ),
+                    }
+                }
+                Outcome::NoCapacity(why) | Outcome::Failed(why) => Part::Failed { why },
+            };
+            entry.runs[newest].instances.insert(id, part);
+        }
+        handed
+    }
+
+    /// Launches `wanted` repeats of the newest run from the watch's template, and records
+    /// the machines, the placements EC2 refused and the news.
+    async fn launch(
+        &mut self,
+        entry: &mut WatchState,
+        newest: usize,
+        wanted: &[Wanted],
+    ) -> anyhow::Result<()> {
+        let Some(spec) = &self.watch.launch else {
+            return Ok(());
+        };
+        self.store.fence().await?;
+        let zones = self.agent.zones(self.ec2, &spec.subnets).await;
+        let run = &entry.runs[newest];
+        let mut stamp = tags::stamp(self.watch, &run.commit, &self.owners.current);
+        stamp.retain(|(_, v)| !v.is_empty());
+        stamp.push((tags::STARTED_AT.to_owned(), crate::rfc3339(self.ec2.now())));
+        stamp.push((tags::LAUNCHED.to_owned(), spec.template.clone()));
+        let token = format!(
+            "{}/{}/{}",
+            self.owners.current,
+            run.commit,
+            crate::rfc3339(self.now)
+        );
+        let report = launch::fleet::launch(
+            self.ec2,
+            self.store,
+            spec,
+            wanted,
+            run.instance_type.as_deref(),
+            &entry.refused,
+            &zones,
+            &stamp,
+            &token,
+            self.now,
+        )
+        .await;
+        for r in &report.refused {
+            placement::refuse(&mut entry.refused, r.key.clone(), r.why.clone(), self.now);
+        }
+        for e in &report.failed {
+            tracing::warn!("{}: cannot launch from {}: {e}", self.watch, spec.template);
+            self.failed = true;
+        }
+        let run = &mut entry.runs[newest];
+        if run.instance_type.is_none() {
+            run.instance_type = report.instance_type.clone();
+        }
+        for l in &report.launched {
+            run.placed.insert(l.id.clone(), l.place.clone());
+            let part = Part::Accepted {
+                at: self.now,
+                repeat: l.repeat,
+            };
+            run.instances.insert(l.id.clone(), part);
+        }
+        let line = report::launched(
+            &report.launched,
+            &report.refused,
+            &report.waiting,
+            &report.failed,
+        );
+        if let Some(line) = line {
+            tracing::info!("{}: {line}", self.watch);
+            self.news.entry(run.commit.clone()).or_default().push(line);
+        }
         Ok(())
     }
 
@@ -163,25 +298,36 @@ impl<'a> Reconciler<'a> {
             .collect();
         let &newest = open.last()?;
         let mut calls = Calls::default();
+        let refused = entry.refused.clone();
         for &r in &open {
-            let run = &mut entry.runs[r];
-            if let (0, Some(n), true) = (run.repeats, self.watch.repeats, run.instances.is_empty())
-            {
-                // Fixed when the run is first planned (a reload does not change a run under
-                // way); without it (the default), the run has one repeat per machine.
-                run.repeats = n;
-            }
+            plan::fix_repeats(&mut entry.runs[r], self.watch, members.ids.len());
             let cx = plan::Context {
                 watch: self.watch,
                 newest: r == newest,
                 now: self.now,
                 owners: self.owners,
+                refused: &refused,
             };
             let plan = plan::plan(&entry.runs[r], members, cx);
             entry.runs[r].done.extend(plan.done);
+            if r == newest {
+                calls.launch = plan.launch;
+                calls.spare = plan.spare;
+            }
             for (id, step) in plan.steps {
                 let run = &entry.runs[r];
                 let part = match step {
+                    Step::Set(Part::Lost { repeat, why })
+                        if !matches!(run.instances.get(&id), Some(Part::Lost { .. })) =>
+                    {
+                        let max = self.watch.launch.as_ref().map_or(0, |l| l.max_retries);
+                        let n = run.losses(repeat) + 1;
+                        let retry = (n <= max as usize).then_some((n, max));
+                        let news = self.news.entry(run.commit.clone()).or_default();
+                        news.push(report::lost(&id, repeat, &why, retry));
+                        entry.runs[r].forget(repeat);
+                        Part::Lost { repeat, why }
+                    }
                     Step::Set(Part::Failed { why })
                         if matches!(run.instances.get(&id), Some(Part::Accepted { .. })) =>
                     {
@@ -194,6 +340,12 @@ impl<'a> Reconciler<'a> {
                         if tag {
                             let confirm = (r, id.clone(), repeat);
                             calls.confirm.entry(at).or_default().push(confirm);
+                        }
+                        if let Some(i) = members.get(&id) {
+                            if repeat > 0 && tags::repeat(&i.tags) != Some(repeat) {
+                                calls.number.insert(id.clone(), repeat);
+                            }
+                            place(&mut entry.runs[r], i);
                         }
                         Part::Started { at, repeat }
                     }
@@ -220,7 +372,37 @@ impl<'a> Reconciler<'a> {
         let confirms = std::mem::take(&mut calls.confirm);
         let (ec2, store) = (self.ec2, self.store);
         self.failed |= confirm(ec2, store, self.watch, entry, members, confirms).await;
+        let number = std::mem::take(&mut calls.number);
+        if !number.is_empty() {
+            let ids: Vec<String> = number.keys().cloned().collect();
+            let (_, refused) = launch::tag_repeats(ec2, store, ids, &number).await;
+            for (id, e) in refused {
+                tracing::warn!("{}: cannot tag the repeat of {id}: {e:?}", self.watch);
+            }
+        }
         Some((newest, calls))
+    }
+}
+
+/// Records where machine `i` runs the run (the next describe knows its zone, a launch
+/// only its subnet), and the run's instance type when it has none yet.
+fn place(run: &mut Run, i: &Instance) {
+    let place = run.placed.entry(i.id.clone()).or_insert_with(|| Place {
+        launched: tags::is_launched(i),
+        instance_type: None,
+        zone: None,
+        market: None,
+    });
+    place.instance_type = i.instance_type.clone().or(place.instance_type.take());
+    place.zone = i.zone.clone().or(place.zone.take());
+    if place.launched && place.market.is_none() {
+        place.market = Some(match i.spot {
+            true => crate::ec2::Market::Spot,
+            false => crate::ec2::Market::OnDemand,
+        });
+    }
+    if run.instance_type.is_none() {
+        run.instance_type = i.instance_type.clone();
     }
 }
 
@@ -265,7 +447,7 @@ fn close_settled(
     watch: &Watch,
     entry: &mut WatchState,
     newest: usize,
-    pool: usize,
+    pool: Option<usize>,
     now: DateTime<Utc>,
 ) {
     let newest_commit = entry.runs[newest].commit.clone();
@@ -326,7 +508,7 @@ mod tests {
         let newest = run("c3", &[Part::Waiting { why: "busy".into() }]);
         let mut e = entry(vec![older, newest]);
 
-        close_settled(&watch(), &mut e, 1, 2, now);
+        close_settled(&watch(), &mut e, 1, Some(2), now);
 
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by.as_deref(), Some("c3"));
@@ -339,7 +521,7 @@ mod tests {
         let now = Utc::now();
         let started = Part::Started { at: now, repeat: 0 };
         let mut e = entry(vec![run("c2", std::slice::from_ref(&started))]);
-        close_settled(&watch(), &mut e, 0, 2, now);
+        close_settled(&watch(), &mut e, 0, Some(2), now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
 
@@ -351,7 +533,7 @@ mod tests {
             stop_when_reported: true,
         });
         let mut e = entry(vec![run("c2", &[started])]);
-        close_settled(&with_results, &mut e, 0, 2, now);
+        close_settled(&with_results, &mut e, 0, Some(2), now);
         assert!(e.runs[0].is_open(), "the harvest closes it");
     }
 
@@ -367,7 +549,7 @@ mod tests {
                 },
             ],
         )]);
-        close_settled(&watch(), &mut e, 0, 2, now);
+        close_settled(&watch(), &mut e, 0, Some(2), now);
         assert!(e.runs[0].is_open());
     }
 
@@ -384,7 +566,7 @@ mod tests {
             );
         }
         let mut e = entry(vec![r]);
-        close_settled(&watch(), &mut e, 0, 2, now);
+        close_settled(&watch(), &mut e, 0, Some(2), now);
         assert!(e.runs[0].is_open(), "repeats 3 and 4 are still to run");
         e.runs[0].done.extend([1, 2]);
         for (i, k) in [(0, 3), (1, 4)] {
@@ -393,7 +575,7 @@ mod tests {
                 Part::Started { at: now, repeat: k },
             );
         }
-        close_settled(&watch(), &mut e, 0, 2, now);
+        close_settled(&watch(), &mut e, 0, Some(2), now);
         assert_eq!(e.runs[0].completed_at, Some(now), "every repeat was given");
     }
 
@@ -401,7 +583,7 @@ mod tests {
     fn a_newest_run_that_started_nothing_closes_without_a_verdict() {
         let now = Utc::now();
         let mut e = entry(vec![run("c2", &[skipped()])]);
-        close_settled(&watch(), &mut e, 0, 2, now);
+        close_settled(&watch(), &mut e, 0, Some(2), now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
     }

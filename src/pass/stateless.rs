@@ -34,7 +34,8 @@ impl Agent {
                 }
             };
             let ec2 = &clients.ec2;
-            let mut members = match launch::members(ec2, watch).await {
+            let launched = watch.launch.is_some();
+            let mut members = match launch::members(ec2, watch, &owners, launched).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!("{watch}: cannot describe instances: {e}");

@@ -66,7 +66,9 @@ impl Agent {
         let clients = self.clients(&watch.target).await?;
         let ec2 = &clients.ec2;
         state.places.insert(watch.target.clone());
-        let mut members = launch::members(ec2, watch).await?;
+        let owners = self.owners().await;
+        let launched = launches(watch, state);
+        let mut members = launch::members(ec2, watch, &owners, launched).await?;
         // How long a machine ran is EC2's business: its launch time against its clock.
         let now = ec2.now();
         let mut turn = Turn::default();
@@ -83,7 +85,6 @@ impl Agent {
         // starts and stops.
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
-        let owners = self.owners().await;
         let mut reconciler = Reconciler::new(self, &owners, ec2, watch, now);
         let entry = state.entry(watch);
         // A late reporter is watched while it runs its run's commit.
@@ -122,6 +123,17 @@ impl Agent {
         for d in judged.due {
             if !entry.duties.iter().any(|x| x.stops() == Some(&d.id)) {
                 entry.duties.push(stop_duty(d));
+            }
+        }
+        // A launched machine whose job shut it down is terminated, never left stopped.
+        for id in ended(&members, watch, &owners) {
+            if !entry.duties.iter().any(|x| x.stops() == Some(&id)) {
+                entry.duties.push(Duty::Stop {
+                    instance: id,
+                    reason: "its repeat is done, and a launched machine is not kept".into(),
+                    runtime: 0,
+                    launched: None,
+                });
             }
         }
         self.save(state).await?;
@@ -257,8 +269,10 @@ impl Agent {
                 return true;
             };
             members.get(instance).is_some_and(|i| {
-                matches!(i.state, InstanceState::Pending | InstanceState::Running)
-                    && launched.is_none_or(|t| i.launch_time == Some(t))
+                let up = matches!(i.state, InstanceState::Pending | InstanceState::Running);
+                // A launched machine is ended (terminated) even once it stopped.
+                let kept = tags::is_launched(i) && i.state == InstanceState::Stopped;
+                (up || kept) && launched.is_none_or(|t| i.launch_time == Some(t))
             })
         };
         entry.duties.retain(still);
@@ -270,7 +284,7 @@ impl Agent {
         if ids.is_empty() {
             return Vec::new();
         }
-        let refused = launch::stop(ec2, &self.store, &ids).await;
+        let refused = launch::halt(ec2, &self.store, &ids, &members.launched).await;
         let mut errors = Vec::new();
         let mut stopped = Vec::new();
         entry.duties.retain(|d| {
@@ -293,7 +307,8 @@ impl Agent {
                 "{watch}: stopped {instance} after {}: {reason}",
                 humantime::format_duration(runtime)
             );
-            let text = report::stopped(watch, instance, reason, runtime);
+            let ended = members.launched.contains(instance);
+            let text = report::stopped(watch, instance, reason, runtime, ended);
             // A reply in the thread of the run it was started for.
             let run = entry.runs.iter().rev().find(|r| {
                 r.instances
@@ -386,6 +401,26 @@ fn never_told(run: &Run, seen: Option<&Seen>) -> bool {
 
 /// Whether a pass must describe the watch's instances even with no push: for the stop
 /// rules, for runs still open, or for duties still owed.
+/// The launched machines of `watch` that pushwake started and that are stopped: their
+/// repeat is done, and they are to be terminated.
+fn ended(members: &Members, watch: &Watch, owners: &tags::Owners) -> Vec<String> {
+    let stopped = |i: &&crate::ec2::Instance| {
+        i.state == InstanceState::Stopped && tags::started_for(i, owners, watch).is_some()
+    };
+    let launched = members.launched.iter().filter_map(|id| members.get(id));
+    launched.filter(stopped).map(|i| i.id.clone()).collect()
+}
+
+/// Whether the watch's turn must look for the machines it launched: it launches, or an
+/// open run of it still has some.
+pub(super) fn launches(watch: &Watch, state: &State) -> bool {
+    watch.launch.is_some()
+        || state.get(watch).is_some_and(|s| {
+            let launched = |r: &Run| r.placed.values().any(|p| p.launched);
+            s.runs.iter().filter(|r| r.is_open()).any(launched)
+        })
+}
+
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
     watch.stops()
         || state.get(watch).is_some_and(|s| {

@@ -115,7 +115,10 @@ pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Resul
                 n.total
             )?;
             for (id, part) in &run.instances {
-                writeln!(out, "{:<width$}    {id}: {part}", "")?;
+                match run.placed.get(id) {
+                    Some(place) => writeln!(out, "{:<width$}    {id}: {part} ({place})", "")?,
+                    None => writeln!(out, "{:<width$}    {id}: {part}", "")?,
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod app;
 mod beyond;
+mod capacity;
 mod check;
 mod config;
 mod cost;
