@@ -316,3 +316,256 @@ async fn a_start_of_1001_instances_is_split_at_ec2s_1000_ids_per_call() {
     );
     assert_eq!(count("DescribeInstances"), 6, "200 filter values each");
 }
+
+/// One instant fleet against moto, through the counting proxy: the client layer's launch
+/// (ec2/fleet.rs) and what goes with it (describe by tags, subnets, the template's version,
+/// terminate).
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn an_instant_fleet_launches_machines_tagged_from_birth_that_describe_finds_and_terminate_ends()
+ {
+    use pushwake::ec2::{FleetRequest, Kind, Market, Override};
+
+    let moto = crate::util::moto_url();
+    let setup = crate::util::Ec2::connect(&moto).await;
+    // moto keeps its state for the whole run: names and tags unique to this test.
+    let name = format!("pushwake-fleet-{}", std::process::id());
+    let template = setup.fleet_launch_template(&name, "t3.micro").await;
+    let zones = setup.fleet_default_subnets().await;
+    let (a, b) = (&zones[0], &zones[1]);
+    let proxy = crate::util::MotoProxy::start(&moto).await;
+    let ec2 = Ec2::from_sdk_config(&sdk_config(&proxy.url()).await, Policy::default());
+
+    // The subnets map to their zones; one that does not exist is absent, not an error.
+    let mut mapped = ec2
+        .subnets(&ids(&[&a.0, &b.0, "subnet-0000000000000000f"]))
+        .await
+        .unwrap();
+    mapped.sort_by(|x, y| x.1.cmp(&y.1));
+    assert_eq!(mapped, [a.clone(), b.clone()]);
+    // The template's default version, by id and by name; a missing one is NotFound.
+    assert_eq!(ec2.launch_template(&template).await.unwrap(), "1");
+    assert_eq!(ec2.launch_template(&name).await.unwrap(), "1");
+    for missing in ["lt-0123456789abcdef0", "pushwake-no-such-template"] {
+        let e = ec2.launch_template(missing).await.unwrap_err();
+        assert_eq!(e.kind, Kind::NotFound, "{missing}: {e}");
+    }
+
+    let commit = format!("fleet-{}", std::process::id());
+    let req = FleetRequest {
+        template: template.clone(),
+        version: None,
+        overrides: [a, b]
+            .iter()
+            .map(|(subnet, _)| Override {
+                instance_type: Some("t3.small".to_owned()),
+                subnet: subnet.clone(),
+            })
+            .collect(),
+        market: Market::Spot,
+        count: 2,
+        single_type: true,
+        tags: vec![
+            ("pushwake:commit".to_owned(), commit.clone()),
+            ("pushwake:owner".to_owned(), "fleet-test".to_owned()),
+        ],
+        client_token: None,
+    };
+    ec2.fleet_permitted(&req).await.unwrap();
+    let out = ec2.create_fleet(&req).await.unwrap();
+    assert!(out.refused.is_empty(), "{:?}", out.refused);
+    assert_eq!(out.launched.len(), 2, "{out:?}");
+    for l in &out.launched {
+        assert_eq!(l.market, Market::Spot);
+        assert_eq!(l.instance_type.as_deref(), Some("t3.small"));
+        assert!([&a.0, &b.0].contains(&l.subnet.as_ref().unwrap()), "{l:?}");
+    }
+    // One launch call (and its DryRun), and no tag call: the tags came with the launch.
+    assert_eq!(proxy.calls("CreateFleet").await, 2);
+    assert_eq!(proxy.calls("CreateTags").await, 0);
+
+    let mine = [
+        ("pushwake:commit", vec![commit.clone()]),
+        ("pushwake:owner", vec!["fleet-test".to_owned()]),
+    ];
+    let mut launched: Vec<String> = out.launched.iter().map(|l| l.id.clone()).collect();
+    launched.sort();
+    let found = ec2.describe_with_tags(&mine, false).await.unwrap();
+    let mut found_ids: Vec<String> = found.iter().map(|i| i.id.clone()).collect();
+    found_ids.sort();
+    assert_eq!(found_ids, launched);
+    for i in &found {
+        assert_eq!(i.tags.get("pushwake:commit"), Some(&commit));
+        assert!(i.spot, "{i:?}");
+        assert_eq!(i.instance_type.as_deref(), Some("t3.small"));
+        let zone = zones.iter().find(|(s, _)| Some(s) == i.subnet.as_ref());
+        assert_eq!(zone.map(|z| &z.1), i.zone.as_ref(), "{i:?}");
+    }
+
+    ec2.terminate(&launched).await.unwrap();
+    assert!(
+        ec2.describe_with_tags(&mine, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Terminated machines stay visible to a look at every state, with why they ended.
+    let ended = ec2.describe_with_tags(&mine, true).await.unwrap();
+    assert_eq!(ended.len(), 2);
+    for i in &ended {
+        assert_eq!(i.state, InstanceState::Terminated);
+        let reason = i.state_reason.as_ref().expect("a state reason");
+        assert!(
+            reason.is_shutdown() && !reason.is_interruption(),
+            "{reason}"
+        );
+    }
+}
+
+fn fleet_xml(launched: &[(&str, &str)], refused: &[(&str, &str)]) -> String {
+    let overrides = |subnet: &str| {
+        format!(
+            "<launchTemplateAndOverrides><launchTemplateSpecification><launchTemplateId>\
+             lt-0123456789abcdef0</launchTemplateId><version>1</version>\
+             </launchTemplateSpecification><overrides><instanceType>g5.xlarge</instanceType>\
+             <subnetId>{subnet}</subnetId></overrides></launchTemplateAndOverrides>"
+        )
+    };
+    let instances: String = launched
+        .iter()
+        .map(|(id, subnet)| {
+            format!(
+                "<item>{}<lifecycle>spot</lifecycle><instanceIds><item>{id}</item></instanceIds>\
+                 <instanceType>g5.xlarge</instanceType></item>",
+                overrides(subnet)
+            )
+        })
+        .collect();
+    let errors: String = refused
+        .iter()
+        .map(|(subnet, code)| {
+            format!(
+                "<item>{}<lifecycle>spot</lifecycle><errorCode>{code}</errorCode><errorMessage>\
+                 There is no Spot capacity available that matches your request.</errorMessage></item>",
+                overrides(subnet)
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CreateFleetResponse \
+         xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r4</requestId>\
+         <fleetId>fleet-0123</fleetId><errorSet>{errors}</errorSet>\
+         <fleetInstanceSet>{instances}</fleetInstanceSet></CreateFleetResponse>"
+    )
+}
+
+fn spot_fleet(count: u32) -> pushwake::ec2::FleetRequest {
+    pushwake::ec2::FleetRequest {
+        template: "lt-0123456789abcdef0".to_owned(),
+        version: None,
+        overrides: ["subnet-a", "subnet-b"]
+            .map(|s| pushwake::ec2::Override {
+                instance_type: Some("g5.xlarge".to_owned()),
+                subnet: s.to_owned(),
+            })
+            .to_vec(),
+        market: pushwake::ec2::Market::Spot,
+        count,
+        single_type: true,
+        tags: vec![("pushwake:commit".to_owned(), "0123".to_owned())],
+        client_token: None,
+    }
+}
+
+/// A 200 naming the refused overrides beside what was launched (EC2's instant fleet, which
+/// moto never refuses), read from EC2's XML.
+#[tokio::test]
+async fn a_fleet_refused_in_one_zone_answers_what_it_launched_in_the_other() {
+    use pushwake::ec2::{Kind, Market};
+    let server = MockServer::start().await;
+    let body = fleet_xml(
+        &[(A, "subnet-b"), (B, "subnet-b")],
+        &[("subnet-a", "InsufficientInstanceCapacity")],
+    );
+    answer(&server, "CreateFleet", xml(body), None).await;
+    let ec2 = client(&server).await;
+
+    let out = ec2.create_fleet(&spot_fleet(2)).await.unwrap();
+
+    let launched: Vec<_> = out
+        .launched
+        .iter()
+        .map(|l| (l.id.as_str(), l.subnet.as_deref(), l.market))
+        .collect();
+    assert_eq!(
+        launched,
+        [
+            (A, Some("subnet-b"), Market::Spot),
+            (B, Some("subnet-b"), Market::Spot)
+        ]
+    );
+    let [refused] = &out.refused[..] else {
+        panic!("one refusal: {out:?}")
+    };
+    assert_eq!(
+        (refused.subnet.as_deref(), refused.instance_type.as_deref()),
+        (Some("subnet-a"), Some("g5.xlarge"))
+    );
+    assert_eq!(
+        (refused.code.as_str(), refused.kind),
+        ("InsufficientInstanceCapacity", Kind::Capacity)
+    );
+    assert_eq!(actions(&server).await, ["CreateFleet"]);
+}
+
+/// A retried launch is the same request to EC2: one client token for every attempt, so an
+/// attempt EC2 carried out but whose answer was lost launches nothing more.
+#[tokio::test]
+async fn a_retried_fleet_carries_one_client_token() {
+    let server = MockServer::start().await;
+    let throttled = ResponseTemplate::new(503).set_body_raw(
+        error_xml("RequestLimitExceeded", "Request limit exceeded."),
+        "text/xml",
+    );
+    answer(&server, "CreateFleet", throttled, Some(2)).await;
+    answer(
+        &server,
+        "CreateFleet",
+        xml(fleet_xml(&[(A, "subnet-a")], &[])),
+        None,
+    )
+    .await;
+    let ec2 = Ec2::from_sdk_config(
+        &sdk_config(&server.uri()).await,
+        Policy {
+            base: Duration::from_millis(1),
+            ..Policy::default()
+        },
+    );
+
+    let out = ec2.create_fleet(&spot_fleet(1)).await.unwrap();
+
+    assert_eq!(out.launched.len(), 1);
+    let requests = server.received_requests().await.unwrap();
+    let tokens: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            let token = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("ClientToken="))
+                .expect("a client token");
+            token.to_owned()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
+    // A second launch is another request, with a token of its own.
+    ec2.create_fleet(&spot_fleet(1)).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let last = String::from_utf8_lossy(&requests[3].body).into_owned();
+    assert!(
+        !last.contains(&format!("ClientToken={}", tokens[0])),
+        "{last}"
+    );
+}

@@ -2255,3 +2255,46 @@ pub async fn delete_object(bucket: &str, key: &str) {
         .await
         .expect("delete object");
 }
+
+// Launching from a template (ec2/fleet.rs): what a fleet test needs set up on moto.
+impl Ec2 {
+    /// Creates a launch template `name` on moto (an AMI moto knows, `instance_type`) and
+    /// gives its id.
+    pub async fn fleet_launch_template(&self, name: &str, instance_type: &str) -> String {
+        let data = aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+            .image_id("ami-12345678")
+            .instance_type(aws_sdk_ec2::types::InstanceType::from(instance_type))
+            .build();
+        let out = self
+            .client
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(data)
+            .send()
+            .await
+            .expect("create launch template");
+        let template = out.launch_template().expect("a launch template");
+        template.launch_template_id().unwrap().to_owned()
+    }
+
+    /// moto's default subnets, one per zone, as (subnet id, zone), by zone.
+    pub async fn fleet_default_subnets(&self) -> Vec<(String, String)> {
+        let out = self
+            .client
+            .describe_subnets()
+            .send()
+            .await
+            .expect("describe subnets");
+        let mut subnets: Vec<(String, String)> = out
+            .subnets()
+            .iter()
+            .filter(|s| s.default_for_az() == Some(true))
+            .map(|s| {
+                let id = s.subnet_id().unwrap().to_owned();
+                (id, s.availability_zone().unwrap().to_owned())
+            })
+            .collect();
+        subnets.sort_by(|a, b| a.1.cmp(&b.1));
+        subnets
+    }
+}
