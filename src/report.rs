@@ -70,12 +70,12 @@ pub fn run(watch: &Watch, run: &Run, commit: Option<&Commit>, news: &[String]) -
         text.push('\n');
         text.push_str(&escape(line));
     }
-    text.push('\n');
-    text.push_str(&parts(run));
     if let Some(places) = places(run) {
         text.push('\n');
         text.push_str(&places);
     }
+    text.push('\n');
+    text.push_str(&parts(run));
     if let Some(spec) = &watch.results {
         let (all, taken) = crate::results::reported(run, spec);
         if taken > 0 {

@@ -373,7 +373,7 @@ fn results_options_are_checked() {
     let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\"")).collect();
     refused(
         &watch_with(&format!("results = {{ metrics = [{}] }}", many.join(", "))),
-        &["watch[0].results.metrics", "40 metrics", "at most 37"],
+        &["watch[0].results.metrics", "40 metrics", "at most 36"],
     );
     refused(
         &watch_with("results = { metrics = [\"acc\"], timeout = \"never\" }"),
