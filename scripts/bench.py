@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -118,6 +119,7 @@ class Ec2Proxy(Handler):
     """moto behind a proxy: EC2 (and STS, CloudWatch) calls counted by action, S3 requests
     counted by the access key that signed them."""
     counter = Counter()
+    refused_subnet = None  # a subnet with no room: its CreateFleet overrides are refused
     s3 = {}
 
     def do_POST(self):
@@ -128,7 +130,10 @@ class Ec2Proxy(Handler):
         with c.lock:
             c.actions.append(action)
             c.times.setdefault(action, time.monotonic())
-        self.forward("POST", body)
+        refused = []
+        if action == "CreateFleet" and self.refused_subnet:
+            body, refused = without_subnet(body, self.refused_subnet)
+        self.forward("POST", body, refused)
 
     def do_GET(self):
         self.count_s3()
@@ -144,7 +149,7 @@ class Ec2Proxy(Handler):
         with self.counter.lock:
             self.s3[key] = self.s3.get(key, 0) + 1
 
-    def forward(self, method, body):
+    def forward(self, method, body, refused=()):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         req = urllib.request.Request(MOTO + self.path, data=body, headers=headers, method=method)
         try:
@@ -152,6 +157,15 @@ class Ec2Proxy(Handler):
                 status, data, answer = r.status, r.read(), r.headers
         except urllib.error.HTTPError as e:
             status, data, answer = e.code, e.read(), e.headers
+        if refused:
+            items = "".join(
+                f"<item><launchTemplateAndOverrides><overrides><instanceType>{t}</instanceType>"
+                f"<subnetId>{s}</subnetId></overrides></launchTemplateAndOverrides>"
+                f"<lifecycle>on-demand</lifecycle><errorCode>InsufficientInstanceCapacity</errorCode>"
+                f"<errorMessage>We currently do not have sufficient {t} capacity in the "
+                f"Availability Zone you requested.</errorMessage></item>" for t, s in refused)
+            data = data.replace(b"</CreateFleetResponse>",
+                                f"<errorSet>{items}</errorSet></CreateFleetResponse>".encode())
         self.send_response(status)
         for name in ("Content-Type", "ETag", "Last-Modified"):
             if answer.get(name):
@@ -160,6 +174,25 @@ class Ec2Proxy(Handler):
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+
+
+def without_subnet(body, subnet):
+    """A CreateFleet body without the overrides in `subnet` (EC2 has no room there), and
+    the (type, subnet) of each removed, for the errorSet EC2 would answer."""
+    pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)
+    prefix = "LaunchTemplateConfigs.1.Overrides."
+    overrides = {}
+    for k, v in pairs:
+        if k.startswith(prefix):
+            n, field = k[len(prefix):].split(".", 1)
+            overrides.setdefault(int(n), {})[field] = v
+    keep = [o for _, o in sorted(overrides.items()) if o.get("SubnetId") != subnet]
+    refused = [(o.get("InstanceType", ""), o["SubnetId"]) for o in overrides.values()
+               if o.get("SubnetId") == subnet]
+    out = [(k, v) for k, v in pairs if not k.startswith(prefix)]
+    for n, o in enumerate(keep, 1):
+        out.extend((f"{prefix}{n}.{f}", v) for f, v in o.items())
+    return urllib.parse.urlencode(out).encode(), refused
 
 
 def serve(handler):
@@ -261,6 +294,51 @@ def trigger(m):
         calls = f" ({', '.join(c.actions)})" if c.actions else ""
         rows.append((f"{what}, {m} instance(s)",
                      f"{len(c.actions)} EC2 calls{calls}, {wall * 1000:.0f} ms wall"))
+
+
+def launching(m):
+    """A watch of no pool and `m` repeats from a template over two zones, the first
+    without capacity: EC2 calls and time from the new head to every machine running."""
+    name = f"bench-{m}-{time.time_ns()}"
+    template = ec2.create_launch_template(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"ImageId": "ami-12345678", "InstanceType": "t3.micro"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    subnets = {s["AvailabilityZone"]: s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]
+               if s.get("DefaultForAz")}
+    a, b = subnets["us-east-1a"], subnets["us-east-1b"]
+    dir = tempfile.mkdtemp()
+    repo = f"bench/l{m}"
+    GitHub.heads[repo] = sha(1)
+    path = config(dir, [(repo, [])])
+    with open(path, "a") as f:
+        f.write(f'repeats = {m}\nlaunch = {{ template = "{template}", subnets = ["{a}", "{b}"], '
+                f'instance_types = ["t3.micro"] }}\n')
+    once(path)
+    GitHub.heads[repo] = sha(2)
+    GitHub.counter.reset()
+    Ec2Proxy.counter.reset()
+    Ec2Proxy.refused_subnet = a
+    try:
+        wall, _ = once(path)
+    finally:
+        Ec2Proxy.refused_subnet = None
+    c = Ec2Proxy.counter
+    lag = (c.times["CreateFleet"] - GitHub.counter.times["head_seen"]) * 1000
+    running = ec2.describe_instances(Filters=[
+        {"Name": "tag:pushwake:repo", "Values": [repo]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+        {"Name": "subnet-id", "Values": [b]},
+    ])
+    up = sum(len(r["Instances"]) for r in running["Reservations"])
+    counts = {}
+    for action in c.actions:
+        counts[action] = counts.get(action, 0) + 1
+    calls = ", ".join(f"{a} ×{n}" if n > 1 else a for a, n in counts.items())
+    rows.append((f"launch from a template, {m} repeat(s), first zone refused",
+                 f"{len(c.actions)} EC2 calls ({calls}), {lag:.0f} ms from the new head seen to "
+                 f"CreateFleet sent, {up} of {m} running in the second zone after one pass, "
+                 f"{wall * 1000:.0f} ms wall"))
 
 
 def once_wall():
@@ -383,6 +461,13 @@ def shared():
 
 
 ONLY = os.environ.get("BENCH_ONLY")
+if ONLY == "launch":
+    for m in (1, 20, 200):
+        launching(m)
+    print("| scenario | measured |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    sys.exit(0)
 if ONLY == "shared":
     shared()
     print("| scenario | measured |\n|---|---|")
@@ -398,6 +483,8 @@ if ONLY == "unchanged":
     sys.exit(0)
 for m in (1, 20, 200):
     trigger(m)
+for m in (1, 20, 200):
+    launching(m)
 once_wall()
 hung_github()
 shared()

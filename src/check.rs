@@ -271,7 +271,62 @@ async fn ec2(settings: &Settings, target: &Target, aws: &Aws, items: &mut Vec<It
             Err(e) => Item::fail(e.to_string()),
         });
     }
+    for w in &watches {
+        if let Some(spec) = &w.launch {
+            launching(w, spec, client, &at, items).await;
+        }
+    }
     cloudwatch(&watches, &clients, items).await;
+}
+
+/// What launching from a watch's template needs: the template, each subnet, and
+/// `ec2:CreateFleet` (asked with EC2's `DryRun`, for one machine in the first market over
+/// every placement, tagged as a launch is).
+async fn launching(
+    watch: &Watch,
+    spec: &crate::config::Launch,
+    client: &crate::ec2::Ec2,
+    at: &str,
+    items: &mut Vec<Item>,
+) {
+    let template = &spec.template;
+    match client.launch_template(template).await {
+        Ok(version) => items.push(Item::ok(format!(
+            "launch template {template} found (default version {version}){at}"
+        ))),
+        Err(e) => items.push(Item::fail(format!("launch template {template}{at}: {e}"))),
+    }
+    match client.subnets(&spec.subnets).await {
+        Ok(found) => {
+            for subnet in &spec.subnets {
+                items.push(match found.iter().find(|(s, _)| s == subnet) {
+                    Some((_, zone)) => Item::ok(format!("subnet {subnet} found, in {zone}{at}")),
+                    None => Item::fail(format!("subnet {subnet} not found{at}")),
+                });
+            }
+        }
+        Err(e) => items.push(Item::fail(format!("subnets of {watch}{at}: {e}"))),
+    }
+    let market = crate::placement::markets(spec.market, false)[0];
+    let request = crate::ec2::FleetRequest {
+        template: template.clone(),
+        version: spec.version.clone(),
+        overrides: crate::placement::overrides(spec, None, market, &[], chrono::Utc::now()),
+        market,
+        count: 1,
+        single_type: !spec.mix_types,
+        tags: crate::tags::stamp(watch, "0000000000000000000000000000000000000000", "check")
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect(),
+        client_token: None,
+    };
+    items.push(match client.fleet_permitted(&request).await {
+        Ok(()) => Item::ok(format!(
+            "ec2:CreateFleet allowed for {watch} ({market}){at}"
+        )),
+        Err(e) => Item::fail(e.to_string()),
+    });
 }
 
 /// Asks CloudWatch once per `idle_stop` watch, for its first instance, what `idle_stop`

@@ -364,6 +364,20 @@ impl Run {
         newest && pool.is_none_or(|pool| n > pool) && self.taken().len() < n
     }
 
+    /// The instance types the run's repeats ran on (none known: an empty set, as for runs
+    /// recorded before types were).
+    pub fn types(&self) -> BTreeSet<String> {
+        let placed = self
+            .placed
+            .iter()
+            .filter(|(id, _)| self.instances.get(*id).is_some_and(Part::is_started));
+        let mut types: BTreeSet<String> = placed
+            .filter_map(|(_, p)| p.instance_type.clone())
+            .collect();
+        types.extend(self.instance_type.clone().filter(|_| types.is_empty()));
+        types
+    }
+
     /// How often repeat `k` was lost with its machine.
     pub fn losses(&self, k: u32) -> usize {
         let lost = |p: &&Part| matches!(p, Part::Lost { repeat, .. } if *repeat == k);

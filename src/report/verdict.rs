@@ -22,10 +22,17 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
         escape(&watch.branch),
         short(&run.commit)
     );
+    let types = run.types();
+    if !types.is_empty() {
+        let _ = write!(text, " on {}", join(&types));
+    }
     if run.partial {
         let (full, of) = reported(run, spec);
         let _ = write!(text, " (partial: {full} of {of} runs reported everything)");
     }
+    // Runs on different hardware are not compared: the difference could be the machine's.
+    let before_types = before.map(Run::types).unwrap_or_default();
+    let other_hardware = !types.is_empty() && !before_types.is_empty() && before_types != types;
     for metric in &spec.metrics {
         let Some(now) = Summary::of(&run.values_of(metric)) else {
             let _ = write!(text, "\n• {}: no values", escape(metric));
@@ -36,6 +43,15 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
         else {
             continue;
         };
+        if other_hardware {
+            let _ = write!(
+                text,
+                "; vs `{}`: not compared, it ran on {}",
+                short(&prev.commit),
+                join(&before_types)
+            );
+            continue;
+        }
         let diff = now.mean - old.mean;
         let _ = write!(
             text,
@@ -48,6 +64,15 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
         }
     }
     text
+}
+
+/// Instance types in words: "g5.xlarge", "g5.xlarge and g6.xlarge".
+fn join(types: &std::collections::BTreeSet<String>) -> String {
+    let all: Vec<&str> = types.iter().map(String::as_str).collect();
+    match all.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => all.join(""),
+    }
 }
 
 /// A verdict in words: "better beyond the noise (p = 0.004)".
@@ -151,5 +176,31 @@ mod tests {
             ":bar_chart: *octo/trainer* `main` results for `bbbbbbb`\n\
              • accuracy: n=1, 0.7500 ± 0.0000 (0.7500–0.7500); vs `aaaaaaa` (0.5000): +0.2500"
         );
+    }
+
+    #[test]
+    fn a_verdict_names_the_type_and_compares_only_on_the_same_hardware() {
+        let watch = Watch::example("main", &[]);
+        let on = |mut run: Run, t: &str| {
+            run.instance_type = Some(t.to_owned());
+            run
+        };
+        let values = [("i-1", 0.5), ("i-2", 0.6)];
+        let runs = [
+            on(completed("aaaaaaaaaa", &values), "g5.xlarge"),
+            on(completed("bbbbbbbbbb", &values), "g6.xlarge"),
+        ];
+        let text = verdict(&watch, &spec(), &runs, 1);
+        assert!(
+            text.contains("results for `bbbbbbb` on g6.xlarge"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; vs `aaaaaaa`: not compared, it ran on g5.xlarge"),
+            "{text}"
+        );
+        let same = [runs[0].clone(), on(runs[1].clone(), "g5.xlarge")];
+        let text = verdict(&watch, &spec(), &same, 1);
+        assert!(text.contains("vs `aaaaaaa` (0.5500): +0.0000"), "{text}");
     }
 }

@@ -318,3 +318,42 @@ async fn a_lost_record_or_two_overlapping_passes_never_launch_a_repeat_twice() {
     assert_eq!(l.w.proxy.fleets().len(), 1, "nothing launched again");
     assert_eq!(l.up().await, up);
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn check_online_reads_the_template_and_subnets_and_asks_create_fleet_with_dry_run() {
+    let l = Launching::new(0, 2, "\"accuracy\"", "").await;
+
+    let out = l.w.run(&["check", "--online"]);
+    let text = crate::util::stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for needle in [
+        "launch template lt-".to_owned(),
+        format!("subnet {} found, in us-east-1a", l.a),
+        format!("subnet {} found, in us-east-1b", l.b),
+        "ec2:CreateFleet allowed for octo/trainer@main (on-demand)".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?}:\n{text}");
+    }
+    assert!(l.w.proxy.fleets().is_empty(), "a dry run launches nothing");
+    assert!(l.launched().await.is_empty());
+
+    // A template that does not exist is named, and the check fails.
+    let config = std::fs::read_to_string(l.w.setup.config_path()).unwrap();
+    let gone = template_in(&config);
+    l.w.setup
+        .write_config(&config.replace(&gone, "lt-0000000000000000f"));
+    let out = l.w.run(&["check", "--online"]);
+    let text = crate::util::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✗ launch template lt-0000000000000000f"),
+        "{text}"
+    );
+}
+
+/// The template id in a config.
+fn template_in(config: &str) -> String {
+    let at = config.find("template = \"").unwrap() + "template = \"".len();
+    config[at..at + config[at..].find('"').unwrap()].to_owned()
+}
