@@ -20,7 +20,7 @@ use crate::ec2::{Market, Override};
 pub const REFUSED_FOR: Duration = Duration::minutes(3);
 
 /// Where one machine of a run runs, for `status` and the Slack thread.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Place {
     /// Launched from the template (else a machine of the pool).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -32,6 +32,9 @@ pub struct Place {
     /// How it is bought: `spot` or `on-demand`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub market: Option<Market>,
+    /// A launched machine EC2 shows terminated (or lists no more): nothing is left to end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
 }
 
 impl std::fmt::Display for Place {

@@ -97,6 +97,8 @@ pub struct Plan {
     pub steps: Vec<(String, Step)>,
     pub done: BTreeSet<u32>,
     pub launch: Vec<Wanted>,
+    /// How many more machines may be launched for the watch in this pass, beyond `launch`.
+    pub room: usize,
     pub spare: Vec<String>,
 }
 
@@ -146,14 +148,13 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
             part = None;
         }
         let mut step = decide(commit, part, instance, cx);
+        // Its repeat goes to the template at once; the machine sits this run out, so the run
+        // need not wait for the refusal to expire.
         if let (true, Some(r)) = (step.starts(), refused(id, cx)) {
-            step = Step::Set(Part::Waiting {
-                why: format!(
-                    "EC2 had no room for it ({}); asked again after {}",
-                    r.why,
-                    r.until.format("%H:%M UTC")
-                ),
-            });
+            step = Step::Set(skipped(&format!(
+                "EC2 had no room for it moments ago ({}); its repeat went elsewhere",
+                r.why
+            )));
         }
         if let (true, Step::Set(Part::Started { repeat: k, .. }), Some(i)) =
             (reuse, &step, instance)
@@ -250,7 +251,7 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
     }
     // What the pool could not place goes to the template, as far as the watch's launched
     // machines may grow (one run's worth by default).
-    let launch = match (&cx.watch.launch, cx.newest) {
+    let (launch, room) = match (&cx.watch.launch, cx.newest) {
         (Some(l), true) => {
             let most = l.max_machines.unwrap_or(repeats) as usize;
             let room = most.saturating_sub(members.launched_up());
@@ -258,14 +259,17 @@ pub fn plan(run: &Run, members: &Members, cx: Context<'_>) -> Plan {
                 repeat,
                 retry: losses(repeat) > 0,
             });
-            wanted.collect()
+            let launch: Vec<Wanted> = wanted.collect();
+            let left = room - launch.len();
+            (launch, left)
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), 0),
     };
     Plan {
         steps,
         done,
         launch,
+        room,
         spare,
     }
 }
@@ -1242,9 +1246,7 @@ mod tests {
                     (*id).to_owned(),
                     crate::placement::Place {
                         launched: true,
-                        instance_type: None,
-                        zone: None,
-                        market: None,
+                        ..Default::default()
                     },
                 );
             }
@@ -1295,7 +1297,7 @@ mod tests {
         crate::placement::refuse(&mut refused, A.into(), "no capacity".into(), at(29));
         let plan = launch_plan(2, &[], pool.clone(), vec![], &refused);
         assert!(
-            matches!(&plan.steps[0].1, Step::Set(Part::Waiting { why }) if why.contains("no capacity")),
+            matches!(&plan.steps[0].1, Step::Set(Part::Skipped { why }) if why.contains("no capacity")),
             "{:?}",
             plan.steps[0]
         );

@@ -155,9 +155,9 @@ fn place_words(p: &crate::placement::Place) -> String {
     }
 }
 
-/// The news line of launches from the template: how many went where, and what EC2 had no
-/// room for, e.g. "Launched 3 in us-east-1b (g5.xlarge, spot): no g5.xlarge capacity in
-/// us-east-1a".
+/// The news line of launches from the template: how many went where, what waits, and
+/// what EC2 had no room for, e.g. "Launched 3 in us-east-1b (g5.xlarge, spot): no
+/// g5.xlarge spot capacity in us-east-1a"; `None` when there is nothing to say.
 pub fn launched(
     launched: &[crate::launch::fleet::Launched],
     refused: &[crate::launch::fleet::Refusal],
@@ -166,27 +166,38 @@ pub fn launched(
 ) -> Option<String> {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for l in launched {
-        *counts.entry(place_words(&l.place)).or_default() += 1;
+        let words = place_words(&l.place);
+        let place = words.trim_start_matches("launched").trim_start().to_owned();
+        *counts.entry(place).or_default() += 1;
     }
-    let mut text: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-    if text.is_empty() && (waiting.is_empty() || refused.is_empty() && failed.is_empty()) {
-        return None;
-    }
+    let mut what: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
     if !waiting.is_empty() {
-        text.push(format!("{} waiting for capacity", waiting.len()));
+        let n = waiting.len();
+        what.push(format!(
+            "{n} repeat{} waiting for room",
+            if n == 1 { "" } else { "s" }
+        ));
     }
-    let mut line = format!("Launched {}", text.join("; "));
     let why: Vec<String> = refused
         .iter()
         .map(|r| {
-            let what = r.instance_type.as_deref().unwrap_or("the template's type");
-            format!("no {what} {} capacity in {}", r.market, r.zone)
+            let t = r.instance_type.as_deref().unwrap_or("the template's type");
+            format!("no {t} {} capacity in {}", r.market, r.zone)
         })
         .chain(failed.iter().cloned())
         .collect();
+    if what.is_empty() && why.is_empty() {
+        return None;
+    }
+    let mut line = match launched.is_empty() {
+        true => "Nothing launched".to_owned(),
+        false => "Launched".to_owned(),
+    };
+    if !what.is_empty() {
+        line = format!("{line} {}", what.join("; "));
+    }
     if !why.is_empty() {
-        line.push_str(": ");
-        line.push_str(&why.join("; "));
+        line = format!("{line}: {}", why.join("; "));
     }
     Some(line)
 }
@@ -423,5 +434,61 @@ mod tests {
     fn a_short_sha_is_seven_characters() {
         assert_eq!(short("0123456789abcdef"), "0123456");
         assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn launches_say_where_they_went_and_what_ec2_had_no_room_for() {
+        use crate::ec2::Market;
+        use crate::launch::fleet::{Launched, Refusal};
+        let place = crate::placement::Place {
+            launched: true,
+            instance_type: Some("g5.xlarge".into()),
+            zone: Some("us-east-1b".into()),
+            market: Some(Market::Spot),
+            ended: false,
+        };
+        let launched: Vec<Launched> = (1..=3)
+            .map(|k| Launched {
+                id: format!("i-{k}"),
+                repeat: k,
+                place: place.clone(),
+            })
+            .collect();
+        let refused = [Refusal {
+            key: "g5.xlarge/subnet-a/spot".into(),
+            zone: "us-east-1a".into(),
+            instance_type: Some("g5.xlarge".into()),
+            market: Market::Spot,
+            why: "InsufficientInstanceCapacity".into(),
+        }];
+        assert_eq!(
+            launched_line(&launched, &refused, &[], &[]),
+            "Launched 3 in us-east-1b (g5.xlarge, spot): no g5.xlarge spot capacity in us-east-1a"
+        );
+        assert_eq!(
+            launched_line(&[], &refused, &[4, 5], &[]),
+            "Nothing launched 2 repeats waiting for room: no g5.xlarge spot capacity in us-east-1a"
+        );
+        assert_eq!(super::launched(&[], &[], &[], &[]), None);
+    }
+
+    fn launched_line(
+        l: &[crate::launch::fleet::Launched],
+        r: &[crate::launch::fleet::Refusal],
+        w: &[u32],
+        f: &[String],
+    ) -> String {
+        super::launched(l, r, w, f).unwrap()
+    }
+
+    #[test]
+    fn a_lost_repeat_says_whether_it_runs_again() {
+        let why = "EC2 took i-1 away (Server.SpotInstanceTermination)";
+        assert_eq!(
+            lost("i-1", 3, why, Some((1, 2))),
+            "Repeat 3 lost on i-1: EC2 took i-1 away (Server.SpotInstanceTermination); running \
+             it again (retry 1 of 2); what it reported does not count"
+        );
+        assert!(lost("i-1", 3, why, None).ends_with("no retries left: it counts as failed"));
     }
 }

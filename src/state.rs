@@ -196,6 +196,17 @@ pub struct Run {
     /// (comparable hardware), unless the watch's `launch.mix_types`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// How many launches from the template the run made: part of each fleet call's
+    /// idempotency token, so the same call asked again after a crash launches nothing more.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fleets: u32,
+    /// The last launch news said when nothing could be launched, not said again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_note: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where one instance stands in a run.
@@ -334,6 +345,8 @@ impl Run {
             thread: None,
             placed: BTreeMap::new(),
             instance_type: None,
+            fleets: 0,
+            launch_note: None,
         }
     }
 
@@ -376,6 +389,11 @@ impl Run {
             .collect();
         types.extend(self.instance_type.clone().filter(|_| types.is_empty()));
         types
+    }
+
+    /// Whether a machine launched for the run may still be up (EC2 did not show it ended).
+    pub fn has_launched_up(&self) -> bool {
+        self.placed.values().any(|p| p.launched && !p.ended)
     }
 
     /// How often repeat `k` was lost with its machine.

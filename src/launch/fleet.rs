@@ -97,7 +97,6 @@ pub async fn launch(
                 break;
             }
         };
-        let repeats: Vec<String> = batch.iter().map(|w| w.repeat.to_string()).collect();
         let request = FleetRequest {
             template: spec.template.clone(),
             version: spec.version.clone(),
@@ -106,7 +105,11 @@ pub async fn launch(
             count: batch.len() as u32,
             single_type: !spec.mix_types,
             tags: stamp.to_vec(),
-            client_token: Some(client_token(token, market, &repeats)),
+            client_token: None,
+        };
+        let request = FleetRequest {
+            client_token: Some(client_token(token, &request)),
+            ..request
         };
         let outcome = match ec2.create_fleet(&request).await {
             Ok(o) => o,
@@ -123,7 +126,14 @@ pub async fn launch(
                 report.failed.push(format!("{}: {}", r.code, r.message));
                 continue;
             }
-            let key = placement::key(r.instance_type.as_deref(), &subnet, market);
+            // Remembered as it was offered: EC2 may name the template's type where the
+            // placement offered none, and the cache is read by what is offered.
+            let offered = request.overrides.iter().find(|o| {
+                o.subnet == subnet
+                    && (o.instance_type.is_none() || o.instance_type == r.instance_type)
+            });
+            let instance_type = offered.and_then(|o| o.instance_type.as_deref());
+            let key = placement::key(instance_type, &subnet, market);
             let why = format!("{}: {}", r.code, r.message);
             placement::refuse(&mut refused, key.clone(), why.clone(), now);
             report.refused.push(Refusal {
@@ -152,6 +162,7 @@ pub async fn launch(
                         .as_deref()
                         .map(|s| placement::zone_of(zones, s).to_owned()),
                     market: Some(machine.market),
+                    ended: false,
                 },
             });
         }
@@ -177,10 +188,28 @@ async fn number(ec2: &Ec2, fence: &impl Fence, report: &mut Report) {
     }
 }
 
-/// EC2's idempotency token for one fleet call (at most 64 ASCII characters): the same
-/// call retried, after its answer was lost, launches nothing twice.
-fn client_token(base: &str, market: Market, repeats: &[String]) -> String {
-    let key = format!("{base}/{market}/{}", repeats.join(","));
+/// EC2's idempotency token for one fleet call (at most 64 ASCII characters), from `base`
+/// (the run, and how many fleet calls it made before) and the request but its time: the
+/// same call asked again, by a retry or by the next pass after a crash lost its answer
+/// (when EC2 does not list the machines yet), gets EC2's first answer instead of more
+/// machines; another request gets a token of its own (EC2 refuses a token reused with
+/// other parameters).
+fn client_token(base: &str, request: &FleetRequest) -> String {
+    let timeless: Vec<&(String, String)> = request
+        .tags
+        .iter()
+        .filter(|(k, _)| k != crate::tags::STARTED_AT)
+        .collect();
+    let what = (
+        &request.template,
+        &request.version,
+        &request.overrides,
+        request.market,
+    );
+    let key = format!(
+        "{base}/{what:?}/{}/{}/{timeless:?}",
+        request.count, request.single_type
+    );
     format!("pushwake-{:016x}", crate::fnv1a(key.as_bytes()))
 }
 
@@ -188,15 +217,38 @@ fn client_token(base: &str, market: Market, repeats: &[String]) -> String {
 mod tests {
     use super::*;
 
+    fn request(market: Market, count: u32, at: &str) -> FleetRequest {
+        FleetRequest {
+            template: "lt-0123456789abcdef0".into(),
+            version: None,
+            overrides: vec![],
+            market,
+            count,
+            single_type: true,
+            tags: vec![
+                ("pushwake:commit".into(), "c1".into()),
+                (crate::tags::STARTED_AT.into(), at.into()),
+            ],
+            client_token: None,
+        }
+    }
+
     #[test]
-    fn a_token_is_short_and_names_its_call() {
-        let a = client_token("owner/c1/2026-12-01T10:00:00Z", Market::Spot, &["1".into()]);
-        let b = client_token(
-            "owner/c1/2026-12-01T10:00:00Z",
-            Market::OnDemand,
-            &["1".into()],
-        );
+    fn a_token_is_the_same_for_the_same_call_at_any_time_and_new_for_another() {
+        let t = "2026-12-01T10:00:00Z";
+        let a = client_token("owner/c1/0", &request(Market::Spot, 2, t));
         assert!(a.len() <= 64 && a.is_ascii());
-        assert_ne!(a, b);
+        let later = request(Market::Spot, 2, "2026-12-01T10:01:00Z");
+        assert_eq!(
+            a,
+            client_token("owner/c1/0", &later),
+            "asked again after a crash"
+        );
+        assert_ne!(
+            a,
+            client_token("owner/c1/0", &request(Market::OnDemand, 2, t))
+        );
+        assert_ne!(a, client_token("owner/c1/0", &request(Market::Spot, 1, t)));
+        assert_ne!(a, client_token("owner/c1/1", &request(Market::Spot, 2, t)));
     }
 }

@@ -126,7 +126,8 @@ fn owns(watch: &Watch, i: &Instance) -> bool {
             .instance_tags
             .iter()
             .all(|(k, v)| i.tags.get(k) == Some(v));
-    // A machine launched for the watch is its own, whatever the watch's pool.
-    let launched = tags::is_launched(i);
+    // A machine launched for the watch is its own while the watch launches; once it no
+    // longer does, the orphan rules end it.
+    let launched = tags::is_launched(i) && watch.launch.is_some();
     tags::is_for(i, watch) && (watch.instances.contains(&i.id) || selected || launched)
 }

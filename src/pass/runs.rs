@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::Agent;
-use crate::config::Watch;
-use crate::ec2::{Ec2, Instance};
+use crate::config::{OnBusy, Watch};
+use crate::ec2::{Ec2, Instance, InstanceState};
 use crate::launch::{self, Members, Outcome};
 use crate::placement::{self, Place, Wanted};
 use crate::plan::{self, Step};
@@ -48,6 +48,7 @@ struct Calls {
     /// The newest run's repeats to launch from the template, and its stopped pool
     /// machines left without a repeat.
     launch: Vec<Wanted>,
+    room: usize,
     spare: Vec<String>,
     /// Machines up for a repeat they are not tagged with: tagged with it.
     number: BTreeMap<String, u32>,
@@ -111,6 +112,21 @@ impl<'a> Reconciler<'a> {
                     .insert(id, Part::Failed { why });
             }
             calls.stopping.append(&mut calls.supersede);
+        }
+        // With `supersede`, an older run with launched machines up gives way too: launched
+        // machines belong to their run, and end with it.
+        if watch.on_busy == OnBusy::Supersede {
+            let older = entry
+                .runs
+                .iter()
+                .filter(|r| r.is_open() && r.commit != commit);
+            let launched: Vec<String> = older
+                .filter(|r| r.has_launched_up())
+                .map(|r| r.commit.clone())
+                .collect();
+            calls.superseded.extend(launched);
+        }
+        if !calls.superseded.is_empty() {
             for run in entry.runs.iter_mut().filter(|r| r.is_open()) {
                 if run.commit != commit && calls.superseded.contains(&run.commit) {
                     run.completed_at = Some(now);
@@ -119,6 +135,7 @@ impl<'a> Reconciler<'a> {
                     news.push(report::superseded(&run.commit));
                 }
             }
+            self.end_launched(members, &calls.superseded).await?;
         }
 
         let stamp = tags::stamp(watch, &commit, &self.owners.current);
@@ -150,7 +167,8 @@ impl<'a> Reconciler<'a> {
         }
         let run = &entry.runs[newest];
         let mut wanted = calls.launch;
-        wanted.extend(handed.into_iter().map(|repeat| Wanted {
+        // Within what the watch may still launch; the rest waits for the next pass.
+        wanted.extend(handed.into_iter().take(calls.room).map(|repeat| Wanted {
             repeat,
             retry: run.losses(repeat) > 0,
         }));
@@ -158,13 +176,48 @@ impl<'a> Reconciler<'a> {
             self.launch(entry, newest, &wanted).await?;
         }
 
-        close_settled(watch, entry, newest, members.pool(), now);
+        close_settled(watch, entry, newest, members, now);
         self.failed |= entry
             .runs
             .iter()
             .filter(|r| r.is_open())
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
+        Ok(())
+    }
+
+    /// Terminates the launched machines still up for the runs of `commits`, which were
+    /// superseded: nothing they would report counts any more.
+    async fn end_launched(
+        &mut self,
+        members: &Members,
+        commits: &BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<String> = members
+            .launched
+            .iter()
+            .filter_map(|id| members.get(id))
+            .filter(|i| {
+                let commit = i.tags.get(tags::COMMIT);
+                !matches!(
+                    i.state,
+                    InstanceState::Terminated | InstanceState::ShuttingDown
+                ) && commit.is_some_and(|c| commits.contains(c))
+                    && tags::started_for(i, self.owners, self.watch).is_some()
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.store.fence().await?;
+        for (id, e) in launch::halt(self.ec2, self.store, &ids, &ids).await {
+            tracing::error!(
+                "{}: cannot terminate {id} of a superseded run: {e}",
+                self.watch
+            );
+            self.failed = true;
+        }
         Ok(())
     }
 
@@ -233,12 +286,7 @@ impl<'a> Reconciler<'a> {
         stamp.retain(|(_, v)| !v.is_empty());
         stamp.push((tags::STARTED_AT.to_owned(), crate::rfc3339(self.ec2.now())));
         stamp.push((tags::LAUNCHED.to_owned(), spec.template.clone()));
-        let token = format!(
-            "{}/{}/{}",
-            self.owners.current,
-            run.commit,
-            crate::rfc3339(self.now)
-        );
+        let token = format!("{}/{}/{}", self.owners.current, run.commit, run.fleets);
         let report = launch::fleet::launch(
             self.ec2,
             self.store,
@@ -260,6 +308,7 @@ impl<'a> Reconciler<'a> {
             self.failed = true;
         }
         let run = &mut entry.runs[newest];
+        run.fleets += 1;
         if run.instance_type.is_none() {
             run.instance_type = report.instance_type.clone();
         }
@@ -277,7 +326,13 @@ impl<'a> Reconciler<'a> {
             &report.waiting,
             &report.failed,
         );
-        if let Some(line) = line {
+        // News of machines launched is said each time; a launch that placed nothing is said
+        // once until its words change (a drought or a bad template would say it every pass).
+        let quiet = report.launched.is_empty() && run.launch_note == line;
+        if report.launched.is_empty() {
+            run.launch_note = line.clone();
+        }
+        if let (Some(line), false) = (line, quiet) {
             tracing::info!("{}: {line}", self.watch);
             self.news.entry(run.commit.clone()).or_default().push(line);
         }
@@ -312,6 +367,7 @@ impl<'a> Reconciler<'a> {
             entry.runs[r].done.extend(plan.done);
             if r == newest {
                 calls.launch = plan.launch;
+                calls.room = plan.room;
                 calls.spare = plan.spare;
             }
             for (id, step) in plan.steps {
@@ -389,9 +445,7 @@ impl<'a> Reconciler<'a> {
 fn place(run: &mut Run, i: &Instance) {
     let place = run.placed.entry(i.id.clone()).or_insert_with(|| Place {
         launched: tags::is_launched(i),
-        instance_type: None,
-        zone: None,
-        market: None,
+        ..Place::default()
     });
     place.instance_type = i.instance_type.clone().or(place.instance_type.take());
     place.zone = i.zone.clone().or(place.zone.take());
@@ -447,9 +501,10 @@ fn close_settled(
     watch: &Watch,
     entry: &mut WatchState,
     newest: usize,
-    pool: Option<usize>,
+    members: &Members,
     now: DateTime<Utc>,
 ) {
+    let pool = members.pool();
     let newest_commit = entry.runs[newest].commit.clone();
     let mut replaced = Vec::new();
     for (r, run) in entry.runs.iter_mut().enumerate() {
@@ -462,11 +517,25 @@ fn close_settled(
             run.superseded_by = Some(newest_commit.clone());
             replaced.append(&mut run.replaced);
             replaced.push(run.commit.clone());
-        } else if !started || watch.results.is_none() {
+        } else if !started || (watch.results.is_none() && !launched_up(run, members)) {
+            // Without results to wait for, a run's repeats are done when started, but a
+            // launched machine's only once it is down: EC2 may still take it away.
             run.completed_at = Some(now);
         }
     }
     entry.runs[newest].replaced.splice(0..0, replaced);
+}
+
+/// Whether a machine launched for `run` is still up, as `members` describe it.
+fn launched_up(run: &Run, members: &Members) -> bool {
+    run.instances
+        .keys()
+        .filter(|id| members.launched.contains(id))
+        .any(|id| {
+            members
+                .get(id)
+                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+        })
 }
 
 #[cfg(test)]
@@ -494,6 +563,14 @@ mod tests {
         run
     }
 
+    /// A pool of two machines, described as nothing yet.
+    fn pool() -> Members {
+        Members {
+            ids: vec!["i-00000000".into(), "i-00000001".into()],
+            ..Members::default()
+        }
+    }
+
     fn skipped() -> Part {
         Part::Skipped {
             why: "a newer push took its place".into(),
@@ -508,7 +585,7 @@ mod tests {
         let newest = run("c3", &[Part::Waiting { why: "busy".into() }]);
         let mut e = entry(vec![older, newest]);
 
-        close_settled(&watch(), &mut e, 1, Some(2), now);
+        close_settled(&watch(), &mut e, 1, &pool(), now);
 
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by.as_deref(), Some("c3"));
@@ -521,7 +598,7 @@ mod tests {
         let now = Utc::now();
         let started = Part::Started { at: now, repeat: 0 };
         let mut e = entry(vec![run("c2", std::slice::from_ref(&started))]);
-        close_settled(&watch(), &mut e, 0, Some(2), now);
+        close_settled(&watch(), &mut e, 0, &pool(), now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
 
@@ -533,7 +610,7 @@ mod tests {
             stop_when_reported: true,
         });
         let mut e = entry(vec![run("c2", &[started])]);
-        close_settled(&with_results, &mut e, 0, Some(2), now);
+        close_settled(&with_results, &mut e, 0, &pool(), now);
         assert!(e.runs[0].is_open(), "the harvest closes it");
     }
 
@@ -549,7 +626,7 @@ mod tests {
                 },
             ],
         )]);
-        close_settled(&watch(), &mut e, 0, Some(2), now);
+        close_settled(&watch(), &mut e, 0, &pool(), now);
         assert!(e.runs[0].is_open());
     }
 
@@ -566,7 +643,7 @@ mod tests {
             );
         }
         let mut e = entry(vec![r]);
-        close_settled(&watch(), &mut e, 0, Some(2), now);
+        close_settled(&watch(), &mut e, 0, &pool(), now);
         assert!(e.runs[0].is_open(), "repeats 3 and 4 are still to run");
         e.runs[0].done.extend([1, 2]);
         for (i, k) in [(0, 3), (1, 4)] {
@@ -575,7 +652,7 @@ mod tests {
                 Part::Started { at: now, repeat: k },
             );
         }
-        close_settled(&watch(), &mut e, 0, Some(2), now);
+        close_settled(&watch(), &mut e, 0, &pool(), now);
         assert_eq!(e.runs[0].completed_at, Some(now), "every repeat was given");
     }
 
@@ -583,7 +660,7 @@ mod tests {
     fn a_newest_run_that_started_nothing_closes_without_a_verdict() {
         let now = Utc::now();
         let mut e = entry(vec![run("c2", &[skipped()])]);
-        close_settled(&watch(), &mut e, 0, Some(2), now);
+        close_settled(&watch(), &mut e, 0, &pool(), now);
         assert_eq!(e.runs[0].completed_at, Some(now));
         assert_eq!(e.runs[0].superseded_by, None);
     }

@@ -93,14 +93,17 @@ impl Agent {
             _ => true,
         });
         reconciler.observe(entry, &mut members).await;
+        mark_ended(entry, &members);
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
         if let Some(spec) = &watch.results {
             let harvest = results::harvest(&mut entry.runs, &members, spec, now);
-            if spec.stop_when_reported {
-                reported = harvest.reported;
-            }
+            // A launched machine that reported everything is done: it is terminated
+            // whatever `stop_when_reported` says of the pool.
+            let launched = |id: &String| members.launched.contains(id);
+            reported = harvest.reported;
+            reported.retain(|id| spec.stop_when_reported || launched(id));
             for &i in &harvest.completed {
                 if spec.stop_when_reported {
                     entry.duties.extend(late(&entry.runs[i], spec, &members));
@@ -126,13 +129,14 @@ impl Agent {
             }
         }
         // A launched machine whose job shut it down is terminated, never left stopped.
-        for id in ended(&members, watch, &owners) {
-            if !entry.duties.iter().any(|x| x.stops() == Some(&id)) {
+        for i in ended(&members, watch, &owners) {
+            if !entry.duties.iter().any(|x| x.stops() == Some(&i.id)) {
+                let ran = i.launch_time.map(|t| (now - t).num_seconds().max(0));
                 entry.duties.push(Duty::Stop {
-                    instance: id,
-                    reason: "its repeat is done, and a launched machine is not kept".into(),
-                    runtime: 0,
-                    launched: None,
+                    instance: i.id.clone(),
+                    reason: "its job shut it down, and a launched machine is not kept".into(),
+                    runtime: ran.unwrap_or(0) as u64,
+                    launched: i.launch_time,
                 });
             }
         }
@@ -399,30 +403,57 @@ fn never_told(run: &Run, seen: Option<&Seen>) -> bool {
     empty && run.thread.is_none() && (!run.instances.is_empty() || !run.is_open())
 }
 
-/// Whether a pass must describe the watch's instances even with no push: for the stop
-/// rules, for runs still open, or for duties still owed.
-/// The launched machines of `watch` that pushwake started and that are stopped: their
-/// repeat is done, and they are to be terminated.
-fn ended(members: &Members, watch: &Watch, owners: &tags::Owners) -> Vec<String> {
+/// The launched machines of `watch` that pushwake started and that are stopped (their
+/// job shut them down): their repeat is done, and they are to be terminated.
+fn ended<'a>(
+    members: &'a Members,
+    watch: &Watch,
+    owners: &tags::Owners,
+) -> Vec<&'a crate::ec2::Instance> {
     let stopped = |i: &&crate::ec2::Instance| {
         i.state == InstanceState::Stopped && tags::started_for(i, owners, watch).is_some()
     };
     let launched = members.launched.iter().filter_map(|id| members.get(id));
-    launched.filter(stopped).map(|i| i.id.clone()).collect()
+    launched.filter(stopped).collect()
 }
 
-/// Whether the watch's turn must look for the machines it launched: it launches, or an
-/// open run of it still has some.
+/// Records which launched machines are over: EC2 shows them terminated, or no longer lists
+/// them once their run closed. Nothing is left to end of those.
+fn mark_ended(entry: &mut WatchState, members: &Members) {
+    for run in &mut entry.runs {
+        let open = run.is_open();
+        for (id, place) in run
+            .placed
+            .iter_mut()
+            .filter(|(_, p)| p.launched && !p.ended)
+        {
+            place.ended = match members.get(id) {
+                Some(i) => matches!(i.state, InstanceState::Terminated),
+                None => !open,
+            };
+        }
+    }
+}
+
+/// Whether the watch's turn must look for the machines it launched: it launches, or one
+/// it launched may still be up.
 pub(super) fn launches(watch: &Watch, state: &State) -> bool {
-    watch.launch.is_some()
-        || state.get(watch).is_some_and(|s| {
-            let launched = |r: &Run| r.placed.values().any(|p| p.launched);
-            s.runs.iter().filter(|r| r.is_open()).any(launched)
-        })
+    watch.launch.is_some() || launched_up(watch, state)
 }
 
+/// Whether a machine the watch launched may still be up (EC2 has not shown it ended).
+fn launched_up(watch: &Watch, state: &State) -> bool {
+    state
+        .get(watch)
+        .is_some_and(|s| s.runs.iter().any(Run::has_launched_up))
+}
+
+/// Whether a pass must describe the watch's instances even with no push: for the stop
+/// rules, for runs still open, for duties still owed, or for launched machines still to
+/// end.
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
     watch.stops()
+        || launched_up(watch, state)
         || state.get(watch).is_some_and(|s| {
             s.runs.iter().any(Run::is_open) || s.duties.iter().any(Duty::needs_ec2)
         })

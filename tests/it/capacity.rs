@@ -9,9 +9,11 @@ use aws_sdk_ec2::types::{Filter, InstanceType, RequestLaunchTemplateData};
 
 use crate::util::{World, moto_url, sdk_config, sha};
 
-/// A world whose watch has `n` pool machines, `repeats` and a launch template in moto's
-/// subnets of us-east-1a and us-east-1b, `launch` extra keys in its table, and
-/// `first_run = "start"`: the next pass launches.
+const ACCURACY: &str = "metrics = [\"accuracy\"], timeout = \"1h\"";
+
+/// A world whose watch has `n` pool machines, `repeats`, the `results` table (inside its
+/// braces; empty: none) and a launch template in moto's subnets of us-east-1a and
+/// us-east-1b with `launch` extra keys, and `first_run = "start"`: the next pass launches.
 struct Launching {
     w: World,
     moto: aws_sdk_ec2::Client,
@@ -20,7 +22,7 @@ struct Launching {
 }
 
 impl Launching {
-    async fn new(n: i32, repeats: u32, metrics: &str, launch: &str) -> Launching {
+    async fn new(n: i32, repeats: u32, results: &str, launch: &str) -> Launching {
         let moto = aws_sdk_ec2::Client::new(&sdk_config(&moto_url()).await);
         let name = format!("pushwake-it-{}-{}", std::process::id(), fastrand::u32(..));
         let data = RequestLaunchTemplateData::builder()
@@ -50,8 +52,12 @@ impl Launching {
                 .to_owned()
         };
         let (a, b) = (zone("us-east-1a"), zone("us-east-1b"));
+        let results = match results {
+            "" => String::new(),
+            r => format!("results = {{ {r} }}\n"),
+        };
         let extra = format!(
-            "repeats = {repeats}\nresults = {{ metrics = [{metrics}], timeout = \"1h\" }}\n\
+            "repeats = {repeats}\n{results}\
              launch = {{ template = \"{template}\", subnets = [\"{a}\", \"{b}\"], \
              instance_types = [\"t3.micro\"]{launch} }}"
         );
@@ -133,7 +139,7 @@ impl Launching {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_zone_without_capacity_is_skipped_and_every_repeat_runs_in_the_next_within_one_pass() {
-    let l = Launching::new(0, 3, "\"accuracy\"", "").await;
+    let l = Launching::new(0, 3, ACCURACY, "").await;
     l.w.proxy.refuse_capacity(Some(&l.a), None, None);
 
     l.w.once(0);
@@ -199,7 +205,7 @@ async fn a_zone_without_capacity_is_skipped_and_every_repeat_runs_in_the_next_wi
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn launched_machines_are_terminated_once_they_report() {
-    let l = Launching::new(0, 2, "\"accuracy\"", "").await;
+    let l = Launching::new(0, 2, ACCURACY, "").await;
     l.w.once(0);
     let up = l.up().await;
     assert_eq!(up.len(), 2);
@@ -233,7 +239,7 @@ async fn a_spot_repeat_interrupted_before_it_reported_runs_again_and_counts_once
     let l = Launching::new(
         0,
         2,
-        "\"accuracy\", \"loss\"",
+        "metrics = [\"accuracy\", \"loss\"], timeout = \"1h\"",
         ", market = \"spot-then-on-demand\"",
     )
     .await;
@@ -276,7 +282,7 @@ async fn a_spot_repeat_interrupted_before_it_reported_runs_again_and_counts_once
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_pool_machine_refused_for_capacity_hands_its_repeat_to_a_launched_one_in_the_same_pass() {
-    let l = Launching::new(1, 1, "\"accuracy\"", "").await;
+    let l = Launching::new(1, 1, ACCURACY, "").await;
     let pool = l.w.ids[0].clone();
     l.w.proxy.refuse_capacity_start(&pool);
 
@@ -298,7 +304,7 @@ async fn a_pool_machine_refused_for_capacity_hands_its_repeat_to_a_launched_one_
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_lost_record_or_two_overlapping_passes_never_launch_a_repeat_twice() {
-    let l = Launching::new(0, 3, "\"accuracy\"", "").await;
+    let l = Launching::new(0, 3, ACCURACY, "").await;
     // Two `--once` at the same time: the pass lock lets one launch, the other finds it.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| l.w.run(&["--once"]));
@@ -322,7 +328,7 @@ async fn a_lost_record_or_two_overlapping_passes_never_launch_a_repeat_twice() {
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn check_online_reads_the_template_and_subnets_and_asks_create_fleet_with_dry_run() {
-    let l = Launching::new(0, 2, "\"accuracy\"", "").await;
+    let l = Launching::new(0, 2, ACCURACY, "").await;
 
     let out = l.w.run(&["check", "--online"]);
     let text = crate::util::stdout(&out);
@@ -356,4 +362,88 @@ async fn check_online_reads_the_template_and_subnets_and_asks_create_fleet_with_
 fn template_in(config: &str) -> String {
     let at = config.find("template = \"").unwrap() + "template = \"".len();
     config[at..at + config[at..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_superseded_run_takes_its_launched_machines_with_it() {
+    let l = Launching::new(0, 2, ACCURACY, "").await;
+    l.w.write_config_with(
+        "first_run = \"start\"",
+        &l.w.watch()
+            .replace("[[watch]]", "[[watch]]\non_busy = \"supersede\""),
+    );
+    l.w.once(0);
+    let first = l.up().await;
+    assert_eq!(first.len(), 2);
+
+    l.w.push(2).await;
+    l.w.once(0);
+    let mut ended = l.w.proxy.terminated();
+    ended.sort();
+    let mut want: Vec<String> = first.values().cloned().collect();
+    want.sort();
+    assert_eq!(ended, want, "the older run's machines are terminated");
+    let texts = l.w.texts().await;
+    assert!(
+        texts.iter().any(|t| t.contains("Superseded `0000001`")),
+        "{texts:?}"
+    );
+    l.w.once(0);
+    let now = l.up().await;
+    assert_eq!(now.len(), 2, "the new run launched its own");
+    assert!(now.values().all(|id| !first.values().any(|f| f == id)));
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_launched_machine_is_terminated_once_reported_even_without_stop_when_reported() {
+    let results = "metrics = [\"accuracy\"], timeout = \"1h\", stop_when_reported = false";
+    let l = Launching::new(0, 1, results, "").await;
+    l.w.once(0);
+    let up = l.up().await;
+    l.report(&[&up[&1]], "accuracy", 0.5).await;
+    l.w.once(0);
+    assert_eq!(l.w.proxy.terminated(), [up[&1].clone()]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn without_results_a_run_waits_for_its_launched_machines_and_reruns_an_interrupted_one() {
+    let l = Launching::new(0, 1, "", "").await;
+    l.w.once(0);
+    l.w.once(0);
+    let up = l.up().await;
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        l.w.status()[0]["open_runs"].as_array().unwrap().len(),
+        1,
+        "still open"
+    );
+
+    l.w.proxy.interrupt(&up[&1]);
+    l.w.once(0);
+    assert_eq!(l.w.proxy.fleets().len(), 2, "run again");
+    let again = l.up().await;
+    assert_ne!(again[&1], up[&1]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_launch_that_fails_every_pass_is_said_once() {
+    let l = Launching::new(0, 2, ACCURACY, "").await;
+    let config = std::fs::read_to_string(l.w.setup.config_path()).unwrap();
+    let template = template_in(&config);
+    l.w.setup
+        .write_config(&config.replace(&template, "lt-0000000000000000f"));
+    for _ in 0..3 {
+        l.w.run(&["--once"]);
+    }
+    assert_eq!(l.w.proxy.fleets().len(), 3, "asked every pass");
+    let texts = l.w.texts().await;
+    let said = texts
+        .iter()
+        .filter(|t| t.contains("Nothing launched"))
+        .count();
+    assert_eq!(said, 1, "{texts:?}");
 }

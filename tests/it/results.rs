@@ -162,7 +162,9 @@ async fn one_push_in_one_verdict_out() {
     w.once(0);
     let fourth = w.texts().await.last().unwrap().clone();
     assert!(
-        fourth.contains("results for `0000004` (partial: 2 of 3 runs reported everything)"),
+        fourth.contains(
+            "results for `0000004` on t3.micro (partial: 2 of 3 runs reported everything)"
+        ),
         "{:#?}",
         w.texts().await
     );
