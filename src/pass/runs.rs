@@ -255,7 +255,8 @@ impl<'a> Reconciler<'a> {
                     if repeat > 0 {
                         handed.push(repeat);
                     }
-                    Part::Waiting {
+                    // It sits the run out: its repeat has gone elsewhere.
+                    Part::Skipped {
                         why: format!(
                             "EC2 has no room for it now ({why}); its repeat went elsewhere"
                         ),

@@ -146,6 +146,13 @@ async fn a_zone_without_capacity_is_skipped_and_every_repeat_runs_in_the_next_wi
 
     let fleets = l.w.proxy.fleets();
     assert_eq!(fleets.len(), 1, "one fleet call for the batch: {fleets:?}");
+    // Constant in N but for the repeat tags: one describe (no pool: the launched machines
+    // by their tags), the subnets' zones, the fleet, then one repeat tag per machine.
+    let p = &l.w.proxy;
+    assert_eq!(p.calls("DescribeInstances").await, 1);
+    assert_eq!(p.calls("DescribeSubnets").await, 1);
+    assert_eq!(p.calls("CreateTags").await, 3);
+    assert_eq!(p.calls("StartInstances").await, 0);
     assert_eq!(fleets[0].count, 3);
     assert_eq!(fleets[0].market, "on-demand");
     assert!(fleets[0].single_type, "one type per run");
