@@ -217,7 +217,8 @@ pub fn lost(id: &str, repeat: u32, why: &str, retry: Option<(usize, u32)>) -> St
 /// The news line of a run that stopped the machines of the older run of `older`.
 pub fn superseded(older: &str) -> String {
     format!(
-        "Superseded `{}`: its machines were stopped for this commit; no verdict",
+        "Superseded `{}`: its machines were stopped (launched ones terminated) for this commit; \
+         no verdict",
         short(older)
     )
 }
