@@ -13,13 +13,14 @@
 //! - [`deployment`]: who owns the machines pushwake starts, and where it started them.
 //! - [`reap`]: which instances the stop rules say to stop.
 //! - [`results`]: gathering each run's results, and what a verdict compares.
-//! - [`stats`]: summaries and Welch's t-test.
+//! - [`stats`]: summaries, Welch's t-test, the sequential design's looks, Holm.
 //! - [`plot`]: the SVG of `pushwake results --plot`.
 //! - [`pass`]: one pass over all watches; the only place that orders side effects.
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
 //! - [`report`]: every word pushwake says: Slack messages, log lines, verdicts, tables.
 //! - [`status`]: the rows of `pushwake status`.
 //! - [`check`]: `pushwake check [--online]`.
+//! - [`compare`]: `pushwake compare`, the verdict on two files of numbers.
 //! - [`retry`]: the one retry policy.
 //! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
@@ -28,6 +29,7 @@
 pub mod aws;
 pub mod check;
 pub mod cloudwatch;
+pub mod compare;
 pub mod config;
 pub mod daemon;
 pub mod deployment;

@@ -80,6 +80,13 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Judge two files of numbers, one a line, as a verdict would (no config needed).
+    ///
+    /// CHANGE against BASELINE: a fixed-n Welch test, or with --max-repeats the sequential
+    /// design at the look whose sizes are the files' (the earlier looks' sizes in --looks).
+    /// Blank lines and lines starting with # are skipped. Exit 0 when it judged, 2 on bad
+    /// input (a line that is not a number, fewer than two values a side).
+    Compare(pushwake::compare::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Some(Command::Compare(args)) = &cli.command {
+        return Ok(pushwake::compare::run(args, &mut std::io::stdout().lock())?);
+    }
     let path = match cli.config.clone() {
         Some(p) => p,
         None => match Settings::default_path() {
@@ -147,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(OK)
         }
+        Some(Command::Compare(_)) => unreachable!("compare needs no config"),
         None => {
             let options = PassOptions {
                 dry_run: cli.dry_run,

@@ -5,6 +5,7 @@ mod app;
 mod beyond;
 mod capacity;
 mod check;
+mod compare;
 mod config;
 mod cost;
 mod daemon;
