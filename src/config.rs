@@ -11,6 +11,7 @@
 
 mod launch;
 mod raw;
+mod results;
 mod secret;
 mod shared;
 mod toml_error;
@@ -279,6 +280,15 @@ pub struct Results {
     pub timeout: Duration,
     /// Stop an instance once it has reported every metric.
     pub stop_when_reported: bool,
+    /// The metric that decides the verdict and the commit status (SPEC §11).
+    pub primary: String,
+    /// The smallest difference of the primary metric that matters: enables `equivalent`.
+    pub min_effect: Option<f64>,
+    /// Top a commit's runs up, round by round, until its verdict is settled or each side
+    /// has this many; `None`: one round, one verdict.
+    pub max_repeats: Option<u32>,
+    /// The chance of calling a change better or worse when it is not.
+    pub alpha: f64,
 }
 
 impl Results {

@@ -36,6 +36,7 @@ pub mod deployment;
 pub mod ec2;
 pub mod github;
 pub mod http;
+pub mod judgement;
 pub mod launch;
 pub mod lease;
 pub mod pass;

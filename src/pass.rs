@@ -37,6 +37,7 @@ use crate::tags::Owners;
 mod dry_run;
 mod notify;
 mod orphans;
+mod rounds;
 mod runs;
 mod stateless;
 mod turn;

@@ -15,7 +15,7 @@ use crate::state::{Part, Run};
 
 mod status;
 pub mod table;
-mod verdict;
+pub mod verdict;
 
 pub use status::commit_status;
 pub use verdict::verdict;

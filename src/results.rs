@@ -31,7 +31,7 @@ pub struct Harvest {
 /// metric, or stopped (or was reused) without; or the timeout passed since the last start.
 pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
-    let newest = runs.iter().rposition(Run::is_open);
+    let newest = crate::state::starter(runs);
     for (index, run) in runs.iter_mut().enumerate() {
         if !run.is_open() {
             continue;
@@ -80,7 +80,9 @@ pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTim
         let Some(last_start) = run.last_start() else {
             continue;
         };
-        let timed_out = (now - last_start).to_std().unwrap_or_default() >= spec.timeout;
+        // A top-up round's timeout counts from the round's start, not the run's first.
+        let since = run.round_at.map_or(last_start, |r| r.max(last_start));
+        let timed_out = (now - since).to_std().unwrap_or_default() >= spec.timeout;
         if (all_done && !waiting) || timed_out {
             run.completed_at = Some(now);
             let short = (run.repeats as usize) > taken.len();
@@ -134,6 +136,14 @@ pub struct Row {
     pub partial: bool,
     pub values: Vec<f64>,
     pub started_at: DateTime<Utc>,
+    /// Against the baseline (a completed run only): `better`, `worse`, `equivalent`,
+    /// `within the noise`; the difference, its confidence interval, p, and the look.
+    pub verdict: Option<String>,
+    pub baseline: Option<String>,
+    pub difference: Option<f64>,
+    pub ci: Option<(f64, f64)>,
+    pub p: Option<f64>,
+    pub look: Option<(usize, usize)>,
 }
 
 /// Every run of every watch with results, oldest first within a watch.
@@ -144,10 +154,21 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         let (Some(spec), Some(ws)) = (&watch.results, state.get(watch)) else {
             continue;
         };
-        for run in ws.runs.iter().filter(|r| r.superseded_by.is_none()) {
+        for (i, run) in ws.runs.iter().enumerate() {
+            if run.superseded_by.is_some() {
+                continue;
+            }
+            let judged = run
+                .completed_at
+                .map(|_| crate::judgement::judge(spec, &ws.runs, i));
             for metric in &spec.metrics {
                 let values = run.values_of(metric);
                 let s = Summary::of(&values);
+                let judgement = judged.as_ref().and_then(|j| {
+                    let m = j.metrics.iter().find(|m| &m.name == metric)?;
+                    Some((j.baseline?.commit.clone(), m.judgement.clone()?))
+                });
+                let (baseline, judgement) = judgement.unzip();
                 rows.push(Row {
                     repo: watch.repo.to_string(),
                     branch: watch.branch.clone(),
@@ -162,6 +183,14 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
                     partial: run.partial,
                     values,
                     started_at: run.opened_at,
+                    verdict: judgement
+                        .as_ref()
+                        .map(|j| crate::report::verdict::call_words(j.call).to_owned()),
+                    baseline,
+                    difference: judgement.as_ref().map(|j| j.difference),
+                    ci: judgement.as_ref().map(|j| j.ci),
+                    p: judgement.as_ref().map(|j| j.p),
+                    look: judgement.as_ref().and_then(|j| j.look),
                 });
             }
         }

@@ -203,6 +203,41 @@ pub struct Run {
     /// The last launch news said when nothing could be launched, not said again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_note: Option<String>,
+    /// How many repeats a top-up round adds (SPEC §11): the run's first count; 0 before
+    /// its first top-up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+    /// The per-side sizes (baseline, this commit) of each look taken at its verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub looks: Vec<(usize, usize)>,
+    /// Open again for a top-up round as the baseline of the run of this commit: it gets
+    /// no verdict of its own, and that run's next round waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_for: Option<String>,
+    /// Its next round waits for the top-up round of its baseline, this commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
+    /// When its current top-up round began: its timeout counts from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_at: Option<DateTime<Utc>>,
+    /// The verdict it got: the primary metric's call, difference and interval, and look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// A run's verdict on its primary metric against its baseline, as posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The baseline's commit.
+    pub baseline: String,
+    /// `better`, `worse`, `equivalent`, `within the noise`, or `not settled`.
+    pub call: String,
+    pub difference: f64,
+    pub ci: (f64, f64),
+    pub p: f64,
+    /// (this look, looks planned), with `max_repeats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub look: Option<(usize, usize)>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -347,6 +382,12 @@ impl Run {
             instance_type: None,
             fleets: 0,
             launch_note: None,
+            round: 0,
+            looks: Vec::new(),
+            round_for: None,
+            waits_for: None,
+            round_at: None,
+            verdict: None,
         }
     }
 
@@ -446,6 +487,19 @@ impl Run {
             .map(|v| v.values().copied().collect())
             .unwrap_or_default()
     }
+}
+
+/// The open run that may start machines (SPEC §11): the newest, unless its next round
+/// waits for its baseline's top-up round, whose run then starts.
+pub fn starter(runs: &[Run]) -> Option<usize> {
+    let newest = runs.iter().rposition(Run::is_open)?;
+    let Some(baseline) = &runs[newest].waits_for else {
+        return Some(newest);
+    };
+    let serving = |r: &Run| {
+        r.is_open() && &r.commit == baseline && r.round_for.as_ref() == Some(&runs[newest].commit)
+    };
+    Some(runs.iter().position(serving).unwrap_or(newest))
 }
 
 impl WatchState {

@@ -387,6 +387,10 @@ mod tests {
             better: Default::default(),
             timeout: std::time::Duration::from_secs(60),
             stop_when_reported: true,
+            primary: "loss".into(),
+            min_effect: None,
+            max_repeats: None,
+            alpha: 0.05,
         });
         let stamp = stamp(&w, "abc", "me");
         assert!(

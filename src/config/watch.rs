@@ -8,10 +8,9 @@ use toml::Spanned;
 
 use super::launch::{RawLaunch, launch};
 use super::raw::{Ctx, parse_duration};
+use super::results::{RawResults, results};
 use super::toml_error::segment;
-use super::{
-    Better, ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Results, Target, Watch,
-};
+use super::{ConfigError, DEFAULT_SKIP_MARKER, IdleStop, OnBusy, Paths, Repo, Target, Watch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,24 +31,8 @@ pub(super) struct RawWatch {
     launch: Option<Spanned<RawLaunch>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResults {
-    metrics: Vec<String>,
-    #[serde(default)]
-    better: BTreeMap<String, Better>,
-    timeout: Option<Spanned<String>>,
-    stop_when_reported: Option<bool>,
-}
-
 /// The most repeats of one run: each is a machine start and a value in the verdict.
 pub(super) const MAX_REPEATS: i64 = 1000;
-
-const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
-/// Tags left for the user's own, of EC2's 50 per instance.
-const USER_TAGS: usize = 6;
-/// The most metrics whose result tags fit beside pushwake's own and the user's.
-const MAX_METRICS: usize = 50 - super::OWN_TAGS - USER_TAGS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,7 +176,18 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         None => None,
     };
     let results = match w.results {
-        Some(r) => Some(results(cx, r)?),
+        Some(r) => {
+            let span = r.span();
+            let r = results(cx, r)?;
+            // A round is the watch's repeats; the budget must hold at least one.
+            if let (Some(most), Some(round)) = (r.max_repeats, repeats)
+                && most < round
+            {
+                let why = format!("is below repeats ({round}): a round would not fit");
+                return cx.invalid(span, "watch.results.max_repeats", why);
+            }
+            Some(r)
+        }
         None => None,
     };
     let target = Target {
@@ -246,62 +240,6 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
     } else {
         Err("not an IAM role ARN; write e.g. \"arn:aws:iam::123456789012:role/pushwake\"".into())
     }
-}
-
-fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
-    let span = raw.span();
-    let raw = raw.into_inner();
-    if raw.metrics.is_empty() {
-        return cx.invalid(span, "watch.results.metrics", "name at least one metric");
-    }
-    if raw.metrics.len() > MAX_METRICS {
-        return cx.invalid(
-            span,
-            "watch.results.metrics",
-            format!(
-                "{} metrics are too many: EC2 keeps at most 50 tags on an instance, pushwake \
-                 writes {} of its own and one per metric, and at least {USER_TAGS} are left for \
-                 yours; list at most {MAX_METRICS}",
-                raw.metrics.len(),
-                super::OWN_TAGS
-            ),
-        );
-    }
-    for (i, m) in raw.metrics.iter().enumerate() {
-        let key = format!("watch.results.metrics[{i}]");
-        // The metric is part of a tag key that the job writes, often through instance
-        // metadata, whose tag keys take letters, digits and +-=.,_:@ only (no '/', no
-        // spaces); EC2 limits a key to 128 characters.
-        let ok = !m.is_empty()
-            && m.len() <= 100
-            && m.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c));
-        if !ok {
-            return cx.invalid(
-                span.clone(),
-                &key,
-                "cannot be part of a tag key that instance metadata shows: use letters, \
-                 digits and +-=.,_:@ (no '/' or spaces)",
-            );
-        }
-        if let Some(j) = raw.metrics[..i].iter().position(|n| n == m) {
-            return cx.invalid(span, &key, format!("the same metric as metrics[{j}]"));
-        }
-    }
-    if let Some(m) = raw.better.keys().find(|m| !raw.metrics.contains(m)) {
-        let key = format!("watch.results.better.{}", segment(m));
-        return cx.invalid(span, &key, "is not one of the metrics");
-    }
-    let timeout = match &raw.timeout {
-        Some(s) => parse_duration(cx, s, "watch.results.timeout")?,
-        None => DEFAULT_RESULTS_TIMEOUT,
-    };
-    Ok(Results {
-        metrics: raw.metrics,
-        better: raw.better,
-        timeout,
-        stop_when_reported: raw.stop_when_reported.unwrap_or(true),
-    })
 }
 
 fn instance_ids(cx: &Ctx, list: Spanned<Vec<Spanned<String>>>) -> Result<Vec<String>, ConfigError> {

@@ -78,9 +78,15 @@ impl Agent {
             }
             Err(e) => println!("{watch}: cannot check the stop rules: {e:#}"),
         }
-        let open: Vec<_> = entry.runs.iter().filter(|r| r.is_open()).collect();
+        let starter = crate::state::starter(&entry.runs);
+        let open: Vec<_> = entry
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_open())
+            .collect();
         let mut to_start = Vec::new();
-        for (n, run) in open.iter().enumerate() {
+        for &(n, run) in &open {
             println!(
                 "{watch}: run of {} \"{}\"; dry run, nothing changed",
                 short(&run.commit),
@@ -88,12 +94,12 @@ impl Agent {
             );
             let cx = plan::Context {
                 watch,
-                newest: n + 1 == open.len(),
+                newest: Some(n) == starter,
                 now,
                 owners,
                 refused: &entry.refused,
             };
-            let mut run = (*run).clone();
+            let mut run = run.clone();
             plan::fix_repeats(&mut run, watch, members.ids.len());
             let plan = plan::plan(&run, &members, cx);
             for (id, step) in plan.steps {

@@ -352,7 +352,8 @@ impl<'a> Reconciler<'a> {
         let open: Vec<usize> = (0..entry.runs.len())
             .filter(|&r| entry.runs[r].is_open())
             .collect();
-        let &newest = open.last()?;
+        // The newest open run, or the baseline whose top-up round it waits for.
+        let newest = crate::state::starter(&entry.runs)?;
         let mut calls = Calls::default();
         let refused = entry.refused.clone();
         for &r in &open {
@@ -609,6 +610,10 @@ mod tests {
             better: Default::default(),
             timeout: std::time::Duration::from_secs(3600),
             stop_when_reported: true,
+            primary: "accuracy".into(),
+            min_effect: None,
+            max_repeats: None,
+            alpha: 0.05,
         });
         let mut e = entry(vec![run("c2", &[started])]);
         close_settled(&with_results, &mut e, 0, &pool(), now);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Agent;
 use super::notify::Message;
+use super::rounds;
 use super::runs::Reconciler;
 use crate::aws::Clients;
 use crate::config::Watch;
@@ -105,13 +106,29 @@ impl Agent {
             reported = harvest.reported;
             reported.retain(|id| spec.stop_when_reported || launched(id));
             for &i in &harvest.completed {
+                let v = match rounds::after(spec, entry, i, now) {
+                    rounds::After::Verdict(v) => v,
+                    rounds::After::Round(r, line) => {
+                        tracing::info!("{watch}: {}: {line}", short(&entry.runs[r].commit));
+                        let commit = Some(entry.runs[r].commit.clone());
+                        let voice = Voice::Reply;
+                        entry.duties.push(Duty::Say {
+                            text: line,
+                            commit,
+                            voice,
+                        });
+                        continue;
+                    }
+                    rounds::After::Quiet => continue,
+                };
                 if spec.stop_when_reported {
-                    entry.duties.extend(late(&entry.runs[i], spec, &members));
+                    entry.duties.extend(late(&entry.runs[v], spec, &members));
                 }
-                let verdict = report::verdict(watch, spec, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, v);
+                entry.runs[v].verdict = report::verdict::record(spec, &entry.runs, v);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
-                    let commit = Some(entry.runs[i].commit.clone());
+                    let commit = Some(entry.runs[v].commit.clone());
                     entry.duties.push(Duty::Post {
                         text: verdict,
                         commit,

@@ -2,9 +2,10 @@
 
 use crate::config::Watch;
 use crate::github::{CommitStatus, DESCRIPTION_MAX};
-use crate::results::{previous, reported};
+use crate::judgement;
+use crate::results::reported;
 use crate::state::{Kind, Run};
-use crate::stats::{self, Outcome, Summary};
+use crate::stats::{Call, Summary};
 
 use super::short;
 
@@ -47,28 +48,34 @@ pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -
         }
         (None, Some(spec)) => {
             let (reported, _) = reported(run, spec);
-            let metric = &spec.metrics[0];
+            let metric = &spec.primary;
             let now = Summary::of(&run.values_of(metric));
             match (run.completed_at, now) {
                 (None, _) if reported == 0 => ("pending", starting()),
+                (None, _) if !run.looks.is_empty() => (
+                    "pending",
+                    format!("look {} not settled; another round", run.looks.len()),
+                ),
                 (None, _) => ("pending", format!("{reported} of {started} reported")),
                 (Some(_), None) => ("error", format!("no {metric} reported")),
                 (Some(_), Some(now)) => {
                     let mean = format!("{metric} {:.4} ± {:.4}", now.mean, now.std);
-                    let before = previous(runs, index)
-                        .and_then(|b| Summary::of(&b.values_of(metric)))
-                        .and_then(|old| stats::verdict(&now, &old, spec.better(metric)));
-                    match before {
+                    let judged = judgement::judge(spec, runs, index);
+                    match judged.primary() {
                         _ if run.partial => (
                             "error",
                             format!("partial: {reported} of {started} reported; {mean}"),
                         ),
-                        Some(v) => (
-                            match v.outcome {
-                                Outcome::Worse => "failure",
-                                Outcome::Better | Outcome::WithinNoise => "success",
+                        Some(j) => (
+                            match j.call {
+                                Call::Worse => "failure",
+                                _ => "success",
                             },
-                            format!("{mean}: {}", super::verdict::words(&v)),
+                            format!("{mean}: {}", short_words(j)),
+                        ),
+                        None if judged.other_hardware => (
+                            "success",
+                            format!("{mean} (n={}), not compared: other hardware", now.n),
                         ),
                         None => (
                             "success",
@@ -84,6 +91,21 @@ pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -
         description: fit(&description, DESCRIPTION_MAX),
         context: context.to_owned(),
     }
+}
+
+/// A judgement in the few words a commit status holds: "better, +0.0100 [+0.0040,
+/// +0.0160], look 2 of 4".
+fn short_words(j: &crate::stats::Judgement) -> String {
+    let (low, high) = j.ci;
+    let mut text = format!(
+        "{}, {:+.4} [{low:+.4}, {high:+.4}]",
+        super::verdict::call_words(j.call),
+        j.difference
+    );
+    if let Some((look, of)) = j.look {
+        text.push_str(&format!(", look {look} of {of}"));
+    }
+    text
 }
 
 /// `text` cut to `max` characters, an ellipsis marking the cut.
@@ -110,6 +132,10 @@ mod tests {
                 better: Default::default(),
                 timeout: std::time::Duration::from_secs(3600),
                 stop_when_reported: true,
+                primary: "accuracy".into(),
+                min_effect: None,
+                max_repeats: None,
+                alpha: 0.05,
             });
         }
         w
@@ -166,7 +192,7 @@ mod tests {
         let (state, text) = status(&w, &[old.clone(), worse]);
         assert_eq!(state, "failure");
         assert!(
-            text.starts_with("accuracy 0.8050 ± 0.0071: worse beyond the noise"),
+            text.starts_with("accuracy 0.8050 ± 0.0071: worse, -0.1000 [-0.1304, -0.0696]"),
             "{text}"
         );
         let mut same = run("c3", 2, &[0.91, 0.90]);

@@ -20,8 +20,8 @@ pub fn print_json(out: &mut impl Write, rows: &impl serde::Serialize) -> anyhow:
 pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  STATE",
-        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX"
+        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {:<8}  VERDICT",
+        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX", "STATE"
     )?;
     for r in rows {
         let (spread, range) = match (r.mean, r.std, r.min, r.max) {
@@ -35,9 +35,20 @@ pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> 
             (true, true) => "partial",
             (true, false) => "complete",
         };
+        // "better +0.0100 [+0.0040, +0.0160] vs 1a2b3c4, look 2 of 4".
+        let verdict = match (&r.verdict, r.difference, r.ci, &r.baseline) {
+            (Some(v), Some(d), Some((lo, hi)), Some(b)) => {
+                let look = r
+                    .look
+                    .map(|(k, of)| format!(", look {k} of {of}"))
+                    .unwrap_or_default();
+                format!("{v} {d:+.4} [{lo:+.4}, {hi:+.4}] vs {}{look}", short(b))
+            }
+            _ => "-".to_owned(),
+        };
         writeln!(
             out,
-            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state}",
+            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state:<8}  {verdict}",
             format!("{}@{}", r.repo, r.branch),
             short(&r.commit),
             r.metric,

@@ -4,18 +4,19 @@
 use std::fmt::Write;
 
 use crate::config::{Results, Watch};
-use crate::results::{previous, reported};
+use crate::judgement;
+use crate::results::reported;
 use crate::slack::escape;
 use crate::state::Run;
-use crate::stats::{self, Outcome, Summary, Verdict};
+use crate::stats::{Call, Judgement, Summary};
 
 use super::short;
 
 /// The Slack message for the completed run `runs[index]`, judged by `spec` against the
-/// completed run of the commit before.
+/// completed run of the commit before (see [`crate::judgement`]).
 pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> String {
     let run = &runs[index];
-    let before = previous(runs, index);
+    let judged = judgement::judge(spec, runs, index);
     let mut text = format!(
         ":bar_chart: *{}* `{}` results for `{}`",
         escape(&watch.repo.to_string()),
@@ -30,40 +31,108 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
         let (full, of) = reported(run, spec);
         let _ = write!(text, " (partial: {full} of {of} runs reported everything)");
     }
-    // Runs on different hardware are not compared: the difference could be the machine's.
-    let before_types = before.map(Run::types).unwrap_or_default();
-    let other_hardware = !types.is_empty() && !before_types.is_empty() && before_types != types;
-    for metric in &spec.metrics {
-        let Some(now) = Summary::of(&run.values_of(metric)) else {
-            let _ = write!(text, "\n• {}: no values", escape(metric));
+    for m in &judged.metrics {
+        let name = escape(&m.name);
+        let Some(now) = &m.now else {
+            let _ = write!(text, "\n• {name}: no values");
             continue;
         };
-        let _ = write!(text, "\n• {}: {}", escape(metric), spread(&now));
-        let Some((old, prev)) = before.and_then(|b| Some((Summary::of(&b.values_of(metric))?, b)))
-        else {
+        let _ = write!(text, "\n• {name}: {}", spread(now));
+        let (Some(base), Some(old)) = (judged.baseline, &m.before) else {
             continue;
         };
-        if other_hardware {
+        if judged.other_hardware {
             let _ = write!(
                 text,
                 "; vs `{}`: not compared, it ran on {}",
-                short(&prev.commit),
-                join(&before_types)
+                short(&base.commit),
+                join(&base.types())
             );
             continue;
         }
-        let diff = now.mean - old.mean;
         let _ = write!(
             text,
-            "; vs `{}` ({:.4}): {diff:+.4}",
-            short(&prev.commit),
-            old.mean
+            "; vs `{}` ({:.4}, n={})",
+            short(&base.commit),
+            old.mean,
+            old.n
         );
-        if let Some(v) = stats::verdict(&now, &old, spec.better(metric)) {
-            let _ = write!(text, ", {}", words(&v));
+        match &m.judgement {
+            Some(j) => {
+                let _ = write!(text, ": {}", words(j, spec.alpha));
+            }
+            None => {
+                let _ = write!(text, ": {:+.4}, too few runs to judge", now.mean - old.mean);
+            }
         }
     }
     text
+}
+
+/// The record of a run's verdict on its primary metric, for the state and `results`.
+pub fn record(spec: &Results, runs: &[Run], index: usize) -> Option<crate::state::Verdict> {
+    let judged = judgement::judge(spec, runs, index);
+    let j = judged.primary()?;
+    Some(crate::state::Verdict {
+        baseline: judged.baseline?.commit.clone(),
+        call: call_words(j.call).to_owned(),
+        difference: j.difference,
+        ci: j.ci,
+        p: j.p,
+        look: j.look,
+    })
+}
+
+/// A call in words; a look that would go on, taken as final, is "not settled".
+pub fn call_words(call: Call) -> &'static str {
+    match call {
+        Call::Better => "better",
+        Call::Worse => "worse",
+        Call::Equivalent => "equivalent",
+        Call::WithinNoise => "within the noise",
+        Call::Continue => "not settled",
+    }
+}
+
+/// A judgement in words: "+0.0100 [+0.0040, +0.0160], better beyond the noise (p = 0.0031,
+/// look 2 of 4)".
+pub fn words(j: &Judgement, alpha: f64) -> String {
+    let (low, high) = j.ci;
+    let mut text = format!("{:+.4} [{low:+.4}, {high:+.4}], ", j.difference);
+    text.push_str(match j.call {
+        Call::Better => "better beyond the noise",
+        Call::Worse => "worse beyond the noise",
+        Call::Equivalent => "equivalent: within the smallest difference that matters",
+        Call::WithinNoise => "within the noise",
+        Call::Continue => "not settled: a newer push took the machines",
+    });
+    let mut detail = vec![format_p(j.p, alpha)];
+    if let Some((look, of)) = j.look {
+        detail.push(format!("look {look} of {of}"));
+    }
+    let _ = write!(text, " ({})", detail.join(", "));
+    if let (Call::WithinNoise, Some(more)) = (j.call, j.more_runs) {
+        let _ = write!(
+            text,
+            "; about {more} more run{} a side would tell a difference this size (80% power)",
+            if more == 1 { "" } else { "s" }
+        );
+    }
+    text
+}
+
+/// "p = 0.01", with the precision a p-value deserves: four places near `alpha`, where
+/// the call turns on it; "p < 0.001" below that.
+fn format_p(p: f64, alpha: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".to_owned()
+    } else if (alpha / 2.0..=alpha * 2.0).contains(&p) {
+        format!("p = {p:.4}")
+    } else if p < 0.01 {
+        format!("p = {p:.3}")
+    } else {
+        format!("p = {p:.2}")
+    }
 }
 
 /// Instance types in words: "g5.xlarge", "g5.xlarge and g6.xlarge".
@@ -75,36 +144,12 @@ fn join(types: &std::collections::BTreeSet<String>) -> String {
     }
 }
 
-/// A verdict in words: "better beyond the noise (p = 0.004)".
-pub fn words(v: &Verdict) -> String {
-    let p = format_p(v.welch.p);
-    match v.outcome {
-        Outcome::Better => format!("better beyond the noise ({p})"),
-        Outcome::Worse => format!("worse beyond the noise ({p})"),
-        Outcome::WithinNoise => match v.more_runs {
-            Some(more) => format!(
-                "within the noise ({p}); about {more} more run{} a side would tell a difference \
-                 this size",
-                if more == 1 { "" } else { "s" }
-            ),
-            None => format!("within the noise ({p})"),
-        },
-    }
-}
-
-/// "p = 0.01", with the precision a p-value deserves; "p < 0.001" below that.
-fn format_p(p: f64) -> String {
-    if p < 0.001 {
-        "p < 0.001".to_owned()
-    } else if p < 0.01 {
-        format!("p = {p:.3}")
-    } else {
-        format!("p = {p:.2}")
-    }
-}
-
-/// A summary in one phrase: "n=3, 0.9100 ± 0.0100 (0.9000–0.9200)".
+/// A summary in one phrase: "n=3, 0.9100 ± 0.0100 (0.9000–0.9200)"; one run has no
+/// spread to show.
 fn spread(s: &Summary) -> String {
+    if s.n == 1 {
+        return format!("n=1, {:.4}", s.mean);
+    }
     format!(
         "n={}, {:.4} ± {:.4} ({:.4}–{:.4})",
         s.n, s.mean, s.std, s.min, s.max
@@ -117,25 +162,31 @@ mod tests {
 
     #[test]
     fn p_values_are_shown_with_the_precision_they_deserve() {
-        assert_eq!(format_p(0.0004), "p < 0.001");
-        assert_eq!(format_p(0.0042), "p = 0.004");
-        assert_eq!(format_p(0.2134), "p = 0.21");
+        assert_eq!(format_p(0.0004, 0.05), "p < 0.001");
+        assert_eq!(format_p(0.0042, 0.05), "p = 0.004");
+        assert_eq!(format_p(0.2134, 0.05), "p = 0.21");
+        // Near alpha, where the call turns on it, they are told apart.
+        assert_eq!(format_p(0.0497, 0.05), "p = 0.0497");
+        assert_eq!(format_p(0.0530, 0.05), "p = 0.0530");
     }
 
     #[test]
-    fn within_the_noise_says_what_would_settle_it() {
-        let old = Summary::of(&[0.90, 0.91, 0.92]).unwrap();
-        let near = Summary::of(&[0.905, 0.915, 0.925]).unwrap();
-        let v = stats::verdict(&near, &old, crate::config::Better::Higher).unwrap();
-        let text = words(&v);
-        let more = v.more_runs.unwrap();
-        assert!(text.starts_with("within the noise (p = 0.5"), "{text}");
-        assert!(
-            text.ends_with(&format!(
-                "; about {more} more runs a side would tell a difference this size"
-            )),
-            "{text}"
-        );
+    fn within_the_noise_says_what_would_settle_it_at_a_stated_power() {
+        let old = [0.90, 0.91, 0.92];
+        let near = [0.905, 0.915, 0.925];
+        let j =
+            crate::stats::judge(&old, &near, crate::config::Better::Higher, 0.05, None).unwrap();
+        let text = words(&j, 0.05);
+        assert!(text.starts_with("+0.0050 ["), "{text}");
+        assert!(text.contains("], within the noise (p = 0.5"), "{text}");
+        if let Some(more) = j.more_runs {
+            assert!(
+                text.ends_with(&format!(
+                    "; about {more} more runs a side would tell a difference this size (80% power)"
+                )),
+                "{text}"
+            );
+        }
     }
 
     fn spec() -> Results {
@@ -144,6 +195,10 @@ mod tests {
             better: Default::default(),
             timeout: std::time::Duration::from_secs(3600),
             stop_when_reported: false,
+            primary: "accuracy".into(),
+            min_effect: None,
+            max_repeats: None,
+            alpha: 0.05,
         }
     }
 
@@ -174,7 +229,7 @@ mod tests {
         assert_eq!(
             verdict(&watch, &spec(), &runs, 1),
             ":bar_chart: *octo/trainer* `main` results for `bbbbbbb`\n\
-             • accuracy: n=1, 0.7500 ± 0.0000 (0.7500–0.7500); vs `aaaaaaa` (0.5000): +0.2500"
+             • accuracy: n=1, 0.7500; vs `aaaaaaa` (0.5000, n=1): +0.2500, too few runs to judge"
         );
     }
 
@@ -201,6 +256,9 @@ mod tests {
         );
         let same = [runs[0].clone(), on(runs[1].clone(), "g5.xlarge")];
         let text = verdict(&watch, &spec(), &same, 1);
-        assert!(text.contains("vs `aaaaaaa` (0.5500): +0.0000"), "{text}");
+        assert!(
+            text.contains("vs `aaaaaaa` (0.5500, n=2): +0.0000"),
+            "{text}"
+        );
     }
 }

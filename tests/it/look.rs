@@ -73,7 +73,7 @@ async fn a_runs_whole_life_shows_on_its_commit() {
         said.last()
             .unwrap()
             .2
-            .starts_with("accuracy 0.8050 ± 0.0071: worse beyond the noise (p = 0.0"),
+            .starts_with("accuracy 0.8050 ± 0.0071: worse, -0.1050 ["),
         "{said:#?}"
     );
     assert_eq!(statuses[0].0, sha(1));

@@ -19,6 +19,7 @@ mod proxy;
 mod repeats;
 mod results;
 mod retry;
+mod rounds;
 mod runs;
 mod secrets;
 mod shared;

@@ -135,11 +135,14 @@ async fn one_push_in_one_verdict_out() {
     let second = w.texts().await.last().unwrap().clone();
     assert!(second.contains("accuracy: n=3, 0.9600"), "{second}");
     assert!(
-        second.contains("vs `0000001` (0.9100): +0.0500, better beyond the noise (p = 0.0"),
+        second.contains(
+            "vs `0000001` (0.9100, n=3): +0.0500 [+0.0273, +0.0727], better beyond the noise (p = 0.0"
+        ),
         "{second}"
     );
     assert!(
-        second.contains("loss: n=3, 0.2100") && second.contains("-0.1000, better beyond the noise"),
+        second.contains("loss: n=3, 0.2100")
+            && second.contains("-0.1000 [-0.1227, -0.0773], better beyond the noise"),
         "{second}"
     );
 
@@ -262,6 +265,12 @@ fn a_single_commit_plots_and_nothing_is_refused() {
         partial: false,
         values: vec![0.43, 0.57],
         started_at: chrono::Utc::now(),
+        verdict: None,
+        baseline: None,
+        difference: None,
+        ci: None,
+        p: None,
+        look: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("one.svg");

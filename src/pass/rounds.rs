@@ -1,0 +1,133 @@
+//! Top-up rounds (SPEC §11): when a run's look at its primary metric is not settled, the
+//! run is opened again for another round of repeats, after a round of its baseline's when
+//! the baseline has fewer runs. One run starts at a time (`state::starter`): the newest,
+//! or the baseline whose round it waits for. A newer push ends the rounds: the older run
+//! gets its verdict as it stands.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Results;
+use crate::judgement::{self, round_of};
+use crate::results::previous;
+use crate::state::{Run, WatchState};
+use crate::stats::Call;
+
+/// What a run that just completed a round needs next.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum After {
+    /// The verdict of this run (the one that completed, or the run its baseline served).
+    Verdict(usize),
+    /// Another round of this run: the news line for its thread.
+    Round(usize, String),
+    /// Nothing to say: a baseline's round ended, and the run it served goes on.
+    Quiet,
+}
+
+/// Decides what follows the completion of `entry.runs[i]`, and opens the next round when
+/// there is one.
+pub(super) fn after(spec: &Results, entry: &mut WatchState, i: usize, now: DateTime<Utc>) -> After {
+    if let Some(change) = entry.runs[i].round_for.take() {
+        // A baseline's round is over: the run it served has its own round, or its look.
+        let baseline = entry.runs[i].commit.clone();
+        let waiting = entry.runs.iter().position(|r| {
+            r.is_open() && r.commit == change && r.waits_for.as_deref() == Some(&baseline)
+        });
+        if let Some(c) = waiting {
+            entry.runs[c].waits_for = None;
+            if !grow(spec, &mut entry.runs[c], now) {
+                // Its side is full: look again now, with the baseline's new runs.
+                entry.runs[c].completed_at = Some(now);
+                return after(spec, entry, c, now);
+            }
+        }
+        return After::Quiet;
+    }
+    let Some(most) = spec.max_repeats else {
+        return After::Verdict(i);
+    };
+    // A newer push takes precedence: no more rounds.
+    if entry.runs[i + 1..].iter().any(Run::is_open) {
+        return After::Verdict(i);
+    }
+    let judged = judgement::judge(spec, &entry.runs, i);
+    let Some(j) = judged.primary().cloned() else {
+        return After::Verdict(i);
+    };
+    if j.call != Call::Continue {
+        return After::Verdict(i);
+    }
+    let (base_n, change_n) = j.n;
+    let base = previous(&entry.runs, i).map(|b| b.commit.clone());
+    let most = most as usize;
+    entry.runs[i].looks.push(j.n);
+    let look = match j.look {
+        Some((k, of)) => format!("{k} of {of}"),
+        None => entry.runs[i].looks.len().to_string(),
+    };
+    // The baseline tops up first while it has fewer runs; this run's round follows.
+    let base_index = base.and_then(|c| {
+        entry.runs[..i]
+            .iter()
+            .rposition(|r| r.commit == c && r.completed_at.is_some())
+    });
+    let round = round_of(&entry.runs[i]);
+    let base_commit_now = base_index.map(|b| entry.runs[b].commit.clone());
+    let run = &mut entry.runs[i];
+    run.round = round;
+    run.completed_at = None;
+    run.partial = false;
+    let (low, high) = j.ci;
+    let mut line = format!(
+        "Look {look}: not settled ({:+.4} [{low:+.4}, {high:+.4}]); ",
+        j.difference
+    );
+    match base_index {
+        Some(b) if base_n < change_n && base_n < most => {
+            let commit = run.commit.clone();
+            run.waits_for = base_commit_now;
+            let baseline = &mut entry.runs[b];
+            baseline.round = round;
+            baseline.repeats = top_up(baseline, round, most);
+            baseline.round_for = Some(commit);
+            baseline.round_at = Some(now);
+            baseline.completed_at = None;
+            baseline.partial = false;
+            line.push_str(&format!(
+                "another round of {round} for the baseline `{}`, then for this commit",
+                crate::report::short(&baseline.commit)
+            ));
+        }
+        _ if change_n < most => {
+            grow(spec, run, now);
+            line.push_str(&format!("another round of {round}"));
+        }
+        // Neither side can grow: the design's last look says what it says.
+        _ => {
+            run.completed_at = Some(now);
+            run.looks.pop();
+            return After::Verdict(i);
+        }
+    }
+    After::Round(i, line)
+}
+
+/// Opens another round of `run` (its timeout counting from now), within `max_repeats`;
+/// false when its side is full.
+fn grow(spec: &Results, run: &mut Run, now: DateTime<Utc>) -> bool {
+    let most = spec.max_repeats.unwrap_or(0) as usize;
+    let round = round_of(run);
+    let next = top_up(run, round, most);
+    if next as usize <= run.taken().len() {
+        return false;
+    }
+    run.round = round;
+    run.repeats = next;
+    run.round_at = Some(now);
+    true
+}
+
+/// A run's repeats after one more round of `round`, up to `most`.
+fn top_up(run: &Run, round: u32, most: usize) -> u32 {
+    let have = run.taken().len().max(run.repeats as usize);
+    (have + round as usize).min(most.max(have)) as u32
+}
