@@ -10,10 +10,12 @@ pub fn holm(ps: &[f64], alpha: f64) -> Vec<bool> {
     order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
     let mut rejected = vec![false; m];
     for (i, &k) in order.iter().enumerate() {
-        if !(ps[k] < alpha / (m - i) as f64) {
+        // A NaN p compares as not below: it stops the steps like a large one.
+        if ps[k] < alpha / (m - i) as f64 {
+            rejected[k] = true;
+        } else {
             break;
         }
-        rejected[k] = true;
     }
     rejected
 }

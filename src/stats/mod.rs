@@ -201,7 +201,8 @@ fn settled(
     if min_effect.is_some_and(|m| equivalence::within(ci, m)) {
         return Some(Call::Equivalent);
     }
-    if w.difference == 0.0 || !(w.p < level) {
+    let beyond = w.p < level; // false for a NaN p
+    if w.difference == 0.0 || !beyond {
         return None;
     }
     let improved = match better {

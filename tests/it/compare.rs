@@ -1,7 +1,7 @@
 //! `pushwake compare`: the verdict on two files of numbers, through the binary, with no
 //! config file at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::util::{Setup, exited, stderr, stdout};
 
@@ -12,7 +12,7 @@ fn numbers(setup: &Setup, name: &str, lines: &[&str]) -> PathBuf {
     path
 }
 
-fn compare(setup: &Setup, args: &[&str], base: &PathBuf, change: &PathBuf, code: i32) -> String {
+fn compare(setup: &Setup, args: &[&str], base: &Path, change: &Path, code: i32) -> String {
     let mut all = vec!["compare"];
     all.extend_from_slice(args);
     let (b, c) = (base.to_string_lossy(), change.to_string_lossy());
