@@ -131,3 +131,121 @@ fn top_up(run: &Run, round: u32, most: usize) -> u32 {
     let have = run.taken().len().max(run.repeats as usize);
     (have + round as usize).min(most.max(have)) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Watch;
+    use crate::state::{Part, starter};
+
+    fn spec(max_repeats: Option<u32>) -> Results {
+        Results {
+            metrics: vec!["accuracy".into()],
+            better: Default::default(),
+            timeout: std::time::Duration::from_secs(3600),
+            stop_when_reported: true,
+            primary: "accuracy".into(),
+            min_effect: None,
+            max_repeats,
+            alpha: 0.05,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-01T10:00:00Z".parse().unwrap()
+    }
+
+    /// A completed run of `commit` whose repeats reported `values`.
+    fn run(commit: &str, values: &[f64]) -> Run {
+        let mut run = Run::open(commit, "", now());
+        run.repeats = values.len() as u32;
+        for (k, v) in (1..).zip(values) {
+            let at = now();
+            run.instances
+                .insert(format!("i-{commit}-{k}"), Part::Started { at, repeat: k });
+            run.values
+                .entry("accuracy".into())
+                .or_default()
+                .insert(k, *v);
+        }
+        run.completed_at = Some(now());
+        run
+    }
+
+    fn entry(runs: Vec<Run>) -> WatchState {
+        WatchState {
+            runs,
+            ..WatchState::new(&Watch::example("main", &[]))
+        }
+    }
+
+    #[test]
+    fn without_max_repeats_a_run_gets_its_verdict() {
+        let mut e = entry(vec![run("a", &[0.90, 0.91]), run("b", &[0.90, 0.91])]);
+        assert_eq!(after(&spec(None), &mut e, 1, now()), After::Verdict(1));
+    }
+
+    #[test]
+    fn a_settled_look_is_the_verdict() {
+        let mut e = entry(vec![
+            run("a", &[0.500, 0.501, 0.502, 0.501]),
+            run("b", &[0.900, 0.901, 0.902, 0.901]),
+        ]);
+        assert_eq!(after(&spec(Some(8)), &mut e, 1, now()), After::Verdict(1));
+        assert!(e.runs[1].completed_at.is_some());
+    }
+
+    #[test]
+    fn an_unsettled_look_opens_another_round_of_the_same_size() {
+        let mut e = entry(vec![run("a", &[0.90, 0.91]), run("b", &[0.905, 0.912])]);
+        let next = after(&spec(Some(6)), &mut e, 1, now());
+        assert!(
+            matches!(&next, After::Round(1, line) if line.contains("another round of 2")),
+            "{next:?}"
+        );
+        let b = &e.runs[1];
+        assert!(b.is_open());
+        assert_eq!((b.repeats, b.round, b.looks.len()), (4, 2, 1));
+        assert_eq!(b.round_at, Some(now()));
+        assert_eq!(starter(&e.runs), Some(1));
+    }
+
+    #[test]
+    fn a_baseline_with_fewer_runs_tops_up_first_and_the_commit_follows() {
+        let mut e = entry(vec![
+            run("a", &[0.90, 0.91]),
+            run("b", &[0.905, 0.912, 0.903, 0.911]),
+        ]);
+        // Its second round of two is done.
+        e.runs[1].round = 2;
+        let next = after(&spec(Some(6)), &mut e, 1, now());
+        assert!(
+            matches!(&next, After::Round(1, line) if line.contains("for the baseline")),
+            "{next:?}"
+        );
+        assert_eq!(e.runs[1].waits_for.as_deref(), Some("a"));
+        assert_eq!(e.runs[0].round_for.as_deref(), Some("b"));
+        assert_eq!(e.runs[0].repeats, 4);
+        assert_eq!(starter(&e.runs), Some(0), "the baseline's round starts");
+
+        // The baseline's round is done: the commit's round begins.
+        e.runs[0].completed_at = Some(now());
+        assert_eq!(after(&spec(Some(6)), &mut e, 0, now()), After::Quiet);
+        assert_eq!(e.runs[1].waits_for, None);
+        assert_eq!(e.runs[1].repeats, 6);
+        assert_eq!(starter(&e.runs), Some(1));
+    }
+
+    #[test]
+    fn a_newer_push_ends_the_rounds() {
+        let mut newer = Run::open("c", "", now());
+        newer.repeats = 2;
+        let mut e = entry(vec![
+            run("a", &[0.90, 0.91]),
+            run("b", &[0.905, 0.912]),
+            newer,
+        ]);
+        assert_eq!(after(&spec(Some(6)), &mut e, 1, now()), After::Verdict(1));
+        assert!(e.runs[1].completed_at.is_some());
+    }
+}

@@ -4,7 +4,6 @@
 
 mod equivalence;
 mod holm;
-mod legacy;
 mod power;
 pub mod sequential;
 mod summary;
@@ -14,7 +13,6 @@ mod welch;
 use crate::config::Better;
 
 pub use holm::holm;
-pub use legacy::{ALPHA, Outcome, Verdict, runs_to_tell, verdict};
 pub use power::{MAX_RUNS, POWER};
 pub use summary::Summary;
 pub use welch::{Welch, welch};

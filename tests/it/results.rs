@@ -2,7 +2,7 @@
 //! instance, and judges the commit against the last one.
 
 use pushwake::config::Better;
-use pushwake::stats::{self, Outcome, Summary};
+use pushwake::stats::{self, Call, Summary};
 
 use crate::util::{Base, REPO, World, sha, stderr, stdout};
 
@@ -42,18 +42,16 @@ fn summaries_and_verdicts() {
     assert!(close(s.std, 1.290_994, 1e-6));
     assert_eq!(Summary::of(&[]), None);
 
-    let old = Summary::of(&[0.90, 0.91, 0.92]).unwrap();
-    let new = Summary::of(&[0.95, 0.96, 0.97]).unwrap();
-    let v = stats::verdict(&new, &old, Better::Higher).unwrap();
-    assert_eq!(v.outcome, Outcome::Better);
-    assert!(v.welch.p < 0.01, "{v:?}");
-    let v = stats::verdict(&new, &old, Better::Lower).unwrap();
-    assert_eq!(v.outcome, Outcome::Worse);
-    let same = Summary::of(&[0.92, 0.90, 0.91]).unwrap();
-    let v = stats::verdict(&same, &old, Better::Higher).unwrap();
-    assert_eq!((v.outcome, v.welch.p), (Outcome::WithinNoise, 1.0));
+    let (new, old) = ([0.95, 0.96, 0.97], [0.90, 0.91, 0.92]);
+    let v = stats::judge(&old, &new, Better::Higher, 0.05, None).unwrap();
+    assert_eq!(v.call, Call::Better);
+    assert!(v.p < 0.01, "{v:?}");
+    let v = stats::judge(&old, &new, Better::Lower, 0.05, None).unwrap();
+    assert_eq!(v.call, Call::Worse);
+    let v = stats::judge(&old, &[0.92, 0.90, 0.91], Better::Higher, 0.05, None).unwrap();
+    assert_eq!((v.call, v.p), (Call::WithinNoise, 1.0));
     // One value on a side: numbers, but no verdict.
-    assert!(stats::verdict(&Summary::of(&[0.99]).unwrap(), &old, Better::Higher).is_none());
+    assert!(stats::judge(&old, &[0.99], Better::Higher, 0.05, None).is_none());
 }
 
 /// A world of `n` stopped instances whose watch gathers these `results`, under
