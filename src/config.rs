@@ -9,6 +9,7 @@
 //! This module depends on nothing above it in the crate (a unit test holds it to that):
 //! the clients and the pass take what they need from it, never the other way round.
 
+mod cost;
 mod launch;
 mod raw;
 mod results;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use cost::{Budget, Prices};
 pub use launch::{Launch, MAX_OVERRIDES, Market};
 pub use secret::SecretSource;
 pub use shared::{MIN_LEASE_TTL, Shared, StateUrl};
@@ -56,6 +58,10 @@ pub struct Settings {
     pub watches: Vec<Watch>,
     /// The state in S3, shared by several agents, one leading; `None`: in `state_dir`.
     pub shared: Option<Shared>,
+    /// `[cost] prices`: hourly prices the user sets, by instance type.
+    pub prices: Prices,
+    /// `[budget]`: the month's cap over every watch.
+    pub budget: Budget,
 }
 
 impl Settings {
@@ -184,6 +190,8 @@ pub struct Watch {
     pub target: Target,
     /// Where the repeats its pool cannot place are launched; `None`: the pool only.
     pub launch: Option<Launch>,
+    /// Its own caps: a month's spend on it, and one commit's.
+    pub budget: Budget,
 }
 
 /// What a new commit does with an instance that is up with something else.
@@ -216,6 +224,7 @@ impl Watch {
             on_busy: OnBusy::Queue,
             target: Target::default(),
             launch: None,
+            budget: Budget::default(),
         }
     }
 

@@ -31,6 +31,7 @@ pub mod check;
 pub mod cloudwatch;
 pub mod compare;
 pub mod config;
+pub mod cost;
 pub mod daemon;
 pub mod deployment;
 pub mod ec2;

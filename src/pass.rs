@@ -39,6 +39,7 @@ mod notify;
 mod orphans;
 mod rounds;
 mod runs;
+mod spend;
 mod stateless;
 mod turn;
 

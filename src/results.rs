@@ -144,6 +144,11 @@ pub struct Row {
     pub ci: Option<(f64, f64)>,
     pub p: Option<f64>,
     pub look: Option<(usize, usize)>,
+    /// What the run's machines cost, USD (`None` when some time has no price, said in
+    /// `cost_unknown`), and their running seconds, on EC2's clock.
+    pub cost: Option<f64>,
+    pub machine_seconds: i64,
+    pub cost_unknown: Vec<String>,
 }
 
 /// Every run of every watch with results, oldest first within a watch.
@@ -161,6 +166,7 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             let judged = run
                 .completed_at
                 .map(|_| crate::judgement::judge(spec, &ws.runs, i));
+            let total = crate::cost::Total::of(&run.spans, Utc::now());
             for metric in &spec.metrics {
                 let values = run.values_of(metric);
                 let s = Summary::of(&values);
@@ -191,6 +197,9 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
                     ci: judgement.as_ref().map(|j| j.ci),
                     p: judgement.as_ref().map(|j| j.p),
                     look: judgement.as_ref().and_then(|j| j.look),
+                    cost: total.unknown.is_empty().then_some(total.cost),
+                    machine_seconds: total.machine_seconds,
+                    cost_unknown: total.unknown.clone(),
                 });
             }
         }

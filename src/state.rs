@@ -64,6 +64,9 @@ pub struct WatchState {
     /// not asked again until their time is up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<crate::placement::Refused>,
+    /// What the watch's machines cost, USD, by calendar month (UTC), booked as each ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spend: BTreeMap<String, f64>,
 }
 
 /// Something pushwake owes, kept in the state until it is done, so that no failure and no
@@ -223,6 +226,12 @@ pub struct Run {
     /// The verdict it got: the primary metric's call, difference and interval, and look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// Each machine's time on the run, for its cost (SPEC §12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<crate::cost::Span>,
+    /// Why a budget refused its start, when one did: said once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_budget: Option<String>,
 }
 
 /// A run's verdict on its primary metric against its baseline, as posted.
@@ -388,6 +397,8 @@ impl Run {
             waits_for: None,
             round_at: None,
             verdict: None,
+            spans: Vec::new(),
+            over_budget: None,
         }
     }
 
@@ -503,6 +514,21 @@ pub fn starter(runs: &[Run]) -> Option<usize> {
 }
 
 impl WatchState {
+    /// The watch's spend in the month of `now`: what ended then, and what runs so far.
+    pub fn month_spend(&self, now: DateTime<Utc>) -> f64 {
+        let booked = self
+            .spend
+            .get(&crate::cost::month(now))
+            .copied()
+            .unwrap_or(0.0);
+        let running = self
+            .runs
+            .iter()
+            .flat_map(|r| &r.spans)
+            .filter(|s| s.to.is_none());
+        booked + running.filter_map(|s| s.cost(now)).sum::<f64>()
+    }
+
     pub(crate) fn new(watch: &Watch) -> WatchState {
         WatchState {
             repo: watch.repo.to_string(),
@@ -514,6 +540,7 @@ impl WatchState {
             runs: Vec::new(),
             duties: Vec::new(),
             refused: Vec::new(),
+            spend: BTreeMap::new(),
         }
     }
 

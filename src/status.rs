@@ -33,6 +33,8 @@ pub struct WatchStatus {
     /// With a shared state: the agent that leads it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<Leader>,
+    /// What its machines cost this calendar month (UTC) so far, USD, as priced.
+    pub month_spend: f64,
 }
 
 /// The agent leading a shared state, as its lease says.
@@ -161,6 +163,7 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
                 duties: s.map(|s| s.duties.clone()).unwrap_or_default(),
                 live: None,
                 leader: leader.clone(),
+                month_spend: s.map_or(0.0, |s| s.month_spend(chrono::Utc::now())),
             }
         })
         .collect())

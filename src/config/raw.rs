@@ -37,6 +37,10 @@ struct RawConfig {
     #[serde(default)]
     aws: RawAws,
     slack: Option<RawSlack>,
+    #[serde(default)]
+    cost: super::cost::RawCost,
+    #[serde(default)]
+    budget: super::cost::RawBudget,
     #[serde(default, rename = "watch")]
     watches: Vec<Spanned<RawWatch>>,
 }
@@ -216,6 +220,8 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         slack: raw.slack.map(|s| slack(&cx, s)).transpose()?,
         watches: super::watch::watches(&cx, raw.watches, max_runtime)?,
         shared,
+        prices: super::cost::prices(&cx, raw.cost)?,
+        budget: super::cost::budget(&cx, raw.budget, "budget", false)?,
     })
 }
 

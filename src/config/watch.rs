@@ -29,6 +29,7 @@ pub(super) struct RawWatch {
     region: Option<Spanned<String>>,
     role_arn: Option<Spanned<String>>,
     launch: Option<Spanned<RawLaunch>>,
+    budget: Option<super::cost::RawBudget>,
 }
 
 /// The most repeats of one run: each is a machine start and a value in the verdict.
@@ -219,6 +220,10 @@ fn watch(cx: &Ctx, span: std::ops::Range<usize>, w: RawWatch) -> Result<Watch, C
         on_busy: w.on_busy.unwrap_or_default(),
         target,
         launch,
+        budget: match w.budget {
+            Some(b) => super::cost::budget(cx, b, "watch.budget", true)?,
+            None => Default::default(),
+        },
     })
 }
 

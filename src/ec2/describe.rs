@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, InstanceLifecycleType};
 use chrono::DateTime;
 
-use super::{Ec2, Error, Instance, InstanceState, MAX_FILTER_VALUES, StateReason, filter};
+use super::{
+    Ec2, Error, Instance, InstanceState, MAX_FILTER_VALUES, StateReason, filter, transition_time,
+};
 
 impl Ec2 {
     /// Describes the given instances. Ids that do not exist are simply absent from the
@@ -221,6 +223,7 @@ impl Ec2 {
                         .map(str::to_owned),
                     subnet: instance.subnet_id().map(str::to_owned),
                     spot: instance.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
+                    ended_at: instance.state_transition_reason().and_then(transition_time),
                 });
             }
             match page.next_token() {

@@ -81,6 +81,20 @@ pub struct Instance {
     pub subnet: Option<String>,
     /// Whether it is a Spot Instance (`instanceLifecycle` is `spot`): EC2 may take it away.
     pub spot: bool,
+    /// When it last stopped or was terminated, as EC2's state transition reason dates it
+    /// (`User initiated (2026-12-01 08:33:20 GMT)`); `None` when EC2 gives no time.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// The time in an EC2 state transition reason, e.g. `User initiated (2026-12-01 08:33:20
+/// GMT)`; moto writes `UTC`.
+pub fn transition_time(reason: &str) -> Option<DateTime<Utc>> {
+    let inside = reason.rsplit_once('(')?.1.strip_suffix(')')?;
+    let stamp = inside
+        .strip_suffix(" GMT")
+        .or_else(|| inside.strip_suffix(" UTC"))?;
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S").ok()?;
+    Some(t.and_utc())
 }
 
 impl Instance {
@@ -97,6 +111,7 @@ impl Instance {
             zone: None,
             subnet: None,
             spot: false,
+            ended_at: None,
         }
     }
 }
@@ -203,6 +218,20 @@ impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_transition_reason_tells_when_it_ended() {
+        let at = transition_time("User initiated (2026-12-01 08:33:20 GMT)");
+        assert_eq!(
+            at.map(crate::rfc3339).as_deref(),
+            Some("2026-12-01T08:33:20Z")
+        );
+        let moto = transition_time("User initiated (2026-12-01 08:33:20 UTC)");
+        assert_eq!(moto, at);
+        assert_eq!(transition_time(""), None);
+        assert_eq!(transition_time("Server.SpotInstanceTermination"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -57,7 +57,7 @@ impl Agent {
         if let Some(spec) = &watch.results {
             let harvest = results::harvest(&mut entry.runs, &members, spec, now);
             for &i in &harvest.completed {
-                let verdict = report::verdict(watch, spec, &entry.runs, i);
+                let verdict = report::verdict(watch, spec, &entry.runs, i, now);
                 println!("{watch}: would post\n{verdict}");
             }
             if spec.stop_when_reported {

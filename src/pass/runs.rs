@@ -32,6 +32,8 @@ pub(super) struct Reconciler<'a> {
     news: HashMap<String, Vec<String>>,
     /// Some start failed, or a started instance could not be tagged as such.
     pub failed: bool,
+    /// Every watch's spend this month, for `[budget] month`.
+    pub month_spend: f64,
 }
 
 /// The steps of a plan that need EC2, gathered over a watch's open runs.
@@ -72,6 +74,7 @@ impl<'a> Reconciler<'a> {
             now,
             news: HashMap::new(),
             failed: false,
+            month_spend: 0.0,
         }
     }
 
@@ -99,6 +102,11 @@ impl<'a> Reconciler<'a> {
         let Some((newest, mut calls)) = self.apply(entry, members).await else {
             return Ok(());
         };
+        if let Err(over) = self.within_budget(entry, newest, &calls, members) {
+            self.refuse(entry, newest, &calls, over);
+            close_settled(watch, entry, newest, members, now);
+            return Ok(());
+        }
         if !(calls.supersede.is_empty() && calls.ready.is_empty() && calls.stopping.is_empty()) {
             self.store.fence().await?;
         }
@@ -184,6 +192,114 @@ impl<'a> Reconciler<'a> {
             .flat_map(|r| r.instances.values())
             .any(|p| matches!(p, Part::Failed { .. }));
         Ok(())
+    }
+
+    /// Whether the starts `calls` would make for `entry.runs[newest]` fit the budgets
+    /// (SPEC §12): estimated at their machines' prices for the watch's median runtime, else
+    /// its `max_runtime`. Decided before any EC2 call.
+    fn within_budget(
+        &self,
+        entry: &WatchState,
+        newest: usize,
+        calls: &Calls,
+        members: &Members,
+    ) -> Result<(), crate::cost::OverBudget> {
+        let settings = &self.agent.settings;
+        let (global, own) = (settings.budget, self.watch.budget);
+        if !(global.is_set() || own.is_set()) {
+            return Ok(());
+        }
+        let pool = calls
+            .ready
+            .iter()
+            .chain(&calls.stopping)
+            .chain(&calls.supersede);
+        let pool_types: Vec<Option<String>> = pool
+            .map(|id| members.get(id).and_then(|i| i.instance_type.clone()))
+            .collect();
+        let run = &entry.runs[newest];
+        let launch_type = run.instance_type.clone().or_else(|| {
+            let l = self.watch.launch.as_ref()?;
+            l.instance_types.first().cloned()
+        });
+        let launches = std::iter::repeat_n(launch_type, calls.launch.len());
+        let machines: Vec<Option<String>> = pool_types.into_iter().chain(launches).collect();
+        if machines.is_empty() {
+            return Ok(());
+        }
+        let prices = &settings.prices.0;
+        let price: Option<f64> = machines
+            .iter()
+            .map(|t| t.as_ref().and_then(|t| prices.get(t)).copied())
+            .sum();
+        let seconds = crate::cost::median_seconds(entry.runs.iter().flat_map(|r| &r.spans))
+            .or(self.watch.max_runtime.map(|d| d.as_secs() as i64));
+        // The price of one machine on average, times them all.
+        let each = price.map(|p| p / machines.len() as f64);
+        let estimate = crate::cost::estimate(machines.len(), each, seconds);
+        let commit = entry
+            .runs
+            .iter()
+            .filter(|r| r.commit == run.commit)
+            .map(|r| crate::cost::Total::of(&r.spans, self.now).cost)
+            .sum();
+        let spend = crate::cost::Spend {
+            month: self.month_spend,
+            watch_month: entry.month_spend(self.now),
+            commit,
+        };
+        crate::cost::fits(global, own, spend, estimate)
+    }
+
+    /// Starts nothing for `entry.runs[newest]`: what it would have started sits the run
+    /// out, and the refusal is said once (a round of top-ups ends the run as it stands).
+    fn refuse(
+        &mut self,
+        entry: &mut WatchState,
+        newest: usize,
+        calls: &Calls,
+        over: crate::cost::OverBudget,
+    ) {
+        let why = over.to_string();
+        let run = &mut entry.runs[newest];
+        let pool = calls
+            .ready
+            .iter()
+            .chain(&calls.stopping)
+            .chain(&calls.supersede);
+        for id in pool {
+            let part = Part::Skipped { why: why.clone() };
+            run.instances.insert(id.clone(), part);
+        }
+        if run.over_budget.as_deref() != Some(why.as_str()) {
+            tracing::warn!(
+                "{}: {} not started: {why}",
+                self.watch,
+                report::short(&run.commit)
+            );
+            let news = self.news.entry(run.commit.clone()).or_default();
+            news.push(format!("Not started: {why}"));
+            run.over_budget = Some(why);
+        }
+        // What it has is what it gets: a top-up round, or launches, that will not come.
+        run.repeats = u32::try_from(run.taken().len()).unwrap_or(u32::MAX);
+        let topping_up = !run.looks.is_empty();
+        if run.taken().is_empty() || topping_up {
+            run.completed_at = Some(self.now);
+        }
+        if let (true, Some(spec)) = (topping_up, &self.watch.results) {
+            let mut text = report::verdict(self.watch, spec, &entry.runs, newest, self.now);
+            text.push_str(&format!(
+                "\n• no further round: {}",
+                entry.runs[newest]
+                    .over_budget
+                    .as_deref()
+                    .unwrap_or_default()
+            ));
+            entry.runs[newest].verdict = report::verdict::record(spec, &entry.runs, newest);
+            let commit = Some(entry.runs[newest].commit.clone());
+            entry.duties.push(crate::state::Duty::Post { text, commit });
+        }
     }
 
     /// Terminates the launched machines still up for the runs of `commits`, which were

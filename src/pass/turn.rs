@@ -87,6 +87,7 @@ impl Agent {
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
 
         let mut reconciler = Reconciler::new(self, &owners, ec2, watch, now);
+        reconciler.month_spend = state.watches.iter().map(|w| w.month_spend(now)).sum();
         let entry = state.entry(watch);
         // A late reporter is watched while it runs its run's commit.
         entry.duties.retain(|d| match d {
@@ -95,6 +96,13 @@ impl Agent {
         });
         reconciler.observe(entry, &mut members).await;
         mark_ended(entry, &members);
+        let region = watch
+            .target
+            .region
+            .as_deref()
+            .or(self.settings.aws.region.as_deref())
+            .unwrap_or("its region");
+        super::spend::track(entry, &members, &self.settings.prices, region, now);
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();
@@ -124,7 +132,7 @@ impl Agent {
                 if spec.stop_when_reported {
                     entry.duties.extend(late(&entry.runs[v], spec, &members));
                 }
-                let verdict = report::verdict(watch, spec, &entry.runs, v);
+                let verdict = report::verdict(watch, spec, &entry.runs, v, now);
                 entry.runs[v].verdict = report::verdict::record(spec, &entry.runs, v);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {
@@ -469,6 +477,8 @@ fn launched_up(watch: &Watch, state: &State) -> bool {
 /// rules, for runs still open, for duties still owed, or for launched machines still to
 /// end.
 pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
+    // A machine's span need not be watched for its end: the next look reads the end
+    // from EC2's state transition, however late.
     watch.stops()
         || launched_up(watch, state)
         || state.get(watch).is_some_and(|s| {

@@ -14,7 +14,13 @@ use super::short;
 
 /// The Slack message for the completed run `runs[index]`, judged by `spec` against the
 /// completed run of the commit before (see [`crate::judgement`]).
-pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> String {
+pub fn verdict(
+    watch: &Watch,
+    spec: &Results,
+    runs: &[Run],
+    index: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let run = &runs[index];
     let judged = judgement::judge(spec, runs, index);
     let mut text = format!(
@@ -65,6 +71,10 @@ pub fn verdict(watch: &Watch, spec: &Results, runs: &[Run], index: usize) -> Str
                 let _ = write!(text, ": {:+.4}, too few runs to judge", now.mean - old.mean);
             }
         }
+    }
+    if !run.spans.is_empty() {
+        let total = crate::cost::Total::of(&run.spans, now);
+        let _ = write!(text, "\n• cost: {}", total.words(run.taken().len()));
     }
     text
 }
@@ -227,7 +237,7 @@ mod tests {
             completed("bbbbbbbbbb", &[("i-1", 0.75)]),
         ];
         assert_eq!(
-            verdict(&watch, &spec(), &runs, 1),
+            verdict(&watch, &spec(), &runs, 1, chrono::Utc::now()),
             ":bar_chart: *octo/trainer* `main` results for `bbbbbbb`\n\
              • accuracy: n=1, 0.7500; vs `aaaaaaa` (0.5000, n=1): +0.2500, too few runs to judge"
         );
@@ -245,7 +255,7 @@ mod tests {
             on(completed("aaaaaaaaaa", &values), "g5.xlarge"),
             on(completed("bbbbbbbbbb", &values), "g6.xlarge"),
         ];
-        let text = verdict(&watch, &spec(), &runs, 1);
+        let text = verdict(&watch, &spec(), &runs, 1, chrono::Utc::now());
         assert!(
             text.contains("results for `bbbbbbb` on g6.xlarge"),
             "{text}"
@@ -255,7 +265,7 @@ mod tests {
             "{text}"
         );
         let same = [runs[0].clone(), on(runs[1].clone(), "g5.xlarge")];
-        let text = verdict(&watch, &spec(), &same, 1);
+        let text = verdict(&watch, &spec(), &same, 1, chrono::Utc::now());
         assert!(
             text.contains("vs `aaaaaaa` (0.5500, n=2): +0.0000"),
             "{text}"

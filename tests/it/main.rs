@@ -3,6 +3,7 @@
 
 mod app;
 mod beyond;
+mod budget;
 mod capacity;
 mod check;
 mod compare;

@@ -269,6 +269,9 @@ fn a_single_commit_plots_and_nothing_is_refused() {
         ci: None,
         p: None,
         look: None,
+        cost: None,
+        machine_seconds: 0,
+        cost_unknown: vec![],
     };
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("one.svg");

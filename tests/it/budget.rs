@@ -1,0 +1,129 @@
+//! What each commit costs and a budget that holds (SPEC §12): a run's cost from EC2's own
+//! record at fixed prices, the month's spend, and starts refused by a cap before any EC2
+//! call.
+
+use crate::util::{World, sha};
+
+/// `first_run = "start"` with `main` at commit 1, two stopped t3.micro machines priced at
+/// $1 an hour, one metric, `max_runtime` of an hour, and `tables` (e.g. `[budget]`).
+async fn priced(tables: &str, watch_keys: &str) -> World {
+    let extra = format!(
+        "results = {{ metrics = [\"accuracy\"], timeout = \"1h\" }}\nmax_runtime = \"1h\"\n{watch_keys}"
+    );
+    let w = World::new(2, &extra).await;
+    configure(&w, tables);
+    w
+}
+
+fn configure(w: &World, tables: &str) {
+    let tables = format!("[cost]\nprices = {{ \"t3.micro\" = 1.0 }}\n{tables}\n");
+    w.write_config_with("first_run = \"start\"", &format!("{tables}{}", w.watch()));
+}
+
+/// Runs the machines for an hour of EC2's time, then they report and stop: returns the
+/// seconds EC2 says they ran, summed.
+async fn an_hours_run(w: &World, value: f64) -> i64 {
+    w.once(0);
+    let started = chrono::Utc::now() - chrono::Duration::hours(1);
+    for id in &w.ids {
+        w.proxy.set_launched(id, started);
+    }
+    w.once(0);
+    let v = value.to_string();
+    w.ec2
+        .tag(&w.ids, &[("pushwake:result:accuracy", v.as_str())])
+        .await;
+    w.once(0);
+    w.once(0);
+    let ended = chrono::Utc::now();
+    (ended - started).num_seconds() * w.ids.len() as i64
+}
+
+fn results(w: &World) -> Vec<serde_json::Value> {
+    let out = w.run(&["results", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_runs_cost_is_its_machines_ec2_seconds_times_the_price() {
+    let w = priced("", "").await;
+    let seconds = an_hours_run(&w, 0.9).await;
+
+    let rows = results(&w);
+    let row = &rows[0];
+    let cost = row["cost"].as_f64().unwrap_or_else(|| panic!("{row}"));
+    let hand = seconds as f64 / 3600.0; // $1 an hour
+    assert!(
+        (cost - hand).abs() <= 0.1 * hand,
+        "{cost} against {hand}: {row}"
+    );
+    let ran = row["machine_seconds"].as_i64().unwrap();
+    assert!(
+        (ran - seconds).abs() <= seconds / 10,
+        "{ran} against {seconds}"
+    );
+    let status = w.status();
+    let month = status[0]["month_spend"].as_f64().unwrap();
+    assert!((month - cost).abs() < 0.01, "{month} against {cost}");
+    let texts = w.texts().await;
+    let verdict = texts.iter().find(|t| t.contains("results for")).unwrap();
+    assert!(
+        verdict.contains("• cost: 2 runs, 2.0 machine-hours, $2.0"),
+        "{verdict}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_push_past_the_months_budget_starts_nothing_and_says_so_once() {
+    let w = priced("", "").await;
+    an_hours_run(&w, 0.9).await;
+    // $2 spent; the next push is estimated at 2 machines × $1 × the 1h median.
+    configure(&w, "[budget]\nmonth = 3.0");
+    let starts = w.proxy.calls("StartInstances").await;
+    w.push(2).await;
+    w.once(0);
+    w.once(0);
+    assert_eq!(
+        w.proxy.calls("StartInstances").await,
+        starts,
+        "nothing started"
+    );
+    let texts = w.texts().await;
+    let said: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("month's budget"))
+        .collect();
+    assert_eq!(said.len(), 1, "{texts:#?}");
+    assert!(
+        said[0].contains("$2.00 spent, a cap of $3.00"),
+        "{}",
+        said[0]
+    );
+    // The spend survives a restart: it is in the state.
+    assert!(w.status()[0]["month_spend"].as_f64().unwrap() > 1.9);
+    assert_eq!(
+        w.status()[0]["last_sha"],
+        sha(2),
+        "the push is handled, not lost"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_watchs_commit_cap_refuses_a_start_estimated_past_it() {
+    let w = priced("", "budget = { commit = 1.5 }").await;
+    an_hours_run(&w, 0.9).await;
+    let starts = w.proxy.calls("StartInstances").await;
+    w.push(2).await;
+    w.once(0);
+    assert_eq!(w.proxy.calls("StartInstances").await, starts);
+    let texts = w.texts().await;
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("refused by the commit's budget")),
+        "{texts:#?}"
+    );
+}
