@@ -188,6 +188,10 @@ fn endpoint_overridden(config: &aws_config::SdkConfig) -> bool {
         .profile("endpoint_url")
         .build()
         .expect("all fields set");
+    // An endpoint given in code (`[aws] endpoint_url`) wins over every setting, as in the SDK.
+    if config.get_origin("endpoint_url").is_client_config() {
+        return config.endpoint_url().is_some();
+    }
     config.endpoint_url().is_some()
         || config
             .service_config()
