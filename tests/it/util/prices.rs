@@ -105,19 +105,18 @@ impl wiremock::Respond for SpotHistory {
                 "Request would have succeeded, but DryRun flag is set.",
             );
         }
-        let time = |key: &str| -> Result<Option<DateTime<Utc>>, ResponseTemplate> {
+        // A time EC2 cannot read is refused, naming the parameter.
+        let time = |key: &str| -> Result<Option<DateTime<Utc>>, String> {
             match one(key) {
                 None => Ok(None),
                 Some(t) => DateTime::parse_from_rfc3339(&t)
                     .map(|t| Some(t.with_timezone(&Utc)))
-                    .map_err(|_| {
-                        ec2_error(400, "InvalidParameterValue", &format!("Invalid {key}: {t}"))
-                    }),
+                    .map_err(|_| format!("Invalid {key}: {t}")),
             }
         };
         let (start, end) = match (time("StartTime"), time("EndTime")) {
             (Ok(s), Ok(e)) => (s, e),
-            (Err(r), _) | (_, Err(r)) => return r,
+            (Err(m), _) | (_, Err(m)) => return ec2_error(400, "InvalidParameterValue", &m),
         };
         if let Some(n) = one("MaxResults")
             && !n.parse::<u32>().is_ok_and(|n| n <= 1000)
