@@ -44,6 +44,7 @@ pub mod pass;
 pub mod placement;
 pub mod plan;
 pub mod plot;
+pub mod pricing;
 pub mod reap;
 pub mod redact;
 pub mod report;

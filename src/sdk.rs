@@ -58,21 +58,25 @@ mod tests {
     #[test]
     fn the_clients_depend_on_neither_what_builds_them_nor_the_tags() {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        // A client is a file, or a folder of files (ec2/), read as one text.
-        let read = |client: &str| match std::fs::read_dir(src.join(client)) {
-            Ok(dir) => dir
-                .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
-                .collect::<String>(),
-            Err(_) => std::fs::read_to_string(src.join(format!("{client}.rs"))).unwrap(),
+        // A client is a file, a folder of files (ec2/), or both (pricing), read as one text.
+        let read = |client: &str| {
+            let file = std::fs::read_to_string(src.join(format!("{client}.rs")));
+            let folder = std::fs::read_dir(src.join(client));
+            assert!(file.is_ok() || folder.is_ok(), "no client {client}");
+            let inside = folder
+                .into_iter()
+                .flatten()
+                .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap());
+            file.unwrap_or_default() + &inside.collect::<String>()
         };
         assert!(read("ec2").contains("pub struct Ec2"));
-        for client in ["ec2", "s3", "cloudwatch"] {
+        for client in ["ec2", "s3", "cloudwatch", "pricing"] {
             for module in ["aws", "tags", "store", "pass"] {
                 assert!(!names(&read(client), module), "{client} uses {module}");
             }
         }
-        // Only s3 takes a config type (the state's URL); EC2 and CloudWatch take none.
-        for client in ["ec2", "cloudwatch"] {
+        // Only s3 takes a config type (the state's URL); EC2, CloudWatch and Pricing take none.
+        for client in ["ec2", "cloudwatch", "pricing"] {
             assert!(!names(&read(client), "config"), "{client} uses config");
         }
         assert!(names("use crate::tags;", "tags") && names("x(crate::tags::A)", "tags"));

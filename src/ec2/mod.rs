@@ -1,7 +1,8 @@
 //! EC2: the client, its errors sorted by what to do about them, and the types its calls
 //! answer with. The calls themselves live beside it, one concern a file: `describe` reads
 //! EC2's record, `mutate` changes instances (tag, stop, start, terminate), `fleet`
-//! launches them (an instant EC2 Fleet).
+//! launches them (an instant EC2 Fleet), `prices` reads what EC2 says machines cost (the
+//! Spot price in effect, the volumes attached).
 //!
 //! This is a thin client: it makes one call per method and knows nothing of watches or
 //! triggers. What to start and when is decided by [`crate::launch`].
@@ -556,8 +557,10 @@ macro_rules! mutation {
 mod describe;
 pub mod fleet;
 mod mutate;
+mod prices;
 
 pub use fleet::{FleetOutcome, FleetRequest, Launched, Market, Override, Refused};
+pub use prices::Volume;
 
 /// An EC2 client for one region and credential set.
 #[derive(Debug, Clone)]
@@ -637,6 +640,10 @@ pub enum Action {
     /// `CreateFleet`: launching; asked with [`Ec2::fleet_permitted`], since its DryRun needs
     /// a request to check.
     CreateFleet,
+    /// `DescribeSpotPriceHistory`: the Spot price a launched machine pays.
+    DescribeSpotPriceHistory,
+    /// `DescribeVolumes`: the standing cost of stopped machines' storage.
+    DescribeVolumes,
 }
 
 impl Action {
@@ -656,6 +663,8 @@ impl Action {
             Action::CreateTags => "CreateTags",
             Action::Terminate => "TerminateInstances",
             Action::CreateFleet => "CreateFleet",
+            Action::DescribeSpotPriceHistory => "DescribeSpotPriceHistory",
+            Action::DescribeVolumes => "DescribeVolumes",
         }
     }
 }
@@ -679,6 +688,21 @@ impl Ec2 {
                     .await
             }
             Action::Terminate => self.terminate_instances(ids, true).await,
+            Action::DescribeSpotPriceHistory => self
+                .call(action.name(), || {
+                    self.client
+                        .describe_spot_price_history()
+                        .dry_run(true)
+                        .send()
+                })
+                .await
+                .map(drop),
+            Action::DescribeVolumes => self
+                .call(action.name(), || {
+                    self.client.describe_volumes().dry_run(true).send()
+                })
+                .await
+                .map(drop),
             Action::CreateFleet => Err(Error {
                 kind: Kind::Other,
                 action: action.name(),

@@ -16,6 +16,7 @@ mod launch;
 mod look;
 mod once;
 mod parse;
+mod prices;
 mod proxy;
 mod repeats;
 mod results;

@@ -13,6 +13,9 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 mod fleet;
 pub use fleet::*;
+mod pricing;
+pub use pricing::*;
+mod prices;
 
 pub const TOKEN: &str = "ghp_testtoken0123456789abcdefABCDEF0123";
 pub const SLACK_TOKEN: &str = "xoxb-1111-2222-secretslacktoken";
