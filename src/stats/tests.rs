@@ -1,5 +1,6 @@
 //! The judgements, against figures from scipy 1.x (`scipy.stats.ttest_ind(change, base,
-//! equal_var=False)` and its `confidence_interval`), written in here.
+//! equal_var=False)` and its `confidence_interval`; for a sequential look, `scipy.stats.t` at
+//! df min(n) − 1), written in here.
 
 use super::*;
 
@@ -153,7 +154,9 @@ const DESIGN: Design = Design {
 fn an_early_look_needs_overwhelming_evidence() {
     let base = [0.90, 0.91, 0.92];
     // Fixed-n this is better (p ≈ 0.003); at look 1 of 5 the boundary asks p < 1.17e-5
-    // (scipy: 2·norm.sf(4.382613) = 1.1726430844859985e-05).
+    // (scipy: 2·norm.sf(4.382613) = 1.1726430844859985e-05) at df min(3, 3) − 1 = 2,
+    // i.e. |t| > 292.02 (scipy: t.isf(1.1726430844859985e-05 / 2, 2) = 292.0204440878913);
+    // the repeated CI is scipy's (-2.3343369415875967, 2.4343369415875964).
     let near = [0.95, 0.96, 0.97];
     assert_eq!(
         judge(&base, &near, Better::Higher, 0.05, None)
@@ -166,21 +169,55 @@ fn an_early_look_needs_overwhelming_evidence() {
         (j.call, j.look, j.more_runs),
         (Call::Continue, Some((1, 5)), None)
     );
-    assert!(
-        j.ci.0 < 0.0 && 0.0 < j.ci.1,
-        "the repeated CI still holds 0: {j:?}"
-    );
+    assert!(close(j.ci.0, -2.334_336_941_587_596_7, 1e-5), "{j:?}");
+    assert!(close(j.ci.1, 2.434_336_941_587_596_4, 1e-5), "{j:?}");
+    // A whole unit away (t 122.47) is not enough at df 2 (scipy: 2·t.sf(122.47448713915877,
+    // 2) = 6.666000074065447e-05); three units (t 367.42) are: 7.407325103896765e-06.
     let far = [1.90, 1.91, 1.92];
     let j = judge_look(&base, &far, Better::Higher, &DESIGN, &[]).unwrap();
+    assert_eq!(j.call, Call::Continue, "{j:?}");
+    assert!(close(j.p, 6.666_000_074_065_447e-5, 1e-5), "{j:?}");
+    assert!(j.ci.0 < 0.0, "{j:?}");
+    let farther = [3.90, 3.91, 3.92];
+    let j = judge_look(&base, &farther, Better::Higher, &DESIGN, &[]).unwrap();
     assert_eq!(j.call, Call::Better);
-    assert!(j.p < 1.172_643e-5 && j.ci.0 > 0.0, "{j:?}");
+    assert!(close(j.p, 7.407_325_103_896_765e-6, 1e-5), "{j:?}");
+    assert!(j.ci.0 > 0.0, "{j:?}");
+}
+
+#[test]
+fn a_look_refers_welch_to_the_smaller_side_less_one() {
+    // Eight runs against four, one look at the budget (nominal level = alpha): the
+    // Welch–Satterthwaite df is 7.5008 and fixed-n calls it better, p 0.029720904556954735,
+    // CI (0.001478349528564524, 0.021521650471435387); the look refers the same t
+    // (difference 0.0115) to df min(8, 4) − 1 = 3 (scipy: 2·t.sf(t, 3) =
+    // 0.07523147337058485, CI d ± t.isf(0.025, 3)·se = (-0.0021705910248282882,
+    // 0.025170591024828198)): not beyond the noise, and the interval holds 0.
+    let base = [0.90, 0.91, 0.92, 0.905, 0.915, 0.90, 0.92, 0.91];
+    let change = [0.914, 0.929, 0.924, 0.919];
+    let j = judge(&base, &change, Better::Higher, 0.05, None).unwrap();
+    assert_eq!(j.call, Call::Better);
+    assert!(close(j.p, 0.029_720_904_556_954_735, 1e-6), "{j:?}");
+    assert!(close(j.ci.0, 0.001_478_349_528_564_524, 1e-5), "{j:?}");
+    assert!(close(j.ci.1, 0.021_521_650_471_435_387, 1e-6), "{j:?}");
+    let d = Design {
+        alpha: 0.05,
+        min_effect: None,
+        max_repeats: 4,
+        round: 4,
+    };
+    let j = judge_look(&base, &change, Better::Higher, &d, &[]).unwrap();
+    assert_eq!((j.call, j.look), (Call::WithinNoise, Some((1, 1))), "{j:?}");
+    assert!(close(j.p, 0.075_231_473_370_584_85, 1e-6), "{j:?}");
+    assert!(close(j.ci.0, -0.002_170_591_024_828_288_2, 1e-5), "{j:?}");
+    assert!(close(j.ci.1, 0.025_170_591_024_828_198, 1e-6), "{j:?}");
 }
 
 #[test]
 fn the_repeated_ci_is_at_the_looks_nominal_level() {
     // Two looks (3 and 6 of 6): look 1's boundary 2.771808 (see sequential), so the
-    // interval is scipy's confidence_interval(1 − 2·norm.sf(2.771808)):
-    // (-3.934743079682998, 4.934743079682998).
+    // interval is d ± t.isf(norm.sf(2.771808), 2)·se at the look's df min(3, 3) − 1 = 2
+    // (scipy): (-10.389957634519039, 11.389957634519039).
     let d = Design {
         alpha: 0.05,
         min_effect: None,
@@ -189,10 +226,11 @@ fn the_repeated_ci_is_at_the_looks_nominal_level() {
     };
     let j = judge_look(&[1.0, 2.0, 3.0], &[1.5, 2.5, 3.5], Better::Higher, &d, &[]).unwrap();
     assert_eq!((j.call, j.look), (Call::Continue, Some((1, 2))));
-    assert!(close(j.ci.0, -3.934_743_079_682_998, 1e-4), "{j:?}");
-    assert!(close(j.ci.1, 4.934_743_079_682_998, 1e-4), "{j:?}");
-    // scipy: ttest_ind([1.5, 2.5, 3.5], [1, 2, 3], equal_var=False).pvalue.
-    assert!(close(j.p, 0.573_392_253_825_355_5, 1e-5), "{j:?}");
+    assert!(close(j.ci.0, -10.389_957_634_519_039, 1e-4), "{j:?}");
+    assert!(close(j.ci.1, 11.389_957_634_519_039, 1e-4), "{j:?}");
+    // scipy: 2·t.sf(t, 2), t of ttest_ind([1.5, 2.5, 3.5], [1, 2, 3], equal_var=False)
+    // (whose Welch p, at df 4, is 0.5733922538253555).
+    assert!(close(j.p, 0.602_640_292_880_486_9, 1e-5), "{j:?}");
 }
 
 #[test]

@@ -9,7 +9,8 @@ use super::tails::{t_sf, t_upper};
 pub struct Welch {
     /// The t statistic of `a − b`; 0 when there is no difference or no spread to test it.
     pub t: f64,
-    /// The Welch–Satterthwaite degrees of freedom.
+    /// The degrees of freedom of `p` and [`Welch::ci`]: Welch–Satterthwaite's, unless
+    /// replaced by [`Welch::with_df`].
     pub df: f64,
     /// The two-sided p-value; 1 when no test is possible (no spread on either side).
     pub p: f64,
@@ -32,6 +33,17 @@ impl Welch {
         }
         let half = t_upper(alpha / 2.0, self.df) * self.se;
         (self.difference - half, self.difference + half)
+    }
+
+    /// The same statistic referred to a t distribution with `df` degrees of freedom: its p
+    /// and [`Welch::ci`] follow; an untestable one stays untestable (p = 1).
+    pub fn with_df(self, df: f64) -> Welch {
+        let p = if self.untestable() {
+            1.0
+        } else {
+            (2.0 * t_sf(self.t.abs(), df)).min(1.0)
+        };
+        Welch { df, p, ..self }
     }
 }
 
