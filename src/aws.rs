@@ -53,6 +53,7 @@ pub struct Aws {
     policy: retry::Policy,
     base: OnceCell<SdkConfig>,
     targets: Mutex<HashMap<Target, Arc<Clients>>>,
+    pricing: OnceCell<crate::pricing::Pricing>,
 }
 
 impl Aws {
@@ -62,6 +63,7 @@ impl Aws {
             policy,
             base: OnceCell::new(),
             targets: Mutex::new(HashMap::new()),
+            pricing: OnceCell::new(),
         }
     }
 
@@ -76,6 +78,15 @@ impl Aws {
 
     pub fn policy(&self) -> retry::Policy {
         self.policy
+    }
+
+    /// The AWS Price List client, with `[aws]`'s credentials (prices are the same for
+    /// every account).
+    pub async fn pricing(&self) -> &crate::pricing::Pricing {
+        let base = self.base().await;
+        self.pricing
+            .get_or_init(|| async { crate::pricing::Pricing::from_sdk_config(base, self.policy) })
+            .await
     }
 
     /// The SDK config of `[aws]`.

@@ -42,6 +42,31 @@ impl Span {
     }
 }
 
+/// A price asked of AWS: USD an hour, or `None` when it has none; and when it was asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub usd: Option<f64>,
+    pub at: DateTime<Utc>,
+    /// Why there is no price when AWS could not be asked (a permission, an outage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// How long an asked price is kept: a day for the price list (it changes a few times a
+/// year), an hour for spot (it moves with demand).
+pub fn quote_for(spot: bool) -> chrono::Duration {
+    match spot {
+        true => chrono::Duration::hours(1),
+        false => chrono::Duration::days(1),
+    }
+}
+
+/// The name of a price in the state: `on-demand/TYPE/REGION` or `spot/TYPE/ZONE`.
+pub fn quote_key(spot: bool, instance_type: &str, place: &str) -> String {
+    let market = if spot { "spot" } else { "on-demand" };
+    format!("{market}/{instance_type}/{place}")
+}
+
 /// What some spans cost: machine seconds, USD for those priced, and what could not be.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Total {

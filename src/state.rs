@@ -40,6 +40,10 @@ pub struct State {
     /// looked for there, whatever the watches say now.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub places: std::collections::BTreeSet<crate::config::Target>,
+    /// Prices asked of AWS (the price list on demand, the spot price history), by
+    /// [`crate::cost::quote_key`], with when: asked again after [`crate::cost::QUOTE_FOR`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quotes: BTreeMap<String, crate::cost::Quote>,
 }
 
 /// What is known of one watched branch.

@@ -96,13 +96,16 @@ impl Agent {
         });
         reconciler.observe(entry, &mut members).await;
         mark_ended(entry, &members);
-        let region = watch
-            .target
-            .region
-            .as_deref()
-            .or(self.settings.aws.region.as_deref())
-            .unwrap_or("its region");
-        super::spend::track(entry, &members, &self.settings.prices, region, now);
+        let region = clients
+            .config
+            .region()
+            .map_or_else(|| "its region".to_owned(), |r| r.to_string());
+        let prices = &self.settings.prices;
+        let unpriced = super::spend::unpriced(entry, &members, prices, &region);
+        self.quote(&clients, &mut state.quotes, unpriced, now).await;
+        let quotes = state.quotes.clone();
+        let entry = state.entry(watch);
+        super::spend::track(entry, &members, prices, &quotes, &region, now);
 
         // Verdicts and stops become duties, saved before anything is stopped or posted.
         let mut reported = Vec::new();

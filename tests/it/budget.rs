@@ -127,3 +127,48 @@ async fn a_watchs_commit_cap_refuses_a_start_estimated_past_it() {
         "{texts:#?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn without_a_price_of_its_own_a_run_is_priced_from_the_aws_price_list_asked_once() {
+    let prices = crate::util::PriceList::start().await;
+    prices.pricing_offer("t3.micro", "us-east-1", 0.0104);
+    let extra = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }\nmax_runtime = \"1h\"";
+    let w = World::new(2, extra).await;
+    w.proxy.route_pricing(&prices.url());
+    w.first_run_start();
+    an_hours_run(&w, 0.9).await;
+
+    assert_eq!(
+        prices.pricing_requests().await,
+        1,
+        "one type, one region: asked once"
+    );
+    let rows = results(&w);
+    let cost = rows[0]["cost"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{}", rows[0]));
+    assert!((cost - 2.0 * 0.0104).abs() < 0.0104 * 0.2, "{cost}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_price_that_cannot_be_had_is_said_never_zero() {
+    let prices = crate::util::PriceList::start().await;
+    let extra = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }\nmax_runtime = \"1h\"";
+    let w = World::new(1, extra).await;
+    w.proxy.route_pricing(&prices.url());
+    w.first_run_start();
+    an_hours_run(&w, 0.9).await;
+
+    let rows = results(&w);
+    assert!(rows[0]["cost"].is_null(), "{}", rows[0]);
+    let why = rows[0]["cost_unknown"][0].as_str().unwrap();
+    assert_eq!(why, "no price for t3.micro in us-east-1");
+    let texts = w.texts().await;
+    let verdict = texts.iter().find(|t| t.contains("results for")).unwrap();
+    assert!(
+        verdict.contains("cost unknown: no price for t3.micro in us-east-1"),
+        "{verdict}"
+    );
+}

@@ -1155,6 +1155,8 @@ struct Faults {
     stopping: HashMap<String, std::collections::BTreeSet<String>>,
     /// Capacity refusals, interruptions and the record of fleet calls.
     fleet: fleet::FleetFaults,
+    /// Where the AWS Price List's calls go (moto has no Price List): a [`PriceList`] fake.
+    pricing: Option<String>,
 }
 
 impl MotoProxy {
@@ -1256,6 +1258,11 @@ impl MotoProxy {
         .await;
     }
 
+    /// Sends the AWS Price List's calls, which share the one endpoint, to `url`.
+    pub fn route_pricing(&self, url: &str) {
+        self.faults.lock().unwrap().pricing = Some(url.to_owned());
+    }
+
     /// Makes EC2 carry out the next `action` (moto does it at once) and hold its answer
     /// back for `by`, as when the agent dies while the answer is on the wire.
     pub fn delay_next_answer(&self, action: &str, by: Duration) {
@@ -1306,6 +1313,28 @@ impl wiremock::Respond for Forward {
             return self.rest.respond(request);
         }
         let body = String::from_utf8_lossy(&request.body).into_owned();
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        if target.is_some_and(|t| t.starts_with("AWSPriceListService."))
+            && let Some(url) = self.faults.lock().unwrap().pricing.clone()
+        {
+            let (status, answer) = post(url.trim_start_matches("http://"), request, &body);
+            return ResponseTemplate::new(status)
+                .set_body_raw(answer, "application/x-amz-json-1.1");
+        }
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        if target.is_some_and(|t| t.starts_with("AWSPriceListService."))
+            && let Some(url) = self.faults.lock().unwrap().pricing.clone()
+        {
+            let (status, answer) = post(url.trim_start_matches("http://"), request, &body);
+            return ResponseTemplate::new(status)
+                .set_body_raw(answer, "application/x-amz-json-1.1");
+        }
         if let Some(refused) = filter_limit(&body)
             .or_else(|| tag_key_refused(&body))
             .or_else(|| id_limit(&body))
