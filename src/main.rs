@@ -80,6 +80,12 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Show what machines cost, per watch and calendar month (UTC).
+    Cost {
+        /// Print a JSON array, one object per watch and month.
+        #[arg(long)]
+        json: bool,
+    },
     /// Judge two files of numbers, one a line, as a verdict would (no config needed).
     ///
     /// CHANGE against BASELINE: a fixed-n Welch test, or with --max-repeats the sequential
@@ -129,6 +135,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 FAILED
             })
+        }
+        Some(Command::Cost { json }) => {
+            let rows = pushwake::status::costs(&settings)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                table::print_json(&mut out, &rows)?;
+            } else {
+                table::print_costs(&mut out, &rows)?;
+            }
+            Ok(OK)
         }
         Some(Command::Results { json, plot }) => {
             let rows = results::rows(&settings)?;

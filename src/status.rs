@@ -169,6 +169,54 @@ pub fn collect(settings: &Settings) -> anyhow::Result<Vec<WatchStatus>> {
         .collect())
 }
 
+/// What a watch's machines cost in one calendar month (UTC), as `pushwake cost` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostRow {
+    pub repo: String,
+    pub branch: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// USD: what ended that month, and for this month what runs so far.
+    pub spend: f64,
+    /// Machines still up, counted to now (this month only).
+    pub running: usize,
+    /// Why some machine time has no price, if any has none.
+    pub unknown: Vec<String>,
+}
+
+/// Every watch's spend by month, oldest first, from the state.
+pub fn costs(settings: &Settings) -> anyhow::Result<Vec<CostRow>> {
+    let state = crate::store::read(settings)?.state;
+    let now = chrono::Utc::now();
+    let this = crate::cost::month(now);
+    let mut rows = Vec::new();
+    for w in &settings.watches {
+        let Some(s) = state.get(w) else { continue };
+        let spans = s.runs.iter().flat_map(|r| &r.spans);
+        let total = crate::cost::Total::of(spans.clone(), now);
+        let running = spans.filter(|sp| sp.to.is_none()).count();
+        let mut months: Vec<String> = s.spend.keys().cloned().collect();
+        if !months.contains(&this) && (running > 0 || months.is_empty()) {
+            months.push(this.clone());
+        }
+        for month in months {
+            let spend = match month == this {
+                true => s.month_spend(now),
+                false => s.spend[&month],
+            };
+            rows.push(CostRow {
+                repo: w.repo.to_string(),
+                branch: w.branch.clone(),
+                running: if month == this { running } else { 0 },
+                unknown: total.unknown.clone(),
+                month,
+                spend,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Running instances this deployment started that no watch owns any more, as the last
 /// pass found them.
 pub fn orphans(settings: &Settings) -> anyhow::Result<Vec<String>> {

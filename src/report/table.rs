@@ -60,6 +60,33 @@ pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// `pushwake cost` for people: one line per watch and month.
+pub fn print_costs(out: &mut impl Write, rows: &[crate::status::CostRow]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28}  {:<7}  {:>10}  NOTE",
+        "WATCH", "MONTH", "SPEND"
+    )?;
+    for r in rows {
+        let mut note = Vec::new();
+        if r.running > 0 {
+            note.push(format!("{} machine(s) up, counted to now", r.running));
+        }
+        if !r.unknown.is_empty() {
+            note.push(format!("cost unknown in part: {}", r.unknown.join("; ")));
+        }
+        writeln!(
+            out,
+            "{:<28}  {:<7}  {:>10}  {}",
+            format!("{}@{}", r.repo, r.branch),
+            r.month,
+            format!("${:.2}", r.spend),
+            note.join("; ")
+        )?;
+    }
+    Ok(())
+}
+
 /// `pushwake status` for people: one line per watch; below it the error (if any), what is
 /// owed, and each open run's parts.
 pub fn print_status(out: &mut impl Write, rows: &[WatchStatus]) -> anyhow::Result<()> {

@@ -66,6 +66,20 @@ async fn a_runs_cost_is_its_machines_ec2_seconds_times_the_price() {
     let status = w.status();
     let month = status[0]["month_spend"].as_f64().unwrap();
     assert!((month - cost).abs() < 0.01, "{month} against {cost}");
+    // `pushwake cost`: the watch's month.
+    let out = w.run(&["cost", "--json"]);
+    let months: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(months.len(), 1, "{months:?}");
+    assert_eq!(
+        months[0]["month"],
+        pushwake::cost::month(chrono::Utc::now())
+    );
+    assert!((months[0]["spend"].as_f64().unwrap() - cost).abs() < 0.01);
+    let table = crate::util::stdout(&w.run(&["cost"]));
+    assert!(
+        table.contains("octo/trainer@main") && table.contains("$2.0"),
+        "{table}"
+    );
     let texts = w.texts().await;
     let verdict = texts.iter().find(|t| t.contains("results for")).unwrap();
     assert!(
