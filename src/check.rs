@@ -276,7 +276,51 @@ async fn ec2(settings: &Settings, target: &Target, aws: &Aws, items: &mut Vec<It
             launching(w, spec, client, &at, items).await;
         }
     }
+    let mut types: Vec<String> = described
+        .iter()
+        .filter_map(|i| i.instance_type.clone())
+        .collect();
+    types.extend(
+        watches
+            .iter()
+            .filter_map(|w| w.launch.as_ref())
+            .flat_map(|l| l.instance_types.iter().cloned()),
+    );
+    types.sort();
+    types.dedup();
+    let region = clients.config.region().map(|r| r.to_string());
+    prices(settings, aws, &types, region.as_deref(), &at, items).await;
     cloudwatch(&watches, &clients, items).await;
+}
+
+/// Whether the machines' prices can be had (SPEC §12): every type named in `[cost]
+/// prices`, or the AWS Price List answering for the first that is not.
+async fn prices(
+    settings: &Settings,
+    aws: &Aws,
+    types: &[String],
+    region: Option<&str>,
+    at: &str,
+    items: &mut Vec<Item>,
+) {
+    let Some(unpriced) = types.iter().find(|t| !settings.prices.0.contains_key(*t)) else {
+        if !types.is_empty() {
+            items.push(Item::ok(format!(
+                "prices: every instance type in [cost] prices{at}"
+            )));
+        }
+        return;
+    };
+    let region = region.unwrap_or("us-east-1");
+    items.push(match aws.pricing().await.on_demand(unpriced, region).await {
+        Ok(Some(usd)) => Item::ok(format!(
+            "pricing:GetProducts allowed ({unpriced} in {region}: ${usd} an hour){at}"
+        )),
+        Ok(None) => Item::fail(format!(
+            "no price for {unpriced} in {region} in the AWS price list: name it in [cost] prices{at}"
+        )),
+        Err(e) => Item::fail(format!("prices of {unpriced}{at}: {e}")),
+    });
 }
 
 /// What launching from a watch's template needs: the template, each subnet, and

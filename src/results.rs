@@ -32,8 +32,19 @@ pub struct Harvest {
 pub fn harvest(runs: &mut [Run], members: &Members, spec: &Results, now: DateTime<Utc>) -> Harvest {
     let mut harvest = Harvest::default();
     let newest = crate::state::starter(runs);
+    // A run whose next round waits for its baseline's is not done while that round runs.
+    let paused: Vec<usize> = (0..runs.len())
+        .filter(|&i| {
+            let Some(base) = &runs[i].waits_for else {
+                return false;
+            };
+            runs.iter().any(|r| {
+                r.is_open() && &r.commit == base && r.round_for.as_ref() == Some(&runs[i].commit)
+            })
+        })
+        .collect();
     for (index, run) in runs.iter_mut().enumerate() {
-        if !run.is_open() {
+        if !run.is_open() || paused.contains(&index) {
             continue;
         }
         let mut all_done = run.is_settled();

@@ -73,6 +73,7 @@ pub(super) fn after(spec: &Results, entry: &mut WatchState, i: usize, now: DateT
     let round = round_of(&entry.runs[i]);
     let base_commit_now = base_index.map(|b| entry.runs[b].commit.clone());
     let run = &mut entry.runs[i];
+    let (was_partial, completed) = (run.partial, run.completed_at);
     run.round = round;
     run.completed_at = None;
     run.partial = false;
@@ -82,7 +83,12 @@ pub(super) fn after(spec: &Results, entry: &mut WatchState, i: usize, now: DateT
         j.difference
     );
     match base_index {
-        Some(b) if base_n < change_n && base_n < most => {
+        Some(b)
+            if base_n < change_n
+                && base_n < most
+                && top_up(&entry.runs[b], round, most) as usize > entry.runs[b].taken().len() =>
+        {
+            let run = &mut entry.runs[i];
             let commit = run.commit.clone();
             run.waits_for = base_commit_now;
             let baseline = &mut entry.runs[b];
@@ -97,13 +103,14 @@ pub(super) fn after(spec: &Results, entry: &mut WatchState, i: usize, now: DateT
                 crate::report::short(&baseline.commit)
             ));
         }
-        _ if change_n < most => {
-            grow(spec, run, now);
+        _ if change_n < most && grow(spec, &mut entry.runs[i], now) => {
             line.push_str(&format!("another round of {round}"));
         }
-        // Neither side can grow: the design's last look says what it says.
+        // Neither side can grow (a repeat that never reported still took its place): the
+        // look stands as the verdict.
         _ => {
-            run.completed_at = Some(now);
+            let run = &mut entry.runs[i];
+            (run.completed_at, run.partial) = (completed, was_partial);
             run.looks.pop();
             return After::Verdict(i);
         }
@@ -247,5 +254,41 @@ mod tests {
         ]);
         assert_eq!(after(&spec(Some(6)), &mut e, 1, now()), After::Verdict(1));
         assert!(e.runs[1].completed_at.is_some());
+    }
+
+    #[test]
+    fn a_full_side_whose_repeat_never_reported_gets_its_verdict_not_another_round() {
+        // Six repeats given, five reported: nothing is left to grow.
+        let mut b = run("b", &[0.905, 0.912, 0.903, 0.911, 0.907]);
+        b.instances.insert(
+            "i-b-6".into(),
+            Part::Started {
+                at: now(),
+                repeat: 6,
+            },
+        );
+        b.repeats = 6;
+        b.round = 2;
+        b.partial = true;
+        let mut a = run("a", &[0.90, 0.91, 0.902, 0.908, 0.904, 0.906]);
+        a.round = 2;
+        let mut e = entry(vec![a, b]);
+        let next = after(&spec(Some(6)), &mut e, 1, now());
+        assert_eq!(next, After::Verdict(1));
+        assert!(e.runs[1].completed_at.is_some() && e.runs[1].partial);
+    }
+
+    #[test]
+    fn a_run_waiting_for_its_baselines_round_is_not_completed_by_the_harvest() {
+        let mut e = entry(vec![
+            run("a", &[0.90, 0.91]),
+            run("b", &[0.905, 0.912, 0.903, 0.911]),
+        ]);
+        e.runs[1].round = 2;
+        after(&spec(Some(6)), &mut e, 1, now());
+        let members = crate::launch::Members::default();
+        let harvest = crate::results::harvest(&mut e.runs, &members, &spec(Some(6)), now());
+        assert!(!harvest.completed.contains(&1), "b waits for a's round");
+        assert!(e.runs[1].is_open());
     }
 }

@@ -34,6 +34,8 @@ pub(super) struct Reconciler<'a> {
     pub failed: bool,
     /// Every watch's spend this month, for `[budget] month`.
     pub month_spend: f64,
+    /// The prices asked of AWS (the state's), for the estimate of a start.
+    pub quotes: BTreeMap<String, crate::cost::Quote>,
 }
 
 /// The steps of a plan that need EC2, gathered over a watch's open runs.
@@ -75,6 +77,7 @@ impl<'a> Reconciler<'a> {
             news: HashMap::new(),
             failed: false,
             month_spend: 0.0,
+            quotes: BTreeMap::new(),
         }
     }
 
@@ -124,10 +127,12 @@ impl<'a> Reconciler<'a> {
         // With `supersede`, an older run with launched machines up gives way too: launched
         // machines belong to their run, and end with it.
         if watch.on_busy == OnBusy::Supersede {
-            let older = entry
-                .runs
-                .iter()
-                .filter(|r| r.is_open() && r.commit != commit);
+            // Only runs before it; and a run whose baseline's round this is stays: it is
+            // waiting, not older.
+            let served = entry.runs[newest].round_for.clone();
+            let older = entry.runs[..newest].iter().filter(|r| {
+                r.is_open() && r.commit != commit && served.as_ref() != Some(&r.commit)
+            });
             let launched: Vec<String> = older
                 .filter(|r| r.has_launched_up())
                 .map(|r| r.commit.clone())
@@ -228,9 +233,19 @@ impl<'a> Reconciler<'a> {
             return Ok(());
         }
         let prices = &settings.prices.0;
+        let region = self.agent.settings.aws.region.clone().unwrap_or_default();
+        let region = self.watch.target.region.clone().unwrap_or(region);
+        // The user's price, else the price list's on demand (an estimate: spot is less).
+        let asked = |t: &String| {
+            let key = crate::cost::quote_key(false, t, &region);
+            self.quotes.get(&key)?.usd
+        };
         let price: Option<f64> = machines
             .iter()
-            .map(|t| t.as_ref().and_then(|t| prices.get(t)).copied())
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| prices.get(t).copied().or_else(|| asked(t)))
+            })
             .sum();
         let seconds = crate::cost::median_seconds(entry.runs.iter().flat_map(|r| &r.spans))
             .or(self.watch.max_runtime.map(|d| d.as_secs() as i64));
@@ -283,21 +298,42 @@ impl<'a> Reconciler<'a> {
         }
         // What it has is what it gets: a top-up round, or launches, that will not come.
         run.repeats = u32::try_from(run.taken().len()).unwrap_or(u32::MAX);
+        // A baseline's round refused ends the rounds of the run it served, with its
+        // verdict as it stands.
+        if let Some(served) = run.round_for.take() {
+            run.completed_at = Some(self.now);
+            let waiting = entry
+                .runs
+                .iter()
+                .position(|r| r.is_open() && r.commit == served && r.waits_for.is_some());
+            if let Some(c) = waiting {
+                entry.runs[c].waits_for = None;
+                entry.runs[c].over_budget = entry.runs[newest].over_budget.clone();
+                self.post_as_it_stands(entry, c);
+            }
+            return;
+        }
         let topping_up = !run.looks.is_empty();
         if run.taken().is_empty() || topping_up {
             run.completed_at = Some(self.now);
         }
-        if let (true, Some(spec)) = (topping_up, &self.watch.results) {
-            let mut text = report::verdict(self.watch, spec, &entry.runs, newest, self.now);
+        if topping_up {
+            self.post_as_it_stands(entry, newest);
+        }
+    }
+
+    /// Closes `entry.runs[r]`, whose next round the budget refused, and posts its verdict
+    /// as it stands, saying why there is no further round.
+    fn post_as_it_stands(&mut self, entry: &mut WatchState, r: usize) {
+        entry.runs[r].completed_at = Some(self.now);
+        if let Some(spec) = &self.watch.results {
+            let mut text = report::verdict(self.watch, spec, &entry.runs, r, self.now);
             text.push_str(&format!(
                 "\n• no further round: {}",
-                entry.runs[newest]
-                    .over_budget
-                    .as_deref()
-                    .unwrap_or_default()
+                entry.runs[r].over_budget.as_deref().unwrap_or_default()
             ));
-            entry.runs[newest].verdict = report::verdict::record(spec, &entry.runs, newest);
-            let commit = Some(entry.runs[newest].commit.clone());
+            entry.runs[r].verdict = report::verdict::record(spec, &entry.runs, r);
+            let commit = Some(entry.runs[r].commit.clone());
             entry.duties.push(crate::state::Duty::Post { text, commit });
         }
     }

@@ -119,12 +119,22 @@ pub(super) fn track(
     region: &str,
     now: DateTime<Utc>,
 ) {
+    // Every start already counted by some run of the watch.
+    let mut opened: std::collections::BTreeSet<(String, DateTime<Utc>)> = entry
+        .runs
+        .iter()
+        .flat_map(|r| &r.spans)
+        .map(|s| (s.instance.clone(), s.from))
+        .collect();
     for run in &mut entry.runs {
         for span in run.spans.iter_mut().filter(|s| s.to.is_none()) {
             let ended = match members.get(&span.instance) {
                 // Down, or started again since (for another run): the span is over.
                 Some(i) if !up(i) => Some(i.ended_at.filter(|t| *t >= span.from).unwrap_or(now)),
-                Some(i) if i.launch_time.map(whole_seconds) != Some(span.from) => Some(now),
+                // Started again since: it ended by then at the latest.
+                Some(i) if i.launch_time.map(whole_seconds) != Some(span.from) => {
+                    Some(i.launch_time.map_or(now, |t| whole_seconds(t).min(now)))
+                }
                 Some(_) => None,
                 // No longer listed (terminated an hour ago, or left the watch).
                 None => Some(now),
@@ -144,11 +154,8 @@ pub(super) fn track(
             ) else {
                 continue;
             };
-            if run
-                .spans
-                .iter()
-                .any(|s| s.instance == *id && s.from == from)
-            {
+            // One start is one span, whichever run of the commit counts it.
+            if !opened.insert((id.clone(), from)) {
                 continue;
             }
             run.spans.push(priced(i, from, prices, quotes, region));

@@ -104,6 +104,7 @@ impl Agent {
         let unpriced = super::spend::unpriced(entry, &members, prices, &region);
         self.quote(&clients, &mut state.quotes, unpriced, now).await;
         let quotes = state.quotes.clone();
+        reconciler.quotes = quotes.clone();
         let entry = state.entry(watch);
         super::spend::track(entry, &members, prices, &quotes, &region, now);
 

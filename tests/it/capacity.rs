@@ -336,6 +336,9 @@ async fn a_lost_record_or_two_overlapping_passes_never_launch_a_repeat_twice() {
 #[ignore = "needs moto: scripts/test"]
 async fn check_online_reads_the_template_and_subnets_and_asks_create_fleet_with_dry_run() {
     let l = Launching::new(0, 2, ACCURACY, "").await;
+    let prices = crate::util::PriceList::start().await;
+    prices.pricing_offer("t3.micro", "us-east-1", 0.0104);
+    l.w.proxy.route_pricing(&prices.url());
 
     let out = l.w.run(&["check", "--online"]);
     let text = crate::util::stdout(&out);

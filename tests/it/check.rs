@@ -30,6 +30,9 @@ fn assert_lines(text: &str, needles: &[&str]) {
 #[ignore = "needs moto: scripts/test"]
 async fn all_well_is_all_ticks() {
     let w = World::new(2, "").await;
+    let prices = crate::util::PriceList::start().await;
+    prices.pricing_offer("t3.micro", "us-east-1", 0.0104);
+    w.proxy.route_pricing(&prices.url());
 
     let text = online_exits(&w, 0);
 
@@ -49,6 +52,7 @@ async fn all_well_is_all_ticks() {
             "ec2:StartInstances allowed",
             "ec2:CreateTags allowed",
             "ec2:StopInstances allowed",
+            "pricing:GetProducts allowed (t3.micro in us-east-1: $0.0104 an hour)",
             "Slack: bot token accepted (pushwake in ML Team)",
             "Slack: the token may post (chat:write)",
             "Slack: #training exists and the bot is in it",
