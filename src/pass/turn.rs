@@ -136,7 +136,18 @@ impl Agent {
                 if spec.stop_when_reported {
                     entry.duties.extend(late(&entry.runs[v], spec, &members));
                 }
-                let verdict = report::verdict(watch, spec, &entry.runs, v, now);
+                let mut verdict = report::verdict(watch, spec, &entry.runs, v, now);
+                let unsettled = crate::judgement::judge(spec, &entry.runs, v)
+                    .primary()
+                    .is_some_and(|j| j.call == crate::stats::Call::Continue);
+                if unsettled {
+                    // Its rounds ended before the design settled: say why.
+                    let newer = entry.runs[v + 1..].iter().any(Run::is_open);
+                    verdict.push_str(match newer {
+                        true => "\n• no further round: a newer push took the machines",
+                        false => "\n• no further round: every repeat it could run was given",
+                    });
+                }
                 entry.runs[v].verdict = report::verdict::record(spec, &entry.runs, v);
                 tracing::info!("{watch}: {}", verdict.replace('\n', "; "));
                 if self.slack.is_some() {

@@ -114,7 +114,7 @@ pub fn words(j: &Judgement, alpha: f64) -> String {
         Call::Worse => "worse beyond the noise",
         Call::Equivalent => "equivalent: within the smallest difference that matters",
         Call::WithinNoise => "within the noise",
-        Call::Continue => "not settled: a newer push took the machines",
+        Call::Continue => "not settled",
     });
     let mut detail = vec![format_p(j.p, alpha)];
     if let Some((look, of)) = j.look {

@@ -186,3 +186,61 @@ async fn a_price_that_cannot_be_had_is_said_never_zero() {
         "{verdict}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_top_up_round_past_the_commits_budget_ends_the_verdict_as_it_stands() {
+    let extra = "repeats = 2\nmax_runtime = \"90m\"\nbudget = { commit = 3.0 }\n\
+                 results = { metrics = [\"accuracy\"], timeout = \"3h\", max_repeats = 6 }";
+    let w = World::new(2, extra).await;
+    configure(&w, "");
+    // The baseline's round, an hour each: 0.901, 0.902.
+    w.once(0);
+    let started = chrono::Utc::now() - chrono::Duration::hours(1);
+    for id in &w.ids {
+        w.proxy.set_launched(id, started);
+    }
+    w.once(0);
+    for (id, v) in w.ids.iter().zip(["0.901", "0.902"]) {
+        let one = std::slice::from_ref(id);
+        w.ec2.tag(one, &[("pushwake:result:accuracy", v)]).await;
+    }
+    w.once(0);
+    w.once(0);
+    // The commit's first round, an hour of EC2's time: $2 of the commit's $3, and the
+    // next round is estimated at the median hour: $2 more.
+    w.push(2).await;
+    w.once(0);
+    let started = chrono::Utc::now() - chrono::Duration::hours(1);
+    for id in &w.ids {
+        w.proxy.set_launched(id, started);
+    }
+    w.once(0);
+    let starts = w.proxy.calls("StartInstances").await;
+    for (id, v) in w.ids.iter().zip(["0.905", "0.906"]) {
+        let one = std::slice::from_ref(id);
+        w.ec2.tag(one, &[("pushwake:result:accuracy", v)]).await;
+    }
+    w.once(0);
+    w.once(0);
+
+    assert_eq!(
+        w.proxy.calls("StartInstances").await,
+        starts,
+        "no second round"
+    );
+    let texts = w.texts().await;
+    let verdict = texts
+        .iter()
+        .find(|t| t.contains("results for `0000002`"))
+        .unwrap_or_else(|| panic!("{texts:#?}"));
+    assert!(
+        verdict.contains("no further round: refused by the commit's budget"),
+        "{verdict}"
+    );
+    let said = texts
+        .iter()
+        .filter(|t| t.contains("results for `0000002`"))
+        .count();
+    assert_eq!(said, 1, "{texts:#?}");
+}

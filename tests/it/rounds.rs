@@ -132,7 +132,7 @@ async fn a_newer_push_ends_the_rounds_and_the_older_verdict_is_posted_as_it_stan
         .position(|t| t.contains("results for `0000002`"))
         .unwrap_or_else(|| panic!("{since:#?}"));
     assert!(
-        since[verdict].contains("not settled: a newer push took the machines")
+        since[verdict].contains("no further round: a newer push took the machines")
             || since[verdict].contains("within the noise"),
         "{}",
         since[verdict]
