@@ -79,6 +79,11 @@ pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A time as tags keep it: EC2 gives launch times to the millisecond, tags hold seconds.
+pub fn whole_seconds(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 /// FNV-1a, 64 bits: a hash that is the same across builds and platforms (unlike std's),
 /// for names and fingerprints kept in tags and state.
 pub fn fnv1a(bytes: &[u8]) -> u64 {

@@ -26,6 +26,7 @@ use crate::placement::{self, Refused, Wanted};
 use crate::report::short;
 use crate::state::{Part, Run};
 use crate::tags;
+use crate::whole_seconds;
 
 /// What to do with one instance for one run. `repeat` is the repeat it serves; [`decide`]
 /// leaves it 0 where the instance is to be given one, which [`plan`] does.
@@ -486,11 +487,6 @@ fn busy(i: &Instance, cx: Context<'_>) -> Step {
         // A person's machine, or another watch's, is never stopped: it is waited for.
         (OnBusy::Queue | OnBusy::Supersede, _) => Step::Set(Part::Waiting { why }),
     }
-}
-
-/// A time as tags keep it: EC2 gives launch times to the millisecond, tags hold seconds.
-fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
 fn skipped(why: &str) -> Part {

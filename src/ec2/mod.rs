@@ -99,6 +99,11 @@ pub fn transition_time(reason: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Instance {
+    /// Whether it is up: pending or running.
+    pub fn is_up(&self) -> bool {
+        matches!(self.state, InstanceState::Pending | InstanceState::Running)
+    }
+
     /// An instance with only an id and a state known: no tags, no launch time, no reason,
     /// no placement. The base of a literal that sets the rest (`..Instance::new(..)`).
     pub fn new(id: impl Into<String>, state: InstanceState) -> Instance {

@@ -685,11 +685,7 @@ fn launched_up(run: &Run, members: &Members) -> bool {
     run.instances
         .keys()
         .filter(|id| members.launched.contains(id))
-        .any(|id| {
-            members
-                .get(id)
-                .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
-        })
+        .any(|id| members.get(id).is_some_and(Instance::is_up))
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Prices;
 use crate::cost::{self, Span};
-use crate::ec2::{Instance, InstanceState};
+use crate::ec2::Instance;
 use crate::launch::Members;
 use crate::state::WatchState;
-use crate::tags;
+use crate::{tags, whole_seconds};
 
 impl super::Agent {
     /// Asks AWS the prices of `unpriced` not known in `quotes` or known too long: the
@@ -85,7 +85,7 @@ pub(super) fn unpriced(
     let mut out: Vec<(String, bool, String, String)> = Vec::new();
     for run in &entry.runs {
         for (id, part) in &run.instances {
-            let Some(i) = members.get(id).filter(|i| up(i) && part.is_started()) else {
+            let Some(i) = members.get(id).filter(|i| i.is_up() && part.is_started()) else {
                 continue;
             };
             let Some(kind) = i
@@ -130,7 +130,9 @@ pub(super) fn track(
         for span in run.spans.iter_mut().filter(|s| s.to.is_none()) {
             let ended = match members.get(&span.instance) {
                 // Down, or started again since (for another run): the span is over.
-                Some(i) if !up(i) => Some(i.ended_at.filter(|t| *t >= span.from).unwrap_or(now)),
+                Some(i) if !i.is_up() => {
+                    Some(i.ended_at.filter(|t| *t >= span.from).unwrap_or(now))
+                }
                 // Started again since: it ended by then at the latest.
                 Some(i) if i.launch_time.map(whole_seconds) != Some(span.from) => {
                     Some(i.launch_time.map_or(now, |t| whole_seconds(t).min(now)))
@@ -145,7 +147,7 @@ pub(super) fn track(
             }
         }
         for (id, part) in &run.instances {
-            let Some(i) = members.get(id).filter(|i| up(i) && part.is_started()) else {
+            let Some(i) = members.get(id).filter(|i| i.is_up() && part.is_started()) else {
                 continue;
             };
             let (Some(from), true) = (
@@ -200,13 +202,4 @@ fn priced(
         price,
         unpriced,
     }
-}
-
-fn up(i: &Instance) -> bool {
-    matches!(i.state, InstanceState::Pending | InstanceState::Running)
-}
-
-/// A time as the plan keeps launch times: whole seconds.
-fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

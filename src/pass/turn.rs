@@ -313,7 +313,7 @@ impl Agent {
                 return true;
             };
             members.get(instance).is_some_and(|i| {
-                let up = matches!(i.state, InstanceState::Pending | InstanceState::Running);
+                let up = i.is_up();
                 // A launched machine is ended (terminated) even once it stopped.
                 let kept = tags::is_launched(i) && i.state == InstanceState::Stopped;
                 (up || kept) && launched.is_none_or(|t| i.launch_time == Some(t))
