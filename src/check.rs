@@ -303,7 +303,10 @@ async fn prices(
     at: &str,
     items: &mut Vec<Item>,
 ) {
-    let Some(unpriced) = types.iter().find(|t| !settings.prices.0.contains_key(*t)) else {
+    let Some(unpriced) = types
+        .iter()
+        .find(|t| !settings.prices.hourly.contains_key(*t))
+    else {
         if !types.is_empty() {
             items.push(Item::ok(format!(
                 "prices: every instance type in [cost] prices{at}"

@@ -109,6 +109,62 @@ impl Total {
     }
 }
 
+/// What a watch's stopped pool machines cost while they wait: their volumes' storage,
+/// which EBS bills whether the machine runs or not.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Standing {
+    /// Stopped pool machines.
+    pub machines: usize,
+    pub volumes: usize,
+    pub gib: u64,
+    /// USD a month for the volumes that have a price.
+    pub usd_a_month: f64,
+    /// Why some volume has no price (its type has none), if any has none.
+    pub unknown: Vec<String>,
+}
+
+impl Standing {
+    /// Adds a stopped machine's volumes, each `(GiB, its type)`, priced by `price` (USD a
+    /// GiB-month, or why there is none).
+    pub fn add<'a>(
+        &mut self,
+        volumes: impl IntoIterator<Item = (u32, &'a str)>,
+        mut price: impl FnMut(&str) -> Result<f64, String>,
+    ) {
+        self.machines += 1;
+        for (gib, kind) in volumes {
+            self.volumes += 1;
+            self.gib += u64::from(gib);
+            match price(kind) {
+                Ok(usd) => self.usd_a_month += f64::from(gib) * usd,
+                Err(why) if !self.unknown.contains(&why) => self.unknown.push(why),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// "2 stopped machines' volumes: 2 volumes, 16 GiB, $1.28 a month".
+    pub fn words(&self) -> String {
+        let mut text = format!(
+            "{} stopped machine{}: {} volume{}, {} GiB",
+            self.machines,
+            if self.machines == 1 { "" } else { "s" },
+            self.volumes,
+            if self.volumes == 1 { "" } else { "s" },
+            self.gib
+        );
+        match self.unknown.is_empty() {
+            true => text.push_str(&format!(", ${:.2} a month", self.usd_a_month)),
+            false => text.push_str(&format!(
+                ", ${:.2} a month and more: {}",
+                self.usd_a_month,
+                self.unknown.join("; ")
+            )),
+        }
+        text
+    }
+}
+
 /// The calendar month (UTC) of `t`: the key of the spend kept in the state.
 pub fn month(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
@@ -317,5 +373,29 @@ mod tests {
         book(&mut spend, &span(at(10, 0), None, Some(2.0)));
         assert_eq!(spend.keys().collect::<Vec<_>>(), ["2027-01"]);
         assert!((spend["2027-01"] - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn stopped_machines_cost_their_volumes_storage_and_an_unpriced_type_is_said() {
+        let mut standing = Standing::default();
+        let price = |kind: &str| match kind {
+            "gp3" => Ok(0.08),
+            other => Err(format!("no price for {other} storage in us-east-1")),
+        };
+        standing.add([(8, "gp3"), (100, "gp3")], price);
+        assert_eq!(
+            standing.words(),
+            "1 stopped machine: 2 volumes, 108 GiB, $8.64 a month"
+        );
+        standing.add([(50, "io2"), (50, "io2")], price);
+        assert_eq!(
+            (standing.machines, standing.volumes, standing.gib),
+            (2, 4, 208)
+        );
+        assert_eq!(
+            standing.words(),
+            "2 stopped machines: 4 volumes, 208 GiB, $8.64 a month and more: no price for io2 \
+             storage in us-east-1"
+        );
     }
 }

@@ -80,7 +80,8 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
-    /// Show what machines cost, per watch and calendar month (UTC).
+    /// Show what machines cost, per watch and calendar month (UTC), and what the stopped
+    /// pool machines' volumes cost a month (asked of EC2 now).
     Cost {
         /// Print a JSON array, one object per watch and month.
         #[arg(long)]
@@ -137,13 +138,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             })
         }
         Some(Command::Cost { json }) => {
-            let rows = pushwake::status::costs(&settings)?;
+            let mut rows = pushwake::status::costs(&settings)?;
+            // The spend is the state's and shows even when EC2 cannot be asked.
+            let standing =
+                runtime()?.block_on(pushwake::status::add_standing(&mut rows, &settings));
             let mut out = std::io::stdout().lock();
             if json {
                 table::print_json(&mut out, &rows)?;
             } else {
                 table::print_costs(&mut out, &rows)?;
             }
+            standing.map_err(|e| e.context("cannot price the stopped machines' volumes"))?;
             Ok(OK)
         }
         Some(Command::Results { json, plot }) => {

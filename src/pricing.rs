@@ -16,7 +16,7 @@ use crate::retry::{self, Retryable};
 
 mod document;
 
-pub use document::{Malformed, hourly_usd};
+pub use document::{GB_MONTHS, Malformed, hourly_usd, usd_per};
 
 /// The region the client asks when no endpoint is set.
 const HOME: &str = "us-east-1";
@@ -114,7 +114,32 @@ impl Pricing {
     /// capacity; `None` when the price list has no such product (or prices it in another
     /// currency only). `region` is the code of the region the machine runs in.
     pub async fn on_demand(&self, instance_type: &str, region: &str) -> Result<Option<f64>, Error> {
-        let filters = filters(instance_type, region);
+        let filters = filters(&instance_fields(instance_type, region));
+        let what = format!("the price of {instance_type} in {region}");
+        self.price(filters, &what, hourly_usd).await
+    }
+
+    /// USD a GiB-month of an EBS volume type (`gp3`, `io2` …) in `region`: its storage only,
+    /// not the IOPS or throughput provisioned beyond the baseline; `None` when the price
+    /// list has no such product.
+    pub async fn storage(&self, volume_type: &str, region: &str) -> Result<Option<f64>, Error> {
+        let filters = filters(&[
+            ("productFamily", "Storage"),
+            ("volumeApiName", volume_type),
+            ("regionCode", region),
+        ]);
+        let what = format!("the price of {volume_type} storage in {region}");
+        self.price(filters, &what, |docs| usd_per(docs, GB_MONTHS))
+            .await
+    }
+
+    /// Every product document the filters match, every page read, then priced by `read`.
+    async fn price(
+        &self,
+        filters: Vec<Filter>,
+        what: &str,
+        read: impl Fn(&[String]) -> Result<Option<f64>, Malformed>,
+    ) -> Result<Option<f64>, Error> {
         let mut documents: Vec<String> = Vec::new();
         let mut next_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -137,10 +162,10 @@ impl Pricing {
             match page.next_token() {
                 Some(t) if !t.is_empty() => next_token = Some(t.to_owned()),
                 _ => {
-                    return hourly_usd(&documents).map_err(|e| Error {
+                    return read(&documents).map_err(|e| Error {
                         kind: Kind::Other,
                         code: None,
-                        message: format!("the price of {instance_type} in {region}: {e}"),
+                        message: format!("{what}: {e}"),
                     });
                 }
             }
@@ -148,16 +173,13 @@ impl Pricing {
         Err(Error {
             kind: Kind::Other,
             code: None,
-            message: format!(
-                "the price of {instance_type} in {region}: more than {MAX_PAGES} pages of \
-                 products"
-            ),
+            message: format!("{what}: more than {MAX_PAGES} pages of products"),
         })
     }
 }
 
-/// The `TERM_MATCH` filters of the one product sought.
-fn filters(instance_type: &str, region: &str) -> Vec<Filter> {
+/// The fields of the one on-demand Linux product an instance type is.
+fn instance_fields<'a>(instance_type: &'a str, region: &'a str) -> [(&'static str, &'a str); 6] {
     [
         ("instanceType", instance_type),
         ("regionCode", region),
@@ -166,16 +188,21 @@ fn filters(instance_type: &str, region: &str) -> Vec<Filter> {
         ("preInstalledSw", "NA"),
         ("capacitystatus", "Used"),
     ]
-    .into_iter()
-    .map(|(field, value)| {
-        Filter::builder()
-            .r#type(FilterType::TermMatch)
-            .field(field)
-            .value(value)
-            .build()
-            .expect("type, field and value are all set")
-    })
-    .collect()
+}
+
+/// `TERM_MATCH` filters of the one product sought: every field equal to its value.
+fn filters(fields: &[(&str, &str)]) -> Vec<Filter> {
+    fields
+        .iter()
+        .map(|(field, value)| {
+            Filter::builder()
+                .r#type(FilterType::TermMatch)
+                .field(*field)
+                .value(*value)
+                .build()
+                .expect("type, field and value are all set")
+        })
+        .collect()
 }
 
 /// Whether an endpoint is set for Pricing, as the SDK itself decides it: `[aws]
@@ -277,16 +304,17 @@ mod tests {
 
     #[test]
     fn the_filters_name_one_linux_on_demand_product() {
-        let got: Vec<(String, String, String)> = filters("g5.xlarge", "eu-west-1")
-            .iter()
-            .map(|f| {
-                (
-                    f.r#type().as_str().to_owned(),
-                    f.field().to_owned(),
-                    f.value().to_owned(),
-                )
-            })
-            .collect();
+        let got: Vec<(String, String, String)> =
+            filters(&instance_fields("g5.xlarge", "eu-west-1"))
+                .iter()
+                .map(|f| {
+                    (
+                        f.r#type().as_str().to_owned(),
+                        f.field().to_owned(),
+                        f.value().to_owned(),
+                    )
+                })
+                .collect();
         assert!(got.iter().all(|(t, _, _)| t == "TERM_MATCH"));
         let pairs: Vec<(&str, &str)> = got
             .iter()

@@ -182,6 +182,9 @@ pub struct CostRow {
     pub running: usize,
     /// Why some machine time has no price, if any has none.
     pub unknown: Vec<String>,
+    /// This month only, with what EC2 says now: the stopped pool machines' volumes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standing: Option<crate::cost::Standing>,
 }
 
 /// Every watch's spend by month, oldest first, from the state.
@@ -209,12 +212,74 @@ pub fn costs(settings: &Settings) -> anyhow::Result<Vec<CostRow>> {
                 branch: w.branch.clone(),
                 running: if month == this { running } else { 0 },
                 unknown: total.unknown.clone(),
+                standing: None,
                 month,
                 spend,
             });
         }
     }
     Ok(rows)
+}
+
+/// Fills in `standing` on this month's rows: the volumes of each watch's stopped pool
+/// machines (one describe and one `DescribeVolumes` per watch), priced from `[cost]
+/// volume_prices`, else the price list (asked once per volume type and region).
+pub async fn add_standing(rows: &mut [CostRow], settings: &Settings) -> anyhow::Result<()> {
+    use crate::ec2::InstanceState;
+    let aws = Aws::new(&settings.aws, crate::retry::Policy::default());
+    let this = crate::cost::month(chrono::Utc::now());
+    let mut asked: BTreeMap<(String, String), Result<f64, String>> = BTreeMap::new();
+    for w in &settings.watches {
+        let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.repo == w.repo.to_string() && r.branch == w.branch && r.month == this)
+        else {
+            continue;
+        };
+        let clients = aws.clients(&w.target).await?;
+        let region = clients
+            .config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let owners = crate::tags::Owners::new(String::new());
+        let members = crate::launch::members(&clients.ec2, w, &owners, false).await?;
+        let stopped: Vec<String> = members
+            .described
+            .iter()
+            .filter(|i| i.state == InstanceState::Stopped)
+            .map(|i| i.id.clone())
+            .collect();
+        let volumes = clients.ec2.volumes(&stopped).await?;
+        let mut standing = crate::cost::Standing::default();
+        for id in &stopped {
+            let theirs: Vec<(u32, String)> = volumes
+                .iter()
+                .filter(|v| v.instance.as_ref() == Some(id))
+                .map(|v| (v.size_gib, v.kind.clone()))
+                .collect();
+            for (_, kind) in &theirs {
+                let key = (kind.clone(), region.clone());
+                if asked.contains_key(&key) {
+                    continue;
+                }
+                let price = match settings.prices.volumes.get(kind) {
+                    Some(usd) => Ok(*usd),
+                    None => match aws.pricing().await.storage(kind, &region).await {
+                        Ok(Some(usd)) => Ok(usd),
+                        Ok(None) => Err(format!("no price for {kind} storage in {region}")),
+                        Err(e) => Err(format!("no price for {kind} storage in {region}: {e}")),
+                    },
+                };
+                asked.insert(key, price);
+            }
+            standing.add(theirs.iter().map(|(g, k)| (*g, k.as_str())), |kind| {
+                asked[&(kind.to_owned(), region.clone())].clone()
+            });
+        }
+        row.standing = Some(standing);
+    }
+    Ok(())
 }
 
 /// Running instances this deployment started that no watch owns any more, as the last

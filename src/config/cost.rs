@@ -13,6 +13,7 @@ use super::raw::Ctx;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCost {
     prices: Option<Spanned<BTreeMap<String, Spanned<f64>>>>,
+    volume_prices: Option<Spanned<BTreeMap<String, Spanned<f64>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -22,10 +23,15 @@ pub(super) struct RawBudget {
     commit: Option<Spanned<f64>>,
 }
 
-/// Hourly prices, USD, by instance type: the user's own (discounts, savings plans); a type
-/// not named is priced from the AWS price list, or the spot price history.
+/// The user's own prices (discounts, savings plans); what they do not name is priced from
+/// the AWS price list, or the spot price history.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prices(pub BTreeMap<String, f64>);
+pub struct Prices {
+    /// `prices`: USD an hour, by instance type.
+    pub hourly: BTreeMap<String, f64>,
+    /// `volume_prices`: USD a GiB-month, by EBS volume type (`gp3` …).
+    pub volumes: BTreeMap<String, f64>,
+}
 
 /// Caps on spend, USD: a calendar month (UTC), and one commit's runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -41,19 +47,33 @@ impl Budget {
 }
 
 pub(super) fn prices(cx: &Ctx, raw: RawCost) -> Result<Prices, ConfigError> {
-    let Some(prices) = raw.prices else {
-        return Ok(Prices::default());
-    };
+    Ok(Prices {
+        hourly: amounts(cx, raw.prices, "prices", "a price in USD an hour")?,
+        volumes: amounts(
+            cx,
+            raw.volume_prices,
+            "volume_prices",
+            "a price in USD a GiB-month",
+        )?,
+    })
+}
+
+/// One table of prices under `[cost]`, each 0 or more.
+fn amounts(
+    cx: &Ctx,
+    raw: Option<Spanned<BTreeMap<String, Spanned<f64>>>>,
+    name: &str,
+    what: &str,
+) -> Result<BTreeMap<String, f64>, ConfigError> {
     let mut out = BTreeMap::new();
-    for (kind, price) in prices.into_inner() {
-        let key = format!("cost.prices.{}", super::toml_error::segment(&kind));
+    for (kind, price) in raw.map(Spanned::into_inner).unwrap_or_default() {
+        let key = format!("cost.{name}.{}", super::toml_error::segment(&kind));
         if !(price.get_ref().is_finite() && *price.get_ref() >= 0.0) {
-            let why = "must be a price in USD an hour, 0 or more";
-            return cx.invalid(price.span(), &key, why);
+            return cx.invalid(price.span(), &key, format!("must be {what}, 0 or more"));
         }
         out.insert(kind, *price.get_ref());
     }
-    Ok(Prices(out))
+    Ok(out)
 }
 
 /// `[budget]` (`at` = "budget") or a watch's `budget` (`at` = "watch.budget"); a watch's

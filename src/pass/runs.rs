@@ -232,7 +232,7 @@ impl<'a> Reconciler<'a> {
         if machines.is_empty() {
             return Ok(());
         }
-        let prices = &settings.prices.0;
+        let prices = &settings.prices.hourly;
         let region = self.agent.settings.aws.region.clone().unwrap_or_default();
         let region = self.watch.target.region.clone().unwrap_or(region);
         // The user's price, else the price list's on demand (an estimate: spot is less).

@@ -91,7 +91,7 @@ pub(super) fn unpriced(
             let Some(kind) = i
                 .instance_type
                 .clone()
-                .filter(|k| !prices.0.contains_key(k))
+                .filter(|k| !prices.hourly.contains_key(k))
             else {
                 continue;
             };
@@ -184,7 +184,7 @@ fn priced(
         .and_then(|k| quotes.get(&cost::quote_key(i.spot, k, &place)));
     let price = kind
         .as_ref()
-        .and_then(|k| prices.0.get(k).copied())
+        .and_then(|k| prices.hourly.get(k).copied())
         .or(quote.and_then(|q| q.usd));
     let unpriced = price.is_none().then(|| {
         let market = if i.spot { "spot " } else { "" };

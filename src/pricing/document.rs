@@ -18,12 +18,23 @@ pub struct Malformed {
 
 /// The hourly on-demand price in USD that the documents give, or `None` when none of them
 /// has one (no `OnDemand` terms, or prices in other currencies only).
+pub fn hourly_usd(documents: &[String]) -> Result<Option<f64>, Malformed> {
+    usd_per(documents, HOURS)
+}
+
+/// The price list's unit of machine time.
+const HOURS: &str = "Hrs";
+/// The price list's unit of EBS storage: a gigabyte (GiB, in fact) for a month.
+pub const GB_MONTHS: &str = "GB-Mo";
+
+/// The on-demand price in USD per `unit` that the documents give, or `None` when none of
+/// them has one.
 ///
 /// Several documents or dimensions may match one query (a license model, an operation the
-/// filters do not tell apart): the highest price is taken, so that a budget errs on the
-/// side of refusing. Dimensions priced in another unit than hours are not hourly prices
-/// and are passed over.
-pub fn hourly_usd(documents: &[String]) -> Result<Option<f64>, Malformed> {
+/// filters do not tell apart, a volume type's tiers): the highest price is taken, so that
+/// a budget errs on the side of refusing. Dimensions priced in another unit (an upfront
+/// fee, IOPS) are passed over.
+pub fn usd_per(documents: &[String], unit: &str) -> Result<Option<f64>, Malformed> {
     let mut highest: Option<f64> = None;
     for (i, text) in documents.iter().enumerate() {
         let malformed = |what: String| Malformed { index: i + 1, what };
@@ -44,7 +55,7 @@ pub fn hourly_usd(documents: &[String]) -> Result<Option<f64>, Malformed> {
                 .and_then(Value::as_object)
                 .ok_or_else(|| malformed(format!("offer {offer} has no priceDimensions")))?;
             for (name, dimension) in dimensions {
-                if let Some(price) = dimension_usd(dimension).map_err(|what| {
+                if let Some(price) = dimension_usd(dimension, unit).map_err(|what| {
                     malformed(format!("dimension {name} of offer {offer}: {what}"))
                 })? {
                     highest = Some(highest.map_or(price, |h| h.max(price)));
@@ -55,11 +66,11 @@ pub fn hourly_usd(documents: &[String]) -> Result<Option<f64>, Malformed> {
     Ok(highest)
 }
 
-/// One dimension's hourly USD price: `None` when it has none in USD or is not priced by
-/// the hour.
-fn dimension_usd(dimension: &Value) -> Result<Option<f64>, String> {
-    if let Some(unit) = dimension.get("unit").and_then(Value::as_str)
-        && !unit.eq_ignore_ascii_case("Hrs")
+/// One dimension's USD price per `unit`: `None` when it has none in USD or is priced by
+/// another unit.
+fn dimension_usd(dimension: &Value, unit: &str) -> Result<Option<f64>, String> {
+    if let Some(its) = dimension.get("unit").and_then(Value::as_str)
+        && !its.eq_ignore_ascii_case(unit)
     {
         return Ok(None);
     }
@@ -157,6 +168,26 @@ mod tests {
             &[dimension("d", "Hrs", r#"{"USD":"1.2120000000"}"#)],
         )]));
         assert_eq!(hourly_usd(&[first, reserved_only, second]), Ok(Some(1.212)));
+    }
+
+    #[test]
+    fn a_volume_types_price_is_read_per_gb_month() {
+        // The shape GetProducts answers for gp3 storage in us-east-1 (productFamily
+        // Storage), where the hourly reader finds no price.
+        let gp3 = r#"{"product":{"productFamily":"Storage","attributes":{
+            "volumeApiName":"gp3","regionCode":"us-east-1","storageMedia":"SSD-backed",
+            "volumeType":"General Purpose","usagetype":"EBS:VolumeUsage.gp3",
+            "servicecode":"AmazonEC2"},"sku":"7U7TWP44UP36AT3R"},"serviceCode":"AmazonEC2",
+            "terms":{"OnDemand":{"7U7TWP44UP36AT3R.JRTCKXETXF":{"priceDimensions":{
+            "7U7TWP44UP36AT3R.JRTCKXETXF.6YS6EN2CT7":{"unit":"GB-Mo","endRange":"Inf",
+            "description":"$0.08 per GB-month of General Purpose (gp3) provisioned storage - US East (N. Virginia)",
+            "appliesTo":[],"rateCode":"7U7TWP44UP36AT3R.JRTCKXETXF.6YS6EN2CT7","beginRange":"0",
+            "pricePerUnit":{"USD":"0.0800000000"}}},"sku":"7U7TWP44UP36AT3R",
+            "effectiveDate":"2026-11-01T00:00:00Z","offerTermCode":"JRTCKXETXF",
+            "termAttributes":{}}}},"version":"20261120224015"}"#;
+        let docs = [gp3.to_owned()];
+        assert_eq!(usd_per(&docs, GB_MONTHS), Ok(Some(0.08)));
+        assert_eq!(hourly_usd(&docs), Ok(None));
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub fn print_costs(out: &mut impl Write, rows: &[crate::status::CostRow]) -> std
         if !r.unknown.is_empty() {
             note.push(format!("cost unknown in part: {}", r.unknown.join("; ")));
         }
+        if let Some(standing) = r.standing.as_ref().filter(|s| s.machines > 0) {
+            note.push(standing.words());
+        }
         writeln!(
             out,
             "{:<28}  {:<7}  {:>10}  {}",

@@ -244,3 +244,56 @@ async fn a_top_up_round_past_the_commits_budget_ends_the_verdict_as_it_stands() 
         .count();
     assert_eq!(said, 1, "{texts:#?}");
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn pushwake_cost_prices_the_stopped_pool_machines_volumes_from_the_price_list() {
+    let prices = crate::util::PriceList::start().await;
+    prices.pricing_storage("gp3", "us-east-1", 0.08);
+    let w = World::stopped_with_volumes(2, 8, "gp3", "").await;
+    w.proxy.route_pricing(&prices.url());
+    w.once(0);
+
+    let out = w.run(&["cost", "--json"]);
+    assert!(out.status.success(), "{}", crate::util::stderr(&out));
+    let months: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let standing = &months[0]["standing"];
+    assert_eq!(standing["machines"], 2, "{standing}");
+    assert_eq!(standing["volumes"], 2, "{standing}");
+    assert_eq!(standing["gib"], 16, "{standing}");
+    let usd = standing["usd_a_month"].as_f64().unwrap();
+    assert!((usd - 16.0 * 0.08).abs() < 1e-9, "{usd}");
+    assert_eq!(
+        prices.pricing_requests().await,
+        1,
+        "one volume type: asked once"
+    );
+    let table = crate::util::stdout(&w.run(&["cost"]));
+    assert!(
+        table.contains("2 stopped machines: 2 volumes, 16 GiB, $1.28 a month"),
+        "{table}"
+    );
+
+    // A price of the user's own is taken as it is, and the price list is not asked.
+    let asked = prices.pricing_requests().await;
+    let tables = "[cost]\nvolume_prices = { gp3 = 0.125 }\n";
+    w.write_config_with("", &format!("{tables}{}", w.watch()));
+    let table = crate::util::stdout(&w.run(&["cost"]));
+    assert!(table.contains("16 GiB, $2.00 a month"), "{table}");
+    assert_eq!(prices.pricing_requests().await, asked);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_volume_type_without_a_price_is_said_and_the_spend_still_shows() {
+    let prices = crate::util::PriceList::start().await;
+    let w = World::stopped_with_volumes(1, 125, "st1", "").await;
+    w.proxy.route_pricing(&prices.url());
+    w.once(0);
+    let table = crate::util::stdout(&w.run(&["cost"]));
+    assert!(
+        table.contains("$0.00 a month and more: no price for st1 storage in us-east-1")
+            && table.contains("$0.00"),
+        "{table}"
+    );
+}

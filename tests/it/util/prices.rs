@@ -204,3 +204,23 @@ impl Ec2 {
         out.instances()[0].instance_id().unwrap().to_owned()
     }
 }
+
+impl super::World {
+    /// A world whose watch lists `n` stopped instances, each with a root volume of
+    /// `size_gib` GiB of type `kind`.
+    pub async fn stopped_with_volumes(n: usize, size_gib: i32, kind: &str, extra: &str) -> Self {
+        let moto = super::moto_url();
+        let ec2 = Ec2::connect(&moto).await;
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(ec2.running_with_volume(size_gib, kind).await);
+        }
+        ec2.stop(&ids).await;
+        let proxy = super::MotoProxy::start(&moto).await;
+        super::World {
+            base: super::Base::new(proxy.url(), ids, extra).await,
+            ec2,
+            proxy,
+        }
+    }
+}

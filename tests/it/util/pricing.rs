@@ -73,6 +73,32 @@ impl PriceList {
         }
     }
 
+    /// Lists EBS `volume_type` storage in `region` at `usd` a GB-month, as the price list
+    /// writes it (product family `Storage`, its dimension in `GB-Mo`), beside the same
+    /// type's storage in another region and gp2's in this one, which the query must not find.
+    pub fn pricing_storage(&self, volume_type: &str, region: &str, usd: f64) {
+        let other = if region == "eu-west-1" {
+            "us-east-1"
+        } else {
+            "eu-west-1"
+        };
+        let variants = [
+            (volume_type, region, usd),
+            (volume_type, other, usd * 1.1),
+            ("gp2", region, usd * 1.25),
+        ];
+        let mut catalog = self.catalog.lock().unwrap();
+        for (kind, region, price) in variants {
+            let n = catalog.products.len();
+            catalog.products.push(storage_document(
+                &format!("SKU{n:013}"),
+                kind,
+                region,
+                price,
+            ));
+        }
+    }
+
     /// Answers at most `n` products a page, as the API does when it has more than a page.
     pub fn pricing_page_size(&self, n: usize) {
         self.catalog.lock().unwrap().page = Some(n);
@@ -112,6 +138,47 @@ impl PriceList {
     pub fn pricing_scopes(&self) -> Vec<(String, String)> {
         self.catalog.lock().unwrap().scopes.clone()
     }
+}
+
+/// A product document in the shape of the real gp3 us-east-1 storage one: the product
+/// family `Storage`, its attributes, one on-demand offer priced per GB-month.
+fn storage_document(sku: &str, volume_type: &str, region: &str, usd: f64) -> Value {
+    let on_demand = format!("{sku}.JRTCKXETXF");
+    let rate = format!("{on_demand}.6YS6EN2CT7");
+    json!({
+        "product": {
+            "productFamily": "Storage",
+            "attributes": {
+                "volumeApiName": volume_type,
+                "regionCode": region,
+                "storageMedia": "SSD-backed",
+                "volumeType": "General Purpose",
+                "maxVolumeSize": "16 TiB",
+                "usagetype": format!("EBS:VolumeUsage.{volume_type}"),
+                "servicecode": "AmazonEC2",
+                "servicename": "Amazon Elastic Compute Cloud"
+            },
+            "sku": sku
+        },
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {on_demand.clone(): {
+            "priceDimensions": {rate.clone(): {
+                "unit": "GB-Mo",
+                "endRange": "Inf",
+                "description": format!("${usd} per GB-month of {volume_type} provisioned storage"),
+                "appliesTo": [],
+                "rateCode": rate,
+                "beginRange": "0",
+                "pricePerUnit": {"USD": format!("{usd:.10}")}
+            }},
+            "sku": sku,
+            "effectiveDate": "2026-11-01T00:00:00Z",
+            "offerTermCode": "JRTCKXETXF",
+            "termAttributes": {}
+        }}},
+        "version": "20261120224015",
+        "publicationDate": "2026-11-20T22:40:15Z"
+    })
 }
 
 /// A product document in the shape of the real g5.xlarge us-east-1 one: the product's
@@ -327,6 +394,8 @@ impl wiremock::Respond for GetProducts {
                 terms.iter().all(|(field, value)| {
                     let have = match field.as_str() {
                         "ServiceCode" => &p["serviceCode"],
+                        // A product's family is beside its attributes, and filtered on too.
+                        "productFamily" => &p["product"]["productFamily"],
                         _ => &p["product"]["attributes"][field.as_str()],
                     };
                     have == value.as_str()
