@@ -86,6 +86,18 @@ pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -
             }
         }
     };
+    // A finished run's cost when it fits: the verdict's words come first.
+    let description = match run.completed_at {
+        Some(at) => {
+            let total = crate::cost::Total::of(&run.spans, at);
+            let priced = format!("{description}; ${:.2}", total.cost);
+            match total.unknown.is_empty() && !run.spans.is_empty() {
+                true if priced.chars().count() <= DESCRIPTION_MAX => priced,
+                _ => description,
+            }
+        }
+        None => description,
+    };
     CommitStatus {
         state: state.to_owned(),
         description: fit(&description, DESCRIPTION_MAX),
@@ -201,6 +213,38 @@ mod tests {
         assert_eq!(state, "success");
         assert!(text.len() <= DESCRIPTION_MAX * 3 && text.chars().count() <= 140);
         assert!(text.contains("within the noise"), "{text}");
+    }
+
+    #[test]
+    fn a_finished_runs_cost_follows_its_verdict_when_it_fits_and_is_known() {
+        let w = watch(false);
+        let mut done = run("a1", 2, &[]);
+        let end = chrono::Utc::now();
+        done.completed_at = Some(end);
+        let span = |id: &str, price: Option<f64>| crate::cost::Span {
+            instance: id.into(),
+            from: end - chrono::Duration::hours(1),
+            to: Some(end),
+            instance_type: Some("t3.micro".into()),
+            price,
+            unpriced: price
+                .is_none()
+                .then(|| "no price for t3.micro in us-east-1".into()),
+        };
+        done.spans = vec![span("i-1", Some(1.0)), span("i-2", Some(1.0))];
+        assert_eq!(
+            status(&w, std::slice::from_ref(&done)).1,
+            "2 of 2 machines started; $2.00"
+        );
+        // A cost in part unknown is not said as a figure; an open run has none yet.
+        done.spans[1] = span("i-2", None);
+        assert_eq!(
+            status(&w, std::slice::from_ref(&done)).1,
+            "2 of 2 machines started"
+        );
+        done.completed_at = None;
+        done.spans[1] = span("i-2", Some(1.0));
+        assert_eq!(status(&w, &[done]).1, "2 of 2 machines started");
     }
 
     #[test]

@@ -24,6 +24,9 @@ struct Team {
     ids: Vec<String>,
     bucket: String,
     agents: Vec<Setup>,
+    /// Tables written before the watch (e.g. `[cost]`), and keys after it.
+    tables: String,
+    watch_keys: String,
 }
 
 /// Half a second between passes; the lease lapses 2 s after its last renewal (and S3's
@@ -33,6 +36,11 @@ const LAPSE: Duration = Duration::from_secs(3);
 
 impl Team {
     async fn new(instances: i32, agents: usize) -> Team {
+        Team::with(instances, agents, "", "").await
+    }
+
+    /// A team whose config has `tables` before its watch and `watch_keys` in it.
+    async fn with(instances: i32, agents: usize, tables: &str, watch_keys: &str) -> Team {
         let moto = util::moto_url();
         let ec2 = Ec2::connect(&moto).await;
         let ids = ec2.stopped(instances).await;
@@ -45,6 +53,8 @@ impl Team {
             ids,
             bucket,
             agents: Vec::new(),
+            tables: tables.to_owned(),
+            watch_keys: watch_keys.to_owned(),
         };
         team.github.set_head(REPO, "main", &sha(1)).await;
         let mut team = team;
@@ -63,10 +73,12 @@ impl Team {
             .header(&self.github.url(), &self.proxy.url())
             .replace("interval = \"1s\"\n", "");
         setup.write_config(&format!(
-            "{TOP}\nstate_url = \"s3://{}/team-a\"\n{header}{}{}",
+            "{TOP}\nstate_url = \"s3://{}/team-a\"\n{header}{}{}{}{}\n",
             self.bucket,
             self.slack.config(),
-            watch(REPO, "main", &self.ids)
+            self.tables,
+            watch(REPO, "main", &self.ids),
+            self.watch_keys
         ));
         self.agents.push(setup);
         n
@@ -556,4 +568,48 @@ async fn a_write_whose_answer_was_lost_is_not_taken_for_a_lost_race() {
 
     assert_eq!(team.starts(), [2]);
     assert_eq!(team.commits().await, [sha(3)]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn the_months_spend_is_shared_by_the_agents_and_holds_the_budget_after_a_takeover() {
+    let tables = "[cost]\nprices = { \"t3.micro\" = 1.0 }\n[budget]\nmonth = 3.0\n";
+    let keys = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }\nmax_runtime = \"1h\"";
+    let team = Team::with(2, 2, tables, keys).await;
+    let first = team.agent(0).await;
+    first.pass().await.unwrap();
+    // Agent 0 runs commit 2 on both machines for an hour of EC2's time: $2.00.
+    team.push(2).await;
+    first.pass().await.unwrap();
+    let started = chrono::Utc::now() - chrono::Duration::hours(1);
+    for id in &team.ids {
+        team.proxy.set_launched(id, started);
+    }
+    first.pass().await.unwrap();
+    team.ec2
+        .tag(&team.ids, &[("pushwake:result:accuracy", "0.9")])
+        .await;
+    first.pass().await.unwrap();
+    first.pass().await.unwrap();
+    let spent = team.agents[1].status()[0]["month_spend"].as_f64().unwrap();
+    assert!(
+        (spent - 2.0).abs() < 0.05,
+        "the standby reads the leader's spend: {spent}"
+    );
+
+    // Agent 0 is gone; agent 1 takes over and is held to what agent 0 spent.
+    let second = team.agent(1).await;
+    team.push(3).await;
+    let starts = team.proxy.calls("StartInstances").await;
+    until(Duration::from_secs(15), "a takeover", || async {
+        second.pass().await.unwrap();
+        team.leader().await == Some(1)
+    })
+    .await;
+    second.pass().await.unwrap();
+    assert_eq!(team.proxy.calls("StartInstances").await, starts, "refused");
+    let texts = team.slack.texts().await;
+    let refused: Vec<&String> = texts.iter().filter(|t| t.contains("budget")).collect();
+    assert_eq!(refused.len(), 1, "{texts:#?}");
+    assert_contains(refused[0], "$2.00 spent, a cap of $3.00");
 }
