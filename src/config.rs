@@ -11,6 +11,7 @@
 
 mod cost;
 mod launch;
+mod metrics;
 mod raw;
 mod results;
 mod secret;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub prices: Prices,
     /// `[budget]`: the month's cap over every watch.
     pub budget: Budget,
+    /// `[metrics] textfile`: where each pass writes its Prometheus metrics.
+    pub textfile: Option<PathBuf>,
 }
 
 impl Settings {

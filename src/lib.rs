@@ -19,6 +19,7 @@
 //! - [`daemon`]: the loop around passes, driven by [`daemon::Control`] messages.
 //! - [`report`]: every word pushwake says: Slack messages, log lines, verdicts, tables.
 //! - [`status`]: the rows of `pushwake status`.
+//! - [`metrics`]: the Prometheus textfile each pass writes.
 //! - [`check`]: `pushwake check [--online]`.
 //! - [`compare`]: `pushwake compare`, the verdict on two files of numbers.
 //! - [`retry`]: the one retry policy.
@@ -40,6 +41,7 @@ pub mod http;
 pub mod judgement;
 pub mod launch;
 pub mod lease;
+pub mod metrics;
 pub mod pass;
 pub mod placement;
 pub mod plan;

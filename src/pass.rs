@@ -280,6 +280,7 @@ impl Agent {
                 Ok(Opened::Leads(lock, state)) => (lock, state),
                 Ok(Opened::StandsBy) => {
                     self.clear_notice();
+                    self.write_metrics(None, 0);
                     return Ok(PassReport {
                         watches: watches.len(),
                         ..PassReport::default()
@@ -343,6 +344,9 @@ impl Agent {
             polled.push(i);
             let entry = state.entry(watch);
             entry.last_checked = Some(now);
+            if poll.is_ok() {
+                entry.last_polled = Some(now);
+            }
             match poll {
                 Err(e) => {
                     let e = anyhow::Error::new(e);
@@ -478,11 +482,30 @@ impl Agent {
         notices.extend(messages);
         self.post_all(notices, budget).await;
         self.post_duties(&mut state, budget).await?;
+        let failed = failing.len() + orphan_errors;
+        self.write_metrics(Some(&state), failed);
         Ok(PassReport {
             watches: watches.len(),
-            failed: failing.len() + orphan_errors,
+            failed,
             triggered,
         })
+    }
+
+    /// Writes the Prometheus textfile, if one is configured, from the state the pass ends
+    /// with (`None`: standing by). A failure is logged; the pass itself did its work.
+    fn write_metrics(&self, state: Option<&State>, failed: usize) {
+        let Some(path) = &self.settings.textfile else {
+            return;
+        };
+        let pass = crate::metrics::Pass {
+            settings: &self.settings,
+            state,
+            failed,
+            at: chrono::Utc::now(),
+        };
+        if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&pass)) {
+            tracing::warn!("cannot write the metrics to {}: {e}", path.display());
+        }
     }
 
     /// Makes sure the state directory can be written, takes the pass lock, and, unless

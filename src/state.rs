@@ -57,6 +57,9 @@ pub struct WatchState {
     /// it belongs to: an ETag for an unhandled head would turn the retry into a 304.
     pub etag: Option<String>,
     pub last_checked: Option<DateTime<Utc>>,
+    /// The last poll GitHub answered (`last_checked` is the last one tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_polled: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     /// The runs of this watch, oldest first, with their results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -540,6 +543,7 @@ impl WatchState {
             last_sha: None,
             etag: None,
             last_checked: None,
+            last_polled: None,
             last_error: None,
             runs: Vec::new(),
             duties: Vec::new(),

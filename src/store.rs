@@ -199,7 +199,7 @@ struct Cached {
     state: State,
 }
 
-/// Whether `now` differs from `before` in nothing but when each watch was last checked:
+/// Whether `now` differs from `before` in nothing but when each watch was last polled:
 /// a pass that only polled writes nothing, so an unchanged pass on the leader costs one
 /// request, the lease's renewal (which tells when the leader last passed).
 fn unchanged(before: &State, now: &State) -> bool {
@@ -207,6 +207,7 @@ fn unchanged(before: &State, now: &State) -> bool {
         let mut s = s.clone();
         for w in &mut s.watches {
             w.last_checked = None;
+            w.last_polled = None;
         }
         s
     };
@@ -378,7 +379,11 @@ mod tests {
         let before = state.clone();
 
         state.entry(&watch).last_checked = Some(chrono::Utc::now());
-        assert!(unchanged(&before, &state), "a new last_checked alone");
+        state.entry(&watch).last_polled = Some(chrono::Utc::now());
+        assert!(
+            unchanged(&before, &state),
+            "a new last_checked and last_polled alone"
+        );
 
         state.entry(&watch).record("b".repeat(40), None);
         assert!(!unchanged(&before, &state), "a new head");

@@ -41,6 +41,8 @@ struct RawConfig {
     cost: super::cost::RawCost,
     #[serde(default)]
     budget: super::cost::RawBudget,
+    #[serde(default)]
+    metrics: super::metrics::RawMetrics,
     #[serde(default, rename = "watch")]
     watches: Vec<Spanned<RawWatch>>,
 }
@@ -222,6 +224,7 @@ pub(super) fn parse(path: &Path, text: &str, env: &Env) -> Result<Settings, Conf
         shared,
         prices: super::cost::prices(&cx, raw.cost)?,
         budget: super::cost::budget(&cx, raw.budget, "budget", false)?,
+        textfile: super::metrics::textfile(&cx, raw.metrics)?,
     })
 }
 

@@ -14,6 +14,7 @@ mod erased;
 mod faults;
 mod launch;
 mod look;
+mod metrics;
 mod once;
 mod parse;
 mod prices;
