@@ -147,3 +147,14 @@ async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     }
     loader.load().await
 }
+
+/// The SDK config of the standard AWS chain alone, with no config file: for `pushwake
+/// report` on a training machine. Credentials come from the chain (an instance role there),
+/// `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_EC2` apply as the SDK reads them, and the region
+/// is the one given: the caller knows where the machine runs.
+pub async fn standard_config(region: String) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .load()
+        .await
+}

@@ -22,6 +22,8 @@
 //! - [`metrics`]: the Prometheus textfile each pass writes.
 //! - [`check`]: `pushwake check [--online]`.
 //! - [`compare`]: `pushwake compare`, the verdict on two files of numbers.
+//! - [`job`]: `pushwake report`, the training job's side: its results tagged, its commit read.
+//! - [`imds`]: the instance metadata service (IMDSv2): which instance and region this is.
 //! - [`retry`]: the one retry policy.
 //! - [`http`]: the HTTP client settings every client shares.
 //! - [`redact`]: masking secrets in texts quoted from peers.
@@ -38,6 +40,8 @@ pub mod deployment;
 pub mod ec2;
 pub mod github;
 pub mod http;
+pub mod imds;
+pub mod job;
 pub mod judgement;
 pub mod launch;
 pub mod lease;

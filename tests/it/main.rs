@@ -12,6 +12,7 @@ mod cost;
 mod daemon;
 mod erased;
 mod faults;
+mod job;
 mod launch;
 mod look;
 mod metrics;

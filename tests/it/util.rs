@@ -2330,3 +2330,7 @@ impl Ec2 {
         subnets
     }
 }
+
+// The instance metadata service (IMDSv2) for `pushwake report`.
+mod imds;
+pub use imds::*;
