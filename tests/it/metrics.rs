@@ -111,7 +111,11 @@ async fn a_run_shows_as_open_and_its_machine_as_up() {
     // The next look at EC2 finds the machine up on the run.
     w.once(0);
     let up = samples(&std::fs::read_to_string(&file).unwrap());
-    assert_eq!(up[&format!("pushwake_repeats_running{WATCH}")], 1.0, "{up:?}");
+    assert_eq!(
+        up[&format!("pushwake_repeats_running{WATCH}")],
+        1.0,
+        "{up:?}"
+    );
 }
 
 #[test]
