@@ -253,6 +253,7 @@ fn a_single_commit_plots_and_nothing_is_refused() {
         repo: REPO.into(),
         branch: "main".into(),
         commit: sha(1),
+        title: "first".into(),
         metric: "accuracy".into(),
         n: 2,
         mean: Some(0.5),
