@@ -12,9 +12,23 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::report::short;
 use crate::results::Row;
 
-/// The width of `--plot`'s drawing.
-pub const WIDTH: u32 = 900;
-const PANEL_HEIGHT: u32 = 340;
+/// The size of a drawing: its width, each panel's height, and the size of its words.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub width: u32,
+    pub panel_height: u32,
+    /// Labels' and marks' words, px; the caption is 6 px larger.
+    pub text: u32,
+}
+
+impl Layout {
+    /// `--plot`'s file.
+    pub const FILE: Layout = Layout {
+        width: 900,
+        panel_height: 340,
+        text: 12,
+    };
+}
 
 /// One chart: a watch's metric, its rows oldest first.
 pub struct Panel<'a> {
@@ -44,20 +58,23 @@ pub fn svg(rows: &[Row], path: &Path) -> anyhow::Result<()> {
     if panels.is_empty() {
         anyhow::bail!("no results to plot yet");
     }
-    let text = render(&panels, WIDTH)
+    let text = render(&panels, Layout::FILE)
         .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
-/// The SVG document of `panels`, stacked, `width` wide: a String, for a file or a page.
-pub fn render(panels: &[Panel], width: u32) -> anyhow::Result<String> {
+/// The SVG document of `panels`, stacked: a String, for a file or a page.
+pub fn render(panels: &[Panel], layout: Layout) -> anyhow::Result<String> {
     let mut text = String::new();
     {
-        let size = (width, PANEL_HEIGHT * panels.len().max(1) as u32);
+        let size = (
+            layout.width,
+            layout.panel_height * panels.len().max(1) as u32,
+        );
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         // plotters' errors are not Send; keep their text.
-        draw(&root, panels).map_err(|e| anyhow::anyhow!("{e}"))?;
+        draw(&root, panels, layout.text).map_err(|e| anyhow::anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(text)
@@ -133,16 +150,18 @@ impl Mark {
 fn draw(
     root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
     panels: &[Panel],
+    text: u32,
 ) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
     let areas = root.split_evenly((panels.len(), 1));
     for (area, Panel { title, rows }) in areas.iter().zip(panels) {
         let (lo, hi) = range(rows);
+        let places = places(lo, hi);
         let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 18))
+            .caption(title, ("sans-serif", text + 6))
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
+            .x_label_area_size(3 * text)
+            .y_label_area_size(5 * text + 10)
             // A range of n - 1 makes n segments, one per commit.
             .build_cartesian_2d((0..rows.len().saturating_sub(1)).into_segmented(), lo..hi)?;
         let label = |v: &SegmentValue<usize>| match v {
@@ -156,10 +175,12 @@ fn draw(
             .configure_mesh()
             .disable_x_mesh()
             .max_light_lines(1)
+            .label_style(("sans-serif", text))
             .x_desc("commit (oldest first)")
             .y_desc(rows[0].metric.as_str())
             .x_labels(rows.len())
             .x_label_formatter(&label)
+            .y_label_formatter(&|v: &f64| format!("{v:.places$}"))
             .draw()?;
         chart.draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
             let (mean, std) = (r.mean?, r.std?);
@@ -178,8 +199,8 @@ fn draw(
             })
         }))?;
         // The verdicts, in the band `range` keeps free at the top.
-        let word =
-            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        let word = TextStyle::from(("sans-serif", text).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Top));
         chart.draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
             let mark = Mark::of(r.verdict.as_deref())?;
             let colour = mark.colour();
@@ -197,11 +218,21 @@ fn draw(
             let shape = EmptyElement::at((SegmentValue::CenterOf(i), hi))
                 + Polygon::new(corners, style)
                 + PathElement::new(outline, colour.stroke_width(2))
-                + Text::new(mark.word(), (0, 22), word.clone().color(colour));
+                + Text::new(mark.word(), (0, 21), word.clone().color(colour));
             Some(shape)
         }))?;
     }
     Ok(())
+}
+
+/// Decimal places enough to tell the y axis' ticks apart, the same on each (about ten
+/// ticks over the range): 0.905, 0.910, …, not 0.905, 0.91.
+fn places(lo: f64, hi: f64) -> usize {
+    let step = (hi - lo) / 10.0;
+    if step.is_nan() || step <= 0.0 {
+        return 2;
+    }
+    (-step.log10().floor()).clamp(0.0, 9.0) as usize
 }
 
 /// The y range: every run and every error bar, with a margin, and a band on top for the

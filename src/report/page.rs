@@ -17,24 +17,27 @@ use super::table::Cells;
 use crate::plot::{self, Mark, Panel};
 use crate::results::Row;
 
-/// The width of the page's charts: narrower than `--plot`'s so that their words stay
-/// readable when a phone scales them down.
-const CHART_WIDTH: u32 = 640;
+/// The page's charts: narrower than `--plot`'s and with larger words, so that they stay
+/// readable when a phone scales them down to its width.
+const CHART: plot::Layout = plot::Layout {
+    width: 600,
+    panel_height: 340,
+    text: 15,
+};
 
 const STYLE: &str = "\
 :root{color-scheme:light}\
 *{box-sizing:border-box}\
 body{margin:0;padding:12px;background:#f6f8fa;color:#1f2328;\
 font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif}\
-main{max-width:1000px;margin:0 auto}\
+main{max-width:1240px;margin:0 auto}\
 h1{font-size:1.4em;margin:4px 0}\
 h2{font-size:1.15em;margin:0 0 8px;overflow-wrap:anywhere}\
-h3{font-size:1em;margin:18px 0 4px}\
 p{margin:4px 0}\
 nav a{margin-right:12px;color:#0969da}\
 .meta{color:#57606a;font-size:.9em}\
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;margin:8px 0;font-size:.9em}\
-.legend span{white-space:nowrap}\
+.legend span{white-space:nowrap}.legend span.note{white-space:normal}\
 section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px;margin:14px 0}\
 .scroll{overflow-x:auto;border:1px solid #d0d7de;border-radius:6px}\
 table{border-collapse:collapse;font-size:13px;min-width:100%}\
@@ -46,10 +49,14 @@ tbody+tbody{border-top:2px solid #d0d7de}\
 td.n,td.num{text-align:right;font-variant-numeric:tabular-nums}\
 td.num{font-family:ui-monospace,'DejaVu Sans Mono',monospace;font-size:12px}\
 td.title{white-space:normal;min-width:10em;max-width:24em}\
+td.cost{font-variant-numeric:tabular-nums}\
 code{font-family:ui-monospace,'DejaVu Sans Mono',monospace}\
 .better{color:#1a7f37}.worse{color:#cf222e}.equivalent{color:#0969da}.noise{color:#57606a}\
 svg.mark{vertical-align:-2px;margin-right:3px}\
-figure{margin:0}\
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,540px),1fr));\
+gap:8px 16px;margin-top:12px}\
+figure{margin:0;min-width:0}\
+figcaption{font-weight:600;margin:6px 0 2px}\
 figure svg{display:block;width:100%;height:auto}\
 .empty{color:#57606a}";
 
@@ -166,7 +173,7 @@ fn legend(page: &mut String) {
             icon(mark)
         );
     }
-    page.push_str("<span>no mark: not judged yet. Dots: every run; bars: mean ± std.</span></p>\n");
+    page.push_str("<span class=\"note\">No mark: not judged yet. Dots: every run; bars: mean ± std.</span></p>\n");
 }
 
 fn watch(page: &mut String, index: usize, name: &str, rows: &[&Row]) {
@@ -175,8 +182,8 @@ fn watch(page: &mut String, index: usize, name: &str, rows: &[&Row]) {
     page.push_str(
         "<div class=\"scroll\"><table>\n<caption>Oldest first. VERDICT: the difference \
          with its confidence interval, against the baseline commit.</caption>\n<thead><tr>\
-         <th>COMMIT</th><th>TITLE</th><th>METRIC</th><th>N</th><th>MEAN ± STD</th>\
-         <th>MIN–MAX</th><th>STATE</th><th>VERDICT</th><th>COST</th></tr></thead>\n",
+         <th>COMMIT</th><th>TITLE</th><th>STATE</th><th>COST</th><th>METRIC</th><th>N</th>\
+         <th>MEAN ± STD</th><th>MIN–MAX</th><th>VERDICT</th></tr></thead>\n",
     );
     for run in runs(rows) {
         page.push_str("<tbody>\n");
@@ -184,25 +191,21 @@ fn watch(page: &mut String, index: usize, name: &str, rows: &[&Row]) {
         for (i, r) in run.iter().enumerate() {
             let c = Cells::of(r);
             page.push_str("<tr>");
+            // The run's cells first, then the metric's; the long verdict last.
             if i == 0 {
                 let _ = write!(
                     page,
                     "<td rowspan=\"{span}\"><code title=\"{}\">{}</code></td>\
-                     <td rowspan=\"{span}\" class=\"title\">{}</td>",
+                     <td rowspan=\"{span}\" class=\"title\">{}</td>\
+                     <td rowspan=\"{span}\">{}</td>\
+                     <td rowspan=\"{span}\" class=\"cost\">{}</td>",
                     escape(&r.commit),
                     escape(short(&r.commit)),
-                    escape(&r.title)
+                    escape(&r.title),
+                    c.state,
+                    cost(r)
                 );
             }
-            let verdict = match Mark::of(r.verdict.as_deref()) {
-                Some(mark) => format!(
-                    "<td class=\"{}\">{}{}</td>",
-                    class(mark),
-                    icon(mark),
-                    escape(&c.verdict)
-                ),
-                None => format!("<td>{}</td>", escape(&c.verdict)),
-            };
             let _ = write!(
                 page,
                 "<td>{}</td><td class=\"n\">{}</td><td class=\"num\">{}</td>\
@@ -212,12 +215,19 @@ fn watch(page: &mut String, index: usize, name: &str, rows: &[&Row]) {
                 escape(&c.spread),
                 escape(&c.range)
             );
-            if i == 0 {
-                let _ = write!(page, "<td rowspan=\"{span}\">{}</td>", c.state);
-            }
-            page.push_str(&verdict);
-            if i == 0 {
-                let _ = write!(page, "<td rowspan=\"{span}\">{}</td>", escape(&cost(r)));
+            match Mark::of(r.verdict.as_deref()) {
+                Some(mark) => {
+                    let _ = write!(
+                        page,
+                        "<td class=\"{}\">{}{}</td>",
+                        class(mark),
+                        icon(mark),
+                        escape(&c.verdict)
+                    );
+                }
+                None => {
+                    let _ = write!(page, "<td>{}</td>", escape(&c.verdict));
+                }
             }
             page.push_str("</tr>\n");
         }
@@ -225,12 +235,11 @@ fn watch(page: &mut String, index: usize, name: &str, rows: &[&Row]) {
     }
     page.push_str("</table></div>\n");
     // `plot::panels` titles each chart `repo@branch: metric`, as `--plot` does.
+    page.push_str("<div class=\"charts\">\n");
     for panel in plot::panels(rows.iter().copied()) {
-        let metric = &panel.rows[0].metric;
-        let _ = writeln!(page, "<h3>{}</h3>", escape(metric));
         page.push_str(&chart(&panel));
     }
-    page.push_str("</section>\n");
+    page.push_str("</div>\n</section>\n");
 }
 
 /// The chart of one metric, the drawing of `--plot`, inline.
@@ -239,9 +248,10 @@ fn chart(panel: &Panel) -> String {
         "{}: every run as a dot, mean ± std per commit, oldest first",
         panel.title
     ));
-    match plot::render(std::slice::from_ref(panel), CHART_WIDTH) {
+    match plot::render(std::slice::from_ref(panel), CHART) {
         Ok(svg) => format!(
-            "<figure>{}</figure>\n",
+            "<figure><figcaption>{}</figcaption>{}</figure>\n",
+            escape(&panel.rows[0].metric),
             svg.replacen(
                 "<svg ",
                 &format!("<svg role=\"img\" aria-label=\"{label}\" "),
@@ -256,14 +266,14 @@ fn chart(panel: &Panel) -> String {
     }
 }
 
-/// What the run's machines cost, or why it is not known.
+/// What the run's machines cost, or why it is not known: markup, its text escaped.
 fn cost(r: &Row) -> String {
     let hours = r.machine_seconds as f64 / 3600.0;
     match r.cost {
         _ if !r.cost_unknown.is_empty() => {
-            format!("cost unknown: {}", r.cost_unknown.join("; "))
+            escape(&format!("cost unknown: {}", r.cost_unknown.join("; ")))
         }
-        Some(c) if r.machine_seconds > 0 => format!("${c:.2}, {hours:.1} machine-hours"),
+        Some(c) if r.machine_seconds > 0 => format!("${c:.2}<br>{hours:.1} machine-hours"),
         _ => "-".to_owned(),
     }
 }
@@ -393,7 +403,10 @@ mod tests {
             page.contains("octo/trainer@feat/&lt;b&gt;&amp;&quot;"),
             "{page}"
         );
-        assert!(page.contains("<h3>acc&lt;uracy</h3>"), "{page}");
+        assert!(
+            page.contains("<figcaption>acc&lt;uracy</figcaption>"),
+            "{page}"
+        );
         // plotters escapes the chart's own texts.
         assert!(!page.contains("acc<uracy"), "{page}");
     }
@@ -431,7 +444,7 @@ mod tests {
         for word in ["better", "worse", "equiv.", "noise"] {
             assert!(!words.contains(&word), "{word}: {words:?}");
         }
-        assert!(page.contains("$1.50, 1.5 machine-hours"), "{page}");
+        assert!(page.contains("$1.50<br>1.5 machine-hours"), "{page}");
         assert!(!page.contains("<nav>"), "one watch needs no index");
     }
 
@@ -466,7 +479,7 @@ mod tests {
             );
         }
         assert!(words.contains(&"octo/trainer@main: accuracy"), "{words:?}");
-        assert!(page.contains("viewBox=\"0 0 640 340\""), "{page}");
+        assert!(page.contains("viewBox=\"0 0 600 340\""), "{page}");
     }
 
     #[test]
