@@ -64,6 +64,9 @@ enum Command {
         /// Also draw them as an SVG: mean ± std per commit, every run as a dot.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// Also write them as one self-contained HTML page: the table and the charts.
+        #[arg(long, value_name = "FILE.html")]
+        html: Option<PathBuf>,
     },
     /// Validate the config file; with --online also try GitHub, EC2 and Slack.
     Check {
@@ -163,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             standing.map_err(|e| e.context("cannot price the stopped machines' volumes"))?;
             Ok(OK)
         }
-        Some(Command::Results { json, plot }) => {
+        Some(Command::Results { json, plot, html }) => {
             let rows = results::rows(&settings)?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -173,6 +176,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             if let Some(path) = plot {
                 pushwake::plot::svg(&rows, &path)?;
+            }
+            if let Some(path) = html {
+                pushwake::report::page::write(&rows, chrono::Utc::now(), &path)?;
             }
             Ok(OK)
         }

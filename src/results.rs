@@ -137,6 +137,8 @@ pub struct Row {
     pub repo: String,
     pub branch: String,
     pub commit: String,
+    /// The first line of the commit's message (user text: escape it where it is markup).
+    pub title: String,
     pub metric: String,
     pub n: usize,
     pub mean: Option<f64>,
@@ -190,6 +192,7 @@ pub fn rows(settings: &Settings) -> anyhow::Result<Vec<Row>> {
                     repo: watch.repo.to_string(),
                     branch: watch.branch.clone(),
                     commit: run.commit.clone(),
+                    title: run.title.clone(),
                     metric: metric.clone(),
                     n: values.len(),
                     mean: s.map(|s| s.mean),

@@ -16,14 +16,22 @@ pub fn print_json(out: &mut impl Write, rows: &impl serde::Serialize) -> anyhow:
     Ok(())
 }
 
-/// `pushwake results` for people: one line per metric of a run.
-pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {:<8}  VERDICT",
-        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX", "STATE"
-    )?;
-    for r in rows {
+/// The words of one row of `pushwake results`, one per column: the text table and the
+/// page of `results --html` say the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cells {
+    /// "0.9100 ± 0.0100", or "-".
+    pub spread: String,
+    /// "0.9000–0.9200", or "-".
+    pub range: String,
+    /// "running", "partial" or "complete".
+    pub state: &'static str,
+    /// "better +0.0100 [+0.0040, +0.0160] vs 1a2b3c4, look 2 of 4", or "-".
+    pub verdict: String,
+}
+
+impl Cells {
+    pub fn of(r: &Row) -> Cells {
         let (spread, range) = match (r.mean, r.std, r.min, r.max) {
             (Some(m), Some(s), Some(lo), Some(hi)) => {
                 (format!("{m:.4} ± {s:.4}"), format!("{lo:.4}–{hi:.4}"))
@@ -35,7 +43,6 @@ pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> 
             (true, true) => "partial",
             (true, false) => "complete",
         };
-        // "better +0.0100 [+0.0040, +0.0160] vs 1a2b3c4, look 2 of 4".
         let verdict = match (&r.verdict, r.difference, r.ci, &r.baseline) {
             (Some(v), Some(d), Some((lo, hi)), Some(b)) => {
                 let look = r
@@ -46,15 +53,35 @@ pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> 
             }
             _ => "-".to_owned(),
         };
+        Cells {
+            spread,
+            range,
+            state,
+            verdict,
+        }
+    }
+}
+
+/// `pushwake results` for people: one line per metric of a run.
+pub fn print_results(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {:<8}  VERDICT",
+        "WATCH", "COMMIT", "METRIC", "N", "MEAN ± STD", "MIN–MAX", "STATE"
+    )?;
+    for r in rows {
+        let c = Cells::of(r);
         writeln!(
             out,
-            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {state:<8}  {verdict}",
+            "{:<28}  {:<7}  {:<14}  {:>3}  {:<24}  {:<20}  {:<8}  {}",
             format!("{}@{}", r.repo, r.branch),
             short(&r.commit),
             r.metric,
             r.n,
-            spread,
-            range
+            c.spread,
+            c.range,
+            c.state,
+            c.verdict
         )?;
     }
     Ok(())

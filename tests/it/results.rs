@@ -253,6 +253,7 @@ fn a_single_commit_plots_and_nothing_is_refused() {
         repo: REPO.into(),
         branch: "main".into(),
         commit: sha(1),
+        title: "first".into(),
         metric: "accuracy".into(),
         n: 2,
         mean: Some(0.5),
@@ -278,4 +279,131 @@ fn a_single_commit_plots_and_nothing_is_refused() {
     pushwake::plot::svg(&[row], &svg).unwrap();
     assert_well_formed_svg(&svg);
     assert!(pushwake::plot::svg(&[], &dir.path().join("none.svg")).is_err());
+}
+
+/// Every place a page could ask another host for something: attributes that load or link
+/// (`src`, `href`, `action`, `srcset`, `poster`, `data`), CSS `url(` and `@import`, and any
+/// script. `xmlns` names a namespace, which nothing fetches. What is left must be empty.
+fn external_references(page: &str) -> Vec<String> {
+    let lower = page.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for tag in [
+        "<script", "<link", "<iframe", "<object", "<embed", "@import",
+    ] {
+        if lower.contains(tag) {
+            found.push(tag.to_owned());
+        }
+    }
+    for attr in [
+        "src=", "href=", "action=", "srcset=", "poster=", "data=", "url(",
+    ] {
+        for (i, _) in lower.match_indices(attr) {
+            let value = lower[i + attr.len()..].trim_start_matches(['"', '\'', ' ']);
+            // A fragment of this page (`#watch-1`) is all a link may be.
+            if !value.starts_with('#') {
+                found.push(lower[i..(i + 60).min(lower.len())].to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn the_html_page_holds_every_commit_and_asks_for_nothing_elsewhere() {
+    let w = starting(
+        2,
+        "metrics = [\"accuracy\", \"loss\"], better = { loss = \"lower\" }, timeout = \"1h\"",
+    )
+    .await;
+    let ids = &w.ids;
+    let title = "Fix <script>alert('x')</script> & \"quotes\"";
+    // Three commits, each run twice and judged against the one before; the third a title
+    // that is markup.
+    for n in 1..=3u32 {
+        if n == 3 {
+            w.github
+                .set_head_with_message(REPO, "main", &sha(n), &format!("{title}\n\nbody"))
+                .await;
+        } else if n > 1 {
+            w.push(n).await;
+        }
+        w.once(0);
+        let bump = f64::from(n) * 0.05;
+        report(
+            &w,
+            ids,
+            &[0.80 + bump, 0.81 + bump],
+            &[0.40 - bump, 0.41 - bump],
+        )
+        .await;
+        w.once(0);
+    }
+    // A fourth still running: it is in the history too.
+    w.push(4).await;
+    w.once(0);
+
+    let page = w.setup.dir.path().join("site/results.html");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    let out = w.run(&["results", "--html", page.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+
+    for n in 1..=4 {
+        assert!(
+            html.contains(&format!(
+                "<code title=\"{}\">{}</code>",
+                sha(n),
+                &sha(n)[..7]
+            )),
+            "commit {n} missing from the page"
+        );
+    }
+    assert_eq!(
+        html.matches("<tbody>").count(),
+        4,
+        "one table body per commit"
+    );
+    assert_eq!(html.matches("<figure>").count(), 2, "one chart per metric");
+    assert_eq!(
+        html.matches("<circle").count(),
+        2 * (2 + 2 + 2) + 2 * 3,
+        "a dot per run and metric, a mean per commit with two runs and metric"
+    );
+    assert!(
+        html.contains(
+            "Fix &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"
+        ),
+        "the title, escaped"
+    );
+    assert!(html.contains("better +0.0500"), "the table's verdict words");
+    assert!(
+        html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    );
+    let external = external_references(&html);
+    assert!(external.is_empty(), "{external:?}");
+    // Nothing left beside it: the page was written through a temp file, then renamed.
+    let names: Vec<_> = std::fs::read_dir(page.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["results.html"]);
+}
+
+#[test]
+fn the_external_reference_check_sees_what_it_must() {
+    assert!(
+        external_references("<a href=\"#watch-1\">x</a><svg xmlns=\"http://www.w3.org/2000/svg\">")
+            .is_empty()
+    );
+    for bad in [
+        "<img src=\"https://example.com/x.png\">",
+        "<a href='//cdn.example/x'>",
+        "<style>@import 'x.css'</style>",
+        "<style>b{background:url(http://x/y)}</style>",
+        "<SCRIPT>1</SCRIPT>",
+        "<link rel=stylesheet href=a.css>",
+    ] {
+        assert!(!external_references(bad).is_empty(), "{bad}");
+    }
 }
