@@ -53,6 +53,7 @@ struct RawGithub {
     token_file: Option<Spanned<PathBuf>>,
     token: Inline,
     commit_status: Option<bool>,
+    pull_request_comment: Option<bool>,
     app_id: Option<Spanned<u64>>,
     installation_id: Option<Spanned<u64>>,
     private_key_file: Option<Spanned<PathBuf>>,
@@ -432,6 +433,7 @@ fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
         token,
         token_unset,
         commit_status: raw.commit_status.unwrap_or(false),
+        pull_request_comment: raw.pull_request_comment.unwrap_or(false),
         app,
     })
 }
