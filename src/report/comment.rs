@@ -97,7 +97,7 @@ pub fn headline(watch: &Watch, runs: &[Run], index: usize) -> String {
         .metrics
         .iter()
         .find(|m| m.primary)
-        .and_then(|m| m.now.clone());
+        .and_then(|m| m.now);
     match (judged.primary(), now) {
         (_, None) => format!("{partial}no {metric} reported"),
         (Some(j), Some(_)) => format!("{partial}{metric} {}", words(j, spec.alpha)),
@@ -149,7 +149,7 @@ pub fn summary(watch: &Watch, runs: &[Run], index: usize) -> String {
 }
 
 /// The cost of the run's machines that are down, in the verdict's words, and how many
-/// are still up (counted once they are down).
+/// EC2 has not shown down yet (counted once it does).
 fn cost(run: &Run) -> String {
     let ended: Vec<_> = run.spans.iter().filter(|s| s.to.is_some()).collect();
     let up = run.spans.len() - ended.len();
@@ -159,8 +159,9 @@ fn cost(run: &Run) -> String {
     if up > 0 {
         let _ = write!(
             line,
-            "; {up} machine{} still up, counted once down",
-            if up == 1 { "" } else { "s" }
+            "; {up} machine{} counted once EC2 shows {} down",
+            if up == 1 { "" } else { "s" },
+            if up == 1 { "it" } else { "them" }
         );
     }
     line
@@ -558,7 +559,7 @@ mod tests {
         r.spans = vec![span(Some(from + chrono::Duration::hours(2))), span(None)];
         assert_eq!(
             cost(&r),
-            "Cost: 1 run, 2.0 machine-hours, $2.00; 1 machine still up, counted once down"
+            "Cost: 1 run, 2.0 machine-hours, $2.00; 1 machine counted once EC2 shows it down"
         );
         let w = watch();
         let runs = [r];

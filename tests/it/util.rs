@@ -2330,3 +2330,7 @@ impl Ec2 {
         subnets
     }
 }
+
+// GitHub's pull requests, issue comments and check runs (SPEC §13).
+mod pulls;
+pub use pulls::*;
