@@ -100,6 +100,9 @@ pub struct GithubSettings {
     pub token_unset: Option<String>,
     /// Show each run on its commit as a commit status.
     pub commit_status: bool,
+    /// One comment on each open pull request whose head is a run's commit, edited in place
+    /// as the run moves; signed in as an App, a check run on the commit too.
+    pub pull_request_comment: bool,
     /// Sign in as a GitHub App installation instead of with a token.
     pub app: Option<GithubApp>,
 }

@@ -37,6 +37,7 @@ pub enum Head {
 }
 
 pub mod app;
+pub mod pulls;
 
 /// A `Bearer` header holding `token`, marked sensitive so that it is never logged.
 fn bearer(token: &SecretString) -> Option<HeaderValue> {

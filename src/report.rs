@@ -13,6 +13,7 @@ use crate::reap::Why;
 use crate::slack::escape;
 use crate::state::{Part, Run};
 
+pub mod comment;
 pub mod page;
 mod status;
 pub mod table;

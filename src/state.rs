@@ -239,6 +239,45 @@ pub struct Run {
     /// Why a budget refused its start, when one did: said once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub over_budget: Option<String>,
+    /// The run on its pull requests and its check run (SPEC §13), from the first pass
+    /// that told GitHub of it; `None` for runs before `pull_request_comment` was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+}
+
+/// What a run owes GitHub's pull requests, and what they took: owed until done, retried
+/// every pass, so that a failure or a restart loses nothing and repeats nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The open pull requests whose head is the run's commit were asked for while it ran.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub looked: bool,
+    /// And asked for again once it closed: a pull request opened since gets the verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub looked_closed: bool,
+    /// Pull request number, then its comment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub comments: BTreeMap<u64, Comment>,
+    /// The check run on the commit (App sign-in), once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_run: Option<u64>,
+    /// The digest of what the check run last took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<u64>,
+    /// Nothing more is owed: the run is over and its last word is on GitHub.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
+}
+
+/// A run's comment on one pull request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    /// GitHub's id of the comment; `None` until it is made (or after it was deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// The digest of the body the comment last took: an unchanged body is not sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said: Option<u64>,
 }
 
 /// A run's verdict on its primary metric against its baseline, as posted.
@@ -406,6 +445,7 @@ impl Run {
             verdict: None,
             spans: Vec::new(),
             over_budget: None,
+            review: None,
         }
     }
 

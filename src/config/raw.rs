@@ -55,6 +55,7 @@ struct RawGithub {
     token_file: Option<Spanned<PathBuf>>,
     token: Inline,
     commit_status: Option<bool>,
+    pull_request_comment: Option<bool>,
     app_id: Option<Spanned<u64>>,
     installation_id: Option<Spanned<u64>>,
     private_key_file: Option<Spanned<PathBuf>>,
@@ -435,6 +436,7 @@ fn github(cx: &Ctx, raw: RawGithub) -> Result<GithubSettings, ConfigError> {
         token,
         token_unset,
         commit_status: raw.commit_status.unwrap_or(false),
+        pull_request_comment: raw.pull_request_comment.unwrap_or(false),
         app,
     })
 }

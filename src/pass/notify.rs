@@ -15,10 +15,12 @@ use tokio::time::Instant;
 
 use super::Agent;
 use crate::config::Watch;
-use crate::github::CommitStatus;
+use crate::github::pulls::Edited;
+use crate::github::{self, CommitStatus};
+use crate::report::comment::{self, digest};
 use crate::report::short;
 use crate::slack::{self, Place, Slack, Thread};
-use crate::state::{Duty, Run, State, Voice, WatchState};
+use crate::state::{Duty, Review, Run, State, Voice, WatchState};
 
 /// How long a pass waits on Slack, all its messages together.
 pub(super) const SLACK_BUDGET: Duration = Duration::from_secs(5);
@@ -393,6 +395,7 @@ impl Agent {
         if !flowing {
             tracing::warn!("Slack did not take every message; the rest are owed to the next pass");
         }
+        changed |= self.review(state, budget).await;
         if changed {
             self.store.save(state).await?;
         }
@@ -452,6 +455,191 @@ impl Agent {
         }
     }
 
+    /// Brings every run that owes its pull requests something up to date (SPEC §13), with
+    /// `pull_request_comment` on: an open run, or a closed one whose last word GitHub has
+    /// not taken yet. Each call is bounded by `budget`; what is left is owed to the next
+    /// pass. Returns whether a run's record changed.
+    async fn review(&self, state: &mut State, budget: Instant) -> bool {
+        if !self.settings.github.pull_request_comment {
+            return false;
+        }
+        let mut changed = false;
+        for entry in &mut state.watches {
+            let watch = self
+                .settings
+                .watches
+                .iter()
+                .find(|w| w.repo.to_string() == entry.repo && w.branch == entry.branch);
+            let Some(watch) = watch else {
+                continue;
+            };
+            for i in 0..entry.runs.len() {
+                let run = &entry.runs[i];
+                if !run.is_open() && run.review.as_ref().is_none_or(|r| r.done) {
+                    continue;
+                }
+                let before = run.review.clone();
+                let on_time = self.review_run(watch, &mut entry.runs, i, budget).await;
+                changed |= entry.runs[i].review != before;
+                if !on_time {
+                    tracing::warn!(
+                        "{watch}: no time left for the pull requests of {} and later runs; \
+                         owed to the next pass",
+                        short(&entry.runs[i].commit)
+                    );
+                    return changed;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Brings `runs[index]`'s pull requests up to date: asks which open ones have its
+    /// commit as head (once while it runs, once more when it is over), makes or edits its
+    /// comment on each when the body changed (one call per pull request, and one more to
+    /// make again a comment found deleted), and, signed in as an App, its check run. The
+    /// record is kept up to date call by call. Returns false when `budget` ran out.
+    async fn review_run(
+        &self,
+        watch: &Watch,
+        runs: &mut [Run],
+        index: usize,
+        budget: Instant,
+    ) -> bool {
+        let repo = &watch.repo;
+        let commit = runs[index].commit.clone();
+        let open = runs[index].is_open();
+        let review = runs[index].review.get_or_insert_default();
+        if !review.looked || (!open && !review.looked_closed) {
+            let asked = tokio::time::timeout_at(budget, self.github.pulls(repo, &commit)).await;
+            let found = match asked {
+                Err(_) => return false,
+                Ok(Ok(numbers)) => Some(numbers),
+                Ok(Err(e)) if e.is_permanent() => {
+                    tracing::error!(
+                        "{watch}: cannot list the pull requests of {}, and will not ask again \
+                         for this run: {e}",
+                        short(&commit)
+                    );
+                    Some(Vec::new())
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "{watch}: cannot list the pull requests of {}: {e}",
+                        short(&commit)
+                    );
+                    None
+                }
+            };
+            if let Some(numbers) = found {
+                for n in numbers {
+                    review.comments.entry(n).or_default();
+                }
+                review.looked = true;
+                review.looked_closed |= !open;
+            }
+        }
+
+        let body = comment::body(watch, runs, index);
+        let said = digest(&body);
+        let review = runs[index].review.get_or_insert_default();
+        for (&number, c) in review.comments.iter_mut() {
+            if c.said == Some(said) {
+                continue;
+            }
+            let put = self.put_comment(watch, number, c.id, &body);
+            match tokio::time::timeout_at(budget, put).await {
+                Err(_) => return false,
+                Ok(Ok(id)) => {
+                    c.id = Some(id);
+                    c.said = Some(said);
+                }
+                Ok(Err(e)) if e.is_permanent() => {
+                    tracing::error!(
+                        "{watch}: cannot comment on pull request #{number} for {}, and will not \
+                         send this body again: {e}",
+                        short(&commit)
+                    );
+                    c.said = Some(said);
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    "{watch}: cannot comment on pull request #{number} for {}: {e}",
+                    short(&commit)
+                ),
+            }
+        }
+
+        let app = self.github.is_app();
+        let check = comment::check(watch, runs, index);
+        let checked = digest(&serde_json::to_string(&check).unwrap_or_default());
+        let review = runs[index].review.get_or_insert_default();
+        if app && review.checked != Some(checked) {
+            let put = self.put_check(repo, review.check_run, &check);
+            match tokio::time::timeout_at(budget, put).await {
+                Err(_) => return false,
+                Ok(Ok(id)) => {
+                    review.check_run = Some(id);
+                    review.checked = Some(checked);
+                }
+                Ok(Err(e)) if e.is_permanent() => {
+                    tracing::error!(
+                        "{watch}: cannot set the check run of {}, and will not send this one \
+                         again: {e}",
+                        short(&commit)
+                    );
+                    review.checked = Some(checked);
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    "{watch}: cannot set the check run of {}: {e}",
+                    short(&commit)
+                ),
+            }
+        }
+        // Over once the run is, its pull requests were asked for again, every one has the
+        // last body, and no machine's cost is still to come.
+        let run = &runs[index];
+        let review = run.review.as_ref().expect("made above");
+        let done = review_done(run, review, said, app.then_some(checked));
+        runs[index].review.get_or_insert_default().done = done;
+        true
+    }
+
+    /// Edits the comment `id` on pull request `number` to `body`, or makes it when there
+    /// is none yet or it was deleted; returns its id.
+    async fn put_comment(
+        &self,
+        watch: &Watch,
+        number: u64,
+        id: Option<u64>,
+        body: &str,
+    ) -> Result<u64, github::Error> {
+        if let Some(id) = id {
+            match self.github.edit_comment(&watch.repo, id, body).await? {
+                Edited::Done => return Ok(id),
+                Edited::Gone => tracing::info!(
+                    "{watch}: the comment on pull request #{number} was deleted; making it again"
+                ),
+            }
+        }
+        self.github.comment(&watch.repo, number, body).await
+    }
+
+    /// Updates the check run `id`, or makes it when there is none yet or it is gone;
+    /// returns its id.
+    async fn put_check(
+        &self,
+        repo: &crate::config::Repo,
+        id: Option<u64>,
+        check: &github::pulls::CheckRun,
+    ) -> Result<u64, github::Error> {
+        if let Some(id) = id
+            && self.github.update_check(repo, id, check).await? == Edited::Done
+        {
+            return Ok(id);
+        }
+        self.github.create_check(repo, check).await
+    }
+
     /// Posts to Slack, if configured; returns whether the message was delivered (or there
     /// is no Slack to deliver it to).
     pub(super) async fn post(&self, message: &str) -> bool {
@@ -493,6 +681,17 @@ fn what(call: Call<'_>) -> &'static str {
         Call::Update { .. } => "an update of a run's thread",
         Call::Reply { .. } => "a reply in a run's thread",
     }
+}
+
+/// Whether `run` owes its pull requests nothing more: it is over, they were asked for
+/// since, each comment took the body of digest `said` (and the check run `checked`, when
+/// there is one to set), and every machine's time is counted.
+fn review_done(run: &Run, review: &Review, said: u64, checked: Option<u64>) -> bool {
+    !run.is_open()
+        && review.looked_closed
+        && review.comments.values().all(|c| c.said == Some(said))
+        && checked.is_none_or(|c| review.checked == Some(c))
+        && run.spans.iter().all(|s| s.to.is_some())
 }
 
 /// Records a failure; returns whether it starts a failing streak, so that a watch that

@@ -37,6 +37,7 @@ fn client(api_url: &str, key: &std::path::Path) -> GitHub {
         token: None,
         token_unset: None,
         commit_status: false,
+        pull_request_comment: false,
         app: Some(GithubApp {
             app_id: APP,
             installation_id: INSTALLATION,

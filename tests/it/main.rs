@@ -20,6 +20,7 @@ mod once;
 mod parse;
 mod prices;
 mod proxy;
+mod pulls;
 mod repeats;
 mod results;
 mod retry;

@@ -2334,3 +2334,6 @@ impl Ec2 {
 // The instance metadata service (IMDSv2) for `pushwake report`.
 mod imds;
 pub use imds::*;
+// GitHub's pull requests, issue comments and check runs (SPEC §13).
+mod pulls;
+pub use pulls::*;

@@ -1,0 +1,232 @@
+//! The verdict on the pull request (SPEC §13): one comment per open pull request whose
+//! head is the run's commit, made once and edited in place as the run moves; a check run
+//! when signed in as an App. Against the stateful fake of `util/pulls.rs`.
+
+use std::time::Instant;
+
+use crate::util::{self, PullsFake, World, sha};
+
+/// A watch whose runs report `accuracy`.
+const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }";
+
+/// The `[github]` token, and comments on pull requests on.
+const COMMENTS: &str = "token_env = \"GITHUB_TOKEN\"\npull_request_comment = true";
+
+/// Each instance reports `accuracy`, as the training script would.
+async fn report(w: &World, accuracy: &[f64]) {
+    for (id, a) in w.ids.iter().zip(accuracy) {
+        let a = a.to_string();
+        w.ec2
+            .tag(
+                std::slice::from_ref(id),
+                &[("pushwake:result:accuracy", &a)],
+            )
+            .await;
+    }
+}
+
+/// Commit 1 run to its verdict, then commit 2 pushed: the world of a pull request.
+async fn baseline_then_push(w: &World) {
+    w.once(0); // commit 1 starts
+    w.once(0);
+    report(w, &[0.90, 0.92]).await;
+    w.once(0); // its verdict
+    w.push(2).await;
+}
+
+/// A pass, and the comment writes (POST, PATCH) it made.
+fn pass(w: &World, pulls: &PullsFake) -> (usize, usize) {
+    let (posts, patches) = (
+        pulls.count("POST", "/comments"),
+        pulls.count("PATCH", "/comments/"),
+    );
+    w.once(0);
+    (
+        pulls.count("POST", "/comments") - posts,
+        pulls.count("PATCH", "/comments/") - patches,
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn one_push_with_an_open_pull_request_gets_one_comment_edited_as_the_run_moves() {
+    let mut w = World::new(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.first_run_start();
+    w.github_keys(COMMENTS);
+    w.extra.clear();
+    // Commit 2 heads pull request 7; commit 1 is only part of a merged one.
+    pulls.open_pull(7, &sha(2));
+    pulls.listed_pull(3, &sha(1), "closed", &sha(1));
+    pulls.listed_pull(5, &sha(1), "open", &sha(9));
+    baseline_then_push(&w).await;
+    assert_eq!(pulls.count("POST", "/comments"), 0, "{:#?}", pulls.calls());
+
+    let mut writes = vec![pass(&w, &pulls)]; // commit 2 starts
+    writes.push(pass(&w, &pulls)); // confirmed
+    report(&w, &[0.80]).await;
+    writes.push(pass(&w, &pulls)); // a repeat done
+    report(&w, &[0.80, 0.81]).await;
+    writes.push(pass(&w, &pulls)); // the verdict: worse
+    writes.push(pass(&w, &pulls)); // machines down: the cost
+    writes.push(pass(&w, &pulls)); // nothing changed
+    eprintln!("writes per pass (POST, PATCH): {writes:?}");
+
+    assert_eq!(writes[0], (1, 0), "made once, at the start: {writes:?}");
+    assert!(writes.iter().all(|&(_, patch)| patch <= 1), "{writes:?}");
+    assert_eq!(writes.iter().map(|w| w.0).sum::<usize>(), 1, "{writes:?}");
+    assert!(
+        writes[2].1 == 1 && writes[3].1 == 1,
+        "edited as it moves: {writes:?}"
+    );
+    assert_eq!(
+        *writes.last().unwrap(),
+        (0, 0),
+        "an unchanged body is not sent"
+    );
+    let comments = pulls.comments();
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    let (number, body) = &comments[0];
+    assert_eq!(*number, 7);
+    eprintln!("the last body:\n{body}");
+    assert!(
+        body.starts_with("<!-- pushwake:octo/trainer@main -->\n"),
+        "{body}"
+    );
+    util::assert_contains(body, "worse beyond the noise");
+    util::assert_contains(body, &format!("| vs `{}` |", util::short(1)));
+    util::assert_contains(body, "```mermaid\nxychart-beta\n");
+    util::assert_contains(body, &format!("\"{} (this)\"", util::short(2)));
+    // The lookups: commit 1 once running and once over; commit 2 the same.
+    assert_eq!(pulls.count("GET", "/pulls"), 4, "{:#?}", pulls.calls());
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_comment_deleted_mid_run_is_made_again_once() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    w.once(0); // commit 2 starts: the comment is made
+    w.once(0);
+    assert_eq!(pulls.comments().len(), 1);
+    pulls.delete_comments();
+    report(&w, &[0.80]).await;
+    w.once(0); // the edit finds it gone, and makes it again
+    report(&w, &[0.80, 0.81]).await;
+    w.once(0); // the new one is edited
+    w.once(0);
+
+    let calls = pulls.calls();
+    let posts = pulls.count("POST", "/comments");
+    assert_eq!(posts, 2, "made, then made again once: {calls:#?}");
+    let comments = pulls.comments();
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(pulls.count("PATCH", "/comments/") >= 2, "{calls:#?}");
+    util::assert_contains(&comments[0].1, "nothing to compare with");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn without_a_pull_request_there_is_no_comment() {
+    let w = World::pushed(1, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    w.once(0);
+    w.once(0);
+    report(&w, &[0.9]).await;
+    w.once(0);
+    w.once(0);
+
+    assert!(pulls.comments().is_empty());
+    assert_eq!(pulls.count("POST", ""), 0, "{:#?}", pulls.calls());
+    assert_eq!(pulls.count("GET", "/pulls"), 2, "once running, once over");
+    assert!(pulls.checks().is_empty(), "a token makes no check run");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn github_failing_to_take_comments_never_delays_a_start_and_is_retried() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    pulls.fail_writes(500, 1000);
+
+    let began = Instant::now();
+    w.once(0);
+    let took = began.elapsed();
+    eprintln!("the pass with GitHub failing took {took:?}");
+    assert_eq!(w.starts(), [1, 1], "started in the same pass");
+    let tried = pulls.calls();
+    let post = tried.iter().find(|c| c.method == "POST").expect("tried");
+    assert!(
+        post.body["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("<!-- pushwake:")
+    );
+    assert!(pulls.comments().is_empty());
+    assert!(
+        took.as_secs() < 15,
+        "bounded by the pass's budget: {took:?}"
+    );
+
+    pulls.fail_writes(500, 0);
+    w.once(0);
+    assert_eq!(pulls.comments().len(), 1, "{:#?}", pulls.calls());
+    assert_eq!(w.starts(), [1, 1]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn signed_in_as_an_app_the_run_is_a_check_run_completed_with_its_conclusion() {
+    let w = World::new(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    let (key, public) = util::app_key(w.setup.dir.path());
+    util::app_sign_in(
+        &w.github.server,
+        "",
+        &public,
+        1234,
+        5678,
+        vec![("ghs_installationtoken0123456789", 3600)],
+    )
+    .await;
+    w.first_run_start();
+    let file = key.display().to_string();
+    w.github_keys(&format!(
+        "app_id = 1234\ninstallation_id = 5678\nprivate_key_file = \"{file}\"\n\
+         pull_request_comment = true"
+    ));
+    pulls.open_pull(7, &sha(2));
+    baseline_then_push(&w).await;
+    w.once(0);
+    w.once(0);
+    report(&w, &[1.0, 1.01]).await;
+    w.once(0);
+    w.once(0);
+
+    let checks = pulls.checks();
+    assert_eq!(checks.len(), 2, "one per commit: {checks:#?}");
+    let two = checks
+        .iter()
+        .find(|c| c["head_sha"] == sha(2).as_str())
+        .unwrap();
+    assert_eq!(two["name"], "pushwake");
+    assert_eq!(two["status"], "completed");
+    assert_eq!(
+        two["conclusion"], "success",
+        "better beyond the noise: {two:#}"
+    );
+    let summary = two["output"]["summary"].as_str().unwrap();
+    util::assert_contains(summary, "better beyond the noise");
+    let one = checks
+        .iter()
+        .find(|c| c["head_sha"] == sha(1).as_str())
+        .unwrap();
+    assert_eq!(one["conclusion"], "neutral", "nothing to compare: {one:#}");
+    assert_eq!(pulls.count("POST", "/check-runs"), 2, "made once each");
+    assert_eq!(pulls.comments().len(), 1, "and the comment, as the App");
+}
