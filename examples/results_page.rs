@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             last_sha: None,
             etag: None,
             last_checked: Some(start + Duration::days(14)),
+            last_polled: Some(start + Duration::days(14)),
             last_error: None,
             runs: Vec::new(),
             duties: Vec::new(),
