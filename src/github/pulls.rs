@@ -61,6 +61,20 @@ struct Made {
     id: u64,
 }
 
+#[derive(Deserialize)]
+struct RawComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Comments a page, GitHub's most.
+const COMMENTS_PAGE: usize = 100;
+
+/// Pages of comments read at most when looking for one: a pull request with more than a
+/// thousand comments gets a new comment rather than a long search.
+const COMMENT_PAGES: usize = 10;
+
 #[derive(Serialize)]
 struct Body<'a> {
     body: &'a str,
@@ -97,6 +111,35 @@ impl GitHub {
         made.map(|m| m.id).ok_or_else(|| Error::NotFound {
             what: format!("pull request {number} of {repo}"),
         })
+    }
+
+    /// The first comment on pull request `number` whose body starts with `marker`, oldest
+    /// first (`GET /repos/{repo}/issues/{number}/comments`, page by page): the one a run
+    /// made before its record of it was saved, or an earlier run of the watch made.
+    pub async fn find_comment(
+        &self,
+        repo: &Repo,
+        number: u64,
+        marker: &str,
+    ) -> Result<Option<u64>, Error> {
+        for page in 1..=COMMENT_PAGES {
+            let path = format!(
+                "/repos/{repo}/issues/{number}/comments?per_page={COMMENTS_PAGE}&page={page}"
+            );
+            let comments: Vec<RawComment> = self
+                .get_json("pull request comments", &path, |_, _| None)
+                .await?;
+            let mine = comments
+                .iter()
+                .find(|c| c.body.as_deref().is_some_and(|b| b.starts_with(marker)));
+            if let Some(c) = mine {
+                return Ok(Some(c.id));
+            }
+            if comments.len() < COMMENTS_PAGE {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Replaces the body of comment `id` (`PATCH /repos/{repo}/issues/comments/{id}`).

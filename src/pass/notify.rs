@@ -539,6 +539,7 @@ impl Agent {
                 review.looked_closed |= !open;
             }
         }
+        adopt_comments(runs, index);
 
         let body = comment::body(watch, runs, index);
         let said = digest(&body);
@@ -613,6 +614,17 @@ impl Agent {
         id: Option<u64>,
         body: &str,
     ) -> Result<u64, github::Error> {
+        let id = match id {
+            Some(id) => Some(id),
+            // Made before its record was saved (a crash, a cut pass), or by a run whose
+            // record is gone: found by its marker, so the pull request keeps one comment.
+            None => {
+                let marker = comment::marker(watch);
+                self.github
+                    .find_comment(&watch.repo, number, &marker)
+                    .await?
+            }
+        };
         if let Some(id) = id {
             match self.github.edit_comment(&watch.repo, id, body).await? {
                 Edited::Done => return Ok(id),
@@ -683,6 +695,28 @@ fn what(call: Call<'_>) -> &'static str {
     }
 }
 
+/// A pull request keeps one comment of the watch's, whatever the pushes to it: a run that
+/// has no comment yet on a pull request takes the one an earlier run made there, which
+/// from then on is edited for this run alone.
+fn adopt_comments(runs: &mut [Run], index: usize) {
+    let (earlier, rest) = runs.split_at_mut(index);
+    let Some(review) = rest[0].review.as_mut() else {
+        return;
+    };
+    for (number, comment) in review.comments.iter_mut().filter(|(_, c)| c.id.is_none()) {
+        let held = earlier.iter_mut().rev().find_map(|r| {
+            let theirs = r.review.as_mut()?;
+            let id = theirs.comments.get(number)?.id?;
+            theirs.comments.remove(number);
+            Some(id)
+        });
+        if let Some(id) = held {
+            comment.id = Some(id);
+            comment.said = None;
+        }
+    }
+}
+
 /// Whether `run` owes its pull requests nothing more: it is over, they were asked for
 /// since, each comment took the body of digest `said` (and the check run `checked`, when
 /// there is one to set), and every machine's time is counted.
@@ -715,6 +749,47 @@ mod tests {
             commit: Some("c1".into()),
             voice: Voice::Reply,
         }
+    }
+
+    #[test]
+    fn a_run_takes_the_comment_an_earlier_run_made_on_the_same_pull_request() {
+        use crate::state::Comment;
+        let now = chrono::Utc::now();
+        let with = |commit: &str, comments: &[(u64, Option<u64>)]| {
+            let mut run = Run::open(commit, "", now);
+            let review = run.review.get_or_insert_default();
+            for &(pr, id) in comments {
+                let said = id.map(|_| 1);
+                review.comments.insert(pr, Comment { id, said });
+            }
+            run
+        };
+        let mut runs = vec![
+            with("c1", &[(7, Some(70))]),
+            with("c2", &[(7, Some(71)), (8, Some(80))]),
+            with("c3", &[(7, None), (9, None)]),
+        ];
+        adopt_comments(&mut runs, 2);
+        let comments = |i: usize| runs[i].review.as_ref().unwrap().comments.clone();
+        // The newest earlier holder gives it up; the body is sent again, this run's.
+        assert_eq!(
+            comments(2)[&7],
+            Comment {
+                id: Some(71),
+                said: None
+            }
+        );
+        assert_eq!(
+            comments(2)[&9],
+            Comment::default(),
+            "no earlier comment there"
+        );
+        assert!(!comments(1).contains_key(&7) && comments(1).contains_key(&8));
+        assert_eq!(
+            comments(0)[&7].id,
+            Some(70),
+            "an older one is left as it is"
+        );
     }
 
     fn progress(news: Option<&str>) -> Voice {

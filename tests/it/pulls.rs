@@ -230,3 +230,79 @@ async fn signed_in_as_an_app_the_run_is_a_check_run_completed_with_its_conclusio
     assert_eq!(pulls.count("POST", "/check-runs"), 2, "made once each");
     assert_eq!(pulls.comments().len(), 1, "and the comment, as the App");
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_new_push_to_the_pull_request_edits_its_one_comment() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    w.once(0); // commit 2 starts: the comment is made
+    w.once(0);
+    assert_eq!(pulls.count("POST", "/comments"), 1);
+
+    // The pull request's branch moves on while commit 2 still runs: commit 3 heads it,
+    // and waits for the machines.
+    pulls.move_pull(7, &sha(3));
+    w.push(3).await;
+    w.once(0);
+    report(&w, &[0.80, 0.81]).await;
+    w.once(0); // commit 2's verdict, commit 3 starts
+    w.once(0);
+    report(&w, &[0.90, 0.91]).await;
+    w.once(0);
+    w.once(0);
+    w.once(0);
+
+    let calls = pulls.calls();
+    assert_eq!(
+        pulls.count("POST", "/comments"),
+        1,
+        "one comment: {calls:#?}"
+    );
+    let comments = pulls.comments();
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    util::assert_contains(&comments[0].1, &format!("`{}`", util::short(3)));
+    util::assert_contains(&comments[0].1, "better beyond the noise");
+    // Once commit 3's run took the comment, commit 2's verdict did not overwrite it.
+    let edits: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH")
+        .map(|c| c.body["body"].as_str().unwrap())
+        .collect();
+    let heading = |n: u32| format!("· `{}`", util::short(n));
+    let taken = edits.iter().position(|b| b.contains(&heading(3))).unwrap();
+    assert!(
+        edits[taken..].iter().all(|b| !b.contains(&heading(2))),
+        "{edits:#?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_comment_made_before_its_record_was_saved_is_found_by_its_marker_and_edited() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    // A busy pull request: 120 comments of people's, then the one pushwake made just
+    // before a crash lost its record of it (on the second page of 100).
+    for n in 0..120 {
+        pulls.add_comment(7, &format!("LGTM {n} <!-- pushwake:octo/trainer@main -->"));
+    }
+    let made = pulls.add_comment(7, "<!-- pushwake:octo/trainer@main -->\nstarting");
+    w.once(0);
+
+    let calls = pulls.calls();
+    assert_eq!(pulls.count("POST", "/comments"), 0, "{calls:#?}");
+    let edits: Vec<&util::PullsCall> = calls.iter().filter(|c| c.method == "PATCH").collect();
+    assert_eq!(edits.len(), 1, "{calls:#?}");
+    assert!(edits[0].path.ends_with(&format!("/issues/comments/{made}")));
+    assert_eq!(
+        pulls.count("GET", "/issues/7/comments"),
+        2,
+        "two pages: {calls:#?}"
+    );
+    assert_eq!(pulls.comments().len(), 121, "nobody else's comment touched");
+}

@@ -50,6 +50,7 @@ impl PullsFake {
         };
         let routes = [
             ("GET", r"^/repos/[^/]+/[^/]+/commits/([0-9a-f]{40})/pulls$"),
+            ("GET", r"^/repos/[^/]+/[^/]+/issues/([0-9]+)/comments$"),
             ("POST", r"^/repos/[^/]+/[^/]+/issues/([0-9]+)/comments$"),
             ("PATCH", r"^/repos/[^/]+/[^/]+/issues/comments/([0-9]+)$"),
             ("POST", r"^/repos/[^/]+/[^/]+/check-runs$"),
@@ -77,6 +78,21 @@ impl PullsFake {
             .push((number, "open", sha.to_owned()));
     }
 
+    /// Pull request `number` gets a new head, `sha`, as a push to its branch does: the
+    /// commits it had list it with the new head.
+    pub fn move_pull(&self, number: u64, sha: &str) {
+        let mut s = self.inner.lock().unwrap();
+        for listed in s.pulls.values_mut() {
+            for pull in listed.iter_mut().filter(|p| p.0 == number) {
+                pull.2 = sha.to_owned();
+            }
+        }
+        s.pulls
+            .entry(sha.to_owned())
+            .or_default()
+            .push((number, "open", sha.to_owned()));
+    }
+
     /// Commit `sha` is part of pull request `number` without being its head, or of a
     /// closed one: neither is to be commented on.
     pub fn listed_pull(&self, number: u64, sha: &str, state: &'static str, head: &str) {
@@ -85,6 +101,16 @@ impl PullsFake {
             .entry(sha.to_owned())
             .or_default()
             .push((number, state, head.to_owned()));
+    }
+
+    /// A comment on pull request `number` that pushwake's record does not know of: a
+    /// person's, or one pushwake made before a crash lost its record. Returns its id.
+    pub fn add_comment(&self, number: u64, body: &str) -> u64 {
+        let mut s = self.inner.lock().unwrap();
+        s.next += 1;
+        let id = s.next;
+        s.comments.insert(id, (number, body.to_owned()));
+        id
     }
 
     /// Someone deletes every comment.
@@ -139,6 +165,27 @@ impl PullsFake {
             body: body.clone(),
         });
         let tail = |p: &str| p.rsplit('/').nth(0).unwrap().parse::<u64>().ok();
+        if verb == "GET" && path.ends_with("/comments") {
+            // Oldest first, `per_page` (default 30, at most 100) a `page` (from 1).
+            let query = |k: &str| {
+                r.url
+                    .query_pairs()
+                    .find(|(q, _)| q == k)
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+            };
+            let per_page = query("per_page").unwrap_or(30).clamp(1, 100);
+            let page = query("page").unwrap_or(1).max(1);
+            let number = path.rsplit('/').nth(1).unwrap().parse::<u64>().unwrap();
+            let answer: Vec<serde_json::Value> = s
+                .comments
+                .iter()
+                .filter(|(_, (n, _))| *n == number)
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|(id, (_, text))| comment(*id, text))
+                .collect();
+            return github_headers(ResponseTemplate::new(200)).set_body_json(answer);
+        }
         if verb == "GET" {
             let sha = path.rsplit('/').nth(1).unwrap();
             let listed = s.pulls.get(sha).cloned().unwrap_or_default();
