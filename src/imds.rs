@@ -55,7 +55,7 @@ impl Metadata {
     pub async fn instance_id(&self) -> Result<String, Error> {
         let what = "instance id";
         let id = self.get(what, INSTANCE_ID).await?;
-        if !is_instance_id(&id) {
+        if !crate::is_instance_id(&id) {
             return Err(Error::Malformed { what, value: id });
         }
         Ok(id)
@@ -103,13 +103,6 @@ fn disabled(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
-/// `i-` and 8 or 17 lowercase hex digits, as EC2 makes them.
-fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,22 +112,6 @@ mod tests {
         assert!(disabled(Some("true")) && disabled(Some("TRUE")));
         for v in [None, Some(""), Some("false"), Some("1"), Some("no")] {
             assert!(!disabled(v), "{v:?}");
-        }
-    }
-
-    #[test]
-    fn an_instance_id_is_what_ec2_makes() {
-        assert!(is_instance_id("i-0123456789abcdef0"));
-        assert!(is_instance_id("i-0123abcd"));
-        for id in [
-            "",
-            "i-",
-            "i-0123456789ABCDEF0",
-            "i-0123456",
-            "<html>",
-            "ami-0123abcd",
-        ] {
-            assert!(!is_instance_id(id), "{id}");
         }
     }
 }

@@ -80,6 +80,13 @@ pub fn percent_encode(s: &str, keep: &[u8]) -> String {
     out
 }
 
+/// `i-` and 8 or 17 lowercase hex digits, as EC2 makes instance ids.
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// A time as pushwake writes it in tags, state and output: RFC 3339, UTC, whole seconds.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -108,4 +115,25 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_instance_id_is_what_ec2_makes() {
+        assert!(super::is_instance_id("i-0123abcd"));
+        assert!(super::is_instance_id("i-0123456789abcdef0"));
+        for id in [
+            "",
+            "i-",
+            "i-0123456789ABCDEF0",
+            "i-0123456789abcdef",
+            "0123456789abcdef0",
+            "i-0123456",
+            "<html>",
+            "ami-0123abcd",
+        ] {
+            assert!(!super::is_instance_id(id), "{id}");
+        }
+    }
 }

@@ -251,7 +251,7 @@ fn instance_ids(cx: &Ctx, list: Spanned<Vec<Spanned<String>>>) -> Result<Vec<Str
     let mut ids: Vec<String> = Vec::with_capacity(list.get_ref().len());
     for (i, id) in list.into_inner().into_iter().enumerate() {
         let key = format!("watch.instances[{i}]");
-        if !is_instance_id(id.get_ref()) {
+        if !crate::is_instance_id(id.get_ref()) {
             return cx.invalid(
                 id.span(),
                 &key,
@@ -369,27 +369,9 @@ fn check_branch(branch: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn instance_ids_are_i_and_8_or_17_hex_digits() {
-        assert!(is_instance_id("i-0123abcd"));
-        assert!(is_instance_id("i-0123456789abcdef0"));
-        assert!(
-            !is_instance_id("i-0123456789ABCDEF0"),
-            "EC2 writes them lower-case"
-        );
-        assert!(!is_instance_id("i-0123456789abcdef"));
-        assert!(!is_instance_id("0123456789abcdef0"));
-    }
 
     #[test]
     fn role_arns_name_an_iam_role() {

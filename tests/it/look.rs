@@ -12,19 +12,6 @@ const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }"
 /// The `[github]` token, and commit statuses on.
 const STATUSES: &str = "token_env = \"GITHUB_TOKEN\"\ncommit_status = true";
 
-/// Each instance reports `accuracy`, as the training script would.
-async fn report(w: &World, accuracy: &[f64]) {
-    for (id, a) in w.ids.iter().zip(accuracy) {
-        let a = a.to_string();
-        w.ec2
-            .tag(
-                std::slice::from_ref(id),
-                &[("pushwake:result:accuracy", &a)],
-            )
-            .await;
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs moto: scripts/test"]
 async fn a_runs_whole_life_shows_on_its_commit() {
@@ -36,14 +23,14 @@ async fn a_runs_whole_life_shows_on_its_commit() {
 
     w.once(0); // commit 1 starts
     w.once(0); // confirmed
-    report(&w, &[0.90]).await;
+    w.report_accuracy(&[0.90]).await;
     w.once(0);
-    report(&w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0); // the verdict on commit 1
     w.push(2).await;
     w.once(0);
     w.once(0);
-    report(&w, &[0.80, 0.81]).await;
+    w.report_accuracy(&[0.80, 0.81]).await;
     w.once(0); // worse beyond the noise
 
     let statuses = w.github.statuses().await;
@@ -108,7 +95,7 @@ async fn a_run_lives_in_one_slack_thread_across_restarts() {
     // Every pass is a process of its own: the thread lives in the state.
     w.once(1);
     w.once(0);
-    report(&w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0);
 
     let calls = w.slack.calls().await;
@@ -190,8 +177,8 @@ async fn one_push_on_two_machines_from_the_first_status_to_the_verdict() {
     let mut record = Vec::new();
     for pass in 1..=4 {
         match pass {
-            3 => report(&w, &[0.93]).await,
-            4 => report(&w, &[0.93, 0.95]).await,
+            3 => w.report_accuracy(&[0.93]).await,
+            4 => w.report_accuracy(&[0.93, 0.95]).await,
             _ => {}
         }
         w.once(0);
@@ -348,9 +335,9 @@ async fn messages_owed_while_slack_is_down_come_once_in_order_after() {
 
     w.once(0); // started
     w.once(0); // confirmed: nothing to say
-    report(&w, &[0.90]).await;
+    w.report_accuracy(&[0.90]).await;
     w.once(0); // one reported, and stopped
-    report(&w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0); // the other, and the verdict
     let owed = w.status()[0]["duties"].as_array().unwrap().clone();
     let says = owed.iter().filter(|d| d["duty"] == "say").count();
@@ -405,9 +392,9 @@ async fn a_parent_slack_will_not_update_gets_the_news_as_replies() {
     let from = w.slack.chat_bodies().await.len();
     w.slack.refuse_updates("edit_window_closed").await;
 
-    report(&w, &[0.90]).await;
+    w.report_accuracy(&[0.90]).await;
     w.once(0);
-    report(&w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0);
     w.once(0);
 
@@ -446,9 +433,9 @@ async fn a_deleted_parent_gets_a_new_one_and_later_news_goes_there() {
     let from = w.slack.chat_bodies().await.len();
     w.slack.delete_parent().await;
 
-    report(&w, &[0.90]).await;
+    w.report_accuracy(&[0.90]).await;
     w.once(0);
-    report(&w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0);
     w.once(0);
 

@@ -12,24 +12,11 @@ const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }"
 /// The `[github]` token, and comments on pull requests on.
 const COMMENTS: &str = "token_env = \"GITHUB_TOKEN\"\npull_request_comment = true";
 
-/// Each instance reports `accuracy`, as the training script would.
-async fn report(w: &World, accuracy: &[f64]) {
-    for (id, a) in w.ids.iter().zip(accuracy) {
-        let a = a.to_string();
-        w.ec2
-            .tag(
-                std::slice::from_ref(id),
-                &[("pushwake:result:accuracy", &a)],
-            )
-            .await;
-    }
-}
-
 /// Commit 1 run to its verdict, then commit 2 pushed: the world of a pull request.
 async fn baseline_then_push(w: &World) {
     w.once(0); // commit 1 starts
     w.once(0);
-    report(w, &[0.90, 0.92]).await;
+    w.report_accuracy(&[0.90, 0.92]).await;
     w.once(0); // its verdict
     w.push(2).await;
 }
@@ -64,9 +51,9 @@ async fn one_push_with_an_open_pull_request_gets_one_comment_edited_as_the_run_m
 
     let mut writes = vec![pass(&w, &pulls)]; // commit 2 starts
     writes.push(pass(&w, &pulls)); // confirmed
-    report(&w, &[0.80]).await;
+    w.report_accuracy(&[0.80]).await;
     writes.push(pass(&w, &pulls)); // a repeat done
-    report(&w, &[0.80, 0.81]).await;
+    w.report_accuracy(&[0.80, 0.81]).await;
     writes.push(pass(&w, &pulls)); // the verdict: worse
     writes.push(pass(&w, &pulls)); // machines down: the cost
     writes.push(pass(&w, &pulls)); // nothing changed
@@ -112,9 +99,9 @@ async fn a_comment_deleted_mid_run_is_made_again_once() {
     w.once(0);
     assert_eq!(pulls.comments().len(), 1);
     pulls.delete_comments();
-    report(&w, &[0.80]).await;
+    w.report_accuracy(&[0.80]).await;
     w.once(0); // the edit finds it gone, and makes it again
-    report(&w, &[0.80, 0.81]).await;
+    w.report_accuracy(&[0.80, 0.81]).await;
     w.once(0); // the new one is edited
     w.once(0);
 
@@ -135,7 +122,7 @@ async fn without_a_pull_request_there_is_no_comment() {
     w.github_keys(COMMENTS);
     w.once(0);
     w.once(0);
-    report(&w, &[0.9]).await;
+    w.report_accuracy(&[0.9]).await;
     w.once(0);
     w.once(0);
 
@@ -204,7 +191,7 @@ async fn signed_in_as_an_app_the_run_is_a_check_run_completed_with_its_conclusio
     baseline_then_push(&w).await;
     w.once(0);
     w.once(0);
-    report(&w, &[1.0, 1.01]).await;
+    w.report_accuracy(&[1.0, 1.01]).await;
     w.once(0);
     w.once(0);
 
@@ -247,10 +234,10 @@ async fn a_new_push_to_the_pull_request_edits_its_one_comment() {
     pulls.move_pull(7, &sha(3));
     w.push(3).await;
     w.once(0);
-    report(&w, &[0.80, 0.81]).await;
+    w.report_accuracy(&[0.80, 0.81]).await;
     w.once(0); // commit 2's verdict, commit 3 starts
     w.once(0);
-    report(&w, &[0.90, 0.91]).await;
+    w.report_accuracy(&[0.90, 0.91]).await;
     w.once(0);
     w.once(0);
     w.once(0);
