@@ -319,11 +319,7 @@ impl GitHub {
         let path = format!("/repos/{repo}/statuses/{sha}");
         self.policy
             .run("commit status", || async {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/vnd.github+json"),
-                );
+                let headers = rest_json();
                 let (code, headers, body) = self
                     .send(Method::POST, &path, headers, Some(status))
                     .await?;
@@ -348,11 +344,7 @@ impl GitHub {
     ) -> Result<T, Error> {
         self.policy
             .run(what, || async {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/vnd.github+json"),
-                );
+                let headers = rest_json();
                 let (status, headers, body) = self.get(path, headers).await?;
                 if status.is_success() {
                     return serde_json::from_str(&body).map_err(|e| Error::Invalid(e.to_string()));
@@ -505,11 +497,7 @@ impl GitHub {
     /// The headers of a request as the App itself: its JWT.
     fn as_app(&self, app: &app::App) -> Result<HeaderMap, Error> {
         let jwt = SecretString::from(app.jwt().map_err(Error::Invalid)?);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
+        let mut headers = rest_json();
         if let Some(auth) = bearer(&jwt) {
             headers.insert(header::AUTHORIZATION, auth);
         }
@@ -594,6 +582,16 @@ struct RawGitAuthor {
 /// GitHub lists at most this many files in a comparison, and this many commits.
 const COMPARE_FILE_LIMIT: usize = 300;
 const COMPARE_COMMIT_LIMIT: usize = 250;
+
+/// The headers of a REST call: GitHub's JSON media type.
+fn rest_json() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("application/vnd.github+json"),
+    );
+    headers
+}
 
 /// What changed between two commits.
 #[derive(Debug, Clone, PartialEq, Eq)]

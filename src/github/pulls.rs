@@ -3,7 +3,7 @@
 //! commit. Every call goes through the same retry policy, and sorts its errors into the
 //! same kinds, as a commit status.
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{Credential, Error, GitHub};
@@ -184,11 +184,7 @@ impl GitHub {
     ) -> Result<Option<Made>, Error> {
         self.policy
             .run(what, || async {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    header::ACCEPT,
-                    HeaderValue::from_static("application/vnd.github+json"),
-                );
+                let headers = super::rest_json();
                 let (code, headers, text) =
                     self.send(method.clone(), path, headers, Some(body)).await?;
                 match code {
