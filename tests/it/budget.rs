@@ -54,6 +54,7 @@ async fn a_runs_cost_is_its_machines_ec2_seconds_times_the_price() {
     let row = &rows[0];
     let cost = row["cost"].as_f64().unwrap_or_else(|| panic!("{row}"));
     let hand = seconds as f64 / 3600.0; // $1 an hour
+    eprintln!("cost shown ${cost:.4}, by hand {seconds} machine-seconds × $1.00/h = ${hand:.4}");
     assert!(
         (cost - hand).abs() <= 0.1 * hand,
         "{cost} against {hand}: {row}"
