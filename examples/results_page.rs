@@ -13,6 +13,9 @@ use pushwake::config::FirstRun;
 use pushwake::cost::Span;
 use pushwake::state::{self, Dir, Run, WatchState};
 
+mod fixture;
+use fixture::{Noise, round, sha};
+
 /// A watch of the fixture: its commits as (title, and against the commit before: accuracy's
 /// change, loss's, throughput's; complete).
 struct Fixture {
@@ -165,40 +168,4 @@ fn config(state_dir: &std::path::Path) -> String {
          [[watch]]\nrepo = \"octo/trainer\"\nbranch = \"feature/mixed-precision\"\n\
          instances = [\"i-0fedcba9876543210\"]\n{results}\n"
     )
-}
-
-/// A commit's SHA: its watch and place, mixed (splitmix64), 40 hex digits.
-fn sha(watch: usize, i: usize) -> String {
-    let mix = |x: u64| {
-        let x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    };
-    let a = mix((watch * 100 + i) as u64);
-    let b = mix(a);
-    format!("{a:016x}{b:016x}{:08x}", mix(b) as u32)
-}
-
-fn round(v: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (v * f).round() / f
-}
-
-/// xorshift64*, and Box–Muller for a normal draw: the same numbers on every machine.
-struct Noise(u64);
-
-impl Noise {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
 }
