@@ -82,7 +82,8 @@ async fn one_push_with_an_open_pull_request_gets_one_comment_edited_as_the_run_m
     );
     util::assert_contains(body, "worse beyond the noise");
     util::assert_contains(body, &format!("| vs `{}` |", util::short(1)));
-    util::assert_contains(body, "```mermaid\nxychart-beta\n");
+    util::assert_contains(body, "```mermaid\n---\nconfig:\n");
+    util::assert_contains(body, "---\nxychart-beta\n");
     util::assert_contains(body, &format!("\"{} (this)\"", util::short(2)));
     // The lookups: commit 1 once running and once over; commit 2 the same.
     assert_eq!(pulls.count("GET", "/pulls"), 4, "{:#?}", pulls.calls());
