@@ -90,9 +90,19 @@ impl Metadata {
 /// response.
 fn why(e: &ImdsError) -> String {
     match e {
-        ImdsError::FailedToLoadToken(t) if t.is_dispatch_failure() => {
-            "no answer to the session token request (is this an EC2 instance?)".to_owned()
-        }
+        // Unanswered (no connection, or the answer dropped on the way: a container behind
+        // the default hop limit of 1 never sees it, and the request times out).
+        ImdsError::FailedToLoadToken(t) => format!(
+            "no answer to the session token request ({}): in a container on an EC2 \
+             instance, raise its metadata hop limit to 2 (aws ec2 \
+             modify-instance-metadata-options --http-put-response-hop-limit 2); off EC2 there \
+             is no instance metadata service",
+            if t.is_dispatch_failure() {
+                "no connection".to_owned()
+            } else {
+                crate::error_chain(e)
+            }
+        ),
         ImdsError::ErrorResponse(r) => format!("it answered {}", r.response().status().as_u16()),
         other => crate::error_chain(other),
     }

@@ -16,11 +16,20 @@ use crate::state::State;
 /// What one pass ends with, as the textfile shows it.
 pub struct Pass<'a> {
     pub settings: &'a Settings,
-    /// The state the pass wrote; `None` for an agent standing by, which holds none.
-    pub state: Option<&'a State>,
-    /// Watches whose poll, turn or stops failed this pass.
-    pub failed: usize,
+    pub outcome: Outcome<'a>,
     pub at: DateTime<Utc>,
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// It led its state, and wrote `state`; `failed` watches failed in it.
+    Led { state: &'a State, failed: usize },
+    /// Another agent leads: this one holds no state.
+    StoodBy,
+    /// It could not use its state (unreadable, unwritable, S3 refusing): only the stop
+    /// rules ran, or nothing did; `failed` watches counted as failed.
+    Failed { failed: usize },
 }
 
 /// The textfile's contents, in the Prometheus text exposition format: each metric's
@@ -33,23 +42,37 @@ pub fn render(pass: &Pass) -> String {
             let _ = writeln!(out, "{name}{labels} {}", number(*value));
         }
     };
-    let leads = f64::from(u8::from(pass.state.is_some()));
+    let (state, failed) = match pass.outcome {
+        Outcome::Led { state, failed } => (Some(state), failed),
+        Outcome::StoodBy => (None, 0),
+        Outcome::Failed { failed } => (None, failed),
+    };
+    let flag = |b: bool| f64::from(u8::from(b));
     metric(
         "pushwake_last_pass_timestamp_seconds",
         "When this agent's last pass ended, in seconds since the epoch.",
         &[(String::new(), pass.at.timestamp() as f64)],
     );
     metric(
+        "pushwake_last_pass_success",
+        "Whether the last pass could use its state (1), or not (0): then only the stop \
+         rules ran, or nothing did.",
+        &[(
+            String::new(),
+            flag(!matches!(pass.outcome, Outcome::Failed { .. })),
+        )],
+    );
+    metric(
         "pushwake_leader",
-        "Whether this agent led its state in the last pass (1), or stood by (0).",
-        &[(String::new(), leads)],
+        "Whether this agent led its state in the last pass (1), or not (0).",
+        &[(String::new(), flag(state.is_some()))],
     );
     metric(
         "pushwake_last_pass_failed_watches",
         "Watches whose poll, runs or stops failed in the last pass.",
-        &[(String::new(), pass.failed as f64)],
+        &[(String::new(), failed as f64)],
     );
-    let Some(state) = pass.state else {
+    let Some(state) = state else {
         return out;
     };
     let watches: Vec<(String, &crate::state::WatchState)> = pass
@@ -72,7 +95,7 @@ pub fn render(pass: &Pass) -> String {
     metric(
         "pushwake_watch_failing",
         "Whether the watch is failing (1): its poll or its runs, as said on Slack.",
-        &per_watch(&|w| Some(f64::from(u8::from(w.last_error.is_some())))),
+        &per_watch(&|w| Some(flag(w.last_error.is_some()))),
     );
     metric(
         "pushwake_open_runs",
@@ -83,6 +106,8 @@ pub fn render(pass: &Pass) -> String {
         "pushwake_repeats_running",
         "The watch's machines up on a run, as the last look at EC2 found them.",
         &per_watch(&|w| {
+            // A closed run's machines are looked at again only by the next turn that needs
+            // EC2 anyway (a stop rule, a push): until then they count as the last look saw.
             let up = w.runs.iter().flat_map(|r| &r.spans);
             Some(up.filter(|s| s.to.is_none()).count() as f64)
         }),

@@ -25,6 +25,7 @@ use crate::deployment::{Deployment, Home};
 use crate::github::{self, Commit, GitHub, Head};
 use crate::launch;
 use crate::lease::Standing;
+use crate::metrics::Outcome;
 use crate::report::{self, short};
 use crate::retry;
 use crate::s3::S3;
@@ -280,23 +281,37 @@ impl Agent {
                 Ok(Opened::Leads(lock, state)) => (lock, state),
                 Ok(Opened::StandsBy) => {
                     self.clear_notice();
-                    self.write_metrics(None, 0);
+                    self.write_metrics(Outcome::StoodBy);
                     return Ok(PassReport {
                         watches: watches.len(),
                         ..PassReport::default()
                     });
                 }
                 // With a shared state another agent may lead: this one acts on nothing.
-                Err(e) if self.store.is_shared() => return self.without_shared_state(e).await,
-                Err(e) => return self.without_state(e).await,
+                Err(e) if self.store.is_shared() => {
+                    return self.failed(self.without_shared_state(e).await);
+                }
+                Err(e) => return self.failed(self.without_state(e).await),
             }
         };
         match self.pass_with(state).await {
             // A local state that could be read but not written (a full disk): the stop rules
             // still hold, in this same pass.
-            Err(e) if e.is::<Unsaved>() && !self.store.is_shared() => self.without_state(e).await,
+            Err(e) if e.is::<Unsaved>() && !self.store.is_shared() => {
+                self.failed(self.without_state(e).await)
+            }
+            Err(e) => self.failed(Err(e)),
             done => done,
         }
+    }
+
+    /// A pass that could not use its state: the textfile says so, and what it did.
+    fn failed(&self, done: anyhow::Result<PassReport>) -> anyhow::Result<PassReport> {
+        let failed = done
+            .as_ref()
+            .map_or(self.settings.watches.len(), |r| r.failed);
+        self.write_metrics(Outcome::Failed { failed });
+        done
     }
 
     /// Writes the state; a failure is [`Unsaved`].
@@ -483,7 +498,10 @@ impl Agent {
         self.post_all(notices, budget).await;
         self.post_duties(&mut state, budget).await?;
         let failed = failing.len() + orphan_errors;
-        self.write_metrics(Some(&state), failed);
+        self.write_metrics(Outcome::Led {
+            state: &state,
+            failed,
+        });
         Ok(PassReport {
             watches: watches.len(),
             failed,
@@ -491,16 +509,15 @@ impl Agent {
         })
     }
 
-    /// Writes the Prometheus textfile, if one is configured, from the state the pass ends
-    /// with (`None`: standing by). A failure is logged; the pass itself did its work.
-    fn write_metrics(&self, state: Option<&State>, failed: usize) {
+    /// Writes the Prometheus textfile, if one is configured, with how the pass ended. A
+    /// failure is logged; the pass itself did its work.
+    fn write_metrics(&self, outcome: Outcome) {
         let Some(path) = &self.settings.textfile else {
             return;
         };
         let pass = crate::metrics::Pass {
             settings: &self.settings,
-            state,
-            failed,
+            outcome,
             at: chrono::Utc::now(),
         };
         if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&pass)) {

@@ -47,7 +47,7 @@ pub struct State {
 }
 
 /// What is known of one watched branch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchState {
     pub repo: String,
     pub branch: String,
@@ -456,6 +456,12 @@ impl Run {
 
     pub fn is_open(&self) -> bool {
         self.completed_at.is_none()
+    }
+
+    /// Whether some machine's time on the run is still being counted: it was up at the
+    /// last look.
+    pub fn counting(&self) -> bool {
+        self.spans.iter().any(|s| s.to.is_none())
     }
 
     /// The instances started for this run's commit.

@@ -193,13 +193,15 @@ pub fn costs(settings: &Settings) -> anyhow::Result<Vec<CostRow>> {
     let now = chrono::Utc::now();
     let this = crate::cost::month(now);
     let mut rows = Vec::new();
+    let none = crate::state::WatchState::default();
     for w in &settings.watches {
-        let Some(s) = state.get(w) else { continue };
+        // A watch that never ran still has its month, and its stopped machines' volumes.
+        let s = state.get(w).unwrap_or(&none);
         let spans = s.runs.iter().flat_map(|r| &r.spans);
         let total = crate::cost::Total::of(spans.clone(), now);
         let running = spans.filter(|sp| sp.to.is_none()).count();
         let mut months: Vec<String> = s.spend.keys().cloned().collect();
-        if !months.contains(&this) && (running > 0 || months.is_empty()) {
+        if !months.contains(&this) {
             months.push(this.clone());
         }
         for month in months {
@@ -225,10 +227,10 @@ pub fn costs(settings: &Settings) -> anyhow::Result<Vec<CostRow>> {
 /// machines (one describe and one `DescribeVolumes` per watch), priced from `[cost]
 /// volume_prices`, else the price list (asked once per volume type and region).
 pub async fn add_standing(rows: &mut [CostRow], settings: &Settings) -> anyhow::Result<()> {
-    use crate::ec2::InstanceState;
     let aws = Aws::new(&settings.aws, crate::retry::Policy::default());
     let this = crate::cost::month(chrono::Utc::now());
     let mut asked: BTreeMap<(String, String), Result<f64, String>> = BTreeMap::new();
+    let mut failed = Vec::new();
     for w in &settings.watches {
         let Some(row) = rows
             .iter_mut()
@@ -236,50 +238,76 @@ pub async fn add_standing(rows: &mut [CostRow], settings: &Settings) -> anyhow::
         else {
             continue;
         };
-        let clients = aws.clients(&w.target).await?;
-        let region = clients
-            .config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
-        let owners = crate::tags::Owners::new(String::new());
-        let members = crate::launch::members(&clients.ec2, w, &owners, false).await?;
-        let stopped: Vec<String> = members
-            .described
-            .iter()
-            .filter(|i| i.state == InstanceState::Stopped)
-            .map(|i| i.id.clone())
-            .collect();
-        let volumes = clients.ec2.volumes(&stopped).await?;
-        let mut standing = crate::cost::Standing::default();
-        for id in &stopped {
-            let theirs: Vec<(u32, String)> = volumes
-                .iter()
-                .filter(|v| v.instance.as_ref() == Some(id))
-                .map(|v| (v.size_gib, v.kind.clone()))
-                .collect();
-            for (_, kind) in &theirs {
-                let key = (kind.clone(), region.clone());
-                if asked.contains_key(&key) {
-                    continue;
-                }
-                let price = match settings.prices.volumes.get(kind) {
-                    Some(usd) => Ok(*usd),
-                    None => match aws.pricing().await.storage(kind, &region).await {
-                        Ok(Some(usd)) => Ok(usd),
-                        Ok(None) => Err(format!("no price for {kind} storage in {region}")),
-                        Err(e) => Err(format!("no price for {kind} storage in {region}: {e}")),
-                    },
-                };
-                asked.insert(key, price);
+        // One watch EC2 cannot tell of leaves the others' figures standing.
+        match standing(&aws, w, settings, &mut asked).await {
+            Ok(standing) => row.standing = Some(standing),
+            Err(e) => {
+                let why = format!("{e:#}");
+                row.standing = Some(crate::cost::Standing {
+                    unknown: vec![why.clone()],
+                    ..Default::default()
+                });
+                failed.push(format!("{w}: {why}"));
             }
-            standing.add(theirs.iter().map(|(g, k)| (*g, k.as_str())), |kind| {
-                asked[&(kind.to_owned(), region.clone())].clone()
-            });
         }
-        row.standing = Some(standing);
     }
-    Ok(())
+    match failed.is_empty() {
+        true => Ok(()),
+        false => anyhow::bail!("{}", failed.join("; ")),
+    }
+}
+
+/// The standing cost of `watch`'s stopped pool machines, pricing each volume type once
+/// per region (`asked` keeps the answers across watches).
+async fn standing(
+    aws: &Aws,
+    watch: &crate::config::Watch,
+    settings: &Settings,
+    asked: &mut BTreeMap<(String, String), Result<f64, String>>,
+) -> anyhow::Result<crate::cost::Standing> {
+    use crate::ec2::InstanceState;
+    let clients = aws.clients(&watch.target).await?;
+    let region = clients
+        .config
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let owners = crate::tags::Owners::new(String::new());
+    let members = crate::launch::members(&clients.ec2, watch, &owners, false).await?;
+    let stopped: Vec<String> = members
+        .described
+        .iter()
+        .filter(|i| i.state == InstanceState::Stopped)
+        .map(|i| i.id.clone())
+        .collect();
+    let volumes = clients.ec2.volumes(&stopped).await?;
+    let mut standing = crate::cost::Standing::default();
+    for id in &stopped {
+        let theirs: Vec<(u32, String)> = volumes
+            .iter()
+            .filter(|v| v.instance.as_ref() == Some(id))
+            .map(|v| (v.size_gib, v.kind.clone()))
+            .collect();
+        for (_, kind) in &theirs {
+            let key = (kind.clone(), region.clone());
+            if asked.contains_key(&key) {
+                continue;
+            }
+            let price = match settings.prices.volumes.get(kind) {
+                Some(usd) => Ok(*usd),
+                None => match aws.pricing().await.storage(kind, &region).await {
+                    Ok(Some(usd)) => Ok(usd),
+                    Ok(None) => Err(format!("no price for {kind} storage in {region}")),
+                    Err(e) => Err(format!("no price for {kind} storage in {region}: {e}")),
+                },
+            };
+            asked.insert(key, price);
+        }
+        standing.add(theirs.iter().map(|(g, k)| (*g, k.as_str())), |kind| {
+            asked[&(kind.to_owned(), region.clone())].clone()
+        });
+    }
+    Ok(standing)
 }
 
 /// Running instances this deployment started that no watch owns any more, as the last

@@ -82,6 +82,15 @@ impl Agent {
             .flatten()
             .map(|r| (r.commit.clone(), (r.shape(), r.reported())))
             .collect();
+        // Closed runs whose machines' time is still being counted: their commit status
+        // gets the cost once the last one ends.
+        let counting: Vec<String> = state
+            .get(watch)
+            .map(|s| s.runs.iter().filter(|r| !r.is_open() && r.counting()))
+            .into_iter()
+            .flatten()
+            .map(|r| r.commit.clone())
+            .collect();
         // A bot's thread shows results arriving too; a webhook's channel hears only of
         // starts and stops.
         let threads = self.slack.as_ref().is_some_and(|s| s.threads());
@@ -227,7 +236,8 @@ impl Agent {
         }
 
         if self.settings.github.commit_status {
-            let open_before: Vec<&String> = before.iter().map(|(c, _)| c).collect();
+            let mut open_before: Vec<&String> = before.iter().map(|(c, _)| c).collect();
+            open_before.extend(&counting);
             statuses(watch, entry, &open_before, &self.status_context(watch));
         }
 
@@ -501,8 +511,9 @@ pub(super) fn needs_turn(watch: &Watch, state: &State) -> bool {
         })
 }
 
-/// Owes a commit status for each run open now or at the start of the turn whose status
-/// changed: the newest replaces one still owed for the same commit.
+/// Owes a commit status for each run open now or at the start of the turn (or counting its
+/// machines' time then) whose status changed: the newest replaces one still owed for the
+/// same commit.
 fn statuses(watch: &Watch, entry: &mut WatchState, open_before: &[&String], context: &str) {
     for i in 0..entry.runs.len() {
         let run = &entry.runs[i];

@@ -86,17 +86,18 @@ pub fn commit_status(watch: &Watch, runs: &[Run], index: usize, context: &str) -
             }
         }
     };
-    // A finished run's cost when it fits: the verdict's words come first.
+    // A finished run's cost, once every machine's time on it ended and had a price, when
+    // it fits: the verdict's words come first.
     let description = match run.completed_at {
-        Some(at) => {
+        Some(at) if !run.spans.is_empty() && !run.counting() => {
             let total = crate::cost::Total::of(&run.spans, at);
             let priced = format!("{description}; ${:.2}", total.cost);
-            match total.unknown.is_empty() && !run.spans.is_empty() {
-                true if priced.chars().count() <= DESCRIPTION_MAX => priced,
-                _ => description,
+            match total.unknown.is_empty() && priced.chars().count() <= DESCRIPTION_MAX {
+                true => priced,
+                false => description,
             }
         }
-        None => description,
+        _ => description,
     };
     CommitStatus {
         state: state.to_owned(),
@@ -236,8 +237,15 @@ mod tests {
             status(&w, std::slice::from_ref(&done)).1,
             "2 of 2 machines started; $2.00"
         );
-        // A cost in part unknown is not said as a figure; an open run has none yet.
+        // A cost in part unknown is not said as a figure, nor one still counting; an open
+        // run has none yet.
         done.spans[1] = span("i-2", None);
+        assert_eq!(
+            status(&w, std::slice::from_ref(&done)).1,
+            "2 of 2 machines started"
+        );
+        done.spans[1] = span("i-2", Some(1.0));
+        done.spans[1].to = None;
         assert_eq!(
             status(&w, std::slice::from_ref(&done)).1,
             "2 of 2 machines started"

@@ -102,8 +102,12 @@ pub fn print_costs(out: &mut impl Write, rows: &[crate::status::CostRow]) -> std
         if !r.unknown.is_empty() {
             note.push(format!("cost unknown in part: {}", r.unknown.join("; ")));
         }
-        if let Some(standing) = r.standing.as_ref().filter(|s| s.machines > 0) {
-            note.push(standing.words());
+        match &r.standing {
+            Some(s) if s.machines > 0 => note.push(s.words()),
+            Some(s) if !s.unknown.is_empty() => {
+                note.push(format!("standing cost unknown: {}", s.unknown.join("; ")));
+            }
+            _ => {}
         }
         writeln!(
             out,

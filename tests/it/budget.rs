@@ -298,3 +298,49 @@ async fn a_volume_type_without_a_price_is_said_and_the_spend_still_shows() {
         "{table}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_finished_runs_commit_status_ends_with_its_cost_once_every_machine_is_down() {
+    let w = priced("", "").await;
+    w.github.take_statuses().await;
+    w.github_keys("token_env = \"GITHUB_TOKEN\"\ncommit_status = true");
+    an_hours_run(&w, 0.9).await;
+    w.once(0);
+
+    let statuses = w.github.statuses().await;
+    let last = statuses.iter().rev().find(|s| s.0 == sha(1)).unwrap();
+    assert!(last.2.ends_with("; $2.00"), "{statuses:#?}");
+    // No figure while machines still counted: every earlier one has none.
+    let priced = statuses.iter().filter(|s| s.2.contains('$')).count();
+    assert_eq!(priced, 1, "{statuses:#?}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn pushwake_cost_shows_the_spend_when_ec2_refuses_the_volumes_and_exits_1() {
+    let w = World::stopped_with_volumes(1, 8, "gp3", "").await;
+    w.once(0);
+    let id = w.ids[0].clone();
+    w.proxy
+        .refuse("DescribeVolumes", &id, "UnauthorizedOperation", None)
+        .await;
+
+    let out = w.run(&["cost"]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::util::stderr(&out));
+    let table = crate::util::stdout(&out);
+    assert!(
+        table.contains("octo/trainer@main") && table.contains("$0.00"),
+        "{table}"
+    );
+    assert!(
+        table.contains("standing cost unknown: DescribeVolumes failed"),
+        "{table}"
+    );
+    let err = crate::util::stderr(&out);
+    assert!(
+        err.contains("cannot price the stopped machines' volumes")
+            && err.contains("ec2:DescribeVolumes is not allowed"),
+        "{err}"
+    );
+}

@@ -17,6 +17,11 @@ use crate::util::{
 /// (as `AWS_ENDPOINT_URL`, or `AWS_ENDPOINT_URL_EC2` when `env` sets it), with the setup's
 /// credentials, no region in the environment unless `env` sets one, and no config file.
 fn report_on(setup: &Setup, imds: &Imds, ec2: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    report_at(setup, &imds.url(), ec2, env, args)
+}
+
+/// `pushwake report ARGS` as [`report_on`], with the metadata service at `imds`.
+fn report_at(setup: &Setup, imds: &str, ec2: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwake"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -31,7 +36,7 @@ fn report_on(setup: &Setup, imds: &Imds, ec2: &str, env: &[(&str, &str)], args: 
             "PUSHWAKE_CONFIG",
             setup.dir.path().join("no-such-config.toml"),
         )
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds);
     if !env.iter().any(|(k, _)| *k == "AWS_ENDPOINT_URL_EC2") {
         cmd.env("AWS_ENDPOINT_URL", ec2);
     }
@@ -344,4 +349,24 @@ async fn a_metadata_service_that_fails_once_is_asked_again() {
         .count();
     assert_eq!(gets, 2, "the 503 was not retried");
     assert_eq!(ec2_actions(&ec2).await, ["CreateTags"]);
+}
+
+#[tokio::test]
+async fn no_answer_from_the_metadata_service_says_what_to_check() {
+    let setup = Setup::new();
+    // A port nothing listens on: no connection, as off EC2 (in a container behind the hop
+    // limit the answer is dropped instead, and the request times out: the same words).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let ec2 = ec2_ok(&[ID]).await;
+    let out = exited(report_at(&setup, &url, &ec2.uri(), &[], &["loss=0.5"]), 1);
+    let text = stderr(&out);
+    assert!(
+        text.contains("no answer to the session token request (no connection)")
+            && text.contains("--http-put-response-hop-limit 2"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(ec2_actions(&ec2).await, Vec::<String>::new());
 }

@@ -139,3 +139,28 @@ fn a_relative_or_foreign_textfile_is_refused_naming_the_key() {
         assert!(!err.contains(path), "the value is not quoted: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_pass_that_cannot_read_its_state_says_so_in_the_textfile() {
+    let w = Fake::new("").await;
+    let file = w.setup.dir.path().join("pushwake.prom");
+    let tables = format!("[metrics]\ntextfile = \"{}\"\n", file.display());
+    w.write_config_with("", &format!("{tables}{}", w.watch()));
+    w.once(0);
+    assert_eq!(
+        samples(&std::fs::read_to_string(&file).unwrap())["pushwake_last_pass_success{}"],
+        1.0
+    );
+    std::fs::write(w.setup.state_dir().join("state.json"), "{ not json").unwrap();
+
+    let out = w.setup.run(&["--once"]);
+    assert_ne!(out.status.code(), Some(0), "{}", crate::util::stderr(&out));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let failed = samples(&text);
+    assert_eq!(failed["pushwake_last_pass_success{}"], 0.0, "{text}");
+    assert_eq!(failed["pushwake_last_pass_failed_watches{}"], 1.0, "{text}");
+    assert!(
+        !text.contains("pushwake_open_runs{"),
+        "no figures from a state it could not read: {text}"
+    );
+}
