@@ -125,7 +125,9 @@ class Ec2Proxy(Handler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
-        action = next((kv[7:] for kv in body.decode().split("&") if kv.startswith("Action=")), "?")
+        action = next((kv[7:] for kv in body.decode().split("&") if kv.startswith("Action=")), None)
+        # JSON protocols (the Price List) name their action in a header instead.
+        action = action or self.headers.get("X-Amz-Target", "?").rsplit(".", 1)[-1]
         c = self.counter
         with c.lock:
             c.actions.append(action)
