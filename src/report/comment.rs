@@ -129,6 +129,9 @@ pub fn summary(watch: &Watch, runs: &[Run], index: usize) -> String {
         lines.push(format!("Repeats: {all} of {of} reported everything"));
     }
     lines.extend(super::places(run));
+    if let Some(why) = &run.over_budget {
+        lines.push(format!("Not started: {why}"));
+    }
     if !run.spans.is_empty() {
         lines.push(cost(run));
     }
