@@ -138,6 +138,8 @@ pub struct GitHub {
     policy: retry::Policy,
     redactor: Redactor,
     credential: Credential,
+    /// The login the token signs in as (`GET /user`), asked once, when first needed.
+    login: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// How requests are signed in.
@@ -198,6 +200,7 @@ impl GitHub {
             policy,
             redactor,
             credential,
+            login: Arc::default(),
         })
     }
 

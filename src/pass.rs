@@ -581,7 +581,12 @@ impl Agent {
             tracing::info!("{watch}: new head {}: starts nothing, {why}", short(sha));
             return Opening::Nothing;
         }
-        let run = Run::open(sha, &commit.title, chrono::Utc::now());
+        let mut run = Run::open(sha, &commit.title, chrono::Utc::now());
+        // Owed its pull requests from the start, even if it closes in this turn (a start
+        // the budget refuses, every machine skipped).
+        if self.settings.github.pull_request_comment {
+            run.review = Some(crate::state::Review::default());
+        }
         state.entry(watch).push_run(run);
         Opening::Run(commit)
     }

@@ -255,6 +255,11 @@ pub struct Review {
     /// And asked for again once it closed: a pull request opened since gets the verdict.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub looked_closed: bool,
+    /// The digest of the body when they were last asked for while it ran: a run that has
+    /// no pull request yet asks again once its body changed (`None` before the first
+    /// answer, and after GitHub refused the question for good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<u64>,
     /// Pull request number, then its comment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub comments: BTreeMap<u64, Comment>,

@@ -1,13 +1,16 @@
 //! A run on its pull requests: the open ones whose head is its commit, a comment on each
 //! (made once, then edited in place), and, signed in as a GitHub App, a check run on the
-//! commit. Every call goes through the same retry policy, and sorts its errors into the
-//! same kinds, as a commit status.
+//! commit. Every call sorts its errors into the same kinds as a commit status; reads and
+//! edits go through the same retry policy, but a call that makes something is sent once:
+//! GitHub may have made it before the answer was lost, and the next pass finds it (a
+//! comment by its marker and its author, a check run by its name) rather than make two.
 
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{Credential, Error, GitHub};
 use crate::config::Repo;
+use crate::retry;
 
 /// The longest comment body GitHub takes, in characters.
 pub const COMMENT_MAX: usize = 65_536;
@@ -66,6 +69,63 @@ struct RawComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    user: Option<RawUser>,
+    /// The App whose installation made it, if one did.
+    #[serde(default)]
+    performed_via_github_app: Option<RawApp>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct RawApp {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RawChecks {
+    check_runs: Vec<RawCheck>,
+}
+
+#[derive(Deserialize)]
+struct RawCheck {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    app: Option<RawApp>,
+}
+
+/// Who pushwake is on GitHub: only its own comments are taken for its own, since anyone
+/// can write the marker on a public repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Me {
+    /// Signed in with a token: the login of its user.
+    Login(String),
+    /// Signed in as an App installation: the App's id.
+    App(u64),
+}
+
+/// Whether `comment` was written by `me` and starts with `marker`.
+fn ours(comment: &RawComment, me: &Me, marker: &str) -> bool {
+    let by_me = match me {
+        Me::Login(login) => comment
+            .user
+            .as_ref()
+            .is_some_and(|u| u.login.eq_ignore_ascii_case(login)),
+        Me::App(id) => comment
+            .performed_via_github_app
+            .as_ref()
+            .is_some_and(|a| a.id == *id),
+    };
+    by_me
+        && comment
+            .body
+            .as_deref()
+            .is_some_and(|b| b.starts_with(marker))
 }
 
 /// Comments a page, GitHub's most.
@@ -101,27 +161,31 @@ impl GitHub {
             .collect())
     }
 
-    /// Comments `body` on pull request `number` (`POST /repos/{repo}/issues/{number}/comments`);
-    /// returns the comment's id.
+    /// Comments `body` on pull request `number` (`POST /repos/{repo}/issues/{number}/comments`),
+    /// in one attempt; returns the comment's id.
     pub async fn comment(&self, repo: &Repo, number: u64, body: &str) -> Result<u64, Error> {
         let path = format!("/repos/{repo}/issues/{number}/comments");
         let made = self
-            .write("pull request comment", Method::POST, &path, &Body { body })
+            .make("pull request comment", &path, &Body { body })
             .await?;
         made.map(|m| m.id).ok_or_else(|| Error::NotFound {
             what: format!("pull request {number} of {repo}"),
         })
     }
 
-    /// The first comment on pull request `number` whose body starts with `marker`, oldest
-    /// first (`GET /repos/{repo}/issues/{number}/comments`, page by page): the one a run
-    /// made before its record of it was saved, or an earlier run of the watch made.
+    /// The first comment on pull request `number` that pushwake wrote and whose body starts
+    /// with `marker`, oldest first (`GET /repos/{repo}/issues/{number}/comments`, page by
+    /// page): the one a run made before its record of it was saved, or an earlier run of
+    /// the watch made. Anyone else's comment is left alone, marker or not.
     pub async fn find_comment(
         &self,
         repo: &Repo,
         number: u64,
         marker: &str,
     ) -> Result<Option<u64>, Error> {
+        let Some(me) = self.me().await? else {
+            return Ok(None);
+        };
         for page in 1..=COMMENT_PAGES {
             let path = format!(
                 "/repos/{repo}/issues/{number}/comments?per_page={COMMENTS_PAGE}&page={page}"
@@ -129,9 +193,7 @@ impl GitHub {
             let comments: Vec<RawComment> = self
                 .get_json("pull request comments", &path, |_, _| None)
                 .await?;
-            let mine = comments
-                .iter()
-                .find(|c| c.body.as_deref().is_some_and(|b| b.starts_with(marker)));
+            let mine = comments.iter().find(|c| ours(c, &me, marker));
             if let Some(c) = mine {
                 return Ok(Some(c.id));
             }
@@ -151,11 +213,57 @@ impl GitHub {
         Ok(edited.map_or(Edited::Gone, |_| Edited::Done))
     }
 
-    /// Makes a check run (`POST /repos/{repo}/check-runs`, an App's `checks: write`);
-    /// returns its id.
+    /// Who the client is signed in as, for telling its comments: an App by its id, a token
+    /// by its user's login (`GET /user`, asked once per client); `None` without either.
+    async fn me(&self) -> Result<Option<Me>, Error> {
+        let token = match &self.credential {
+            Credential::None => return Ok(None),
+            Credential::App(app) => return Ok(Some(Me::App(app.app_id))),
+            Credential::Token(_) => &self.login,
+        };
+        let login = token
+            .get_or_try_init(|| async {
+                let user: RawUser = self
+                    .get_json("signed-in user", "/user", |_, _| None)
+                    .await?;
+                Ok::<_, Error>(user.login)
+            })
+            .await?;
+        Ok(Some(Me::Login(login.clone())))
+    }
+
+    /// The check run named `name` on commit `sha` that this App made, if any (`GET
+    /// /repos/{repo}/commits/{sha}/check-runs?check_name=NAME`, the latest of that name):
+    /// one made before its record was saved, or whose answer was lost.
+    pub async fn find_check(
+        &self,
+        repo: &Repo,
+        sha: &str,
+        name: &str,
+    ) -> Result<Option<u64>, Error> {
+        let app = match &self.credential {
+            Credential::App(app) => Some(app.app_id),
+            _ => None,
+        };
+        let path = format!(
+            "/repos/{repo}/commits/{sha}/check-runs?check_name={}&per_page=100",
+            crate::percent_encode(name, b"")
+        );
+        let raw: RawChecks = self.get_json("check runs", &path, |_, _| None).await?;
+        Ok(raw
+            .check_runs
+            .into_iter()
+            .find(|c| {
+                c.name == name && app.is_none_or(|id| c.app.as_ref().is_some_and(|a| a.id == id))
+            })
+            .map(|c| c.id))
+    }
+
+    /// Makes a check run (`POST /repos/{repo}/check-runs`, an App's `checks: write`), in
+    /// one attempt; returns its id.
     pub async fn create_check(&self, repo: &Repo, check: &CheckRun) -> Result<u64, Error> {
         let path = format!("/repos/{repo}/check-runs");
-        let made = self.write("check run", Method::POST, &path, check).await?;
+        let made = self.make("check run", &path, check).await?;
         made.map(|m| m.id).ok_or_else(|| Error::NotFound {
             what: format!("commit {} of {repo}", check.head_sha),
         })
@@ -173,6 +281,20 @@ impl GitHub {
         Ok(edited.map_or(Edited::Gone, |_| Edited::Done))
     }
 
+    /// `POST`s `body` to `path` once: a retry after a lost answer would make a second one.
+    async fn make<B: Serialize + ?Sized>(
+        &self,
+        what: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<Made>, Error> {
+        let once = retry::Policy {
+            attempts: 1,
+            ..self.policy
+        };
+        self.write_with(&once, what, Method::POST, path, body).await
+    }
+
     /// Sends `body` as JSON with `method` to `path`, retried by the policy; the id of what
     /// GitHub made or changed, or `None` when it answered 404.
     async fn write<B: Serialize + ?Sized>(
@@ -182,7 +304,19 @@ impl GitHub {
         path: &str,
         body: &B,
     ) -> Result<Option<Made>, Error> {
-        self.policy
+        self.write_with(&self.policy, what, method, path, body)
+            .await
+    }
+
+    async fn write_with<B: Serialize + ?Sized>(
+        &self,
+        policy: &retry::Policy,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<Made>, Error> {
+        policy
             .run(what, || async {
                 let headers = super::rest_json();
                 let (code, headers, text) =
@@ -202,6 +336,35 @@ impl GitHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_comment_pushwake_wrote_is_taken_for_its_own() {
+        let marker = "<!-- pushwake:octo/trainer@main -->";
+        let comment = |login: &str, app: Option<u64>, body: &str| {
+            serde_json::from_value::<RawComment>(serde_json::json!({
+                "id": 1, "body": body, "user": {"login": login, "type": "User"},
+                "performed_via_github_app": app.map(|id| serde_json::json!({"id": id})),
+            }))
+            .unwrap()
+        };
+        let me = Me::Login("pushwake-bot".into());
+        let body = format!("{marker}\nstarting");
+        assert!(ours(&comment("pushwake-bot", None, &body), &me, marker));
+        assert!(ours(&comment("Pushwake-Bot", None, &body), &me, marker));
+        assert!(!ours(&comment("mallory", None, &body), &me, marker));
+        assert!(!ours(&comment("pushwake-bot", None, "LGTM"), &me, marker));
+        let app = Me::App(1234);
+        assert!(ours(
+            &comment("pushwake[bot]", Some(1234), &body),
+            &app,
+            marker
+        ));
+        assert!(!ours(&comment("other[bot]", Some(99), &body), &app, marker));
+        assert!(!ours(&comment("pushwake[bot]", None, &body), &app, marker));
+        let deleted: RawComment =
+            serde_json::from_value(serde_json::json!({"id": 2, "user": null})).unwrap();
+        assert!(!ours(&deleted, &me, marker));
+    }
 
     #[test]
     fn a_check_run_is_sent_in_githubs_shape() {

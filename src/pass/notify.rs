@@ -9,6 +9,7 @@
 //! cannot take holds the rest for the next pass. A thread whose parent cannot be updated
 //! gets the news as a reply; a thread that is gone is started again.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -495,10 +496,11 @@ impl Agent {
     }
 
     /// Brings `runs[index]`'s pull requests up to date: asks which open ones have its
-    /// commit as head (once while it runs, once more when it is over), makes or edits its
-    /// comment on each when the body changed (one call per pull request, and one more to
-    /// make again a comment found deleted), and, signed in as an App, its check run. The
-    /// record is kept up to date call by call. Returns false when `budget` ran out.
+    /// commit as head (see [`ask`]), makes or edits its comment on each when the body
+    /// changed (one call per pull request, and one more to make again a comment found
+    /// deleted) unless the pull request moved on to a newer run's commit, and, signed in as
+    /// an App, its check run. The record is kept up to date call by call. Returns false
+    /// when `budget` ran out.
     async fn review_run(
         &self,
         watch: &Watch,
@@ -509,19 +511,22 @@ impl Agent {
         let repo = &watch.repo;
         let commit = runs[index].commit.clone();
         let open = runs[index].is_open();
+        let body = comment::body(watch, runs, index);
+        let said = digest(&body);
         let review = runs[index].review.get_or_insert_default();
-        if !review.looked || (!open && !review.looked_closed) {
+        if ask(review, open, said) {
             let asked = tokio::time::timeout_at(budget, self.github.pulls(repo, &commit)).await;
             let found = match asked {
                 Err(_) => return false,
-                Ok(Ok(numbers)) => Some(numbers),
+                Ok(Ok(numbers)) => Some((numbers, Some(said))),
                 Ok(Err(e)) if e.is_permanent() => {
                     tracing::error!(
                         "{watch}: cannot list the pull requests of {}, and will not ask again \
-                         for this run: {e}",
+                         while it runs: {e}",
                         short(&commit)
                     );
-                    Some(Vec::new())
+                    // No digest: a new body would not make GitHub answer otherwise.
+                    Some((Vec::new(), None))
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(
@@ -531,21 +536,22 @@ impl Agent {
                     None
                 }
             };
-            if let Some(numbers) = found {
+            if let Some((numbers, asked)) = found {
                 for n in numbers {
                     review.comments.entry(n).or_default();
                 }
                 review.looked = true;
                 review.looked_closed |= !open;
+                review.asked = asked;
             }
         }
         adopt_comments(runs, index);
 
-        let body = comment::body(watch, runs, index);
-        let said = digest(&body);
+        let moved = moved_on(runs, index);
         let review = runs[index].review.get_or_insert_default();
         for (&number, c) in review.comments.iter_mut() {
-            if c.said == Some(said) {
+            let stale = moved.as_ref().is_none_or(|m| m.contains(&number));
+            if c.said == Some(said) || stale {
                 continue;
             }
             let put = self.put_comment(watch, number, c.id, &body);
@@ -571,7 +577,7 @@ impl Agent {
         }
 
         let app = self.github.is_app();
-        let check = comment::check(watch, runs, index);
+        let check = comment::check(watch, runs, index, &self.status_context(watch));
         let checked = digest(&serde_json::to_string(&check).unwrap_or_default());
         let review = runs[index].review.get_or_insert_default();
         if app && review.checked != Some(checked) {
@@ -600,7 +606,7 @@ impl Agent {
         // last body, and no machine's cost is still to come.
         let run = &runs[index];
         let review = run.review.as_ref().expect("made above");
-        let done = review_done(run, review, said, app.then_some(checked));
+        let done = review_done(run, review, said, app.then_some(checked), moved.as_ref());
         runs[index].review.get_or_insert_default().done = done;
         true
     }
@@ -644,6 +650,15 @@ impl Agent {
         id: Option<u64>,
         check: &github::pulls::CheckRun,
     ) -> Result<u64, github::Error> {
+        let id = match id {
+            Some(id) => Some(id),
+            // Made before its record was saved, or its answer lost: a make is sent once.
+            None => {
+                self.github
+                    .find_check(repo, &check.head_sha, &check.name)
+                    .await?
+            }
+        };
         if let Some(id) = id
             && self.github.update_check(repo, id, check).await? == Edited::Done
         {
@@ -717,13 +732,52 @@ fn adopt_comments(runs: &mut [Run], index: usize) {
     }
 }
 
+/// Whether to ask GitHub for the open pull requests whose head is the run's commit: once
+/// while it runs; again while it runs without one, whenever its body (of digest `said`)
+/// changed since the last answer, so that a pull request opened after the push sees the
+/// run before its verdict; and once more when it is over.
+fn ask(review: &Review, open: bool, said: u64) -> bool {
+    let again = review.asked.is_some_and(|a| a != said) && review.comments.is_empty();
+    !review.looked || (open && again) || (!open && !review.looked_closed)
+}
+
+/// The pull requests of `runs[index]` that moved on: a newer run of the watch, of another
+/// commit, holds them, as their head is its commit now. This run's body would be stale
+/// there, so it edits them no more. `None` while a newer run has not asked for its pull
+/// requests yet: which moved on is not known, and nothing is edited until it is.
+fn moved_on(runs: &[Run], index: usize) -> Option<BTreeSet<u64>> {
+    let run = &runs[index];
+    let mut held = BTreeSet::new();
+    for newer in runs[index + 1..].iter().filter(|r| r.commit != run.commit) {
+        match &newer.review {
+            // Opened before comments were on: it asks for none.
+            None => {}
+            Some(r) if !r.looked => return None,
+            Some(r) => held.extend(r.comments.keys().copied()),
+        }
+    }
+    Some(held)
+}
+
 /// Whether `run` owes its pull requests nothing more: it is over, they were asked for
-/// since, each comment took the body of digest `said` (and the check run `checked`, when
-/// there is one to set), and every machine's time is counted.
-fn review_done(run: &Run, review: &Review, said: u64, checked: Option<u64>) -> bool {
+/// since, each comment took the body of digest `said` but those that `moved` on (and the
+/// check run `checked`, when there is one to set), and every machine's time is counted.
+fn review_done(
+    run: &Run,
+    review: &Review,
+    said: u64,
+    checked: Option<u64>,
+    moved: Option<&BTreeSet<u64>>,
+) -> bool {
+    let Some(moved) = moved else {
+        return false;
+    };
     !run.is_open()
         && review.looked_closed
-        && review.comments.values().all(|c| c.said == Some(said))
+        && review
+            .comments
+            .iter()
+            .all(|(n, c)| c.said == Some(said) || moved.contains(n))
         && checked.is_none_or(|c| review.checked == Some(c))
         && run.spans.iter().all(|s| s.to.is_some())
 }
@@ -790,6 +844,69 @@ mod tests {
             Some(70),
             "an older one is left as it is"
         );
+    }
+
+    #[test]
+    fn a_run_without_a_pull_request_asks_again_when_its_body_changed_and_not_otherwise() {
+        let mut review = Review::default();
+        assert!(ask(&review, true, 1), "first");
+        review.looked = true;
+        review.asked = Some(1);
+        assert!(!ask(&review, true, 1), "the same body");
+        assert!(ask(&review, true, 2), "a new body, no pull request yet");
+        review.comments.insert(7, Default::default());
+        assert!(
+            !ask(&review, true, 2),
+            "one found: asked once more when over"
+        );
+        assert!(ask(&review, false, 2), "over");
+        review.looked_closed = true;
+        assert!(!ask(&review, false, 3));
+        // Refused for good: not asked again while it runs.
+        let refused = Review {
+            looked: true,
+            ..Review::default()
+        };
+        assert!(!ask(&refused, true, 2));
+    }
+
+    #[test]
+    fn an_older_run_edits_no_comment_a_newer_run_of_another_commit_holds() {
+        use crate::state::Comment;
+        let now = chrono::Utc::now();
+        let with = |commit: &str, looked: bool, prs: &[u64]| {
+            let mut run = Run::open(commit, "", now);
+            let review = run.review.get_or_insert_default();
+            review.looked = looked;
+            for &pr in prs {
+                review.comments.insert(pr, Comment::default());
+            }
+            run
+        };
+        let runs = vec![with("c1", true, &[7, 8]), with("c2", true, &[7])];
+        assert_eq!(moved_on(&runs, 0), Some(BTreeSet::from([7])));
+        assert_eq!(moved_on(&runs, 1), Some(BTreeSet::new()), "the newest");
+        let unasked = vec![with("c1", true, &[7]), with("c2", false, &[])];
+        assert_eq!(moved_on(&unasked, 0), None, "not known yet");
+        let same = vec![with("c1", true, &[7]), with("c1", true, &[7])];
+        assert_eq!(
+            moved_on(&same, 0),
+            Some(BTreeSet::new()),
+            "its own commit again"
+        );
+        let mut before = vec![with("c1", true, &[7]), Run::open("c2", "", now)];
+        before[1].review = None;
+        assert_eq!(moved_on(&before, 0), Some(BTreeSet::new()), "asks for none");
+        // Over, and the one it does not hold any more does not keep it owed.
+        let mut runs = runs;
+        runs[0].completed_at = Some(now);
+        let review = runs[0].review.as_mut().unwrap();
+        review.looked_closed = true;
+        review.comments.get_mut(&8).unwrap().said = Some(5);
+        let moved = moved_on(&runs, 0);
+        let review = runs[0].review.as_ref().unwrap();
+        assert!(review_done(&runs[0], review, 5, None, moved.as_ref()));
+        assert!(!review_done(&runs[0], review, 5, None, None));
     }
 
     fn progress(news: Option<&str>) -> Voice {

@@ -288,8 +288,8 @@ impl Agent {
     }
 
     /// The commit status context of `watch`'s runs: `pushwake`, or `pushwake/<branch>`
-    /// when another watch shares its repository.
-    fn status_context(&self, watch: &Watch) -> String {
+    /// when another watch shares its repository; its check run has the same name.
+    pub(super) fn status_context(&self, watch: &Watch) -> String {
         let shared = self
             .settings
             .watches

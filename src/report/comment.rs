@@ -21,9 +21,6 @@ use super::verdict::words;
 /// How many of the watch's commits the chart shows, this one included.
 pub const CHART_COMMITS: usize = 10;
 
-/// The check run's name on the commit.
-pub const CHECK_NAME: &str = "pushwake";
-
 /// The hidden first line of every comment pushwake makes: which watch it is from.
 pub fn marker(watch: &Watch) -> String {
     // A branch may hold `-->`, which would end the comment: `>` is escaped.
@@ -38,10 +35,10 @@ pub fn body(watch: &Watch, runs: &[Run], index: usize) -> String {
     fit(&text, COMMENT_MAX)
 }
 
-/// The check run of `runs[index]`: queued until a machine started, in progress while it
-/// runs, then completed with the verdict's conclusion (better: success, worse: failure,
-/// anything else: neutral).
-pub fn check(watch: &Watch, runs: &[Run], index: usize) -> CheckRun {
+/// The check run of `runs[index]`, named `name` (the watch's commit status context):
+/// queued until a machine started, in progress while it runs, then completed with the
+/// verdict's conclusion (better: success, worse: failure, anything else: neutral).
+pub fn check(watch: &Watch, runs: &[Run], index: usize, name: &str) -> CheckRun {
     let run = &runs[index];
     let (status, conclusion) = match (run.is_open(), run.started().next().is_some()) {
         (false, _) => {
@@ -57,7 +54,7 @@ pub fn check(watch: &Watch, runs: &[Run], index: usize) -> CheckRun {
         (true, true) => ("in_progress", None),
     };
     CheckRun {
-        name: CHECK_NAME.to_owned(),
+        name: name.to_owned(),
         head_sha: run.commit.clone(),
         status: status.to_owned(),
         conclusion,
@@ -132,6 +129,9 @@ pub fn summary(watch: &Watch, runs: &[Run], index: usize) -> String {
         lines.push(format!("Repeats: {all} of {of} reported everything"));
     }
     lines.extend(super::places(run));
+    if let Some(why) = &run.over_budget {
+        lines.push(format!("Not started: {why}"));
+    }
     if !run.spans.is_empty() {
         lines.push(cost(run));
     }
@@ -289,8 +289,11 @@ fn mermaid_text(text: &str) -> String {
 
 /// Text a person wrote (a commit title, a metric, a branch), safe in GitHub's Markdown:
 /// what would be markup is escaped, a mention does not ping anyone, and it stays on one
-/// line (and in one table cell).
+/// line (and in one table cell). Leading blanks are dropped and a leading block marker
+/// escaped, so that a title at the start of its line stays a line of text, not a rule, a
+/// list or a heading underline.
 pub fn md(text: &str) -> String {
+    let text = text.trim_start();
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -305,6 +308,13 @@ pub fn md(text: &str) -> String {
             c if c.is_control() => {}
             c => out.push(c),
         }
+    }
+    // `#`, `>` and `*` are escaped wherever they are; these are markup only at the start.
+    let digits = out.chars().take_while(char::is_ascii_digit).count();
+    if out.starts_with(['-', '+', '=']) {
+        out.insert(0, '\\');
+    } else if digits > 0 && out[digits..].starts_with('.') {
+        out.insert(digits, '\\');
     }
     out
 }
@@ -433,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn a_title_that_starts_like_a_block_stays_a_line_of_text() {
+        let cases = [
+            ("--- wip", "\\--- wip"),
+            ("1. try lr", "1\\. try lr"),
+            ("12) x", "12\\) x"),
+            ("# x", "\\# x"),
+            ("> y", "\\> y"),
+            ("+ z", "\\+ z"),
+            ("= a", "\\= a"),
+            ("    indented", "indented"),
+            ("\n- after a newline", "\\- after a newline"),
+            // Only at the start: inside the line these are plain text.
+            ("v1. a-b + c = d", "v1. a-b + c = d"),
+            ("2024 results", "2024 results"),
+        ];
+        for (title, safe) in cases {
+            assert_eq!(md(title), safe, "{title:?}");
+        }
+    }
+
+    #[test]
     fn the_marker_cannot_be_closed_by_a_branch() {
         let w = Watch::example("feat/a-->b", &[]);
         assert_eq!(marker(&w), "<!-- pushwake:octo/trainer@feat/a--%3Eb -->");
@@ -512,7 +543,7 @@ mod tests {
         assert!(body.contains("worse beyond the noise"), "{body}");
         assert!(body.contains("| vs `0000001` |"), "{body}");
         assert!(body.contains("xychart-beta\n"), "{body}");
-        let check = check(&w, &runs, 1);
+        let check = check(&w, &runs, 1, "pushwake");
         assert_eq!(check.status, "completed");
         assert_eq!(
             check.conclusion.as_deref(),
@@ -532,9 +563,9 @@ mod tests {
         let w = watch();
         let mut runs = vec![run(1, &[0.9, 0.91], false)];
         runs[0].instances.clear();
-        assert_eq!(check(&w, &runs, 0).status, "queued");
+        assert_eq!(check(&w, &runs, 0, "pushwake").status, "queued");
         let mut runs = vec![run(1, &[0.9, 0.91], false)];
-        assert_eq!(check(&w, &runs, 0).status, "in_progress");
+        assert_eq!(check(&w, &runs, 0, "pushwake").status, "in_progress");
         runs[0].completed_at = Some(runs[0].opened_at);
         for (call, conclusion) in [
             ("better", "success"),
@@ -549,7 +580,10 @@ mod tests {
                 p: 0.5,
                 look: None,
             });
-            assert_eq!(check(&w, &runs, 0).conclusion.as_deref(), Some(conclusion));
+            assert_eq!(
+                check(&w, &runs, 0, "pushwake").conclusion.as_deref(),
+                Some(conclusion)
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::util::{self, PullsFake, World, sha};
+use crate::util::{self, PULLS_LOGIN, PullsFake, World, sha};
 
 /// A watch whose runs report `accuracy`.
 const RESULTS: &str = "results = { metrics = [\"accuracy\"], timeout = \"1h\" }";
@@ -85,8 +85,9 @@ async fn one_push_with_an_open_pull_request_gets_one_comment_edited_as_the_run_m
     util::assert_contains(body, "```mermaid\n---\nconfig:\n");
     util::assert_contains(body, "---\nxychart-beta\n");
     util::assert_contains(body, &format!("\"{} (this)\"", util::short(2)));
-    // The lookups: commit 1 once running and once over; commit 2 the same.
-    assert_eq!(pulls.count("GET", "/pulls"), 4, "{:#?}", pulls.calls());
+    // The lookups: commit 1 once running, once more as its body changed while it had no
+    // pull request, and once over; commit 2, which has one, once running and once over.
+    assert_eq!(pulls.count("GET", "/pulls"), 5, "{:#?}", pulls.calls());
 }
 
 #[tokio::test]
@@ -129,7 +130,11 @@ async fn without_a_pull_request_there_is_no_comment() {
 
     assert!(pulls.comments().is_empty());
     assert_eq!(pulls.count("POST", ""), 0, "{:#?}", pulls.calls());
-    assert_eq!(pulls.count("GET", "/pulls"), 2, "once running, once over");
+    assert_eq!(
+        pulls.count("GET", "/pulls"),
+        3,
+        "once running, once more as its body changed (a repeat reported), once over"
+    );
     assert!(pulls.checks().is_empty(), "a token makes no check run");
 }
 
@@ -293,4 +298,144 @@ async fn a_comment_made_before_its_record_was_saved_is_found_by_its_marker_and_e
         "two pages: {calls:#?}"
     );
     assert_eq!(pulls.comments().len(), 121, "nobody else's comment touched");
+}
+
+/// Signs `w` in as the App 1234 (installation 5678), comments on.
+async fn as_app(w: &World) {
+    let (key, public) = util::app_key(w.setup.dir.path());
+    util::app_sign_in(
+        &w.github.server,
+        "",
+        &public,
+        1234,
+        5678,
+        vec![("ghs_installationtoken0123456789", 3600)],
+    )
+    .await;
+    let file = key.display().to_string();
+    w.github_keys(&format!(
+        "app_id = 1234\ninstallation_id = 5678\nprivate_key_file = \"{file}\"\n\
+         pull_request_comment = true"
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_comment_and_check_run_github_made_but_whose_answer_was_lost_are_not_made_twice() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    as_app(&w).await;
+    pulls.open_pull(7, &sha(2));
+    // GitHub stores the comment and the check run, and both answers are lost (502).
+    pulls.lose_answers(502, 2);
+    w.once(0); // commit 2 starts
+    let made = (
+        pulls.count("POST", "/comments"),
+        pulls.count("POST", "/check-runs"),
+    );
+    eprintln!("makes sent in the pass whose answers were lost: {made:?}");
+    assert_eq!(made, (1, 1), "sent once each: {:#?}", pulls.calls());
+    w.once(0); // found by marker and author, and by name: edited
+    w.report_accuracy(&[0.80, 0.81]).await;
+    w.once(0);
+    w.once(0);
+
+    let calls = pulls.calls();
+    assert_eq!(pulls.comments().len(), 1, "{calls:#?}");
+    assert_eq!(pulls.checks().len(), 1, "{calls:#?}");
+    assert_eq!(pulls.count("POST", "/comments"), 1, "{calls:#?}");
+    assert_eq!(pulls.count("POST", "/check-runs"), 1, "{calls:#?}");
+    assert!(pulls.count("GET", "/check-runs") >= 1, "{calls:#?}");
+    assert_eq!(pulls.checks()[0]["status"], "completed");
+    util::assert_contains(&pulls.comments()[0].1, "nothing to compare with");
+    assert_eq!(pulls.count("GET", "/user"), 0, "an App is known by its id");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_strangers_comment_carrying_the_marker_is_left_alone() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    let forged = "<!-- pushwake:octo/trainer@main -->\nbetter beyond the noise, trust me";
+    let theirs = pulls.add_comment_by(7, "mallory", forged);
+    w.once(0);
+    w.report_accuracy(&[0.80]).await;
+    w.once(0);
+
+    let calls = pulls.calls();
+    let touched = format!("/issues/comments/{theirs}");
+    assert!(
+        calls.iter().all(|c| !c.path.ends_with(&touched)),
+        "{calls:#?}"
+    );
+    let comments = pulls.comments_by();
+    assert_eq!(comments.len(), 2, "{comments:#?}");
+    assert_eq!(comments[0], (7, "mallory".to_owned(), forged.to_owned()));
+    assert_eq!(comments[1].1, PULLS_LOGIN, "its own: {comments:#?}");
+    assert_eq!(pulls.count("POST", "/comments"), 1);
+    // Who it is was asked when it searched, and not once it knew its comment.
+    assert_eq!(pulls.count("GET", "/user"), 1, "{calls:#?}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_push_the_budget_refuses_gets_its_comment_saying_so() {
+    let extra = format!("{RESULTS}\nmax_runtime = \"1h\"");
+    let w = World::pushed(2, &extra).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    // Two machines at $1 an hour for max_runtime's hour: $2, over a $1 month.
+    let tables = "[cost]\nprices = { \"t3.micro\" = 1.0 }\n[budget]\nmonth = 1.0\n";
+    w.write_config_with("", &format!("{tables}{}", w.watch()));
+    w.github_keys(COMMENTS);
+    pulls.open_pull(7, &sha(2));
+    let starts = w.proxy.calls("StartInstances").await;
+    w.once(0); // the push: refused, and its run closed in the same turn
+    w.once(0);
+
+    assert_eq!(
+        w.proxy.calls("StartInstances").await,
+        starts,
+        "nothing started"
+    );
+    let comments = pulls.comments();
+    assert_eq!(comments.len(), 1, "{:#?}", pulls.calls());
+    eprintln!("the comment:\n{}", comments[0].1);
+    util::assert_contains(&comments[0].1, "Not started: refused by the month's budget");
+    assert_eq!(pulls.count("POST", "/comments"), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test"]
+async fn a_pull_request_opened_after_the_push_gets_the_comment_before_the_verdict() {
+    let w = World::pushed(2, RESULTS).await;
+    let pulls = PullsFake::mount(&w.github).await;
+    w.github_keys(COMMENTS);
+    w.once(0); // commit 2 starts: no pull request yet
+    w.once(0);
+    assert_eq!(pulls.count("POST", "/comments"), 0);
+    pulls.open_pull(7, &sha(2)); // opened a minute after the push
+    w.report_accuracy(&[0.80]).await;
+    w.once(0); // a repeat reported: the body changed, so asked again
+
+    let comments = pulls.comments();
+    assert_eq!(
+        comments.len(),
+        1,
+        "before the verdict: {:#?}",
+        pulls.calls()
+    );
+    util::assert_contains(&comments[0].1, "judged when the run is over");
+    let open = w.status()[0]["open_runs"].as_array().unwrap().len();
+    assert_eq!(open, 1, "still running");
+    let asked = pulls.count("GET", "/pulls");
+    eprintln!("lookups while it ran, up to the comment: {asked}");
+    w.report_accuracy(&[0.80, 0.81]).await;
+    w.once(0);
+    w.once(0);
+    let comments = pulls.comments();
+    assert_eq!(comments.len(), 1);
+    util::assert_contains(&comments[0].1, "nothing to compare with");
+    assert_eq!(pulls.count("POST", "/comments"), 1);
 }

@@ -2,7 +2,9 @@
 //! keeps GitHub's published rules: a comment body of at most 65,536 characters (422
 //! beyond), 404 for a comment that was deleted or never made, check runs only for an App
 //! installation's token (`ghs_…`), their summary at most 65,535 characters, a conclusion
-//! with `completed` only.
+//! with `completed` only. A comment carries its author as GitHub shows it: a token's user
+//! (`GET /user` answers its login, and refuses an installation token), or an App's bot
+//! with `performed_via_github_app`; check runs are listed per commit by name.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,11 +28,16 @@ struct Pulls {
     pulls: BTreeMap<String, Vec<(u64, &'static str, String)>>,
     /// Comment id → (pull request, body); removed when deleted.
     comments: BTreeMap<u64, (u64, String)>,
+    /// Comment id → its author: `user` and `performed_via_github_app`, as GitHub shows them.
+    authors: BTreeMap<u64, serde_json::Value>,
     /// Check run id → what it holds now.
     checks: BTreeMap<u64, serde_json::Value>,
     next: u64,
     /// Answer the next writes with this status, this many times.
     failing: Option<(u16, usize)>,
+    /// Carry out the next makes (POST), then answer this status, this many times: GitHub
+    /// stored it, and the answer was lost.
+    losing: Option<(u16, usize)>,
     calls: Vec<PullsCall>,
 }
 
@@ -49,6 +56,11 @@ impl PullsFake {
             })),
         };
         let routes = [
+            ("GET", r"^/user$"),
+            (
+                "GET",
+                r"^/repos/[^/]+/[^/]+/commits/([0-9a-f]{40})/check-runs$",
+            ),
             ("GET", r"^/repos/[^/]+/[^/]+/commits/([0-9a-f]{40})/pulls$"),
             ("GET", r"^/repos/[^/]+/[^/]+/issues/([0-9]+)/comments$"),
             ("POST", r"^/repos/[^/]+/[^/]+/issues/([0-9]+)/comments$"),
@@ -103,14 +115,38 @@ impl PullsFake {
             .push((number, state, head.to_owned()));
     }
 
-    /// A comment on pull request `number` that pushwake's record does not know of: a
-    /// person's, or one pushwake made before a crash lost its record. Returns its id.
+    /// A comment on pull request `number` by pushwake's token that pushwake's record does
+    /// not know of: one it made before a crash lost its record. Returns its id.
     pub fn add_comment(&self, number: u64, body: &str) -> u64 {
+        self.add_comment_by(number, PULLS_LOGIN, body)
+    }
+
+    /// A comment on pull request `number` by the user `login`. Returns its id.
+    pub fn add_comment_by(&self, number: u64, login: &str, body: &str) -> u64 {
         let mut s = self.inner.lock().unwrap();
         s.next += 1;
         let id = s.next;
         s.comments.insert(id, (number, body.to_owned()));
+        s.authors.insert(id, user_author(login));
         id
+    }
+
+    /// The comments there are now, with their authors' logins: (pull request, login, body).
+    pub fn comments_by(&self) -> Vec<(u64, String, String)> {
+        let s = self.inner.lock().unwrap();
+        s.comments
+            .iter()
+            .map(|(id, (n, body))| {
+                let login = s.authors[id]["user"]["login"].as_str().unwrap_or_default();
+                (*n, login.to_owned(), body.clone())
+            })
+            .collect()
+    }
+
+    /// The next `times` makes (a comment, a check run) are stored, then answered `status`,
+    /// as when GitHub made it and the answer was lost on the way.
+    pub fn lose_answers(&self, status: u16, times: usize) {
+        self.inner.lock().unwrap().losing = (times > 0).then_some((status, times));
     }
 
     /// Someone deletes every comment.
@@ -165,6 +201,46 @@ impl PullsFake {
             body: body.clone(),
         });
         let tail = |p: &str| p.rsplit('/').nth(0).unwrap().parse::<u64>().ok();
+        let token = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let installation = token.starts_with("Bearer ghs_");
+        if verb == "GET" && path == "/user" {
+            if installation {
+                return error(403, "Resource not accessible by integration");
+            }
+            return github_headers(ResponseTemplate::new(200)).set_body_json(serde_json::json!({
+                "login": PULLS_LOGIN, "id": 4242, "type": "User"
+            }));
+        }
+        if verb == "GET" && path.ends_with("/check-runs") {
+            let sha = path.rsplit('/').nth(1).unwrap();
+            let name = r
+                .url
+                .query_pairs()
+                .find(|(q, _)| q == "check_name")
+                .map(|(_, v)| v.into_owned());
+            let runs: Vec<serde_json::Value> = s
+                .checks
+                .iter()
+                .rev() // the latest first
+                .filter(|(_, c)| c["head_sha"] == sha)
+                .filter(|(_, c)| name.as_ref().is_none_or(|n| c["name"] == n.as_str()))
+                .map(|(id, c)| {
+                    serde_json::json!({
+                        "id": id, "name": c["name"], "head_sha": c["head_sha"],
+                        "status": c["status"], "conclusion": c["conclusion"],
+                        "app": {"id": PULLS_APP_ID, "slug": "pushwake"}
+                    })
+                })
+                .collect();
+            return github_headers(ResponseTemplate::new(200)).set_body_json(serde_json::json!({
+                "total_count": runs.len(), "check_runs": runs
+            }));
+        }
         if verb == "GET" && path.ends_with("/comments") {
             // Oldest first, `per_page` (default 30, at most 100) a `page` (from 1).
             let query = |k: &str| {
@@ -182,7 +258,7 @@ impl PullsFake {
                 .filter(|(_, (n, _))| *n == number)
                 .skip((page - 1) * per_page)
                 .take(per_page)
-                .map(|(id, (_, text))| comment(*id, text))
+                .map(|(id, (_, text))| comment(*id, text, &s.authors[id]))
                 .collect();
             return github_headers(ResponseTemplate::new(200)).set_body_json(answer);
         }
@@ -205,8 +281,19 @@ impl PullsFake {
             s.failing = (left > 1).then_some((status, left - 1));
             return error(status, "Server Error");
         }
+        // A make carried out (`stored`) whose answer is lost on the way back.
+        let lost = |s: &mut Pulls, stored: bool, answer: ResponseTemplate| match s.losing {
+            Some((status, left)) if stored => {
+                s.losing = (left > 1).then_some((status, left - 1));
+                error(status, "Bad Gateway")
+            }
+            _ => answer,
+        };
         if path.ends_with("/check-runs") || path.contains("/check-runs/") {
-            return check_run(&mut s, r, &path, body);
+            let before = s.checks.len();
+            let answer = check_run(&mut s, r, &path, body);
+            let stored = s.checks.len() > before;
+            return lost(&mut s, stored, answer);
         }
         let Some(text) = body["body"].as_str().map(str::to_owned) else {
             return error(422, "Validation Failed");
@@ -223,24 +310,55 @@ impl PullsFake {
             s.next += 1;
             let id = s.next;
             s.comments.insert(id, (number, text.clone()));
-            return github_headers(ResponseTemplate::new(201)).set_body_json(comment(id, &text));
+            let author = match installation {
+                true => app_author(),
+                false => user_author(PULLS_LOGIN),
+            };
+            s.authors.insert(id, author.clone());
+            let made = github_headers(ResponseTemplate::new(201))
+                .set_body_json(comment(id, &text, &author));
+            return lost(&mut s, true, made);
         }
         let id = tail(&path).unwrap();
         match s.comments.get_mut(&id) {
             None => error(404, "Not Found"),
             Some(c) => {
                 c.1 = text.clone();
-                github_headers(ResponseTemplate::new(200)).set_body_json(comment(id, &text))
+                let author = s.authors[&id].clone();
+                github_headers(ResponseTemplate::new(200))
+                    .set_body_json(comment(id, &text, &author))
             }
         }
     }
 }
 
-fn comment(id: u64, body: &str) -> serde_json::Value {
+/// The login of the user pushwake's token signs in as.
+pub const PULLS_LOGIN: &str = "pushwake-bot";
+
+/// The id of the App the tests sign in as (`util::app_sign_in`).
+pub const PULLS_APP_ID: u64 = 1234;
+
+fn user_author(login: &str) -> serde_json::Value {
+    serde_json::json!({
+        "user": {"login": login, "id": 4242, "type": "User"},
+        "performed_via_github_app": null
+    })
+}
+
+/// A comment made with an App installation's token: its bot user, and the App.
+fn app_author() -> serde_json::Value {
+    serde_json::json!({
+        "user": {"login": "pushwake[bot]", "id": 4343, "type": "Bot"},
+        "performed_via_github_app": {"id": PULLS_APP_ID, "slug": "pushwake", "name": "pushwake"}
+    })
+}
+
+fn comment(id: u64, body: &str, author: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "id": id, "node_id": "IC_kwDO", "body": body,
         "html_url": format!("https://github.com/octo/trainer/pull/1#issuecomment-{id}"),
-        "user": {"login": "pushwake[bot]"},
+        "user": author["user"], "performed_via_github_app": author["performed_via_github_app"],
+        "author_association": "NONE",
         "created_at": "2026-11-29T08:00:00Z", "updated_at": "2026-11-29T08:00:00Z"
     })
 }
