@@ -241,6 +241,24 @@ impl Watch {
 }
 
 #[cfg(test)]
+impl Results {
+    /// The results of the unit tests: `metrics`, the first primary, an hour's timeout,
+    /// machines stopped once they reported, α 0.05, no rounds.
+    pub fn example(metrics: &[&str]) -> Results {
+        Results {
+            metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
+            better: Default::default(),
+            timeout: std::time::Duration::from_secs(3600),
+            stop_when_reported: true,
+            primary: metrics[0].to_owned(),
+            min_effect: None,
+            max_repeats: None,
+            alpha: 0.05,
+        }
+    }
+}
+
+#[cfg(test)]
 impl Watch {
     /// The watch of the unit tests: `octo/trainer` on `branch`, with `instances`.
     pub fn example(branch: &str, instances: &[&str]) -> Watch {

@@ -383,14 +383,8 @@ mod tests {
     fn the_stamp_dates_the_start_and_empties_old_results() {
         let mut w = watch(&[]);
         w.results = Some(crate::config::Results {
-            metrics: vec!["loss".into()],
-            better: Default::default(),
             timeout: std::time::Duration::from_secs(60),
-            stop_when_reported: true,
-            primary: "loss".into(),
-            min_effect: None,
-            max_repeats: None,
-            alpha: 0.05,
+            ..crate::config::Results::example(&["loss"])
         });
         let stamp = stamp(&w, "abc", "me");
         assert!(

@@ -147,14 +147,8 @@ mod tests {
 
     fn spec(max_repeats: Option<u32>) -> Results {
         Results {
-            metrics: vec!["accuracy".into()],
-            better: Default::default(),
-            timeout: std::time::Duration::from_secs(3600),
-            stop_when_reported: true,
-            primary: "accuracy".into(),
-            min_effect: None,
             max_repeats,
-            alpha: 0.05,
+            ..Results::example(&["accuracy"])
         }
     }
 

@@ -753,16 +753,7 @@ mod tests {
         assert_eq!(e.runs[0].superseded_by, None);
 
         let mut with_results = watch();
-        with_results.results = Some(Results {
-            metrics: vec!["accuracy".into()],
-            better: Default::default(),
-            timeout: std::time::Duration::from_secs(3600),
-            stop_when_reported: true,
-            primary: "accuracy".into(),
-            min_effect: None,
-            max_repeats: None,
-            alpha: 0.05,
-        });
+        with_results.results = Some(Results::example(&["accuracy"]));
         let mut e = entry(vec![run("c2", &[started])]);
         close_settled(&with_results, &mut e, 0, &pool(), now);
         assert!(e.runs[0].is_open(), "the harvest closes it");

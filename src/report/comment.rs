@@ -350,16 +350,7 @@ mod tests {
     use crate::state::Part;
 
     fn spec() -> Results {
-        Results {
-            metrics: vec!["accuracy".into(), "loss".into()],
-            better: Default::default(),
-            timeout: std::time::Duration::from_secs(3600),
-            stop_when_reported: true,
-            primary: "accuracy".into(),
-            min_effect: None,
-            max_repeats: None,
-            alpha: 0.05,
-        }
+        Results::example(&["accuracy", "loss"])
     }
 
     fn watch() -> Watch {

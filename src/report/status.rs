@@ -140,16 +140,7 @@ mod tests {
     fn watch(results: bool) -> Watch {
         let mut w = Watch::example("main", &["i-1", "i-2"]);
         if results {
-            w.results = Some(Results {
-                metrics: vec!["accuracy".into()],
-                better: Default::default(),
-                timeout: std::time::Duration::from_secs(3600),
-                stop_when_reported: true,
-                primary: "accuracy".into(),
-                min_effect: None,
-                max_repeats: None,
-                alpha: 0.05,
-            });
+            w.results = Some(Results::example(&["accuracy"]));
         }
         w
     }

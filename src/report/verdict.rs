@@ -201,14 +201,8 @@ mod tests {
 
     fn spec() -> Results {
         Results {
-            metrics: vec!["accuracy".into()],
-            better: Default::default(),
-            timeout: std::time::Duration::from_secs(3600),
             stop_when_reported: false,
-            primary: "accuracy".into(),
-            min_effect: None,
-            max_repeats: None,
-            alpha: 0.05,
+            ..Results::example(&["accuracy"])
         }
     }
 

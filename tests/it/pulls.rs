@@ -177,22 +177,8 @@ async fn github_failing_to_take_comments_never_delays_a_start_and_is_retried() {
 async fn signed_in_as_an_app_the_run_is_a_check_run_completed_with_its_conclusion() {
     let w = World::new(2, RESULTS).await;
     let pulls = PullsFake::mount(&w.github).await;
-    let (key, public) = util::app_key(w.setup.dir.path());
-    util::app_sign_in(
-        &w.github.server,
-        "",
-        &public,
-        1234,
-        5678,
-        vec![("ghs_installationtoken0123456789", 3600)],
-    )
-    .await;
     w.first_run_start();
-    let file = key.display().to_string();
-    w.github_keys(&format!(
-        "app_id = 1234\ninstallation_id = 5678\nprivate_key_file = \"{file}\"\n\
-         pull_request_comment = true"
-    ));
+    as_app(&w).await;
     pulls.open_pull(7, &sha(2));
     baseline_then_push(&w).await;
     w.once(0);
