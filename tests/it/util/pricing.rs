@@ -140,11 +140,31 @@ impl PriceList {
     }
 }
 
+/// A product's on-demand terms as the price list writes them: one offer with one price
+/// dimension, `usd` per `unit`.
+fn on_demand(sku: &str, unit: &str, description: &str, usd: f64) -> Value {
+    let offer = format!("{sku}.JRTCKXETXF");
+    let rate = format!("{offer}.6YS6EN2CT7");
+    json!({offer: {
+        "priceDimensions": {rate.clone(): {
+            "unit": unit,
+            "endRange": "Inf",
+            "description": description,
+            "appliesTo": [],
+            "rateCode": rate,
+            "beginRange": "0",
+            "pricePerUnit": {"USD": format!("{usd:.10}")}
+        }},
+        "sku": sku,
+        "effectiveDate": "2026-11-01T00:00:00Z",
+        "offerTermCode": "JRTCKXETXF",
+        "termAttributes": {}
+    }})
+}
+
 /// A product document in the shape of the real gp3 us-east-1 storage one: the product
 /// family `Storage`, its attributes, one on-demand offer priced per GB-month.
 fn storage_document(sku: &str, volume_type: &str, region: &str, usd: f64) -> Value {
-    let on_demand = format!("{sku}.JRTCKXETXF");
-    let rate = format!("{on_demand}.6YS6EN2CT7");
     json!({
         "product": {
             "productFamily": "Storage",
@@ -161,21 +181,12 @@ fn storage_document(sku: &str, volume_type: &str, region: &str, usd: f64) -> Val
             "sku": sku
         },
         "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {on_demand.clone(): {
-            "priceDimensions": {rate.clone(): {
-                "unit": "GB-Mo",
-                "endRange": "Inf",
-                "description": format!("${usd} per GB-month of {volume_type} provisioned storage"),
-                "appliesTo": [],
-                "rateCode": rate,
-                "beginRange": "0",
-                "pricePerUnit": {"USD": format!("{usd:.10}")}
-            }},
-            "sku": sku,
-            "effectiveDate": "2026-11-01T00:00:00Z",
-            "offerTermCode": "JRTCKXETXF",
-            "termAttributes": {}
-        }}},
+        "terms": {"OnDemand": on_demand(
+            sku,
+            "GB-Mo",
+            &format!("${usd} per GB-month of {volume_type} provisioned storage"),
+            usd
+        )},
         "version": "20261120224015",
         "publicationDate": "2026-11-20T22:40:15Z"
     })
@@ -191,8 +202,6 @@ fn product_document(
     (os, tenancy, software, capacity): (&str, &str, &str, &str),
     usd: f64,
 ) -> Value {
-    let on_demand = format!("{sku}.JRTCKXETXF");
-    let rate = format!("{on_demand}.6YS6EN2CT7");
     let reserved = format!("{sku}.4NA7Y494T4");
     json!({
         "product": {
@@ -238,27 +247,12 @@ fn product_document(
         },
         "serviceCode": "AmazonEC2",
         "terms": {
-            "OnDemand": {
-                on_demand.clone(): {
-                    "priceDimensions": {
-                        rate.clone(): {
-                            "unit": "Hrs",
-                            "endRange": "Inf",
-                            "description": format!(
-                                "${usd:.3} per On Demand {os} {instance_type} Instance Hour"
-                            ),
-                            "appliesTo": [],
-                            "rateCode": rate,
-                            "beginRange": "0",
-                            "pricePerUnit": {"USD": format!("{usd:.10}")}
-                        }
-                    },
-                    "sku": sku,
-                    "effectiveDate": "2026-11-01T00:00:00Z",
-                    "offerTermCode": "JRTCKXETXF",
-                    "termAttributes": {}
-                }
-            },
+            "OnDemand": on_demand(
+                sku,
+                "Hrs",
+                &format!("${usd:.3} per On Demand {os} {instance_type} Instance Hour"),
+                usd
+            ),
             "Reserved": {
                 reserved.clone(): {
                     "priceDimensions": {
