@@ -1324,17 +1324,6 @@ impl wiremock::Respond for Forward {
             return ResponseTemplate::new(status)
                 .set_body_raw(answer, "application/x-amz-json-1.1");
         }
-        let target = request
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok());
-        if target.is_some_and(|t| t.starts_with("AWSPriceListService."))
-            && let Some(url) = self.faults.lock().unwrap().pricing.clone()
-        {
-            let (status, answer) = post(url.trim_start_matches("http://"), request, &body);
-            return ResponseTemplate::new(status)
-                .set_body_raw(answer, "application/x-amz-json-1.1");
-        }
         if let Some(refused) = filter_limit(&body)
             .or_else(|| tag_key_refused(&body))
             .or_else(|| id_limit(&body))
