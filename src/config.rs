@@ -28,6 +28,7 @@ use secrecy::SecretString;
 
 pub use cost::{Budget, Prices};
 pub use launch::{Launch, MAX_OVERRIDES, Market};
+pub use results::{MAX_METRIC_NAME, MAX_METRICS, is_metric_name};
 pub use secret::SecretSource;
 pub use shared::{MIN_LEASE_TTL, Shared, StateUrl};
 

@@ -52,13 +52,11 @@ pub struct Reported {
     pub value: String,
 }
 
-/// The most metrics a watch may name: the config's cap (50 tags on an instance, less
-/// pushwake's own and 6 left to the user). A unit test holds the two together.
-pub const MAX_RESULTS: usize = 50 - tags::OWN_TAGS - 6;
+/// The most results one report carries: the most metrics a watch may name.
+pub const MAX_RESULTS: usize = crate::config::MAX_METRICS;
 
-/// The longest metric name: the config's (the tag key, `pushwake:result:` and the name,
-/// stays well inside EC2's 128 characters).
-const MAX_NAME: usize = 100;
+/// The longest metric name, as the config takes it.
+const MAX_NAME: usize = crate::config::MAX_METRIC_NAME;
 
 /// EC2's longest tag value.
 const MAX_VALUE: usize = 256;
@@ -110,7 +108,7 @@ pub fn parse(args: &[String]) -> Result<Vec<Reported>, Refusal> {
         if metric.is_empty() {
             return Err(Refusal::NotAPair(arg.clone()));
         }
-        if !is_metric(metric) {
+        if !crate::config::is_metric_name(metric) {
             return Err(Refusal::Name(arg.clone()));
         }
         if let Some(why) = bad_value(metric, value) {
@@ -128,18 +126,6 @@ pub fn parse(args: &[String]) -> Result<Vec<Reported>, Refusal> {
         });
     }
     Ok(out)
-}
-
-/// The config's rule for a metric name (`watch.results.metrics`): the characters a tag key
-/// shown in instance metadata may hold (EC2 takes any in a key; metadata tags refuse '/'
-/// and spaces), and at most [`MAX_NAME`] of them. The key begins `pushwake:`, so EC2's
-/// reserved `aws:` prefix cannot arise.
-fn is_metric(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c))
 }
 
 /// Why pushwake would not read `value` as the number written, if it would not.
@@ -374,7 +360,7 @@ mod tests {
         let long = ["m".repeat(MAX_NAME), "m".repeat(MAX_NAME + 1)];
         for name in names.iter().copied().chain(long.iter().map(String::as_str)) {
             assert_eq!(
-                is_metric(name),
+                crate::config::is_metric_name(name),
                 config_takes(&[name.to_owned()]),
                 "{name:?}"
             );

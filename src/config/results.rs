@@ -32,7 +32,22 @@ const DEFAULT_RESULTS_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Tags left for the user's own, of EC2's 50 per instance.
 const USER_TAGS: usize = 6;
 /// The most metrics whose result tags fit beside pushwake's own and the user's.
-const MAX_METRICS: usize = 50 - super::OWN_TAGS - USER_TAGS;
+pub const MAX_METRICS: usize = 50 - super::OWN_TAGS - USER_TAGS;
+
+/// The longest metric name: its tag key (`pushwake:result:` and the name) stays well inside
+/// EC2's 128 characters.
+pub const MAX_METRIC_NAME: usize = 100;
+
+/// Whether `name` can be a metric: it is part of a tag key that the job writes, often
+/// through instance metadata, whose tag keys take letters, digits and +-=.,_:@ only (no
+/// '/', no spaces). The key begins `pushwake:`, so EC2's reserved `aws:` cannot arise.
+pub fn is_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_METRIC_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c))
+}
 
 pub(super) fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, ConfigError> {
     let span = raw.span();
@@ -55,14 +70,7 @@ pub(super) fn results(cx: &Ctx, raw: Spanned<RawResults>) -> Result<Results, Con
     }
     for (i, m) in raw.metrics.iter().enumerate() {
         let key = format!("watch.results.metrics[{i}]");
-        // The metric is part of a tag key that the job writes, often through instance
-        // metadata, whose tag keys take letters, digits and +-=.,_:@ only (no '/', no
-        // spaces); EC2 limits a key to 128 characters.
-        let ok = !m.is_empty()
-            && m.len() <= 100
-            && m.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c));
-        if !ok {
+        if !is_metric_name(m) {
             return cx.invalid(
                 span.clone(),
                 &key,
