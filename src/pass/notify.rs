@@ -779,7 +779,7 @@ fn review_done(
             .iter()
             .all(|(n, c)| c.said == Some(said) || moved.contains(n))
         && checked.is_none_or(|c| review.checked == Some(c))
-        && run.spans.iter().all(|s| s.to.is_some())
+        && !run.counting()
 }
 
 /// Records a failure; returns whether it starts a failing streak, so that a watch that
